@@ -1,0 +1,1 @@
+//! Typed Admin API client. Placeholder: replaced by the Admin API issue.

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    amp_operator::ampctl::main()
+}

@@ -1,0 +1,109 @@
+//! `ampd`: one binary, one role per subcommand (the Helm chart picks the role).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::build_info::BuildInfo;
+use crate::telemetry::{self, LogFormat};
+use crate::{admin_api, metadata_db, operator, shutdown, worker};
+
+#[derive(Debug, Parser)]
+#[command(name = "ampd", about = "Amp daemon: worker agent, Admin API, operator and migrations", version = short_version(), long_version = long_version())]
+pub struct Cli {
+    /// Log format (auto: JSON unless stderr is a terminal).
+    #[arg(long, global = true, env = "AMP_LOG_FORMAT", value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker: lock the node id, register, heartbeat every second.
+    Worker(worker::WorkerArgs),
+    /// Apply the metadata DB migrations (idempotent).
+    Migrate(MigrateArgs),
+    /// Serve the read-only Admin API.
+    AdminApi(admin_api::AdminApiArgs),
+    /// Run the Kubernetes operator.
+    Operator(operator::OperatorArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crdgen,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Metadata DB URL.
+    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+fn short_version() -> String {
+    BuildInfo::current().version
+}
+
+fn long_version() -> String {
+    BuildInfo::current().long_version()
+}
+
+/// Parses arguments, runs the role, maps errors to exit codes (2: bad input, 1: failure).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    let shutdown = match shutdown::on_signals() {
+        Ok(token) => token,
+        Err(err) => return fail(1, format!("cannot install signal handlers: {err}")),
+    };
+    match command {
+        Command::Worker(args) => match worker::main(args, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(err.exit_code(), err.to_string()),
+        },
+        Command::Migrate(args) => match migrate(&args.database_url).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(if matches!(err, metadata_db::DbError::InvalidUrl { .. }) { 2 } else { 1 }, err.to_string()),
+        },
+        Command::AdminApi(args) => match admin_api::main(args, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(1, err.to_string()),
+        },
+        Command::Operator(args) => match operator::main(args, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(1, err.to_string()),
+        },
+        Command::Crdgen => match operator::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(1, err.to_string()),
+        },
+    }
+}
+
+async fn migrate(url: &str) -> Result<(), metadata_db::DbError> {
+    let pool = metadata_db::connect_pool(url, "ampd-migrate", 2).await?;
+    metadata_db::migrate(&pool).await?;
+    tracing::info!(database = %metadata_db::redact_url(url), "migrations applied");
+    Ok(())
+}
+
+/// Logs the error and prints it as one line on stderr (logs may be JSON; humans and
+/// tests read the plain line).
+fn fail(code: u8, message: String) -> ExitCode {
+    tracing::error!(error = %message, "exiting");
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}

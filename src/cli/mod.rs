@@ -1,0 +1,3 @@
+//! Command lines of the two binaries.
+
+pub mod ampd;

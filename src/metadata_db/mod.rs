@@ -1,0 +1,207 @@
+//! The metadata DB: the worker registry in PostgreSQL.
+//!
+//! Every query binds its parameters; every timestamp is the database's `now()`.
+
+mod redact;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor, Postgres};
+
+use crate::build_info::BuildInfo;
+use crate::node_id::NodeId;
+
+pub use redact::redact_url;
+pub use rows::{WorkerInfo, WorkerRow};
+
+/// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL {url}: {source}")]
+    InvalidUrl { url: String, source: sqlx::Error },
+    #[error("cannot connect to the metadata DB at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata DB query `{op}` failed: {source}")]
+    Query { op: &'static str, source: sqlx::Error },
+    #[error("metadata DB query `{op}` timed out after {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+}
+
+impl DbError {
+    fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+        move |source| DbError::Query { op, source }
+    }
+}
+
+/// Server-side TCP keepalives for our sessions: if a worker's host vanishes, PostgreSQL
+/// notices within ~25 s and drops the session, releasing its advisory lock so the
+/// replacement pod can take the node id.
+const SESSION_KEEPALIVES: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// Parses a database URL into connect options with our session settings applied.
+pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions, DbError> {
+    let options = PgConnectOptions::from_str(url).map_err(|source| DbError::InvalidUrl {
+        url: redact_url(url),
+        source: redact::scrub_error(source, url),
+    })?;
+    Ok(options
+        .application_name(application_name)
+        .options(SESSION_KEEPALIVES)
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// A pool for readers (Admin API, operator, migrate).
+pub async fn connect_pool(url: &str, application_name: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = connect_options(url, application_name)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { url: redact_url(url), source: redact::scrub_error(source, url) })
+}
+
+/// A pool that connects on first use, so a process can start while the DB is down.
+pub fn connect_pool_lazy(url: &str, application_name: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = connect_options(url, application_name)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options))
+}
+
+/// One dedicated connection (the worker's lock-holding session).
+pub async fn connect_one(options: &PgConnectOptions, url_for_errors: &str) -> Result<PgConnection, DbError> {
+    PgConnection::connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { url: redact_url(url_for_errors), source: redact::scrub_error(source, url_for_errors) })
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Column list shared by every worker query (a macro so queries stay `&'static str`).
+macro_rules! worker_columns {
+    () => {
+        "node_id, info, created_at, registered_at, heartbeat_at"
+    };
+}
+
+/// Registers (or re-registers) a worker: `created_at` is kept from the first
+/// registration; `registered_at` and `heartbeat_at` become now(); `info` is replaced.
+pub async fn register<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+    info: &BuildInfo,
+) -> Result<WorkerRow, DbError> {
+    let info = serde_json::to_value(info).expect("BuildInfo serializes to JSON");
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
+         VALUES ($1, $2, now(), now(), now())
+         ON CONFLICT (node_id) DO UPDATE
+           SET info = EXCLUDED.info, registered_at = now(), heartbeat_at = now()
+         RETURNING ",
+        worker_columns!()
+    ))
+    .bind(node_id.as_str())
+    .bind(sqlx::types::Json(info))
+    .fetch_one(db)
+    .await
+    .map_err(DbError::query("register"))
+}
+
+/// Sets `heartbeat_at = now()`. Returns false when the row no longer exists (deleted by
+/// an administrator), so the caller can re-register.
+pub async fn heartbeat<'e>(db: impl Executor<'e, Database = Postgres>, node_id: &NodeId) -> Result<bool, DbError> {
+    let done = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE node_id = $1")
+        .bind(node_id.as_str())
+        .execute(db)
+        .await
+        .map_err(DbError::query("heartbeat"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// All workers, sorted by node id.
+pub async fn list_workers<'e>(db: impl Executor<'e, Database = Postgres>) -> Result<Vec<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!("SELECT ", worker_columns!(), " FROM workers ORDER BY node_id"))
+        .fetch_all(db)
+        .await
+        .map_err(DbError::query("list workers"))
+}
+
+/// One worker, or None when the id is not registered.
+pub async fn get_worker<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+) -> Result<Option<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!("SELECT ", worker_columns!(), " FROM workers WHERE node_id = $1"))
+        .bind(node_id.as_str())
+        .fetch_optional(db)
+        .await
+        .map_err(DbError::query("get worker"))
+}
+
+/// The whole fleet plus the database clock at the time of reading: what the operator and
+/// the stale gauges judge ages against, so no other clock matters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSnapshot {
+    pub db_now: DateTime<Utc>,
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One round trip: rows plus `now()` from the same statement.
+pub async fn fleet_snapshot(pool: &PgPool) -> Result<FleetSnapshot, DbError> {
+    let mut tx = pool.begin().await.map_err(DbError::query("begin snapshot"))?;
+    let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("read database clock"))?;
+    let workers = list_workers(&mut *tx).await?;
+    tx.commit().await.map_err(DbError::query("commit snapshot"))?;
+    Ok(FleetSnapshot { db_now, workers })
+}
+
+/// `pg_try_advisory_lock` on this session: true when the lock is now ours.
+pub async fn try_advisory_lock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(node_id.advisory_lock_key())
+        .fetch_one(conn)
+        .await
+        .map_err(DbError::query("pg_try_advisory_lock"))
+}
+
+/// Releases the lock taken by [`try_advisory_lock`] on this session.
+pub async fn advisory_unlock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
+    sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+        .bind(node_id.advisory_lock_key())
+        .fetch_one(conn)
+        .await
+        .map_err(DbError::query("pg_advisory_unlock"))
+}
+
+/// Whether some session currently holds the advisory lock for `node_id`.
+pub async fn advisory_lock_held<'e>(db: impl Executor<'e, Database = Postgres>, node_id: &NodeId) -> Result<bool, DbError> {
+    let key = node_id.advisory_lock_key();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND ((classid::bigint << 32) | objid::bigint) = $1)",
+    )
+    .bind(key)
+    .fetch_one(db)
+    .await
+    .map_err(DbError::query("inspect pg_locks"))
+}

@@ -1,0 +1,128 @@
+//! Worker node ids: validated once at the edge, carried as a type afterwards.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted node id. The seeds' pattern has no bound; an unbounded id would let
+/// one bad flag write megabytes into the registry and every status object.
+pub const MAX_LEN: usize = 128;
+
+/// The pattern from the worker documentation.
+pub const PATTERN: &str = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$";
+
+static NODE_ID_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(PATTERN).expect("node id pattern is a valid regex"));
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidNodeId {
+    #[error("invalid node id: must not be empty")]
+    Empty,
+    #[error("invalid node id: {len} characters, at most {MAX_LEN} allowed")]
+    TooLong { len: usize },
+    #[error(
+        "invalid node id {id:?}: must match {PATTERN} (start with a letter; then letters, digits, '_', '-', '.')"
+    )]
+    Pattern { id: String },
+}
+
+/// A node id that matches [`PATTERN`] and is at most [`MAX_LEN`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidNodeId> {
+        if raw.is_empty() {
+            return Err(InvalidNodeId::Empty);
+        }
+        let len = raw.chars().count();
+        if len > MAX_LEN {
+            return Err(InvalidNodeId::TooLong { len });
+        }
+        if !NODE_ID_RE.is_match(raw) {
+            return Err(InvalidNodeId::Pattern { id: raw.to_owned() });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The PostgreSQL advisory-lock key for this id: the first 8 bytes of
+    /// SHA-256("amp-worker-node:" + id). Computed here rather than with a server
+    /// function so the key is identical across PostgreSQL versions and visible in logs.
+    pub fn advisory_lock_key(&self) -> i64 {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"amp-worker-node:")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = InvalidNodeId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_documented_shapes() {
+        for ok in ["worker-01", "a", "Worker_1.eu-west", "w.1-2_3", "ampd-worker-0"] {
+            assert_eq!(NodeId::parse(ok).unwrap().as_str(), ok);
+        }
+        assert!(NodeId::parse(&"a".repeat(MAX_LEN)).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_ids_with_clear_errors() {
+        assert_eq!(NodeId::parse(""), Err(InvalidNodeId::Empty));
+        assert_eq!(
+            NodeId::parse(&"a".repeat(10_000)),
+            Err(InvalidNodeId::TooLong { len: 10_000 })
+        );
+        for bad in ["1worker", "-w", "_w", ".w", "wor ker", "a/b", "wörker", "ünicode", "w\n", "w;drop"] {
+            let err = NodeId::parse(bad).unwrap_err();
+            assert!(matches!(err, InvalidNodeId::Pattern { .. }), "{bad:?}: {err}");
+            assert!(err.to_string().contains("must match"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lock_key_is_stable_and_distinct() {
+        let a = NodeId::parse("worker-01").unwrap();
+        let b = NodeId::parse("worker-02").unwrap();
+        assert_eq!(a.advisory_lock_key(), NodeId::parse("worker-01").unwrap().advisory_lock_key());
+        assert_ne!(a.advisory_lock_key(), b.advisory_lock_key());
+        // Pinned so an accidental change of the derivation (which would let an old and a
+        // new worker hold "the same" id at once during an upgrade) fails this test.
+        assert_eq!(a.advisory_lock_key(), LOCK_KEY_WORKER_01);
+    }
+
+    const LOCK_KEY_WORKER_01: i64 = 0;
+}

@@ -1,0 +1,229 @@
+//! A throwaway PostgreSQL server: initdb into a temp dir, start on a free loopback port,
+//! stop and delete on drop. Finds the binaries via `AMP_PG_BIN`, `pg_config --bindir`,
+//! `/usr/lib/postgresql/*/bin` (newest) or PATH. When running as root (CI containers),
+//! the server runs as the `postgres` system user, since PostgreSQL refuses root.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgHarnessError {
+    #[error(
+        "PostgreSQL server binaries not found (looked at $AMP_PG_BIN, pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); install them with `apt-get install -y postgresql`"
+    )]
+    BinariesNotFound,
+    #[error("running as root but there is no `postgres` system user to run the server as")]
+    NoServiceUser,
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{command} failed ({status}): {stderr}")]
+    CommandFailed { command: String, status: String, stderr: String },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgHarnessError {
+    let what = what.into();
+    move |source| PgHarnessError::Io { what, source }
+}
+
+/// Extra `postgres -c name=value` settings, e.g. `max_connections`.
+#[derive(Debug, Clone, Default)]
+pub struct PgSettings(pub Vec<(String, String)>);
+
+impl PgSettings {
+    pub fn set(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.push((name.to_owned(), value.to_string()));
+        self
+    }
+}
+
+pub struct TempPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    run_as: Option<(u32, u32)>,
+    settings: PgSettings,
+    running: bool,
+}
+
+impl TempPostgres {
+    /// initdb + start with test-friendly settings (fsync off).
+    pub fn start() -> Result<Self, PgHarnessError> {
+        Self::start_with(PgSettings::default().set("fsync", "off").set("max_connections", 200))
+    }
+
+    pub fn start_with(settings: PgSettings) -> Result<Self, PgHarnessError> {
+        let bin = find_bin_dir().ok_or(PgHarnessError::BinariesNotFound)?;
+        let run_as = service_user()?;
+        let dir = tempfile::Builder::new().prefix("amp-pg-").tempdir().map_err(io("create temp dir"))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(io("chown temp dir"))?;
+        }
+        let mut pg = Self { dir, bin, port: free_port()?, run_as, settings, running: false };
+        pg.initdb()?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of the default database, as the superuser `amp` (trust auth on loopback).
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    pub fn url_for(&self, database: &str) -> String {
+        format!("postgres://amp@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Creates a database and returns its URL (isolates tests sharing one server).
+    pub fn create_database(&self, name: &str) -> Result<String, PgHarnessError> {
+        self.run(Command::new(self.bin.join("psql")).args([
+            "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "amp", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+            "-c", &format!("CREATE DATABASE \"{name}\""),
+        ]))?;
+        Ok(self.url_for(name))
+    }
+
+    /// Fast shutdown (clients are disconnected, as in a real DB restart or failover).
+    pub fn stop(&mut self) -> Result<(), PgHarnessError> {
+        if self.running {
+            self.pg_ctl(&["stop", "-m", "fast", "-w"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub fn restart_after_stop(&mut self) -> Result<(), PgHarnessError> {
+        self.start_server()
+    }
+
+    fn initdb(&self) -> Result<(), PgHarnessError> {
+        self.run(Command::new(self.bin.join("initdb")).args([
+            "-D", &self.data_dir().to_string_lossy(), "-U", "amp", "-A", "trust", "-E", "UTF8", "--no-sync",
+            "--locale=C",
+        ]))
+        .map(drop)
+    }
+
+    fn start_server(&mut self) -> Result<(), PgHarnessError> {
+        let mut opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.path().display());
+        for (name, value) in &self.settings.0 {
+            opts.push_str(&format!(" -c {name}={value}"));
+        }
+        let log = self.dir.path().join("server.log");
+        self.pg_ctl(&["start", "-w", "-t", "30", "-l", &log.to_string_lossy(), "-o", &opts])?;
+        self.running = true;
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<Output, PgHarnessError> {
+        self.run(Command::new(self.bin.join("pg_ctl")).arg("-D").arg(self.data_dir()).args(args))
+    }
+
+    fn run(&self, cmd: &mut Command) -> Result<Output, PgHarnessError> {
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.current_dir(self.dir.path());
+        let rendered = format!("{cmd:?}");
+        let out = cmd.output().map_err(io(format!("run {rendered}")))?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            Err(PgHarnessError::CommandFailed {
+                command: rendered,
+                status: out.status.to_string(),
+                stderr: format!("{}{}", String::from_utf8_lossy(&out.stderr), log),
+            })
+        }
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+        }
+    }
+}
+
+fn free_port() -> Result<u16, PgHarnessError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
+    let port = listener.local_addr().map_err(io("read bound port"))?.port();
+    Ok(port)
+}
+
+/// The directory holding initdb, pg_ctl and postgres.
+pub fn find_bin_dir() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("AMP_PG_BIN").map(PathBuf::from) {
+        return has_server(&dir).then_some(dir);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_server(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, dir)| has_server(dir))
+        .collect();
+    versions.sort();
+    if let Some((_, dir)) = versions.pop() {
+        return Some(dir);
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|dir| has_server(dir))
+}
+
+/// (uid, gid) of the `postgres` user when we are root; None otherwise.
+fn service_user() -> Result<Option<(u32, u32)>, PgHarnessError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(io("read /etc/passwd"))?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"postgres") && f.len() > 3)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .map(Some)
+        .ok_or(PgHarnessError::NoServiceUser)
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,298 @@
+//! The worker agent (`ampd worker`): lock the node id, register, heartbeat every second.
+//!
+//! One dedicated PostgreSQL session carries the advisory lock and the heartbeats, so
+//! losing the session loses both together, and a worker can never heartbeat without
+//! holding its lock. There is exactly one loop; reconnecting restarts it from the top.
+
+mod backoff;
+mod probes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::build_info::BuildInfo;
+use crate::metadata_db::{self, DbError};
+use crate::node_id::{InvalidNodeId, NodeId};
+
+pub use backoff::Backoff;
+pub use probes::WorkerProbes;
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// This worker's node id (letters, digits, '_', '-', '.'; starts with a letter).
+    #[arg(long, env = "AMP_NODE_ID")]
+    pub node_id: String,
+    /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
+    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Heartbeat period.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long to keep retrying when another session holds this node id's lock
+    /// (a replaced pod's session can linger until PostgreSQL's keepalives drop it).
+    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lock_wait: Duration,
+    /// Upper bound of the reconnect backoff.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+    /// Address for /healthz, /readyz and /metrics; none when omitted.
+    #[arg(long, env = "AMP_WORKER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    InvalidNodeId(#[from] InvalidNodeId),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(
+        "failed to acquire advisory lock for node id {node_id:?} (key {key}): another worker holds it; gave up after {waited:?}"
+    )]
+    LockHeld { node_id: String, key: i64, waited: Duration },
+    #[error("cannot serve probes on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+impl WorkerError {
+    /// Exit code: 2 for bad input, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WorkerError::InvalidNodeId(_) | WorkerError::Db(DbError::InvalidUrl { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Validated worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub node_id: NodeId,
+    pub connect: PgConnectOptions,
+    pub database_url: String,
+    pub heartbeat_interval: Duration,
+    pub lock_wait: Duration,
+    pub max_backoff: Duration,
+    pub info: BuildInfo,
+}
+
+impl WorkerConfig {
+    /// Validates everything before any connection is attempted.
+    pub fn from_args(args: &WorkerArgs, info: BuildInfo) -> Result<Self, WorkerError> {
+        let node_id = NodeId::parse(&args.node_id)?;
+        let connect = metadata_db::connect_options(&args.database_url, &format!("ampd-worker/{node_id}"))?
+            // A lost heartbeat is harmless (the next one follows in a second), so
+            // heartbeats do not wait for the WAL flush.
+            .options([("synchronous_commit", "off")]);
+        Ok(Self {
+            node_id,
+            connect,
+            database_url: args.database_url.clone(),
+            heartbeat_interval: args.heartbeat_interval,
+            lock_wait: args.lock_wait,
+            max_backoff: args.max_backoff,
+            info,
+        })
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled (Ok) or the lock is lost to another
+/// worker (Err). DB outages are waited out with capped backoff.
+pub async fn run(config: WorkerConfig, probes: Arc<WorkerProbes>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let node = config.node_id.as_str();
+    let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
+    loop {
+        probes.set_ready(false);
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let mut conn = match cancellable(&shutdown, metadata_db::connect_one(&config.connect, &config.database_url)).await {
+            None => return Ok(()),
+            Some(Ok(conn)) => conn,
+            Some(Err(err)) => {
+                let delay = backoff.next_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "metadata DB unreachable");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        match acquire_lock(&mut conn, &config, &shutdown).await {
+            Ok(LockOutcome::Acquired) => {}
+            Ok(LockOutcome::Cancelled) => return Ok(()),
+            Ok(LockOutcome::HeldElsewhere(waited)) => {
+                return Err(WorkerError::LockHeld {
+                    node_id: node.to_owned(),
+                    key: config.node_id.advisory_lock_key(),
+                    waited,
+                });
+            }
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "taking the advisory lock failed");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        match metadata_db::register(&mut conn, &config.node_id, &config.info).await {
+            Ok(row) => info!(
+                node_id = node,
+                version = %config.info.version,
+                created_at = %row.created_at,
+                registered_at = %row.registered_at,
+                "registered"
+            ),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "registration failed");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        backoff.reset();
+        probes.set_ready(true);
+        match heartbeat_loop(&mut conn, &config, &probes, &shutdown).await {
+            SessionEnd::Shutdown => {
+                probes.set_ready(false);
+                release(conn, &config.node_id).await;
+                return Ok(());
+            }
+            SessionEnd::Lost(err) => {
+                warn!(node_id = node, error = %err, "lost the metadata DB session; reconnecting");
+                // Dropping the connection is enough: the server releases session locks.
+            }
+        }
+    }
+}
+
+enum LockOutcome {
+    Acquired,
+    HeldElsewhere(Duration),
+    Cancelled,
+}
+
+/// Takes the lock BEFORE any write, retrying for `lock_wait` while another session has it.
+async fn acquire_lock(
+    conn: &mut PgConnection,
+    config: &WorkerConfig,
+    shutdown: &CancellationToken,
+) -> Result<LockOutcome, DbError> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        if metadata_db::try_advisory_lock(conn, &config.node_id).await? {
+            return Ok(LockOutcome::Acquired);
+        }
+        let waited = started.elapsed();
+        if waited >= config.lock_wait {
+            return Ok(LockOutcome::HeldElsewhere(waited));
+        }
+        if !warned {
+            warn!(
+                node_id = config.node_id.as_str(),
+                lock_wait = ?config.lock_wait,
+                "node id is locked by another session; retrying until the lock wait runs out"
+            );
+            warned = true;
+        }
+        let pause = Duration::from_secs(1).min(config.lock_wait - waited);
+        if sleep_or_cancel(shutdown, pause).await {
+            return Ok(LockOutcome::Cancelled);
+        }
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(DbError),
+}
+
+async fn heartbeat_loop(
+    conn: &mut PgConnection,
+    config: &WorkerConfig,
+    probes: &WorkerProbes,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
+    // A heartbeat that takes this long means the session is unusable (half-open TCP).
+    let deadline = (config.heartbeat_interval * 5).max(Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // registration just set heartbeat_at
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(deadline, metadata_db::heartbeat(&mut *conn, &config.node_id)).await;
+        match outcome {
+            Ok(Ok(true)) => probes.observe_heartbeat(started.elapsed()),
+            Ok(Ok(false)) => {
+                // Someone deleted our row; we still hold the lock, so re-register.
+                warn!(node_id = config.node_id.as_str(), "worker row vanished; re-registering");
+                if let Err(err) = metadata_db::register(&mut *conn, &config.node_id, &config.info).await {
+                    return SessionEnd::Lost(err);
+                }
+            }
+            Ok(Err(err)) => return SessionEnd::Lost(err),
+            Err(_) => return SessionEnd::Lost(DbError::Timeout { op: "heartbeat", after: deadline }),
+        }
+    }
+}
+
+async fn release(mut conn: PgConnection, node_id: &NodeId) {
+    match metadata_db::advisory_unlock(&mut conn, node_id).await {
+        Ok(_) => info!(node_id = node_id.as_str(), "released advisory lock"),
+        Err(err) => warn!(node_id = node_id.as_str(), error = %err, "unlock failed; closing the session releases it"),
+    }
+    let _ = conn.close().await;
+}
+
+async fn cancellable<F: std::future::Future>(shutdown: &CancellationToken, fut: F) -> Option<F::Output> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        out = fut => Some(out),
+    }
+}
+
+/// Sleeps; true when shutdown interrupted the sleep.
+async fn sleep_or_cancel(shutdown: &CancellationToken, delay: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// `ampd worker`: validate, serve probes, run until a signal.
+pub async fn main(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let config = WorkerConfig::from_args(&args, BuildInfo::current())?;
+    let probes = Arc::new(WorkerProbes::new());
+    if let Some(addr) = args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| WorkerError::Listen { addr, source })?;
+        let app = probes::router(probes.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        });
+    }
+    info!(
+        node_id = config.node_id.as_str(),
+        database = %metadata_db::redact_url(&config.database_url),
+        version = %config.info.version,
+        "starting worker"
+    );
+    run(config, probes, shutdown).await
+}

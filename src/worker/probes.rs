@@ -1,0 +1,86 @@
+//! The worker's /healthz, /readyz and /metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct WorkerProbes {
+    ready: AtomicBool,
+    registry: Registry,
+    heartbeats: Counter,
+    heartbeat_seconds: Histogram,
+    session_up: Gauge,
+}
+
+impl Default for WorkerProbes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerProbes {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("amp_worker");
+        let heartbeats = Counter::default();
+        let heartbeat_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let session_up = Gauge::default();
+        registry.register("heartbeats", "Heartbeats written", heartbeats.clone());
+        registry.register("heartbeat_duration_seconds", "Heartbeat round trip", heartbeat_seconds.clone());
+        registry.register("session_up", "1 while the lock-holding DB session is registered", session_up.clone());
+        Self { ready: AtomicBool::new(false), registry, heartbeats, heartbeat_seconds, session_up }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+        self.session_up.set(i64::from(ready));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn observe_heartbeat(&self, took: Duration) {
+        self.heartbeats.inc();
+        self.heartbeat_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+pub fn router(probes: Arc<WorkerProbes>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(p): State<Arc<WorkerProbes>>| async move {
+                if p.is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not registered: no DB session holding the node lock")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(p): State<Arc<WorkerProbes>>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], p.render_metrics())
+                    .into_response()
+            }),
+        )
+        .with_state(probes)
+}
