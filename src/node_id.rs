@@ -124,5 +124,5 @@ mod tests {
         assert_eq!(a.advisory_lock_key(), LOCK_KEY_WORKER_01);
     }
 
-    const LOCK_KEY_WORKER_01: i64 = 0;
+    const LOCK_KEY_WORKER_01: i64 = 7_723_169_916_119_340_787;
 }

@@ -1,0 +1,115 @@
+//! Shared helpers for integration tests: real PostgreSQL, real `ampd` processes.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use amp_operator::metadata_db;
+use amp_operator::testing::postgres::TempPostgres;
+use sqlx::PgPool;
+
+pub const AMPD: &str = env!("CARGO_BIN_EXE_ampd");
+
+/// A fresh server with the schema applied.
+pub async fn migrated_db() -> (TempPostgres, PgPool) {
+    let pg = TempPostgres::start().expect("start throwaway PostgreSQL");
+    let pool = metadata_db::connect_pool(&pg.url(), "tests", 5).await.expect("connect");
+    metadata_db::migrate(&pool).await.expect("migrate");
+    (pg, pool)
+}
+
+/// A child process that is SIGTERMed (then killed) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self { child, name: name.to_owned() }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `timeout` for exit; returns status and (stdout, stderr).
+    pub fn wait_for_exit(mut self, timeout: Duration) -> (ExitStatus, String, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let out = read_all(self.child.stdout.take());
+                let err = read_all(self.child.stderr.take());
+                return (status, out, err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = read_all(self.child.stderr.take());
+                panic!("{} did not exit within {timeout:?}; stderr:\n{err}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(self) -> (ExitStatus, String, String) {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit(Duration::from_secs(10))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_all(pipe: Option<impl std::io::Read>) -> String {
+    let mut s = String::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_string(&mut s);
+    }
+    s
+}
+
+/// `ampd worker` for `node_id` with a fixed reported version.
+pub fn worker(url: &str, node_id: &str, version: &str) -> Command {
+    let mut cmd = Command::new(AMPD);
+    cmd.args(["--log-format", "text", "worker", &format!("--node-id={node_id}"), "--database-url", url])
+        .env("AMPD_VERSION", version)
+        .env("AMPD_COMMIT_SHA", format!("sha-{version}"))
+        .env("AMPD_COMMIT_TIMESTAMP", "2025-10-30T10:00:00Z")
+        .env("AMPD_BUILD_DATE", "2025-10-30")
+        .env_remove("AMP_NODE_ID")
+        .env_remove("AMP_DATABASE_URL");
+    cmd
+}
+
+pub fn spawn_worker(url: &str, node_id: &str, version: &str) -> Proc {
+    Proc::spawn(&format!("worker {node_id}"), &mut worker(url, node_id, version))
+}
+
+/// Polls until the worker row exists and returns it.
+pub async fn wait_registered(pool: &PgPool, node_id: &str, timeout: Duration) -> metadata_db::WorkerRow {
+    let id = amp_operator::node_id::NodeId::parse(node_id).expect("valid id");
+    amp_operator::testing::postgres::eventually(timeout, || async {
+        metadata_db::get_worker(pool, &id).await.ok().flatten()
+    })
+    .await
+    .unwrap_or_else(|| panic!("{node_id} did not register within {timeout:?}"))
+}
