@@ -162,3 +162,50 @@ async fn migrate_is_idempotent_and_version_prints_build_info() {
     assert!(stderr.contains("cannot connect to the metadata DB at postgres://amp:***@127.0.0.1:1/amp"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "password leaked: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
+    let (pg, pool) = migrated_db().await;
+    let racers: Vec<Proc> = (0..20)
+        .map(|i| {
+            Proc::spawn(
+                &format!("racer {i}"),
+                worker(&pg.url(), "worker-race", &format!("v{i}")).args(["--lock-wait", "0s"]),
+            )
+        })
+        .collect();
+    wait_registered(&pool, "worker-race", Duration::from_secs(20)).await;
+    // Losers exit promptly with the lock error; wait until all but one have, then make
+    // sure the last one stays.
+    let mut racers = racers;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while racers.iter_mut().map(|r| r.is_running()).filter(|&up| up).count() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut running, mut refused) = (Vec::new(), 0);
+    for mut racer in racers {
+        if racer.is_running() {
+            running.push(racer);
+        } else {
+            let (status, _, stderr) = racer.wait_for_exit(Duration::from_secs(1));
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("failed to acquire advisory lock"), "{stderr}");
+            refused += 1;
+        }
+    }
+    assert_eq!((running.len(), refused), (1, 19), "exactly one holds the id");
+    let holders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'ampd-worker/worker-race'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(holders, 1);
+    // The row carries the winner's version and is still heartbeating.
+    let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-race").unwrap()).await.unwrap().unwrap();
+    let h0 = row.heartbeat_at;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(heartbeat_at(&pool, "worker-race").await > h0);
+}

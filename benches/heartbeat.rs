@@ -1,0 +1,126 @@
+//! Heartbeat load: N simulated workers, each on its own lock-holding session (as the real
+//! agent), heartbeating at 1 Hz against one throwaway PostgreSQL. Prints latency
+//! percentiles and the database's CPU use.
+//!
+//!   cargo bench --bench heartbeat                         # 1,000 workers, 20 s
+//!   AMP_BENCH_WORKERS=2000 AMP_BENCH_SECONDS=30 cargo bench --bench heartbeat
+//!   AMP_BENCH_SYNC_COMMIT=on cargo bench --bench heartbeat  # compare with durable heartbeats
+
+use std::time::{Duration, Instant};
+
+use amp_operator::build_info::BuildInfo;
+use amp_operator::metadata_db;
+use amp_operator::node_id::NodeId;
+use amp_operator::testing::postgres::{PgSettings, TempPostgres};
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// utime + stime, in clock ticks, of the postmaster and all its children.
+fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
+    let pid: u32 = std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse().ok())
+        .expect("postmaster.pid");
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the ")" that ends the command name: state ppid ... utime(14) stime(15).
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let this: u32 = entry.file_name().to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ppid: u32 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if this == pid || ppid == pid {
+            total += f.get(11).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            total += f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+#[tokio::main]
+async fn main() {
+    let workers: usize = env_or("AMP_BENCH_WORKERS", 1000);
+    let seconds: u64 = env_or("AMP_BENCH_SECONDS", 20);
+    let sync_commit: String = env_or("AMP_BENCH_SYNC_COMMIT", "off".to_string());
+
+    // Durable settings (fsync on) as in production; only the connection limit is raised.
+    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", workers + 50)).expect("postgres");
+    let pool = metadata_db::connect_pool(&pg.url(), "bench", 4).await.expect("pool");
+    metadata_db::migrate(&pool).await.expect("migrate");
+    let info = BuildInfo::current();
+
+    println!("heartbeat bench: {workers} workers, {seconds} s at 1 Hz, synchronous_commit={sync_commit}");
+    let options = metadata_db::connect_options(&pg.url(), "bench-worker")
+        .unwrap()
+        .options([("synchronous_commit", sync_commit.as_str())]);
+
+    let setup = Instant::now();
+    let mut conns = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let id = NodeId::parse(&format!("bench-worker-{i:05}")).unwrap();
+        let mut conn = metadata_db::connect_one(&options, &pg.url()).await.expect("connect");
+        assert!(metadata_db::try_advisory_lock(&mut conn, &id).await.unwrap());
+        metadata_db::register(&mut conn, &id, &info).await.unwrap();
+        conns.push((id, conn));
+    }
+    println!("setup: {workers} sessions locked and registered in {:.1?}", setup.elapsed());
+
+    let cpu_before = postgres_cpu_ticks(&pg.data_dir());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::with_capacity(workers);
+    for (i, (id, mut conn)) in conns.into_iter().enumerate() {
+        // Spread the workers' phases over the second, as real workers start at random times.
+        let offset = Duration::from_micros((i as u64 * 1_000_000) / workers as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(seconds as usize + 1);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let t = Instant::now();
+                assert!(metadata_db::heartbeat(&mut conn, &id).await.expect("heartbeat"));
+                latencies.push(t.elapsed());
+            }
+            (latencies, conn)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut conns = Vec::new();
+    for t in tasks {
+        let (lat, conn) = t.await.unwrap();
+        all.extend(lat);
+        conns.push(conn);
+    }
+    let wall = started.elapsed();
+    let cpu_ticks = postgres_cpu_ticks(&pg.data_dir()) - cpu_before;
+    drop(conns);
+
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let db_cpu = cpu_ticks as f64 / ticks_per_sec;
+    all.sort();
+    println!("heartbeats: {} in {:.1?} ({:.0}/s)", all.len(), wall, all.len() as f64 / wall.as_secs_f64());
+    println!(
+        "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&all, 0.50).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        all.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "db cpu: {db_cpu:.1} s over {:.1} s = {:.0}% of one core ({} cores on this machine)",
+        wall.as_secs_f64(),
+        100.0 * db_cpu / wall.as_secs_f64(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+}
