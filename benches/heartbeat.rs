@@ -14,7 +14,10 @@ use amp_operator::node_id::NodeId;
 use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// utime + stime, in clock ticks, of the postmaster and all its children.
@@ -25,11 +28,19 @@ fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
         .expect("postmaster.pid");
     let mut total = 0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the ")" that ends the command name: state ppid ... utime(14) stime(15).
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let this: u32 = entry.file_name().to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let this: u32 = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let ppid: u32 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         if this == pid || ppid == pid {
             total += f.get(11).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
@@ -51,12 +62,17 @@ async fn main() {
     let sync_commit: String = env_or("AMP_BENCH_SYNC_COMMIT", "off".to_string());
 
     // Durable settings (fsync on) as in production; only the connection limit is raised.
-    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", workers + 50)).expect("postgres");
-    let pool = metadata_db::connect_pool(&pg.url(), "bench", 4).await.expect("pool");
+    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", workers + 50))
+        .expect("postgres");
+    let pool = metadata_db::connect_pool(&pg.url(), "bench", 4)
+        .await
+        .expect("pool");
     metadata_db::migrate(&pool).await.expect("migrate");
     let info = BuildInfo::current();
 
-    println!("heartbeat bench: {workers} workers, {seconds} s at 1 Hz, synchronous_commit={sync_commit}");
+    println!(
+        "heartbeat bench: {workers} workers, {seconds} s at 1 Hz, synchronous_commit={sync_commit}"
+    );
     let options = metadata_db::connect_options(&pg.url(), "bench-worker")
         .unwrap()
         .options([("synchronous_commit", sync_commit.as_str())]);
@@ -65,12 +81,21 @@ async fn main() {
     let mut conns = Vec::with_capacity(workers);
     for i in 0..workers {
         let id = NodeId::parse(&format!("bench-worker-{i:05}")).unwrap();
-        let mut conn = metadata_db::connect_one(&options, &pg.url()).await.expect("connect");
-        assert!(metadata_db::try_advisory_lock(&mut conn, &id).await.unwrap());
+        let mut conn = metadata_db::connect_one(&options, &pg.url())
+            .await
+            .expect("connect");
+        assert!(
+            metadata_db::try_advisory_lock(&mut conn, &id)
+                .await
+                .unwrap()
+        );
         metadata_db::register(&mut conn, &id, &info).await.unwrap();
         conns.push((id, conn));
     }
-    println!("setup: {workers} sessions locked and registered in {:.1?}", setup.elapsed());
+    println!(
+        "setup: {workers} sessions locked and registered in {:.1?}",
+        setup.elapsed()
+    );
 
     let cpu_before = postgres_cpu_ticks(&pg.data_dir());
     let started = Instant::now();
@@ -81,7 +106,10 @@ async fn main() {
         let offset = Duration::from_micros((i as u64 * 1_000_000) / workers as u64);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(seconds as usize + 1);
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_secs(1));
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + offset,
+                Duration::from_secs(1),
+            );
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
@@ -89,7 +117,11 @@ async fn main() {
                     break;
                 }
                 let t = Instant::now();
-                assert!(metadata_db::heartbeat(&mut conn, &id).await.expect("heartbeat"));
+                assert!(
+                    metadata_db::heartbeat(&mut conn, &id)
+                        .await
+                        .expect("heartbeat")
+                );
                 latencies.push(t.elapsed());
             }
             (latencies, conn)
@@ -110,7 +142,12 @@ async fn main() {
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let db_cpu = cpu_ticks as f64 / ticks_per_sec;
     all.sort();
-    println!("heartbeats: {} in {:.1?} ({:.0}/s)", all.len(), wall, all.len() as f64 / wall.as_secs_f64());
+    println!(
+        "heartbeats: {} in {:.1?} ({:.0}/s)",
+        all.len(),
+        wall,
+        all.len() as f64 / wall.as_secs_f64()
+    );
     println!(
         "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&all, 0.50).as_secs_f64() * 1e3,
@@ -121,6 +158,8 @@ async fn main() {
         "db cpu: {db_cpu:.1} s over {:.1} s = {:.0}% of one core ({} cores on this machine)",
         wall.as_secs_f64(),
         100.0 * db_cpu / wall.as_secs_f64(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
 }

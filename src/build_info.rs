@@ -71,8 +71,12 @@ mod tests {
 
     #[test]
     fn env_overrides_replace_only_what_is_set() {
-        let env: HashMap<&str, &str> =
-            [("AMPD_VERSION", "v0.0.22-15-g8b065bde"), ("AMPD_BUILD_DATE", " "), ("AMPD_COMMIT_SHA", "8b065bde")].into();
+        let env: HashMap<&str, &str> = [
+            ("AMPD_VERSION", "v0.0.22-15-g8b065bde"),
+            ("AMPD_BUILD_DATE", " "),
+            ("AMPD_COMMIT_SHA", "8b065bde"),
+        ]
+        .into();
         let base = BuildInfo {
             version: "v0".into(),
             commit_sha: "aaa".into(),
@@ -102,6 +106,9 @@ mod tests {
     #[test]
     fn compiled_build_date_is_a_date_not_a_datetime() {
         let date = BuildInfo::compiled().build_date;
-        assert!(date == UNKNOWN || chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok(), "{date}");
+        assert!(
+            date == UNKNOWN || chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok(),
+            "{date}"
+        );
     }
 }

@@ -93,7 +93,13 @@ mod tests {
 
     #[test]
     fn accepts_documented_shapes() {
-        for ok in ["worker-01", "a", "Worker_1.eu-west", "w.1-2_3", "ampd-worker-0"] {
+        for ok in [
+            "worker-01",
+            "a",
+            "Worker_1.eu-west",
+            "w.1-2_3",
+            "ampd-worker-0",
+        ] {
             assert_eq!(NodeId::parse(ok).unwrap().as_str(), ok);
         }
         assert!(NodeId::parse(&"a".repeat(MAX_LEN)).is_ok());
@@ -106,9 +112,14 @@ mod tests {
             NodeId::parse(&"a".repeat(10_000)),
             Err(InvalidNodeId::TooLong { len: 10_000 })
         );
-        for bad in ["1worker", "-w", "_w", ".w", "wor ker", "a/b", "wörker", "ünicode", "w\n", "w;drop"] {
+        for bad in [
+            "1worker", "-w", "_w", ".w", "wor ker", "a/b", "wörker", "ünicode", "w\n", "w;drop",
+        ] {
             let err = NodeId::parse(bad).unwrap_err();
-            assert!(matches!(err, InvalidNodeId::Pattern { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, InvalidNodeId::Pattern { .. }),
+                "{bad:?}: {err}"
+            );
             assert!(err.to_string().contains("must match"), "{err}");
         }
     }
@@ -117,7 +128,10 @@ mod tests {
     fn lock_key_is_stable_and_distinct() {
         let a = NodeId::parse("worker-01").unwrap();
         let b = NodeId::parse("worker-02").unwrap();
-        assert_eq!(a.advisory_lock_key(), NodeId::parse("worker-01").unwrap().advisory_lock_key());
+        assert_eq!(
+            a.advisory_lock_key(),
+            NodeId::parse("worker-01").unwrap().advisory_lock_key()
+        );
         assert_ne!(a.advisory_lock_key(), b.advisory_lock_key());
         // Pinned so an accidental change of the derivation (which would let an old and a
         // new worker hold "the same" id at once during an upgrade) fails this test.

@@ -12,7 +12,11 @@ use chrono::{DateTime, Utc};
 use common::*;
 
 async fn heartbeat_at(pool: &sqlx::PgPool, id: &str) -> DateTime<Utc> {
-    metadata_db::get_worker(pool, &NodeId::parse(id).unwrap()).await.unwrap().expect("row").heartbeat_at
+    metadata_db::get_worker(pool, &NodeId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .expect("row")
+        .heartbeat_at
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,15 +33,23 @@ async fn lifecycle_timestamps_follow_the_contract() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let h1 = heartbeat_at(&pool, "worker-01").await;
     let advanced = (h1 - h0).num_milliseconds();
-    assert!((1_500..=4_500).contains(&advanced), "heartbeat advanced {advanced} ms in 3 s");
+    assert!(
+        (1_500..=4_500).contains(&advanced),
+        "heartbeat advanced {advanced} ms in 3 s"
+    );
 
     let (status, _, stderr) = first.terminate();
-    assert!(status.success(), "clean exit on SIGTERM: {status}\n{stderr}");
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status}\n{stderr}"
+    );
 
     // Restart with a new version: created_at kept, registered_at moves, info replaced.
     let second = spawn_worker(&pg.url(), "worker-01", "v0.0.22-15-g8b065bde");
     let row2 = eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-01").unwrap()).await.ok()??;
+        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-01").unwrap())
+            .await
+            .ok()??;
         (row.registered_at > row1.registered_at).then_some(row)
     })
     .await
@@ -53,29 +65,49 @@ async fn duplicate_node_id_is_refused_without_touching_the_row() {
     let first = spawn_worker(&pg.url(), "worker-dup", "v1");
     let before = wait_registered(&pool, "worker-dup", Duration::from_secs(10)).await;
 
-    let dup = Proc::spawn("duplicate", worker(&pg.url(), "worker-dup", "v2").args(["--lock-wait", "2s"]));
+    let dup = Proc::spawn(
+        "duplicate",
+        worker(&pg.url(), "worker-dup", "v2").args(["--lock-wait", "2s"]),
+    );
     let (status, _, stderr) = dup.wait_for_exit(Duration::from_secs(15));
-    assert_eq!(status.code(), Some(1), "duplicate exits non-zero; stderr:\n{stderr}");
-    assert!(stderr.contains("failed to acquire advisory lock"), "stderr:\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "duplicate exits non-zero; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("failed to acquire advisory lock"),
+        "stderr:\n{stderr}"
+    );
 
     // The running worker is untouched: same info, same registered_at, still heartbeating.
-    let after = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap()).await.unwrap().unwrap();
+    let after = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.info.version.as_deref(), Some("v1"));
     assert_eq!(after.registered_at, before.registered_at);
     let h0 = after.heartbeat_at;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(heartbeat_at(&pool, "worker-dup").await > h0, "first worker keeps heartbeating");
+    assert!(
+        heartbeat_at(&pool, "worker-dup").await > h0,
+        "first worker keeps heartbeating"
+    );
 
     // Once the first exits, the id can be taken again.
     let (status, _, _) = first.terminate();
     assert!(status.success());
     assert!(
-        !metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-dup").unwrap()).await.unwrap(),
+        !metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-dup").unwrap())
+            .await
+            .unwrap(),
         "lock released on shutdown"
     );
     let _next = spawn_worker(&pg.url(), "worker-dup", "v2");
     eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap()).await.ok()??;
+        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap())
+            .await
+            .ok()??;
         (row.info.version.as_deref() == Some("v2")).then_some(())
     })
     .await
@@ -86,7 +118,15 @@ async fn duplicate_node_id_is_refused_without_touching_the_row() {
 async fn invalid_node_ids_are_refused_before_any_db_access() {
     let (pg, pool) = migrated_db().await;
     let long = "a".repeat(10_000);
-    for bad in ["", "1worker", "wor ker", "a/b", "wörker", "-x", long.as_str()] {
+    for bad in [
+        "",
+        "1worker",
+        "wor ker",
+        "a/b",
+        "wörker",
+        "-x",
+        long.as_str(),
+    ] {
         let start = std::time::Instant::now();
         let out = worker(&pg.url(), bad, "v1").output().expect("run ampd");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -97,11 +137,12 @@ async fn invalid_node_ids_are_refused_before_any_db_access() {
     let rows = metadata_db::list_workers(&pool).await.unwrap();
     assert!(rows.is_empty(), "nothing written: {rows:?}");
     // No session other than ours ever appeared for a worker.
-    let workers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ampd-worker/%'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let workers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ampd-worker/%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(workers, 0);
 }
 
@@ -118,18 +159,31 @@ async fn worker_survives_a_postgres_restart() {
     pg.restart_after_stop().expect("start postgres again");
     let back = std::time::Instant::now();
 
-    let pool = metadata_db::connect_pool(&pg.url(), "tests", 2).await.unwrap();
+    let pool = metadata_db::connect_pool(&pg.url(), "tests", 2)
+        .await
+        .unwrap();
     let resumed = eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-r").unwrap()).await.ok()??;
-        let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await.ok()?;
-        (row.registered_at > before.registered_at && (db_now - row.heartbeat_at).num_seconds() < 2).then_some(row)
+        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-r").unwrap())
+            .await
+            .ok()??;
+        let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (row.registered_at > before.registered_at && (db_now - row.heartbeat_at).num_seconds() < 2)
+            .then_some(row)
     })
     .await
     .expect("heartbeats resume after the restart");
     let took = back.elapsed();
     assert!(took < Duration::from_secs(10), "resumed after {took:?}");
     assert_eq!(resumed.created_at, before.created_at);
-    assert!(metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-r").unwrap()).await.unwrap(), "lock re-taken");
+    assert!(
+        metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-r").unwrap())
+            .await
+            .unwrap(),
+        "lock re-taken"
+    );
     eprintln!("worker resumed {took:?} after PostgreSQL came back");
 }
 
@@ -137,8 +191,15 @@ async fn worker_survives_a_postgres_restart() {
 async fn migrate_is_idempotent_and_version_prints_build_info() {
     let pg = amp_operator::testing::postgres::TempPostgres::start().unwrap();
     for _ in 0..2 {
-        let out = std::process::Command::new(AMPD).args(["migrate", "--database-url", &pg.url()]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(AMPD)
+            .args(["migrate", "--database-url", &pg.url()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = std::process::Command::new(AMPD)
         .arg("--version")
@@ -154,12 +215,19 @@ async fn migrate_is_idempotent_and_version_prints_build_info() {
     );
 
     let out = std::process::Command::new(AMPD)
-        .args(["migrate", "--database-url", "postgres://amp:hunter2@127.0.0.1:1/amp"])
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://amp:hunter2@127.0.0.1:1/amp",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("cannot connect to the metadata DB at postgres://amp:***@127.0.0.1:1/amp"), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the metadata DB at postgres://amp:***@127.0.0.1:1/amp"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("hunter2"), "password leaked: {stderr}");
 }
 
@@ -179,7 +247,14 @@ async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
     // sure the last one stays.
     let mut racers = racers;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while racers.iter_mut().map(|r| r.is_running()).filter(|&up| up).count() > 1 && std::time::Instant::now() < deadline {
+    while racers
+        .iter_mut()
+        .map(|r| r.is_running())
+        .filter(|&up| up)
+        .count()
+        > 1
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -190,11 +265,18 @@ async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
         } else {
             let (status, _, stderr) = racer.wait_for_exit(Duration::from_secs(1));
             assert_eq!(status.code(), Some(1), "{stderr}");
-            assert!(stderr.contains("failed to acquire advisory lock"), "{stderr}");
+            assert!(
+                stderr.contains("failed to acquire advisory lock"),
+                "{stderr}"
+            );
             refused += 1;
         }
     }
-    assert_eq!((running.len(), refused), (1, 19), "exactly one holds the id");
+    assert_eq!(
+        (running.len(), refused),
+        (1, 19),
+        "exactly one holds the id"
+    );
     let holders: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'ampd-worker/worker-race'",
@@ -204,7 +286,10 @@ async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
     .unwrap();
     assert_eq!(holders, 1);
     // The row carries the winner's version and is still heartbeating.
-    let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-race").unwrap()).await.unwrap().unwrap();
+    let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-race").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let h0 = row.heartbeat_at;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(heartbeat_at(&pool, "worker-race").await > h0);

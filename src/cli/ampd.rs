@@ -12,7 +12,13 @@ use crate::{admin_api, metadata_db, operator, shutdown, worker};
 #[command(name = "ampd", about = "Amp daemon: worker agent, Admin API, operator and migrations", version = short_version(), long_version = long_version())]
 pub struct Cli {
     /// Log format (auto: JSON unless stderr is a terminal).
-    #[arg(long, global = true, env = "AMP_LOG_FORMAT", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        env = "AMP_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -51,7 +57,10 @@ fn long_version() -> String {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -73,7 +82,14 @@ async fn run(command: Command) -> ExitCode {
         },
         Command::Migrate(args) => match migrate(&args.database_url).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(err) => fail(if matches!(err, metadata_db::DbError::InvalidUrl { .. }) { 2 } else { 1 }, err.to_string()),
+            Err(err) => fail(
+                if matches!(err, metadata_db::DbError::InvalidUrl { .. }) {
+                    2
+                } else {
+                    1
+                },
+                err.to_string(),
+            ),
         },
         Command::AdminApi(args) => match admin_api::main(args, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,10 @@ pub enum DbError {
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("metadata DB query `{op}` failed: {source}")]
-    Query { op: &'static str, source: sqlx::Error },
+    Query {
+        op: &'static str,
+        source: sqlx::Error,
+    },
     #[error("metadata DB query `{op}` timed out after {after:?}")]
     Timeout { op: &'static str, after: Duration },
 }
@@ -63,18 +66,29 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
 }
 
 /// A pool for readers (Admin API, operator, migrate).
-pub async fn connect_pool(url: &str, application_name: &str, max_connections: u32) -> Result<PgPool, DbError> {
+pub async fn connect_pool(
+    url: &str,
+    application_name: &str,
+    max_connections: u32,
+) -> Result<PgPool, DbError> {
     let options = connect_options(url, application_name)?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|source| DbError::Connect { url: redact_url(url), source: redact::scrub_error(source, url) })
+        .map_err(|source| DbError::Connect {
+            url: redact_url(url),
+            source: redact::scrub_error(source, url),
+        })
 }
 
 /// A pool that connects on first use, so a process can start while the DB is down.
-pub fn connect_pool_lazy(url: &str, application_name: &str, max_connections: u32) -> Result<PgPool, DbError> {
+pub fn connect_pool_lazy(
+    url: &str,
+    application_name: &str,
+    max_connections: u32,
+) -> Result<PgPool, DbError> {
     let options = connect_options(url, application_name)?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -83,10 +97,16 @@ pub fn connect_pool_lazy(url: &str, application_name: &str, max_connections: u32
 }
 
 /// One dedicated connection (the worker's lock-holding session).
-pub async fn connect_one(options: &PgConnectOptions, url_for_errors: &str) -> Result<PgConnection, DbError> {
+pub async fn connect_one(
+    options: &PgConnectOptions,
+    url_for_errors: &str,
+) -> Result<PgConnection, DbError> {
     PgConnection::connect_with(options)
         .await
-        .map_err(|source| DbError::Connect { url: redact_url(url_for_errors), source: redact::scrub_error(source, url_for_errors) })
+        .map_err(|source| DbError::Connect {
+            url: redact_url(url_for_errors),
+            source: redact::scrub_error(source, url_for_errors),
+        })
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
@@ -126,7 +146,10 @@ pub async fn register<'e>(
 
 /// Sets `heartbeat_at = now()`. Returns false when the row no longer exists (deleted by
 /// an administrator), so the caller can re-register.
-pub async fn heartbeat<'e>(db: impl Executor<'e, Database = Postgres>, node_id: &NodeId) -> Result<bool, DbError> {
+pub async fn heartbeat<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+) -> Result<bool, DbError> {
     let done = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE node_id = $1")
         .bind(node_id.as_str())
         .execute(db)
@@ -136,11 +159,17 @@ pub async fn heartbeat<'e>(db: impl Executor<'e, Database = Postgres>, node_id: 
 }
 
 /// All workers, sorted by node id.
-pub async fn list_workers<'e>(db: impl Executor<'e, Database = Postgres>) -> Result<Vec<WorkerRow>, DbError> {
-    sqlx::query_as::<_, WorkerRow>(concat!("SELECT ", worker_columns!(), " FROM workers ORDER BY node_id"))
-        .fetch_all(db)
-        .await
-        .map_err(DbError::query("list workers"))
+pub async fn list_workers<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+) -> Result<Vec<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "SELECT ",
+        worker_columns!(),
+        " FROM workers ORDER BY node_id"
+    ))
+    .fetch_all(db)
+    .await
+    .map_err(DbError::query("list workers"))
 }
 
 /// One worker, or None when the id is not registered.
@@ -148,11 +177,15 @@ pub async fn get_worker<'e>(
     db: impl Executor<'e, Database = Postgres>,
     node_id: &NodeId,
 ) -> Result<Option<WorkerRow>, DbError> {
-    sqlx::query_as::<_, WorkerRow>(concat!("SELECT ", worker_columns!(), " FROM workers WHERE node_id = $1"))
-        .bind(node_id.as_str())
-        .fetch_optional(db)
-        .await
-        .map_err(DbError::query("get worker"))
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "SELECT ",
+        worker_columns!(),
+        " FROM workers WHERE node_id = $1"
+    ))
+    .bind(node_id.as_str())
+    .fetch_optional(db)
+    .await
+    .map_err(DbError::query("get worker"))
 }
 
 /// The whole fleet plus the database clock at the time of reading: what the operator and
@@ -165,13 +198,18 @@ pub struct FleetSnapshot {
 
 /// One round trip: rows plus `now()` from the same statement.
 pub async fn fleet_snapshot(pool: &PgPool) -> Result<FleetSnapshot, DbError> {
-    let mut tx = pool.begin().await.map_err(DbError::query("begin snapshot"))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(DbError::query("begin snapshot"))?;
     let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::query("read database clock"))?;
     let workers = list_workers(&mut *tx).await?;
-    tx.commit().await.map_err(DbError::query("commit snapshot"))?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("commit snapshot"))?;
     Ok(FleetSnapshot { db_now, workers })
 }
 
@@ -194,7 +232,10 @@ pub async fn advisory_unlock(conn: &mut PgConnection, node_id: &NodeId) -> Resul
 }
 
 /// Whether some session currently holds the advisory lock for `node_id`.
-pub async fn advisory_lock_held<'e>(db: impl Executor<'e, Database = Postgres>, node_id: &NodeId) -> Result<bool, DbError> {
+pub async fn advisory_lock_held<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+) -> Result<bool, DbError> {
     let key = node_id.advisory_lock_key();
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted

@@ -18,11 +18,17 @@ pub fn redact_url(raw: &str) -> String {
 
 /// sqlx errors can echo the URL (or its password) back; strip it before the error travels.
 pub(crate) fn scrub_error(err: sqlx::Error, raw_url: &str) -> sqlx::Error {
-    let password = Url::parse(raw_url).ok().and_then(|u| u.password().map(str::to_owned));
+    let password = Url::parse(raw_url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned));
     let text = err.to_string();
     match password {
         Some(pw) if !pw.is_empty() && (text.contains(&pw) || text.contains(raw_url)) => {
-            sqlx::Error::Configuration(text.replace(raw_url, &redact_url(raw_url)).replace(&pw, "***").into())
+            sqlx::Error::Configuration(
+                text.replace(raw_url, &redact_url(raw_url))
+                    .replace(&pw, "***")
+                    .into(),
+            )
         }
         _ => err,
     }

@@ -51,7 +51,9 @@ impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
         let info: Option<sqlx::types::Json<Value>> = row.try_get("info")?;
         Ok(Self {
             node_id: row.try_get("node_id")?,
-            info: info.map(|j| WorkerInfo::from_json(&j.0)).unwrap_or_default(),
+            info: info
+                .map(|j| WorkerInfo::from_json(&j.0))
+                .unwrap_or_default(),
             created_at: row.try_get("created_at")?,
             registered_at: row.try_get("registered_at")?,
             heartbeat_at: row.try_get("heartbeat_at")?,
@@ -68,11 +70,21 @@ mod tests {
     fn info_is_read_leniently() {
         assert_eq!(WorkerInfo::from_json(&json!({})), WorkerInfo::default());
         assert_eq!(WorkerInfo::from_json(&json!(null)), WorkerInfo::default());
-        assert_eq!(WorkerInfo::from_json(&json!("garbage")), WorkerInfo::default());
-        let info = WorkerInfo::from_json(&json!({"version": "v1", "commit_sha": 42, "build_date": null, "extra": 1}));
+        assert_eq!(
+            WorkerInfo::from_json(&json!("garbage")),
+            WorkerInfo::default()
+        );
+        let info = WorkerInfo::from_json(
+            &json!({"version": "v1", "commit_sha": 42, "build_date": null, "extra": 1}),
+        );
         assert_eq!(
             info,
-            WorkerInfo { version: Some("v1".into()), commit_sha: Some("42".into()), commit_timestamp: None, build_date: None }
+            WorkerInfo {
+                version: Some("v1".into()),
+                commit_sha: Some("42".into()),
+                commit_timestamp: None,
+                build_date: None
+            }
         );
     }
 }

@@ -18,9 +18,16 @@ pub enum PgHarnessError {
     #[error("running as root but there is no `postgres` system user to run the server as")]
     NoServiceUser,
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{command} failed ({status}): {stderr}")]
-    CommandFailed { command: String, status: String, stderr: String },
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgHarnessError {
@@ -51,17 +58,32 @@ pub struct TempPostgres {
 impl TempPostgres {
     /// initdb + start with test-friendly settings (fsync off).
     pub fn start() -> Result<Self, PgHarnessError> {
-        Self::start_with(PgSettings::default().set("fsync", "off").set("max_connections", 200))
+        Self::start_with(
+            PgSettings::default()
+                .set("fsync", "off")
+                .set("max_connections", 200),
+        )
     }
 
     pub fn start_with(settings: PgSettings) -> Result<Self, PgHarnessError> {
         let bin = find_bin_dir().ok_or(PgHarnessError::BinariesNotFound)?;
         let run_as = service_user()?;
-        let dir = tempfile::Builder::new().prefix("amp-pg-").tempdir().map_err(io("create temp dir"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("amp-pg-")
+            .tempdir()
+            .map_err(io("create temp dir"))?;
         if let Some((uid, gid)) = run_as {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(io("chown temp dir"))?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(io("chown temp dir"))?;
         }
-        let mut pg = Self { dir, bin, port: free_port()?, run_as, settings, running: false };
+        let mut pg = Self {
+            dir,
+            bin,
+            port: free_port()?,
+            run_as,
+            settings,
+            running: false,
+        };
         pg.initdb()?;
         pg.start_server()?;
         Ok(pg)
@@ -87,8 +109,18 @@ impl TempPostgres {
     /// Creates a database and returns its URL (isolates tests sharing one server).
     pub fn create_database(&self, name: &str) -> Result<String, PgHarnessError> {
         self.run(Command::new(self.bin.join("psql")).args([
-            "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "amp", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-            "-c", &format!("CREATE DATABASE \"{name}\""),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "amp",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE \"{name}\""),
         ]))?;
         Ok(self.url_for(name))
     }
@@ -109,25 +141,51 @@ impl TempPostgres {
 
     fn initdb(&self) -> Result<(), PgHarnessError> {
         self.run(Command::new(self.bin.join("initdb")).args([
-            "-D", &self.data_dir().to_string_lossy(), "-U", "amp", "-A", "trust", "-E", "UTF8", "--no-sync",
+            "-D",
+            &self.data_dir().to_string_lossy(),
+            "-U",
+            "amp",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
             "--locale=C",
         ]))
         .map(drop)
     }
 
     fn start_server(&mut self) -> Result<(), PgHarnessError> {
-        let mut opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.path().display());
+        let mut opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.dir.path().display()
+        );
         for (name, value) in &self.settings.0 {
             opts.push_str(&format!(" -c {name}={value}"));
         }
         let log = self.dir.path().join("server.log");
-        self.pg_ctl(&["start", "-w", "-t", "30", "-l", &log.to_string_lossy(), "-o", &opts])?;
+        self.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            &log.to_string_lossy(),
+            "-o",
+            &opts,
+        ])?;
         self.running = true;
         Ok(())
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<Output, PgHarnessError> {
-        self.run(Command::new(self.bin.join("pg_ctl")).arg("-D").arg(self.data_dir()).args(args))
+        self.run(
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(args),
+        )
     }
 
     fn run(&self, cmd: &mut Command) -> Result<Output, PgHarnessError> {
@@ -140,7 +198,8 @@ impl TempPostgres {
         if out.status.success() {
             Ok(out)
         } else {
-            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
             Err(PgHarnessError::CommandFailed {
                 command: rendered,
                 status: out.status.to_string(),

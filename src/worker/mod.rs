@@ -55,9 +55,16 @@ pub enum WorkerError {
     #[error(
         "failed to acquire advisory lock for node id {node_id:?} (key {key}): another worker holds it; gave up after {waited:?}"
     )]
-    LockHeld { node_id: String, key: i64, waited: Duration },
+    LockHeld {
+        node_id: String,
+        key: i64,
+        waited: Duration,
+    },
     #[error("cannot serve probes on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl WorkerError {
@@ -86,10 +93,11 @@ impl WorkerConfig {
     /// Validates everything before any connection is attempted.
     pub fn from_args(args: &WorkerArgs, info: BuildInfo) -> Result<Self, WorkerError> {
         let node_id = NodeId::parse(&args.node_id)?;
-        let connect = metadata_db::connect_options(&args.database_url, &format!("ampd-worker/{node_id}"))?
-            // A lost heartbeat is harmless (the next one follows in a second), so
-            // heartbeats do not wait for the WAL flush.
-            .options([("synchronous_commit", "off")]);
+        let connect =
+            metadata_db::connect_options(&args.database_url, &format!("ampd-worker/{node_id}"))?
+                // A lost heartbeat is harmless (the next one follows in a second), so
+                // heartbeats do not wait for the WAL flush.
+                .options([("synchronous_commit", "off")]);
         Ok(Self {
             node_id,
             connect,
@@ -104,7 +112,11 @@ impl WorkerConfig {
 
 /// Runs the agent until `shutdown` is cancelled (Ok) or the lock is lost to another
 /// worker (Err). DB outages are waited out with capped backoff.
-pub async fn run(config: WorkerConfig, probes: Arc<WorkerProbes>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    probes: Arc<WorkerProbes>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let node = config.node_id.as_str();
     let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
     loop {
@@ -112,7 +124,12 @@ pub async fn run(config: WorkerConfig, probes: Arc<WorkerProbes>, shutdown: Canc
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let mut conn = match cancellable(&shutdown, metadata_db::connect_one(&config.connect, &config.database_url)).await {
+        let mut conn = match cancellable(
+            &shutdown,
+            metadata_db::connect_one(&config.connect, &config.database_url),
+        )
+        .await
+        {
             None => return Ok(()),
             Some(Ok(conn)) => conn,
             Some(Err(err)) => {
@@ -235,18 +252,32 @@ async fn heartbeat_loop(
             _ = ticker.tick() => {}
         }
         let started = Instant::now();
-        let outcome = tokio::time::timeout(deadline, metadata_db::heartbeat(&mut *conn, &config.node_id)).await;
+        let outcome = tokio::time::timeout(
+            deadline,
+            metadata_db::heartbeat(&mut *conn, &config.node_id),
+        )
+        .await;
         match outcome {
             Ok(Ok(true)) => probes.observe_heartbeat(started.elapsed()),
             Ok(Ok(false)) => {
                 // Someone deleted our row; we still hold the lock, so re-register.
-                warn!(node_id = config.node_id.as_str(), "worker row vanished; re-registering");
-                if let Err(err) = metadata_db::register(&mut *conn, &config.node_id, &config.info).await {
+                warn!(
+                    node_id = config.node_id.as_str(),
+                    "worker row vanished; re-registering"
+                );
+                if let Err(err) =
+                    metadata_db::register(&mut *conn, &config.node_id, &config.info).await
+                {
                     return SessionEnd::Lost(err);
                 }
             }
             Ok(Err(err)) => return SessionEnd::Lost(err),
-            Err(_) => return SessionEnd::Lost(DbError::Timeout { op: "heartbeat", after: deadline }),
+            Err(_) => {
+                return SessionEnd::Lost(DbError::Timeout {
+                    op: "heartbeat",
+                    after: deadline,
+                });
+            }
         }
     }
 }
@@ -254,12 +285,17 @@ async fn heartbeat_loop(
 async fn release(mut conn: PgConnection, node_id: &NodeId) {
     match metadata_db::advisory_unlock(&mut conn, node_id).await {
         Ok(_) => info!(node_id = node_id.as_str(), "released advisory lock"),
-        Err(err) => warn!(node_id = node_id.as_str(), error = %err, "unlock failed; closing the session releases it"),
+        Err(err) => {
+            warn!(node_id = node_id.as_str(), error = %err, "unlock failed; closing the session releases it")
+        }
     }
     let _ = conn.close().await;
 }
 
-async fn cancellable<F: std::future::Future>(shutdown: &CancellationToken, fut: F) -> Option<F::Output> {
+async fn cancellable<F: std::future::Future>(
+    shutdown: &CancellationToken,
+    fut: F,
+) -> Option<F::Output> {
     tokio::select! {
         _ = shutdown.cancelled() => None,
         out = fut => Some(out),
@@ -285,7 +321,9 @@ pub async fn main(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), W
         let app = probes::router(probes.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
         });
     }
     info!(

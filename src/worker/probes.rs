@@ -36,9 +36,23 @@ impl WorkerProbes {
         let heartbeat_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let session_up = Gauge::default();
         registry.register("heartbeats", "Heartbeats written", heartbeats.clone());
-        registry.register("heartbeat_duration_seconds", "Heartbeat round trip", heartbeat_seconds.clone());
-        registry.register("session_up", "1 while the lock-holding DB session is registered", session_up.clone());
-        Self { ready: AtomicBool::new(false), registry, heartbeats, heartbeat_seconds, session_up }
+        registry.register(
+            "heartbeat_duration_seconds",
+            "Heartbeat round trip",
+            heartbeat_seconds.clone(),
+        );
+        registry.register(
+            "session_up",
+            "1 while the lock-holding DB session is registered",
+            session_up.clone(),
+        );
+        Self {
+            ready: AtomicBool::new(false),
+            registry,
+            heartbeats,
+            heartbeat_seconds,
+            session_up,
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -71,14 +85,23 @@ pub fn router(probes: Arc<WorkerProbes>) -> Router {
                 if p.is_ready() {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not registered: no DB session holding the node lock")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not registered: no DB session holding the node lock",
+                    )
                 }
             }),
         )
         .route(
             "/metrics",
             get(|State(p): State<Arc<WorkerProbes>>| async move {
-                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], p.render_metrics())
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    p.render_metrics(),
+                )
                     .into_response()
             }),
         )

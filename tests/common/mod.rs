@@ -13,7 +13,9 @@ pub const AMPD: &str = env!("CARGO_BIN_EXE_ampd");
 /// A fresh server with the schema applied.
 pub async fn migrated_db() -> (TempPostgres, PgPool) {
     let pg = TempPostgres::start().expect("start throwaway PostgreSQL");
-    let pool = metadata_db::connect_pool(&pg.url(), "tests", 5).await.expect("connect");
+    let pool = metadata_db::connect_pool(&pg.url(), "tests", 5)
+        .await
+        .expect("connect");
     metadata_db::migrate(&pool).await.expect("migrate");
     (pg, pool)
 }
@@ -32,7 +34,10 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Self { child, name: name.to_owned() }
+        Self {
+            child,
+            name: name.to_owned(),
+        }
     }
 
     pub fn signal(&self, sig: i32) {
@@ -53,7 +58,10 @@ impl Proc {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 let err = read_all(self.child.stderr.take());
-                panic!("{} did not exit within {timeout:?}; stderr:\n{err}", self.name);
+                panic!(
+                    "{} did not exit within {timeout:?}; stderr:\n{err}",
+                    self.name
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -90,22 +98,36 @@ fn read_all(pipe: Option<impl std::io::Read>) -> String {
 /// `ampd worker` for `node_id` with a fixed reported version.
 pub fn worker(url: &str, node_id: &str, version: &str) -> Command {
     let mut cmd = Command::new(AMPD);
-    cmd.args(["--log-format", "text", "worker", &format!("--node-id={node_id}"), "--database-url", url])
-        .env("AMPD_VERSION", version)
-        .env("AMPD_COMMIT_SHA", format!("sha-{version}"))
-        .env("AMPD_COMMIT_TIMESTAMP", "2025-10-30T10:00:00Z")
-        .env("AMPD_BUILD_DATE", "2025-10-30")
-        .env_remove("AMP_NODE_ID")
-        .env_remove("AMP_DATABASE_URL");
+    cmd.args([
+        "--log-format",
+        "text",
+        "worker",
+        &format!("--node-id={node_id}"),
+        "--database-url",
+        url,
+    ])
+    .env("AMPD_VERSION", version)
+    .env("AMPD_COMMIT_SHA", format!("sha-{version}"))
+    .env("AMPD_COMMIT_TIMESTAMP", "2025-10-30T10:00:00Z")
+    .env("AMPD_BUILD_DATE", "2025-10-30")
+    .env_remove("AMP_NODE_ID")
+    .env_remove("AMP_DATABASE_URL");
     cmd
 }
 
 pub fn spawn_worker(url: &str, node_id: &str, version: &str) -> Proc {
-    Proc::spawn(&format!("worker {node_id}"), &mut worker(url, node_id, version))
+    Proc::spawn(
+        &format!("worker {node_id}"),
+        &mut worker(url, node_id, version),
+    )
 }
 
 /// Polls until the worker row exists and returns it.
-pub async fn wait_registered(pool: &PgPool, node_id: &str, timeout: Duration) -> metadata_db::WorkerRow {
+pub async fn wait_registered(
+    pool: &PgPool,
+    node_id: &str,
+    timeout: Duration,
+) -> metadata_db::WorkerRow {
     let id = amp_operator::node_id::NodeId::parse(node_id).expect("valid id");
     amp_operator::testing::postgres::eventually(timeout, || async {
         metadata_db::get_worker(pool, &id).await.ok().flatten()
