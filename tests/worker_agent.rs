@@ -294,3 +294,60 @@ async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(heartbeat_at(&pool, "worker-race").await > h0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_follow_the_session_and_logs_never_show_the_password() {
+    let (mut pg, pool) = migrated_db().await;
+    // Trust auth ignores the password, so the URL works and we can watch for leaks.
+    let url = pg.url().replace("amp@", "amp:hunter2@");
+    let addr = free_addr();
+    let mut w = Proc::spawn(
+        "worker with probes",
+        worker(&url, "worker-p", "v1").args(["--listen", &addr, "--log-format", "json"]),
+    );
+    wait_registered(&pool, "worker-p", Duration::from_secs(10)).await;
+    let ready = eventually(Duration::from_secs(5), || async {
+        (http_get(&addr, "/readyz").ok()?.0 == 200).then_some(())
+    });
+    assert!(ready.await.is_some(), "/readyz turns 200 once registered");
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (code, metrics) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("amp_worker_heartbeats_total "),
+        "{metrics}"
+    );
+    assert!(metrics.contains("amp_worker_session_up 1"), "{metrics}");
+
+    pool.close().await;
+    pg.stop().unwrap();
+    let not_ready = eventually(Duration::from_secs(15), || async {
+        (http_get(&addr, "/readyz").ok()?.0 == 503).then_some(())
+    });
+    assert!(
+        not_ready.await.is_some(),
+        "/readyz turns 503 when the session is lost"
+    );
+    assert_eq!(
+        http_get(&addr, "/healthz").unwrap().0,
+        200,
+        "liveness stays up during a DB outage"
+    );
+    assert!(w.is_running());
+
+    let (status, _, stderr) = w.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("amp:***@127.0.0.1"),
+        "the redacted URL is logged: {stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "password leaked into logs:\n{stderr}"
+    );
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+}
