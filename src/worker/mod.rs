@@ -38,8 +38,9 @@ pub struct WorkerArgs {
     /// (a replaced pod's session can linger until PostgreSQL's keepalives drop it).
     #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_wait: Duration,
-    /// Upper bound of the reconnect backoff.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Upper bound of the reconnect backoff: bounds how long a worker takes to resume
+    /// after the database returns.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
     /// Address for /healthz, /readyz and /metrics; none when omitted.
     #[arg(long, env = "AMP_WORKER_LISTEN")]
@@ -118,7 +119,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let node = config.node_id.as_str();
-    let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
+    let mut backoff = Backoff::with_jitter_seed(
+        Duration::from_millis(250),
+        config.max_backoff,
+        config.node_id.advisory_lock_key() as u64,
+    );
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
