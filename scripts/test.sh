@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README). Installs what a fresh Debian machine lacks
-# (PostgreSQL server binaries, jq, bash), then runs every test with cargo-nextest.
+# (PostgreSQL server binaries and jq from Debian, schemathesis from PyPI), then runs
+# every test with cargo-nextest.
 # Tests start their own throwaway PostgreSQL; nothing else needs to be running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,12 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # Debian's package starts a cluster on 5432; tests use their own servers.
   command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --mode fast 15 main stop >/dev/null 2>&1 || true
+fi
+
+# schemathesis fuzzes the Admin API from its OpenAPI document (tests/admin_api_fuzz.rs).
+if ! command -v st >/dev/null 2>&1; then
+  echo "installing: schemathesis (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check schemathesis
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -1,0 +1,99 @@
+//! Hostile input for the Admin API: schemathesis generates requests from the API's own
+//! OpenAPI document and checks every answer (no 5xx, responses match the schema).
+//! Needs the `st` CLI (`pip install schemathesis`; ./scripts/test.sh installs it).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use amp_operator::testing::postgres::eventually;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_errors_or_schema_violations() {
+    let st = std::env::var("AMP_SCHEMATHESIS").unwrap_or_else(|_| "st".into());
+    assert!(
+        Command::new(&st)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "schemathesis CLI `{st}` not found: pip install schemathesis (./scripts/test.sh does this)"
+    );
+    let (pg, pool) = migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info) SELECT 'worker-' || lpad(i::text, 2, '0'),
+           jsonb_build_object('version', 'v0.0.22-15-g8b065bde', 'commit_sha', '8b065bde',
+                              'commit_timestamp', '2025-10-29T09:00:00Z', 'build_date', '2025-10-30')
+         FROM generate_series(1, 20) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // An old row without build info must not break the schema either.
+    sqlx::query("INSERT INTO workers (node_id, info) VALUES ('legacy-worker', '{}')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let addr = free_addr();
+    let _api = Proc::spawn(
+        "admin-api",
+        Command::new(AMPD).args([
+            "--log-format",
+            "json",
+            "admin-api",
+            "--listen",
+            &addr,
+            "--database-url",
+            &pg.url(),
+        ]),
+    );
+    let up = eventually(Duration::from_secs(15), || async {
+        (http_get(&addr, "/readyz").ok()?.0 == 200).then_some(())
+    });
+    assert!(up.await.is_some(), "admin API ready");
+
+    let reports = tempfile::tempdir().unwrap();
+    let har = reports.path().join("requests.har");
+    let out = Command::new(&st)
+        .args([
+            "run",
+            &format!("http://{addr}/openapi.json"),
+            "--checks",
+            "all",
+            "--max-examples",
+            "600",
+            "--seed",
+            "1610",
+        ])
+        .args(["--report", "har", "--report-har-path"])
+        .arg(&har)
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let har: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&har).expect("HAR report")).unwrap();
+    let entries = har["log"]["entries"].as_array().expect("HAR entries");
+    let server_errors = entries
+        .iter()
+        .filter(|e| e["response"]["status"].as_u64().unwrap_or(0) >= 500)
+        .count();
+    eprintln!(
+        "RELIABILITY: schemathesis sent {} requests, {server_errors} answered 5xx",
+        entries.len()
+    );
+    assert_eq!(server_errors, 0);
+    assert!(
+        entries.len() >= 1000,
+        "only {} requests generated",
+        entries.len()
+    );
+}
