@@ -33,4 +33,4 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
-exec cargo nextest run --all-targets --no-fail-fast "$@"
+exec cargo nextest run --no-fail-fast "$@"
