@@ -1,1 +1,193 @@
-//! Typed Admin API client. Placeholder: replaced by the Admin API issue.
+//! Typed client for the Admin API (used by ampctl and the tests).
+//!
+//! Every error names the URL it was talking to, and tells apart "nobody answered",
+//! "too slow", "the API said no" and "that was not the Admin API".
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::admin_api::wire::{ErrorBody, Worker, WorkerList};
+
+/// Answers larger than this are refused (10k workers are ~3 MiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid Admin API URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach the Admin API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the Admin API at {url} did not answer within {after:?}")]
+    Timeout { url: String, after: Duration },
+    #[error("{message} ({status} {code} from {url})")]
+    Api {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected answer from {url} (is this the Admin API?): {detail}")]
+    InvalidBody { url: String, detail: String },
+    #[error("answer from {url} exceeds {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
+/// A value together with the exact bytes the API sent (ampctl `--json` prints those).
+#[derive(Debug, Clone)]
+pub struct Fetched<T> {
+    pub value: T,
+    pub body: Vec<u8>,
+}
+
+pub struct AdminClient {
+    base: Url,
+    token: Option<String>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(
+        base_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason,
+        };
+        let mut base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("scheme must be http or https".into()));
+        }
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        // reqwest is built without a default TLS provider; install ring once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            timeout,
+            http,
+        })
+    }
+
+    pub async fn list_workers(&self) -> Result<Fetched<WorkerList>, ClientError> {
+        self.get_json("workers").await
+    }
+
+    /// `id` is percent-encoded as one path segment.
+    pub async fn get_worker(&self, id: &str) -> Result<Fetched<Worker>, ClientError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| ClientError::InvalidUrl {
+                url: self.base.to_string(),
+                reason: "cannot be a base URL".into(),
+            })?
+            .pop_if_empty()
+            .extend(["workers", id]);
+        self.fetch(url).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Fetched<T>, ClientError> {
+        let url = self.base.join(path).map_err(|e| ClientError::InvalidUrl {
+            url: self.base.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.fetch(url).await
+    }
+
+    async fn fetch<T: DeserializeOwned>(&self, url: Url) -> Result<Fetched<T>, ClientError> {
+        let shown = url.to_string();
+        let mut request = self.http.get(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&shown, e))?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&shown, e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ClientError::TooLarge {
+                    url: shown,
+                    limit: MAX_BODY_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(api_error(&shown, status, &body));
+        }
+        match serde_json::from_slice::<T>(&body) {
+            Ok(value) => Ok(Fetched { value, body }),
+            Err(err) => Err(ClientError::InvalidBody {
+                url: shown,
+                detail: format!("{err}; body starts {:?}", preview(&body)),
+            }),
+        }
+    }
+
+    fn transport_error(&self, url: &str, err: reqwest::Error) -> ClientError {
+        if err.is_timeout() {
+            return ClientError::Timeout {
+                url: url.to_owned(),
+                after: self.timeout,
+            };
+        }
+        // The innermost cause is the informative part ("Connection refused (os error 111)").
+        let mut reason = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        ClientError::Unreachable {
+            url: url.to_owned(),
+            reason,
+        }
+    }
+}
+
+fn api_error(url: &str, status: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(err) => ClientError::Api {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            code: err.error_code,
+            message: err.error_message,
+        },
+        Err(_) => ClientError::InvalidBody {
+            url: url.to_owned(),
+            detail: format!("HTTP {status} with body {:?}", preview(body)),
+        },
+    }
+}
+
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(80)]);
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

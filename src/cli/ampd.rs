@@ -36,6 +36,8 @@ pub enum Command {
     Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Print the Admin API's OpenAPI document (checked in as docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +100,13 @@ async fn run(command: Command) -> ExitCode {
         Command::Operator(args) => match operator::main(args, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(1, err.to_string()),
+        },
+        Command::Openapi => match admin_api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(1, format!("cannot render the OpenAPI document: {err}")),
         },
         Command::Crdgen => match operator::crd_yaml() {
             Ok(yaml) => {

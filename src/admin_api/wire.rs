@@ -1,0 +1,133 @@
+//! The Admin API's JSON shapes, shared by the server, the client and ampctl.
+//!
+//! Timestamps are RFC 3339 UTC with `Z` and whole seconds (`2026-11-22T10:00:00Z`): the
+//! documented jq workflows parse them with `fromdateiso8601`, which rejects fractions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::metadata_db::WorkerRow;
+
+/// Build metadata reported by the worker. Fields are null in rows written by workers
+/// that did not report them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerInfo {
+    /// `git describe` of the worker build, e.g. `v0.0.22-15-g8b065bde`.
+    #[schema(example = "v0.0.22-15-g8b065bde")]
+    pub version: Option<String>,
+    #[schema(example = "8b065bde")]
+    pub commit_sha: Option<String>,
+    #[schema(example = "2025-10-29T09:00:00Z")]
+    pub commit_timestamp: Option<String>,
+    /// A date, not a date-time.
+    #[schema(example = "2025-10-30")]
+    pub build_date: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Worker {
+    #[schema(example = "worker-01", pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$")]
+    pub node_id: String,
+    pub info: WorkerInfo,
+    /// First registration; never changes.
+    #[serde(with = "whole_seconds")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-22T10:00:00Z")]
+    pub created_at: DateTime<Utc>,
+    /// Last (re-)registration; moves on every restart.
+    #[serde(with = "whole_seconds")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-22T10:00:00Z")]
+    pub registered_at: DateTime<Utc>,
+    /// Last heartbeat (every second while the worker runs).
+    #[serde(with = "whole_seconds")]
+    #[schema(value_type = String, format = DateTime, example = "2026-11-22T10:00:00Z")]
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// Sorted by node id.
+    pub workers: Vec<Worker>,
+}
+
+/// Every non-2xx answer carries this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = "WORKER_NOT_FOUND")]
+    pub error_code: String,
+    #[schema(example = "worker \"worker-99\" not found")]
+    pub error_message: String,
+}
+
+impl From<WorkerRow> for Worker {
+    fn from(row: WorkerRow) -> Self {
+        Self {
+            node_id: row.node_id,
+            info: WorkerInfo {
+                version: row.info.version,
+                commit_sha: row.info.commit_sha,
+                commit_timestamp: row.info.commit_timestamp,
+                build_date: row.info.build_date,
+            },
+            created_at: truncate(row.created_at),
+            registered_at: truncate(row.registered_at),
+            heartbeat_at: truncate(row.heartbeat_at),
+        }
+    }
+}
+
+/// Drops sub-second precision (truncation: a heartbeat is never reported as newer).
+pub fn truncate(ts: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(ts.timestamp(), 0).unwrap_or(ts)
+}
+
+/// `2026-11-22T10:00:00Z`.
+pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub mod whole_seconds {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_timestamp(ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_are_whole_seconds_with_z() {
+        let ts = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+            + chrono::Duration::milliseconds(999);
+        let w = Worker {
+            node_id: "worker-01".into(),
+            info: WorkerInfo {
+                version: Some("v1".into()),
+                commit_sha: None,
+                commit_timestamp: None,
+                build_date: None,
+            },
+            created_at: truncate(ts),
+            registered_at: truncate(ts),
+            heartbeat_at: truncate(ts),
+        };
+        assert_eq!(
+            serde_json::to_string(&w).unwrap(),
+            r#"{"node_id":"worker-01","info":{"version":"v1","commit_sha":null,"commit_timestamp":null,"build_date":null},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z"}"#
+        );
+        let back: Worker = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+        assert_eq!(back, w);
+    }
+}

@@ -1,0 +1,346 @@
+//! Pure rendering for ampctl: worker list → table / CSV / version counts / checks.
+//! `now` is passed in, so every output is testable to the byte.
+
+use chrono::{DateTime, Utc};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table, presets};
+
+use crate::admin_api::wire::{Worker, format_timestamp};
+use crate::build_info::UNKNOWN;
+
+/// `3s ago`, `5m ago`, `2h ago`, `4d ago` (future timestamps, from clock skew, read `0s ago`).
+pub fn age(ts: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - ts).num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 2 * 3600 => format!("{}m ago", s / 60),
+        s if s < 2 * 86_400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+pub fn version_of(w: &Worker) -> &str {
+    w.info.version.as_deref().unwrap_or(UNKNOWN)
+}
+
+/// Whole seconds since the last heartbeat (never negative).
+pub fn heartbeat_age_secs(w: &Worker, now: DateTime<Utc>) -> i64 {
+    (now - w.heartbeat_at).num_seconds().max(0)
+}
+
+pub fn is_stale(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> bool {
+    heartbeat_age_secs(w, now) > threshold_secs
+}
+
+/// kubectl-style table: header row, aligned columns, no borders.
+pub fn table(workers: &[Worker], now: DateTime<Utc>) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(["NODE ID", "VERSION", "HEARTBEAT", "REGISTERED", "CREATED"]);
+    for w in workers {
+        t.add_row([
+            w.node_id.clone(),
+            version_of(w).to_owned(),
+            age(w.heartbeat_at, now),
+            age(w.registered_at, now),
+            age(w.created_at, now),
+        ]);
+    }
+    for col in t.column_iter_mut() {
+        col.set_padding((0, 3));
+        col.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    let rendered = t.to_string();
+    let mut out: String = rendered
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    if workers.is_empty() {
+        out.push_str("(no workers registered)\n");
+    }
+    out
+}
+
+/// Quotes like jq's `@csv`: strings in double quotes (inner quotes doubled), null empty.
+fn csv_field(value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("\"{}\"", v.replace('"', "\"\"")),
+        None => String::new(),
+    }
+}
+
+pub const CSV_HEADER: &str = "node_id,version,commit_sha,created_at,registered_at,heartbeat_at";
+
+/// The seeds' inventory export, byte for byte.
+pub fn csv(workers: &[Worker]) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    for w in workers {
+        let fields = [
+            csv_field(Some(&w.node_id)),
+            csv_field(w.info.version.as_deref()),
+            csv_field(w.info.commit_sha.as_deref()),
+            csv_field(Some(&format_timestamp(&w.created_at))),
+            csv_field(Some(&format_timestamp(&w.registered_at))),
+            csv_field(Some(&format_timestamp(&w.heartbeat_at))),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// (count, version) like `sort | uniq -c | sort -rn`: count descending, ties in reverse
+/// byte order of the version.
+pub fn version_counts(workers: &[Worker]) -> Vec<(usize, String)> {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for w in workers {
+        *counts.entry(version_of(w)).or_default() += 1;
+    }
+    let mut out: Vec<(usize, String)> =
+        counts.into_iter().map(|(v, c)| (c, v.to_owned())).collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    out
+}
+
+/// Lines in `uniq -c` format (count right-aligned in 7 columns).
+pub fn versions_text(counts: &[(usize, String)]) -> String {
+    counts
+        .iter()
+        .map(|(c, v)| format!("{c:>7} {v}\n"))
+        .collect()
+}
+
+/// One finding of `ampctl worker check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Healthy {
+        node_id: String,
+        age_secs: i64,
+        version: String,
+    },
+    Stale {
+        node_id: String,
+        age_secs: i64,
+        threshold_secs: i64,
+    },
+    WrongVersion {
+        node_id: String,
+        version: String,
+        expected: String,
+    },
+}
+
+impl Finding {
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, Finding::Healthy { .. })
+    }
+
+    /// The seeds' check-workers.sh / verify-deployment.sh wording.
+    pub fn line(&self) -> String {
+        match self {
+            Finding::Healthy {
+                node_id,
+                age_secs,
+                version,
+            } => {
+                format!("✓ {node_id}: healthy ({age_secs} seconds ago), {version}")
+            }
+            Finding::Stale {
+                node_id,
+                age_secs,
+                threshold_secs,
+            } => {
+                format!(
+                    "❌ {node_id}: heartbeat {age_secs} seconds old (threshold: {threshold_secs})"
+                )
+            }
+            Finding::WrongVersion {
+                node_id,
+                version,
+                expected,
+            } => {
+                format!("❌ {node_id}: {version} (expected: {expected})")
+            }
+        }
+    }
+}
+
+pub fn check(
+    workers: &[Worker],
+    now: DateTime<Utc>,
+    threshold_secs: i64,
+    expected: Option<&str>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for w in workers {
+        let age_secs = heartbeat_age_secs(w, now);
+        let mut ok = true;
+        if age_secs > threshold_secs {
+            findings.push(Finding::Stale {
+                node_id: w.node_id.clone(),
+                age_secs,
+                threshold_secs,
+            });
+            ok = false;
+        }
+        if let Some(expected) = expected
+            && version_of(w) != expected
+        {
+            findings.push(Finding::WrongVersion {
+                node_id: w.node_id.clone(),
+                version: version_of(w).to_owned(),
+                expected: expected.to_owned(),
+            });
+            ok = false;
+        }
+        if ok {
+            findings.push(Finding::Healthy {
+                node_id: w.node_id.clone(),
+                age_secs,
+                version: version_of(w).to_owned(),
+            });
+        }
+    }
+    findings
+}
+
+/// `ampctl worker inspect` human view.
+pub fn inspect(w: &Worker, now: DateTime<Utc>) -> String {
+    let info = |v: &Option<String>| v.clone().unwrap_or_else(|| UNKNOWN.to_owned());
+    let restarted = if w.registered_at > w.created_at {
+        ", re-registered since creation"
+    } else {
+        ""
+    };
+    format!(
+        "Node ID:          {}\nVersion:          {}\nCommit SHA:       {}\nCommit Timestamp: {}\nBuild Date:       {}\nCreated:          {} ({})\nRegistered:       {} ({}{restarted})\nHeartbeat:        {} ({})\n",
+        w.node_id,
+        info(&w.info.version),
+        info(&w.info.commit_sha),
+        info(&w.info.commit_timestamp),
+        info(&w.info.build_date),
+        format_timestamp(&w.created_at),
+        age(w.created_at, now),
+        format_timestamp(&w.registered_at),
+        age(w.registered_at, now),
+        format_timestamp(&w.heartbeat_at),
+        age(w.heartbeat_at, now),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin_api::wire::WorkerInfo;
+    use chrono::TimeZone;
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap()
+    }
+
+    fn w(id: &str, version: Option<&str>, heartbeat: DateTime<Utc>) -> Worker {
+        Worker {
+            node_id: id.into(),
+            info: WorkerInfo {
+                version: version.map(Into::into),
+                commit_sha: version.map(|_| "8b065bde".into()),
+                commit_timestamp: None,
+                build_date: None,
+            },
+            created_at: t(8, 0, 0),
+            registered_at: t(9, 0, 0),
+            heartbeat_at: heartbeat,
+        }
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now = t(12, 0, 0);
+        assert_eq!(age(t(11, 59, 57), now), "3s ago");
+        assert_eq!(age(t(11, 55, 0), now), "5m ago");
+        assert_eq!(age(t(9, 0, 0), now), "3h ago");
+        assert_eq!(age(t(12, 0, 5), now), "0s ago");
+        assert_eq!(
+            age(Utc.with_ymd_and_hms(2026, 11, 18, 12, 0, 0).unwrap(), now),
+            "4d ago"
+        );
+    }
+
+    #[test]
+    fn table_has_one_row_per_worker_with_unknown_for_missing_versions() {
+        let now = t(12, 0, 0);
+        let out = table(
+            &[
+                w("worker-01", Some("v0.0.22-15-g8b065bde"), t(11, 59, 57)),
+                w("old", None, t(10, 0, 0)),
+            ],
+            now,
+        );
+        assert_eq!(
+            out,
+            "NODE ID     VERSION                HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   v0.0.22-15-g8b065bde   3s ago      3h ago       4h ago\n\
+             old         unknown                2h ago      3h ago       4h ago\n"
+        );
+    }
+
+    #[test]
+    fn csv_matches_jq_at_csv() {
+        let out = csv(&[
+            w("worker-01", Some("v1 \"quoted\""), t(11, 0, 0)),
+            w("old", None, t(10, 0, 0)),
+        ]);
+        assert_eq!(
+            out,
+            "node_id,version,commit_sha,created_at,registered_at,heartbeat_at\n\
+             \"worker-01\",\"v1 \"\"quoted\"\"\",\"8b065bde\",\"2026-11-22T08:00:00Z\",\"2026-11-22T09:00:00Z\",\"2026-11-22T11:00:00Z\"\n\
+             \"old\",,,\"2026-11-22T08:00:00Z\",\"2026-11-22T09:00:00Z\",\"2026-11-22T10:00:00Z\"\n"
+        );
+    }
+
+    #[test]
+    fn versions_sort_like_sort_uniq_c_sort_rn() {
+        let now = t(12, 0, 0);
+        let fleet = [
+            w("a", Some("v0.0.22"), now),
+            w("b", Some("v0.0.22"), now),
+            w("c", Some("v0.0.21"), now),
+            w("d", None, now),
+        ];
+        assert_eq!(
+            versions_text(&version_counts(&fleet)),
+            "      2 v0.0.22\n      1 v0.0.21\n      1 unknown\n"
+        );
+    }
+
+    #[test]
+    fn check_reports_stale_and_wrong_versions_at_the_exact_threshold() {
+        let now = t(12, 0, 0);
+        let fleet = [
+            w("fresh", Some("v2"), t(11, 59, 30)), // exactly 30 s: not stale
+            w("stale", Some("v2"), t(11, 59, 29)), // 31 s
+            w("old", Some("v1"), now),
+        ];
+        let lines: Vec<String> = check(&fleet, now, 30, Some("v2"))
+            .iter()
+            .map(Finding::line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "✓ fresh: healthy (30 seconds ago), v2",
+                "❌ stale: heartbeat 31 seconds old (threshold: 30)",
+                "❌ old: v1 (expected: v2)",
+            ]
+        );
+    }
+
+    #[test]
+    fn inspect_shows_every_field() {
+        let out = inspect(&w("worker-01", Some("v1"), t(11, 59, 59)), t(12, 0, 0));
+        assert_eq!(
+            out,
+            "Node ID:          worker-01\nVersion:          v1\nCommit SHA:       8b065bde\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          2026-11-22T08:00:00Z (4h ago)\nRegistered:       2026-11-22T09:00:00Z (3h ago, re-registered since creation)\nHeartbeat:        2026-11-22T11:59:59Z (1s ago)\n"
+        );
+    }
+}
