@@ -132,10 +132,25 @@ async fn list_workers(State(state): State<Arc<AppState>>) -> Result<Json<WorkerL
     }))
 }
 
+/// Path parameters of `GET /workers/{id}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read through the raw path (to control the 400 body); declared for the document
+struct WorkerPath {
+    /// Node id.
+    #[param(
+        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
+        max_length = 128,
+        min_length = 1,
+        example = "worker-01"
+    )]
+    id: String,
+}
+
 /// One worker by node id.
 #[utoipa::path(
     get, path = "/workers/{id}", tag = "workers",
-    params(("id" = String, Path, description = "Node id")),
+    params(WorkerPath),
     responses(
         (status = 200, description = "The worker", body = Worker),
         (status = 400, description = "Invalid node id", body = ErrorBody),
