@@ -1,0 +1,275 @@
+//! The Admin API and ampctl as a user sees them: exact JSON, error bodies, exit codes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use amp_operator::testing::postgres::eventually;
+use common::*;
+use regex::Regex;
+use serde_json::{Value, json};
+
+const AMPCTL: &str = env!("CARGO_BIN_EXE_ampctl");
+
+fn ampctl(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(AMPCTL)
+        .args(["--admin-url", url])
+        .args(args)
+        .env_remove("AMP_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn start_api(url: &str, extra: &[&str]) -> (Proc, String) {
+    let addr = free_addr();
+    let api = Proc::spawn(
+        "admin-api",
+        Command::new(AMPD)
+            .args([
+                "--log-format",
+                "json",
+                "admin-api",
+                "--listen",
+                &addr,
+                "--database-url",
+                url,
+            ])
+            .args(extra),
+    );
+    let up = eventually(Duration::from_secs(15), || async {
+        http_get(&addr, "/healthz").ok().map(|_| ())
+    });
+    assert!(up.await.is_some(), "admin API listening");
+    (api, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_shapes_errors_and_exit_codes() {
+    let (mut pg, pool) = migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at) VALUES
+         ('worker-02', '{\"version\":\"v2\",\"commit_sha\":\"bbb\",\"commit_timestamp\":\"2025-10-29T09:00:00Z\",\"build_date\":\"2025-10-30\"}',
+          '2026-11-22T10:00:00.123456Z', '2026-11-22T11:00:00.999Z', '2026-11-22T12:00:00.5Z'),
+         ('legacy', '{}', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+    let url = format!("http://{addr}");
+
+    let (code, body) = http_get(&addr, "/workers").unwrap();
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"workers": [
+            {"node_id": "legacy",
+             "info": {"version": null, "commit_sha": null, "commit_timestamp": null, "build_date": null},
+             "created_at": "2026-01-01T00:00:00Z", "registered_at": "2026-01-01T00:00:00Z", "heartbeat_at": "2026-01-01T00:00:00Z"},
+            {"node_id": "worker-02",
+             "info": {"version": "v2", "commit_sha": "bbb", "commit_timestamp": "2025-10-29T09:00:00Z", "build_date": "2025-10-30"},
+             "created_at": "2026-11-22T10:00:00Z", "registered_at": "2026-11-22T11:00:00Z", "heartbeat_at": "2026-11-22T12:00:00Z"}
+        ]}),
+        "sorted by node id, whole seconds (truncated), nulls for missing info"
+    );
+    let ts = Regex::new(r#""\w+_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ""#).unwrap();
+    assert_eq!(ts.find_iter(&body).count(), 6, "{body}");
+
+    assert_eq!(
+        http_get(&addr, "/workers/nobody").unwrap(),
+        (
+            404,
+            r#"{"error_code":"WORKER_NOT_FOUND","error_message":"worker \"nobody\" not found"}"#
+                .to_owned()
+        )
+    );
+    let (code, body) = http_get(&addr, "/workers/1bad").unwrap();
+    assert_eq!(code, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        "INVALID_NODE_ID"
+    );
+    assert_eq!(http_get(&addr, "/nope").unwrap().0, 404);
+    let (code, doc) = http_get(&addr, "/openapi.json").unwrap();
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(
+        doc["paths"]["/workers"]["get"].is_object()
+            && doc["paths"]["/workers/{id}"]["get"].is_object()
+    );
+    assert_eq!(
+        doc,
+        serde_json::to_value(amp_operator::admin_api::openapi()).unwrap()
+    );
+
+    // ampctl: --json is the API body byte for byte; table shows unknown; exit codes.
+    let (code, out, _) = ampctl(&url, &["worker", "list", "--json"]);
+    assert_eq!(
+        (code, out.trim_end()),
+        (Some(0), http_get(&addr, "/workers").unwrap().1.as_str())
+    );
+    let (code, out, _) = ampctl(&url, &["worker", "inspect", "worker-02", "--json"]);
+    assert_eq!(
+        (code, out.trim_end()),
+        (
+            Some(0),
+            http_get(&addr, "/workers/worker-02").unwrap().1.as_str()
+        )
+    );
+    let (code, out, _) = ampctl(&url, &["worker", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        Regex::new(r"(?m)^legacy\s+unknown\s+\d+d ago")
+            .unwrap()
+            .is_match(&out),
+        "{out}"
+    );
+    let (code, _, err) = ampctl(&url, &["worker", "inspect", "nobody"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(1), "error: worker \"nobody\" not found\n")
+    );
+    let (code, _, err) = ampctl(&url, &["worker", "inspect", "1bad"]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("error: invalid node id \"1bad\""), "{err}");
+    let (code, _, _) = ampctl(&url, &["worker", "list", "--bogus"]);
+    assert_eq!(code, Some(2));
+
+    let (code, metrics) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for needle in [
+        "amp_admin_workers 2",
+        "amp_admin_workers_stale 2",
+        r#"amp_admin_http_requests_total{method="GET",route="/workers/{id}",status="404"} 2"#,
+        "amp_admin_http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+
+    // DB down: readiness fails, the API answers 503 JSON, ampctl exits 2 naming the URL.
+    pool.close().await;
+    pg.stop().unwrap();
+    assert_eq!(http_get(&addr, "/readyz").unwrap().0, 503);
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    let (code, body) = http_get(&addr, "/workers").unwrap();
+    assert_eq!(code, 503);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        "METADATA_DB_UNAVAILABLE"
+    );
+    let (code, _, err) = ampctl(&url, &["worker", "list"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&url) && err.lines().count() == 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_is_enforced_on_worker_endpoints_only() {
+    let (pg, _pool) = migrated_db().await;
+    let (_api, addr) = start_api(&pg.url(), &["--auth-token", "s3cret"]).await;
+    let url = format!("http://{addr}");
+    assert_eq!(
+        http_get(&addr, "/workers").unwrap(),
+        (
+            401,
+            r#"{"error_code":"UNAUTHORIZED","error_message":"missing or invalid bearer token"}"#
+                .to_owned()
+        )
+    );
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+    let (code, _, err) = ampctl(&url, &["worker", "list"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("missing or invalid bearer token"), "{err}");
+    let (code, out, _) = ampctl(
+        &url,
+        &["--auth-token", "s3cret", "worker", "list", "--json"],
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "{\"workers\":[]}\n"));
+    let (code, out, _) = ampctl(&url, &["--auth-token", "s3cret", "worker", "check"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(1), "❌ no workers registered\n")
+    );
+}
+
+/// A TCP server that answers every connection with `response`, for `conns` connections.
+fn fake_server(response: &'static [u8], delay: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4).flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            std::thread::sleep(delay);
+            let _ = stream.write_all(response);
+        }
+    });
+    addr
+}
+
+#[test]
+fn ampctl_fails_with_one_clear_line_on_bad_answers() {
+    // Nobody listening.
+    let dead = free_addr();
+    let (code, _, err) = ampctl(&format!("http://{dead}"), &["worker", "list"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot reach the Admin API at http://{dead}/workers"
+        )),
+        "{err}"
+    );
+
+    // Garbage instead of JSON.
+    let addr = fake_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n<html>hi</h",
+        Duration::ZERO,
+    );
+    let (code, _, err) = ampctl(&format!("http://{addr}"), &["worker", "list"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unexpected answer from") && err.contains("is this the Admin API?"),
+        "{err}"
+    );
+
+    // An HTML error page instead of the JSON error body.
+    let addr = fake_server(
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad",
+        Duration::ZERO,
+    );
+    let (code, _, err) = ampctl(&format!("http://{addr}"), &["worker", "inspect", "w1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("HTTP 502 Bad Gateway"), "{err}");
+
+    // Too slow.
+    let addr = fake_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        Duration::from_secs(5),
+    );
+    let started = std::time::Instant::now();
+    let (code, _, err) = ampctl(
+        &format!("http://{addr}"),
+        &["--timeout", "500ms", "worker", "list"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        err.trim_end(),
+        format!("error: the Admin API at http://{addr}/workers did not answer within 500ms")
+    );
+
+    // Not a URL.
+    let (code, _, err) = ampctl("localhost:1610", &["worker", "list"]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("error: invalid Admin API URL"), "{err}");
+}
