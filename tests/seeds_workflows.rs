@@ -83,6 +83,8 @@ fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
 
+// Each block has its own expectation, so each regex is built once, inside its arm.
+#[allow(clippy::regex_creation_in_loops)]
 #[tokio::test(flavor = "multi_thread")]
 async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
     if let Ok(shared) = std::fs::read_to_string("../shared/seeds/000_065a41b21abc8929.txt") {
