@@ -1,0 +1,411 @@
+//! Pure status logic for AmpWorker: (DB row, DB clock, spec, previous status) → status.
+//!
+//! Messages never contain ages or other values that move by themselves, so an unchanged
+//! situation produces an identical status and therefore no write.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo};
+use crate::admin_api::wire::{format_timestamp, truncate};
+use crate::metadata_db::WorkerRow;
+
+pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
+
+pub const REGISTERED: &str = "Registered";
+pub const HEALTHY: &str = "Healthy";
+pub const VERSION_MATCHED: &str = "VersionMatched";
+pub const READY: &str = "Ready";
+
+/// What the operator knows about the metadata DB this cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbView {
+    /// Read succeeded. `recovered_at` is the DB clock of the first successful read after
+    /// an outage: heartbeats are not judged older than that, since workers could not
+    /// write while the DB was down (no false fleet-wide alarm after an outage).
+    Available {
+        db_now: DateTime<Utc>,
+        recovered_at: Option<DateTime<Utc>>,
+    },
+    Unavailable,
+}
+
+pub struct WorkerInputs<'a> {
+    pub row: Option<&'a WorkerRow>,
+    pub db: &'a DbView,
+    pub spec: &'a AmpWorkerSpec,
+    /// Version of the fleet selecting this worker, if any.
+    pub fleet_version: Option<&'a str>,
+    pub previous: Option<&'a AmpWorkerStatus>,
+    pub generation: Option<i64>,
+    /// Wall clock, only for `lastTransitionTime`.
+    pub now: DateTime<Utc>,
+}
+
+pub(crate) struct Cond {
+    pub(crate) type_: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+pub(crate) fn cond(
+    type_: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> Cond {
+    Cond {
+        type_,
+        status,
+        reason,
+        message: message.into(),
+    }
+}
+
+fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
+    s.as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub fn timeout_secs(spec: &AmpWorkerSpec) -> i64 {
+    spec.heartbeat_timeout_seconds
+        .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT_SECS)
+}
+
+/// The expected version: the worker's own spec wins over its fleet.
+pub fn expected_version<'a>(
+    spec: &'a AmpWorkerSpec,
+    fleet_version: Option<&'a str>,
+) -> Option<&'a str> {
+    spec.expected_version.as_deref().or(fleet_version)
+}
+
+pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
+    let prev = i.previous.cloned().unwrap_or_default();
+    let mut status = AmpWorkerStatus {
+        observed_generation: i.generation,
+        node_id: Some(i.spec.node_id.clone()),
+        restart_count: prev.restart_count,
+        ..prev.clone()
+    };
+    let timeout = timeout_secs(i.spec);
+
+    // Mirror the row (when we have one).
+    if let (Some(row), DbView::Available { .. }) = (i.row, i.db) {
+        let registered_at = truncate(row.registered_at);
+        if let Some(prev_registered) = parse_ts(&prev.registered_at)
+            && registered_at > prev_registered
+        {
+            status.restart_count += 1;
+        }
+        status.info = Some(WorkerBuildInfo {
+            version: row.info.version.clone(),
+            commit_sha: row.info.commit_sha.clone(),
+            commit_timestamp: row.info.commit_timestamp.clone(),
+            build_date: row.info.build_date.clone(),
+        });
+        status.created_at = Some(format_timestamp(&row.created_at));
+        status.registered_at = Some(format_timestamp(&registered_at));
+        status.heartbeat_at = Some(format_timestamp(&row.heartbeat_at));
+    }
+
+    let (registered, healthy) = match (i.db, i.row) {
+        (DbView::Unavailable, _) => {
+            let registered = match find(&prev.conditions, REGISTERED) {
+                Some(c) => Cond {
+                    type_: REGISTERED,
+                    status: static_status(&c.status),
+                    reason: static_reason(&c.reason),
+                    message: c.message.clone(),
+                },
+                None => cond(
+                    REGISTERED,
+                    "Unknown",
+                    "MetadataDbUnavailable",
+                    "the metadata DB cannot be read",
+                ),
+            };
+            let healthy = cond(
+                HEALTHY,
+                "Unknown",
+                "MetadataDbUnavailable",
+                "the metadata DB cannot be read; heartbeat unknown",
+            );
+            (registered, healthy)
+        }
+        (DbView::Available { .. }, None) => (
+            cond(
+                REGISTERED,
+                "False",
+                "NotRegistered",
+                format!("no row for node id {:?} in the metadata DB", i.spec.node_id),
+            ),
+            cond(
+                HEALTHY,
+                "False",
+                "NotRegistered",
+                "the worker is not registered",
+            ),
+        ),
+        (
+            DbView::Available {
+                db_now,
+                recovered_at,
+            },
+            Some(row),
+        ) => {
+            let judged_from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
+            let age_ms = (*db_now - judged_from).num_milliseconds();
+            let healthy = if age_ms <= timeout * 1000 {
+                cond(
+                    HEALTHY,
+                    "True",
+                    "HeartbeatFresh",
+                    format!("heartbeat within the {timeout}s timeout"),
+                )
+            } else {
+                cond(
+                    HEALTHY,
+                    "False",
+                    "HeartbeatStale",
+                    format!(
+                        "no heartbeat for more than {timeout}s (last at {})",
+                        format_timestamp(&row.heartbeat_at)
+                    ),
+                )
+            };
+            (
+                cond(
+                    REGISTERED,
+                    "True",
+                    "WorkerRegistered",
+                    "the node id has a row in the metadata DB",
+                ),
+                healthy,
+            )
+        }
+    };
+
+    let version = status
+        .info
+        .as_ref()
+        .and_then(|info| info.version.as_deref());
+    let version_matched = match (expected_version(i.spec, i.fleet_version), version) {
+        (None, _) => cond(
+            VERSION_MATCHED,
+            "Unknown",
+            "NoExpectedVersion",
+            "no expectedVersion set and no fleet selects this worker",
+        ),
+        (Some(expected), _) if status.info.is_none() => cond(
+            VERSION_MATCHED,
+            "Unknown",
+            "NotRegistered",
+            format!("expected {expected}; the worker's version is not known yet"),
+        ),
+        (Some(expected), Some(v)) if v == expected => cond(
+            VERSION_MATCHED,
+            "True",
+            "VersionMatches",
+            format!("running the expected version {v}"),
+        ),
+        (Some(expected), v) => cond(
+            VERSION_MATCHED,
+            "False",
+            "VersionMismatch",
+            format!(
+                "running {}, expected {expected}",
+                v.unwrap_or("an unknown version")
+            ),
+        ),
+    };
+
+    let ready = if healthy.status == "Unknown" {
+        cond(
+            READY,
+            "Unknown",
+            "MetadataDbUnavailable",
+            "the metadata DB cannot be read",
+        )
+    } else if registered.status != "True" {
+        cond(READY, "False", "NotRegistered", registered.message.clone())
+    } else if healthy.status != "True" {
+        cond(READY, "False", healthy.reason, healthy.message.clone())
+    } else if version_matched.status == "False" {
+        cond(
+            READY,
+            "False",
+            "VersionMismatch",
+            version_matched.message.clone(),
+        )
+    } else {
+        cond(
+            READY,
+            "True",
+            "WorkerReady",
+            "registered, heartbeating and on the expected version",
+        )
+    };
+
+    status.state = Some(
+        match (ready.status, ready.reason) {
+            ("True", _) => "Ready",
+            ("Unknown", _) => "Unknown",
+            (_, "NotRegistered") => "NotRegistered",
+            (_, "HeartbeatStale") => "Stale",
+            (_, "VersionMismatch") => "VersionMismatch",
+            _ => "Unknown",
+        }
+        .to_owned(),
+    );
+    status.conditions = [registered, healthy, version_matched, ready]
+        .into_iter()
+        .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
+        .collect();
+    status
+}
+
+fn static_status(s: &str) -> &'static str {
+    match s {
+        "True" => "True",
+        "False" => "False",
+        _ => "Unknown",
+    }
+}
+
+/// Reasons carried over from a previous status are one of ours; anything else is Unknown.
+fn static_reason(r: &str) -> &'static str {
+    ["WorkerRegistered", "NotRegistered", "MetadataDbUnavailable"]
+        .into_iter()
+        .find(|known| *known == r)
+        .unwrap_or("Unknown")
+}
+
+/// `lastTransitionTime` moves only when the condition's status changes.
+pub(crate) fn to_condition(
+    c: Cond,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let last_transition_time = match find(previous, c.type_) {
+        Some(p) if p.status == c.status => p.last_transition_time.clone(),
+        _ => Time(truncate_to_k8s(now)),
+    };
+    Condition {
+        type_: c.type_.to_owned(),
+        status: c.status.to_owned(),
+        reason: c.reason.to_owned(),
+        message: c.message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// metav1.Time has whole-second precision on the wire; keep it so comparisons are stable.
+fn truncate_to_k8s(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).expect("a chrono timestamp fits jiff")
+}
+
+/// Whether `desired` must be written over `stored`: any user-visible change, or a
+/// heartbeatAt that is at least `refresh` newer than the stored one.
+pub fn needs_write(
+    stored: Option<&AmpWorkerStatus>,
+    desired: &AmpWorkerStatus,
+    refresh: chrono::Duration,
+) -> bool {
+    let Some(stored) = stored else { return true };
+    let mut without_heartbeat = stored.clone();
+    without_heartbeat.heartbeat_at = desired.heartbeat_at.clone();
+    if without_heartbeat != *desired {
+        return true;
+    }
+    match (
+        parse_ts(&stored.heartbeat_at),
+        parse_ts(&desired.heartbeat_at),
+    ) {
+        (Some(old), Some(new)) => new - old >= refresh,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}
+
+/// An event to publish for a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEvent {
+    pub reason: &'static str,
+    pub warning: bool,
+    pub note: String,
+}
+
+fn status_of<'a>(s: &'a AmpWorkerStatus, type_: &str) -> Option<&'a str> {
+    find(&s.conditions, type_).map(|c| c.status.as_str())
+}
+
+/// Events for what changed between the stored and the desired status.
+pub fn transition_events(
+    stored: Option<&AmpWorkerStatus>,
+    desired: &AmpWorkerStatus,
+) -> Vec<WorkerEvent> {
+    let Some(stored) = stored else {
+        return Vec::new();
+    };
+    let node = desired.node_id.as_deref().unwrap_or("?");
+    let mut events = Vec::new();
+    match (status_of(stored, HEALTHY), status_of(desired, HEALTHY)) {
+        (Some("True"), Some("False")) => events.push(WorkerEvent {
+            reason: "WorkerStale",
+            warning: true,
+            note: find(&desired.conditions, HEALTHY)
+                .map(|c| c.message.clone())
+                .unwrap_or_default(),
+        }),
+        (Some("False"), Some("True")) => events.push(WorkerEvent {
+            reason: "WorkerRecovered",
+            warning: false,
+            note: format!("worker {node} is heartbeating again"),
+        }),
+        _ => {}
+    }
+    if desired.restart_count > stored.restart_count {
+        events.push(WorkerEvent {
+            reason: "WorkerRestarted",
+            warning: false,
+            note: format!(
+                "worker {node} re-registered at {}",
+                desired.registered_at.as_deref().unwrap_or("?")
+            ),
+        });
+    }
+    let version = |s: &AmpWorkerStatus| s.info.as_ref().and_then(|i| i.version.clone());
+    if let (Some(old), Some(new)) = (version(stored), version(desired))
+        && old != new
+    {
+        events.push(WorkerEvent {
+            reason: "VersionChanged",
+            warning: false,
+            note: format!("version changed from {old} to {new}"),
+        });
+    }
+    if status_of(desired, VERSION_MATCHED) == Some("False")
+        && status_of(stored, VERSION_MATCHED) != Some("False")
+    {
+        events.push(WorkerEvent {
+            reason: "VersionMismatch",
+            warning: true,
+            note: find(&desired.conditions, VERSION_MATCHED)
+                .map(|c| c.message.clone())
+                .unwrap_or_default(),
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests;

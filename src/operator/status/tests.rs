@@ -1,0 +1,465 @@
+use super::*;
+use crate::metadata_db::WorkerInfo;
+use chrono::TimeZone;
+
+fn t(s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(i64::from(s))
+}
+
+fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> WorkerRow {
+    WorkerRow {
+        node_id: "worker-01".into(),
+        info: WorkerInfo {
+            version: Some(version.into()),
+            commit_sha: Some("8b065bde".into()),
+            commit_timestamp: None,
+            build_date: Some("2025-10-30".into()),
+        },
+        created_at: t(0),
+        registered_at: registered,
+        heartbeat_at: heartbeat,
+    }
+}
+
+fn spec(expected: Option<&str>) -> AmpWorkerSpec {
+    AmpWorkerSpec {
+        node_id: "worker-01".into(),
+        expected_version: expected.map(Into::into),
+        heartbeat_timeout_seconds: None,
+    }
+}
+
+fn available(now: DateTime<Utc>) -> DbView {
+    DbView::Available {
+        db_now: now,
+        recovered_at: None,
+    }
+}
+
+fn run(
+    row: Option<&WorkerRow>,
+    db: &DbView,
+    spec: &AmpWorkerSpec,
+    prev: Option<&AmpWorkerStatus>,
+    now: DateTime<Utc>,
+) -> AmpWorkerStatus {
+    desired_status(&WorkerInputs {
+        row,
+        db,
+        spec,
+        fleet_version: None,
+        previous: prev,
+        generation: Some(3),
+        now,
+    })
+}
+
+/// (type, status, reason) of each condition, in order.
+fn conds(s: &AmpWorkerStatus) -> Vec<(String, String, String)> {
+    s.conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+#[test]
+fn fresh_worker_on_the_expected_version_is_ready() {
+    let r = row("v2", t(0), t(100));
+    let s = run(
+        Some(&r),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(
+        conds(&s),
+        [
+            c("Registered", "True", "WorkerRegistered"),
+            c("Healthy", "True", "HeartbeatFresh"),
+            c("VersionMatched", "True", "VersionMatches"),
+            c("Ready", "True", "WorkerReady")
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!(s.heartbeat_at.as_deref(), Some("2026-11-22T10:01:40Z"));
+    assert_eq!(s.created_at.as_deref(), Some("2026-11-22T10:00:00Z"));
+    assert_eq!(s.node_id.as_deref(), Some("worker-01"));
+    assert_eq!(s.observed_generation, Some(3));
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3))
+    );
+    assert_eq!(
+        s.info.as_ref().unwrap().commit_sha.as_deref(),
+        Some("8b065bde")
+    );
+    assert_eq!(s.restart_count, 0);
+}
+
+#[test]
+fn threshold_is_inclusive_and_judged_by_the_db_clock() {
+    let r = row("v2", t(0), t(100));
+    let at_limit = run(Some(&r), &available(t(130)), &spec(None), None, t(9999));
+    assert_eq!(
+        at_limit.conditions[1].status, "True",
+        "exactly 30 s is still healthy"
+    );
+    let just_over = run(
+        Some(&r),
+        &DbView::Available {
+            db_now: t(130) + chrono::Duration::milliseconds(1),
+            recovered_at: None,
+        },
+        &spec(None),
+        None,
+        t(0),
+    );
+    assert_eq!(
+        conds(&just_over)[1],
+        c("Healthy", "False", "HeartbeatStale")
+    );
+    assert_eq!(conds(&just_over)[3], c("Ready", "False", "HeartbeatStale"));
+    assert_eq!(just_over.state.as_deref(), Some("Stale"));
+    assert_eq!(
+        just_over.conditions[1].message,
+        "no heartbeat for more than 30s (last at 2026-11-22T10:01:40Z)"
+    );
+
+    let mut custom = spec(None);
+    custom.heartbeat_timeout_seconds = Some(5);
+    assert_eq!(
+        run(Some(&r), &available(t(106)), &custom, None, t(0)).conditions[1].status,
+        "False"
+    );
+    assert_eq!(
+        run(Some(&r), &available(t(105)), &custom, None, t(0)).conditions[1].status,
+        "True"
+    );
+}
+
+#[test]
+fn just_registered_worker_without_expectations() {
+    let r = row("v1", t(0), t(0));
+    let s = run(Some(&r), &available(t(0)), &spec(None), None, t(0));
+    assert_eq!(
+        conds(&s)[2],
+        c("VersionMatched", "Unknown", "NoExpectedVersion")
+    );
+    assert_eq!(
+        conds(&s)[3],
+        c("Ready", "True", "WorkerReady"),
+        "no expectation does not block Ready"
+    );
+}
+
+#[test]
+fn restart_counts_once_per_registration_move() {
+    let first = run(
+        Some(&row("v1", t(0), t(10))),
+        &available(t(10)),
+        &spec(None),
+        None,
+        t(10),
+    );
+    assert_eq!(first.restart_count, 0);
+    let restarted_row = row("v1", t(50), t(51));
+    let second = run(
+        Some(&restarted_row),
+        &available(t(51)),
+        &spec(None),
+        Some(&first),
+        t(51),
+    );
+    assert_eq!(second.restart_count, 1);
+    assert_eq!(
+        second.registered_at.as_deref(),
+        Some("2026-11-22T10:00:50Z")
+    );
+    let again = run(
+        Some(&restarted_row),
+        &available(t(52)),
+        &spec(None),
+        Some(&second),
+        t(52),
+    );
+    assert_eq!(
+        again.restart_count, 1,
+        "same registration is not counted twice"
+    );
+    assert_eq!(
+        transition_events(Some(&first), &second)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerRestarted"]
+    );
+}
+
+#[test]
+fn version_mismatch_against_spec_and_fleet() {
+    let r = row("v1", t(0), t(10));
+    let s = run(Some(&r), &available(t(10)), &spec(Some("v2")), None, t(10));
+    assert_eq!(
+        conds(&s)[2],
+        c("VersionMatched", "False", "VersionMismatch")
+    );
+    assert_eq!(s.conditions[2].message, "running v1, expected v2");
+    assert_eq!(conds(&s)[3], c("Ready", "False", "VersionMismatch"));
+    assert_eq!(s.state.as_deref(), Some("VersionMismatch"));
+
+    let via_fleet = desired_status(&WorkerInputs {
+        row: Some(&r),
+        db: &available(t(10)),
+        spec: &spec(None),
+        fleet_version: Some("v2"),
+        previous: None,
+        generation: Some(1),
+        now: t(10),
+    });
+    assert_eq!(
+        conds(&via_fleet)[2],
+        c("VersionMatched", "False", "VersionMismatch")
+    );
+    let spec_wins = desired_status(&WorkerInputs {
+        row: Some(&r),
+        db: &available(t(10)),
+        spec: &spec(Some("v1")),
+        fleet_version: Some("v2"),
+        previous: None,
+        generation: Some(1),
+        now: t(10),
+    });
+    assert_eq!(
+        conds(&spec_wins)[2],
+        c("VersionMatched", "True", "VersionMatches")
+    );
+}
+
+#[test]
+fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
+    let before = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(10)),
+        &spec(Some("v2")),
+        None,
+        t(10),
+    );
+    let s = run(
+        None,
+        &DbView::Unavailable,
+        &spec(Some("v2")),
+        Some(&before),
+        t(60),
+    );
+    assert_eq!(
+        conds(&s),
+        [
+            c("Registered", "True", "WorkerRegistered"),
+            c("Healthy", "Unknown", "MetadataDbUnavailable"),
+            c("VersionMatched", "True", "VersionMatches"),
+            c("Ready", "Unknown", "MetadataDbUnavailable")
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("Unknown"));
+    assert_eq!(
+        s.heartbeat_at, before.heartbeat_at,
+        "last known heartbeat kept"
+    );
+    assert!(
+        transition_events(Some(&before), &s).is_empty(),
+        "no WorkerStale for an outage"
+    );
+    // Registered keeps its transition time; Healthy's moves.
+    assert_eq!(
+        s.conditions[0].last_transition_time,
+        before.conditions[0].last_transition_time
+    );
+    assert_ne!(
+        s.conditions[1].last_transition_time,
+        before.conditions[1].last_transition_time
+    );
+
+    let never_seen = run(None, &DbView::Unavailable, &spec(None), None, t(60));
+    assert_eq!(
+        conds(&never_seen)[0],
+        c("Registered", "Unknown", "MetadataDbUnavailable")
+    );
+}
+
+#[test]
+fn after_an_outage_heartbeats_are_judged_from_the_db_return() {
+    // Last heartbeat at t(10), DB down until t(100): without the recovery rule this
+    // would be 90 s stale although the worker could not write.
+    let r = row("v2", t(0), t(10));
+    let db = DbView::Available {
+        db_now: t(101),
+        recovered_at: Some(t(100)),
+    };
+    assert_eq!(
+        run(Some(&r), &db, &spec(None), None, t(101)).conditions[1].status,
+        "True"
+    );
+    // A worker that stays silent is flagged once the timeout passes after the return.
+    let later = DbView::Available {
+        db_now: t(131),
+        recovered_at: Some(t(100)),
+    };
+    assert_eq!(
+        run(Some(&r), &later, &spec(None), None, t(131)).conditions[1].status,
+        "False"
+    );
+}
+
+#[test]
+fn deleted_row_is_not_registered_and_keeps_last_known_fields() {
+    let before = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(10)),
+        &spec(None),
+        None,
+        t(10),
+    );
+    let s = run(None, &available(t(20)), &spec(None), Some(&before), t(20));
+    assert_eq!(
+        conds(&s),
+        [
+            c("Registered", "False", "NotRegistered"),
+            c("Healthy", "False", "NotRegistered"),
+            c("VersionMatched", "Unknown", "NoExpectedVersion"),
+            c("Ready", "False", "NotRegistered")
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("NotRegistered"));
+    assert_eq!(s.registered_at, before.registered_at);
+    let never = run(None, &available(t(20)), &spec(Some("v2")), None, t(20));
+    assert_eq!(
+        conds(&never)[2],
+        c("VersionMatched", "Unknown", "NotRegistered")
+    );
+}
+
+#[test]
+fn unchanged_situation_gives_identical_status_and_no_write() {
+    let r = row("v2", t(0), t(10));
+    let first = run(Some(&r), &available(t(11)), &spec(Some("v2")), None, t(11));
+    let second = run(
+        Some(&r),
+        &available(t(12)),
+        &spec(Some("v2")),
+        Some(&first),
+        t(12),
+    );
+    assert_eq!(first, second, "transition times and messages do not move");
+    assert!(!needs_write(
+        Some(&first),
+        &second,
+        chrono::Duration::seconds(60)
+    ));
+    assert!(needs_write(None, &first, chrono::Duration::seconds(60)));
+}
+
+#[test]
+fn heartbeat_progress_alone_is_written_only_every_refresh_interval() {
+    let stored = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(10)),
+        &spec(None),
+        None,
+        t(10),
+    );
+    let refresh = chrono::Duration::seconds(60);
+    let later = run(
+        Some(&row("v2", t(0), t(69))),
+        &available(t(69)),
+        &spec(None),
+        Some(&stored),
+        t(69),
+    );
+    assert!(
+        !needs_write(Some(&stored), &later, refresh),
+        "59 s of progress: not yet"
+    );
+    let due = run(
+        Some(&row("v2", t(0), t(70))),
+        &available(t(70)),
+        &spec(None),
+        Some(&stored),
+        t(70),
+    );
+    assert!(needs_write(Some(&stored), &due, refresh), "60 s: refresh");
+    // A visible change is written at once, carrying the latest heartbeat.
+    let stale = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(41)),
+        &spec(None),
+        Some(&stored),
+        t(41),
+    );
+    assert!(needs_write(Some(&stored), &stale, refresh));
+}
+
+#[test]
+fn transitions_fire_the_right_events_once() {
+    let r = row("v1", t(0), t(10));
+    let fresh = run(Some(&r), &available(t(10)), &spec(None), None, t(10));
+    let stale = run(
+        Some(&r),
+        &available(t(41)),
+        &spec(None),
+        Some(&fresh),
+        t(41),
+    );
+    let evs = transition_events(Some(&fresh), &stale);
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0].reason, evs[0].warning), ("WorkerStale", true));
+    let still = run(
+        Some(&r),
+        &available(t(42)),
+        &spec(None),
+        Some(&stale),
+        t(42),
+    );
+    assert!(
+        transition_events(Some(&stale), &still).is_empty(),
+        "no repeat while stale"
+    );
+    let back = run(
+        Some(&row("v1", t(0), t(50))),
+        &available(t(50)),
+        &spec(None),
+        Some(&still),
+        t(50),
+    );
+    assert_eq!(
+        transition_events(Some(&still), &back)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerRecovered"]
+    );
+    // Upgrade to a version that does not match the spec: changed + mismatch.
+    let upgraded = run(
+        Some(&row("v2", t(60), t(60))),
+        &available(t(60)),
+        &spec(Some("v3")),
+        Some(&back),
+        t(60),
+    );
+    assert_eq!(
+        transition_events(Some(&back), &upgraded)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerRestarted", "VersionChanged", "VersionMismatch"]
+    );
+    assert!(
+        transition_events(None, &fresh).is_empty(),
+        "first sighting is not a transition"
+    );
+}
