@@ -34,10 +34,17 @@ pub enum Command {
     AdminApi(admin_api::AdminApiArgs),
     /// Run the Kubernetes operator.
     Operator(operator::OperatorArgs),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crdgen,
+    /// Print the CustomResourceDefinitions as YAML (or write one file each with --out-dir).
+    Crdgen(CrdgenArgs),
     /// Print the Admin API's OpenAPI document (checked in as docs/openapi.json).
     Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CrdgenArgs {
+    /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,13 +115,16 @@ async fn run(command: Command) -> ExitCode {
             }
             Err(err) => fail(1, format!("cannot render the OpenAPI document: {err}")),
         },
-        Command::Crdgen => match operator::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crdgen(args) => {
+            let result = match args.out_dir {
+                Some(dir) => operator::write_crds(&dir),
+                None => operator::crd_yaml().map(|yaml| print!("{yaml}")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(1, err.to_string()),
             }
-            Err(err) => fail(1, err.to_string()),
-        },
+        }
     }
 }
 
