@@ -106,7 +106,7 @@ async fn run(command: Command) -> ExitCode {
         },
         Command::Operator(args) => match operator::main(args, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(err) => fail(1, err.to_string()),
+            Err(err) => fail(err.exit_code(), err.to_string()),
         },
         Command::Openapi => match admin_api::openapi().to_pretty_json() {
             Ok(json) => {

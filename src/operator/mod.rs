@@ -1,21 +1,87 @@
 //! The Kubernetes operator: CRDs, status logic and the controller.
 
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod fleet_status;
+pub mod metrics;
 pub mod naming;
+pub mod plan;
+mod probes;
+mod run;
 pub mod status;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 pub use crdgen::{crd_yaml, write_crds};
+pub use run::main;
 
 #[derive(Debug, clap::Args)]
-pub struct OperatorArgs {}
+pub struct OperatorArgs {
+    /// Metadata DB URL.
+    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Namespace whose AmpWorkers and fleets this operator manages.
+    #[arg(long, env = "AMP_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "AMP_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Only the holder of the Lease writes; turn off for a single local replica.
+    #[arg(long, env = "AMP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the coordination.k8s.io Lease (in --namespace).
+    #[arg(long, env = "AMP_LEASE_NAME", default_value = "amp-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name in the chart).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Lease duration; a dead leader is replaced after at most this long.
+    #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How often the whole fleet is read from the metadata DB.
+    #[arg(long, env = "AMP_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// heartbeatAt alone is rewritten at most this often.
+    #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub status_refresh: Duration,
+    /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
+    #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub gc_after: Duration,
+    /// Concurrent Kubernetes writes per cycle.
+    #[arg(long, default_value_t = 8)]
+    pub write_concurrency: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
-pub enum OperatorError {}
+pub enum OperatorError {
+    #[error(
+        "the {kind} CustomResourceDefinition is not installed in the cluster: install it with `kubectl apply -f crds/` (or the Helm chart)"
+    )]
+    CrdMissing { kind: &'static str },
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("cannot load a kubeconfig or in-cluster config: {0}")]
+    KubeConfig(String),
+    #[error(transparent)]
+    Db(#[from] crate::metadata_db::DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("leader election failed: {0}")]
+    LeaderElection(String),
+}
 
-pub async fn main(
-    _args: OperatorArgs,
-    _shutdown: tokio_util::sync::CancellationToken,
-) -> Result<(), OperatorError> {
-    Ok(())
+impl OperatorError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::InvalidOption(_) | Self::Db(crate::metadata_db::DbError::InvalidUrl { .. }) => 2,
+            _ => 1,
+        }
+    }
 }

@@ -1,3 +1,5 @@
-//! Support for tests, benchmarks and the quickstart: real PostgreSQL, no mocks.
+//! Support for tests, benchmarks and the quickstart: real PostgreSQL, and an in-memory
+//! Kubernetes API server for the operator (no cluster runs in CI).
 
+pub mod fake_apiserver;
 pub mod postgres;

@@ -1,0 +1,534 @@
+//! The side-effecting half of a cycle: read the DB once, plan, then write to Kubernetes
+//! (creates, server-side-apply status patches, events, deletes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use sqlx::PgPool;
+
+use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, FIELD_MANAGER};
+use super::metrics::OperatorMetrics;
+use super::plan::{Plan, PlanConfig, PlanInput, Written, plan};
+use super::status::DbView;
+use crate::metadata_db::{self, FleetSnapshot};
+
+/// Objects created this process whose creation the reflector has not shown yet are
+/// kept this long, so a lagging store does not trigger a second create.
+const PENDING_CREATE_TTL: Duration = Duration::from_secs(60);
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub namespace: String,
+    pub plan: PlanConfig,
+    /// Concurrent Kubernetes writes within one cycle.
+    pub write_concurrency: usize,
+    /// Reported as the events' reporting instance.
+    pub identity: String,
+}
+
+/// What one cycle did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub db_available: bool,
+    pub created: usize,
+    pub status_writes: usize,
+    pub fleet_writes: usize,
+    pub deleted: usize,
+    pub events: usize,
+    pub errors: usize,
+}
+
+struct Backoff {
+    failures: u32,
+    until: Instant,
+}
+
+pub struct Controller {
+    workers_api: Api<AmpWorker>,
+    fleets_api: Api<AmpWorkerFleet>,
+    recorder: Recorder,
+    pool: PgPool,
+    config: ControllerConfig,
+    metrics: Arc<OperatorMetrics>,
+    written: Written,
+    /// DB clock of the last good read; set while the DB is down.
+    outage_since: Option<DateTime<Utc>>,
+    last_ok_db_now: Option<DateTime<Utc>>,
+    recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
+    backoff: HashMap<String, Backoff>,
+}
+
+enum Outcome {
+    Created {
+        node_id: String,
+        obj: Box<AmpWorker>,
+        status: Option<AmpWorkerStatus>,
+    },
+    WorkerStatus {
+        uid: Option<String>,
+        status: AmpWorkerStatus,
+        events: usize,
+    },
+    FleetStatus {
+        uid: Option<String>,
+        status: AmpWorkerFleetStatus,
+        events: usize,
+    },
+    Deleted,
+    Failed {
+        key: String,
+        uid: Option<String>,
+    },
+}
+
+impl Controller {
+    pub fn new(
+        client: Client,
+        pool: PgPool,
+        config: ControllerConfig,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(config.identity.clone()),
+        };
+        Self {
+            workers_api: Api::namespaced(client.clone(), &config.namespace),
+            fleets_api: Api::namespaced(client.clone(), &config.namespace),
+            recorder: Recorder::new(client, reporter),
+            pool,
+            config,
+            metrics,
+            written: Written::default(),
+            outage_since: None,
+            last_ok_db_now: None,
+            recovery: None,
+            pending: HashMap::new(),
+            backoff: HashMap::new(),
+        }
+    }
+
+    /// Forgets what this replica wrote (after losing leadership another replica may
+    /// have written since).
+    pub fn forget(&mut self) {
+        self.written = Written::default();
+        self.pending.clear();
+        self.backoff.clear();
+    }
+
+    async fn read_db(&mut self) -> (DbView, Vec<metadata_db::WorkerRow>) {
+        let started = Instant::now();
+        let result = metadata_db::fleet_snapshot(&self.pool).await;
+        self.metrics
+            .poll_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(FleetSnapshot { db_now, workers }) => {
+                self.metrics.metadata_db_up.set(1);
+                if let Some(since) = self.outage_since.take() {
+                    tracing::info!(down_since = %since, "metadata DB readable again");
+                    self.recovery = Some((since, db_now));
+                }
+                // The grace only matters for one heartbeat timeout (at most an hour).
+                if self
+                    .recovery
+                    .is_some_and(|(_, back)| db_now - back > chrono::Duration::hours(1))
+                {
+                    self.recovery = None;
+                }
+                self.last_ok_db_now = Some(db_now);
+                (
+                    DbView::Available {
+                        db_now,
+                        recovered_at: self.recovery.map(|(_, back)| back),
+                    },
+                    workers,
+                )
+            }
+            Err(err) => {
+                self.metrics.metadata_db_up.set(0);
+                if self.outage_since.is_none() {
+                    self.outage_since = Some(self.last_ok_db_now.unwrap_or_else(Utc::now));
+                    tracing::warn!(error = %err, "metadata DB unavailable; worker health is Unknown until it returns");
+                }
+                (DbView::Unavailable, Vec::new())
+            }
+        }
+    }
+
+    /// One cycle over the given objects (from the reflector stores in production, from
+    /// the test in tests).
+    pub async fn cycle(
+        &mut self,
+        workers: Vec<Arc<AmpWorker>>,
+        fleets: Vec<Arc<AmpWorkerFleet>>,
+    ) -> CycleReport {
+        let started = Instant::now();
+        let (db, rows) = self.read_db().await;
+        let workers = self.with_pending(workers);
+        self.written.retain_uids(&workers, &fleets);
+        let now = Utc::now();
+        let mut plan = plan(
+            &PlanInput {
+                db: &db,
+                rows: &rows,
+                workers: &workers,
+                fleets: &fleets,
+                written: &self.written,
+                recovery_from: self.recovery.map(|(since, _)| since),
+                now,
+            },
+            &self.config.plan,
+        );
+        self.metrics.set_worker_conditions(&plan.worker_conditions);
+        self.metrics.set_fleet_conditions(&plan.fleet_conditions);
+        self.drop_backed_off(&mut plan);
+        let mut report = CycleReport {
+            db_available: matches!(db, DbView::Available { .. }),
+            ..Default::default()
+        };
+        if !plan.is_empty() {
+            self.execute(plan, &mut report).await;
+        }
+        if report.errors > 0 {
+            self.metrics.cycle_errors.inc();
+        }
+        self.metrics.observe_cycle(started.elapsed());
+        report
+    }
+
+    fn with_pending(&mut self, mut workers: Vec<Arc<AmpWorker>>) -> Vec<Arc<AmpWorker>> {
+        let seen: std::collections::HashSet<&str> = workers
+            .iter()
+            .filter_map(|w| w.metadata.uid.as_deref())
+            .collect();
+        self.pending.retain(|_, (at, obj)| {
+            at.elapsed() < PENDING_CREATE_TTL
+                && !obj
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|uid| seen.contains(uid))
+        });
+        workers.extend(self.pending.values().map(|(_, obj)| obj.clone()));
+        workers
+    }
+
+    fn backed_off(&self, key: &str) -> bool {
+        self.backoff
+            .get(key)
+            .is_some_and(|b| Instant::now() < b.until)
+    }
+
+    fn drop_backed_off(&self, plan: &mut Plan) {
+        plan.creates
+            .retain(|(w, _)| !self.backed_off(&format!("create/{}", w.name_any())));
+        plan.worker_writes
+            .retain(|w| !self.backed_off(&format!("status/{}", w.name)));
+        plan.fleet_writes
+            .retain(|w| !self.backed_off(&format!("fleet/{}", w.name)));
+        plan.deletes
+            .retain(|d| !self.backed_off(&format!("delete/{}", d.name)));
+    }
+
+    fn failed(&mut self, key: String) {
+        let b = self.backoff.entry(key).or_insert(Backoff {
+            failures: 0,
+            until: Instant::now(),
+        });
+        b.failures = b.failures.saturating_add(1);
+        let delay = Duration::from_millis(500)
+            .saturating_mul(2u32.saturating_pow(b.failures.min(10)))
+            .min(MAX_WRITE_BACKOFF);
+        b.until = Instant::now() + delay;
+    }
+
+    async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {
+        let namespace = self.config.namespace.clone();
+        let this = &*self;
+        let mut jobs: Vec<futures::future::BoxFuture<'_, Outcome>> = Vec::new();
+        for (obj, status) in plan.creates {
+            jobs.push(Box::pin(this.create(obj, status)));
+        }
+        for w in plan.worker_writes {
+            let ns = namespace.clone();
+            jobs.push(Box::pin(async move {
+                let key = format!("status/{}", w.name);
+                match this.apply_worker_status(&w.name, &w.status).await {
+                    Ok(()) => {
+                        let reference = object_ref::<AmpWorker>(&w.name, &ns, w.uid.as_deref());
+                        let mut events = 0;
+                        for ev in &w.events {
+                            events += usize::from(
+                                this.publish(ev.reason, ev.warning, &ev.note, &reference)
+                                    .await,
+                            );
+                        }
+                        Outcome::WorkerStatus {
+                            uid: w.uid,
+                            status: w.status,
+                            events,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(ampworker = %w.name, error = %err, "status write failed; will retry");
+                        Outcome::Failed { key, uid: w.uid }
+                    }
+                }
+            }));
+        }
+        for f in plan.fleet_writes {
+            let ns = namespace.clone();
+            jobs.push(Box::pin(async move {
+                let key = format!("fleet/{}", f.name);
+                match this.apply_fleet_status(&f.name, &f.status).await {
+                    Ok(()) => {
+                        let reference =
+                            object_ref::<AmpWorkerFleet>(&f.name, &ns, f.uid.as_deref());
+                        let mut events = 0;
+                        for ev in &f.events {
+                            events += usize::from(
+                                this.publish(ev.reason, ev.warning, &ev.note, &reference)
+                                    .await,
+                            );
+                        }
+                        Outcome::FleetStatus {
+                            uid: f.uid,
+                            status: f.status,
+                            events,
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(ampworkerfleet = %f.name, error = %err, "fleet status write failed; will retry");
+                        Outcome::Failed { key, uid: f.uid }
+                    }
+                }
+            }));
+        }
+        for d in plan.deletes {
+            jobs.push(Box::pin(async move {
+                let params = DeleteParams {
+                    preconditions: d.uid.clone().map(|uid| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match this.workers_api.delete(&d.name, &params).await {
+                    Ok(_) => {
+                        this.metrics.count_write("delete", true);
+                        tracing::info!(ampworker = %d.name, why = %d.why, "deleted discovered AmpWorker");
+                        Outcome::Deleted
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => Outcome::Deleted,
+                    Err(err) => {
+                        this.metrics.count_write("delete", false);
+                        tracing::warn!(ampworker = %d.name, error = %err, "delete failed; will retry");
+                        Outcome::Failed {
+                            key: format!("delete/{}", d.name),
+                            uid: None,
+                        }
+                    }
+                }
+            }));
+        }
+
+        let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
+            .buffer_unordered(self.config.write_concurrency.max(1))
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Created {
+                    node_id,
+                    obj,
+                    status,
+                } => {
+                    report.created += 1;
+                    let obj = Arc::new(*obj);
+                    if let (Some(uid), Some(status)) = (obj.metadata.uid.clone(), status) {
+                        report.status_writes += 1;
+                        self.written.workers.insert(uid, status);
+                    }
+                    self.pending.insert(node_id, (Instant::now(), obj));
+                }
+                Outcome::WorkerStatus {
+                    uid,
+                    status,
+                    events,
+                } => {
+                    report.status_writes += 1;
+                    report.events += events;
+                    if let Some(uid) = uid {
+                        self.written.workers.insert(uid, status);
+                    }
+                }
+                Outcome::FleetStatus {
+                    uid,
+                    status,
+                    events,
+                } => {
+                    report.fleet_writes += 1;
+                    report.events += events;
+                    if let Some(uid) = uid {
+                        self.written.fleets.insert(uid, status);
+                    }
+                }
+                Outcome::Deleted => report.deleted += 1,
+                Outcome::Failed { key, uid } => {
+                    report.errors += 1;
+                    if let Some(uid) = uid {
+                        // Unknown what the server holds now: compare with the store next time.
+                        self.written.workers.remove(&uid);
+                        self.written.fleets.remove(&uid);
+                    }
+                    self.failed(key);
+                }
+            }
+        }
+        self.backoff.retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF);
+    }
+
+    async fn create(&self, obj: AmpWorker, status: AmpWorkerStatus) -> Outcome {
+        let name = obj.name_any();
+        let node_id = obj.spec.node_id.clone();
+        let created = match self.workers_api.create(&PostParams::default(), &obj).await {
+            Ok(created) => {
+                self.metrics.count_write("create", true);
+                tracing::info!(ampworker = %name, node_id = %node_id, "discovered worker; created AmpWorker");
+                created
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // The store has not caught up with an earlier create, or a user object
+                // of a different nodeId owns the name; either way nothing to do now.
+                tracing::warn!(ampworker = %name, node_id = %node_id, "AmpWorker already exists; waiting for the watch to show it");
+                return Outcome::Failed {
+                    key: format!("create/{name}"),
+                    uid: None,
+                };
+            }
+            Err(err) => {
+                self.metrics.count_write("create", false);
+                tracing::warn!(ampworker = %name, error = %err, "create failed; will retry");
+                return Outcome::Failed {
+                    key: format!("create/{name}"),
+                    uid: None,
+                };
+            }
+        };
+        let status = match self.apply_worker_status(&name, &status).await {
+            Ok(()) => Some(status),
+            Err(err) => {
+                tracing::warn!(ampworker = %name, error = %err, "status write after create failed; will retry");
+                None
+            }
+        };
+        Outcome::Created {
+            node_id,
+            obj: Box::new(created),
+            status,
+        }
+    }
+
+    async fn apply_worker_status(
+        &self,
+        name: &str,
+        status: &AmpWorkerStatus,
+    ) -> Result<(), kube::Error> {
+        let body = serde_json::json!({
+            "apiVersion": AmpWorker::api_version(&()),
+            "kind": AmpWorker::kind(&()),
+            "status": status,
+        });
+        let result = self
+            .workers_api
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await;
+        self.metrics.count_write("status", result.is_ok());
+        result.map(|_| ())
+    }
+
+    async fn apply_fleet_status(
+        &self,
+        name: &str,
+        status: &AmpWorkerFleetStatus,
+    ) -> Result<(), kube::Error> {
+        let body = serde_json::json!({
+            "apiVersion": AmpWorkerFleet::api_version(&()),
+            "kind": AmpWorkerFleet::kind(&()),
+            "status": status,
+        });
+        let result = self
+            .fleets_api
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await;
+        self.metrics.count_write("fleet_status", result.is_ok());
+        result.map(|_| ())
+    }
+
+    /// Events are best effort: a failure is logged and counted, never retried (the
+    /// status, which is retried, is the source of truth).
+    async fn publish(
+        &self,
+        reason: &str,
+        warning: bool,
+        note: &str,
+        reference: &ObjectReference,
+    ) -> bool {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        match self.recorder.publish(&ev, reference).await {
+            Ok(()) => {
+                self.metrics.count_event(reason);
+                self.metrics.count_write("event", true);
+                true
+            }
+            Err(err) => {
+                self.metrics.count_write("event", false);
+                tracing::warn!(reason, object = ?reference.name, error = %err, "event not published");
+                false
+            }
+        }
+    }
+}
+
+fn object_ref<K: Resource<DynamicType = ()>>(
+    name: &str,
+    namespace: &str,
+    uid: Option<&str>,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        uid: uid.map(str::to_owned),
+        ..ObjectReference::default()
+    }
+}

@@ -1,0 +1,277 @@
+//! Pure status logic for AmpWorkerFleet: (spec, selected workers' statuses, clock,
+//! previous status) → status, with kstatus conditions `Ready`, `Reconciling`, `Stalled`.
+//!
+//! Like worker statuses, messages carry only counts and names, never ages, so a fleet
+//! that is not changing produces an identical status and no write.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount};
+use super::status::{HEALTHY, READY, REGISTERED, cond, to_condition};
+use crate::admin_api::wire::format_timestamp;
+
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: i64 = 600;
+pub const DEFAULT_MIN_READY: i64 = 1;
+/// Node ids listed in a Stalled message; the full list is in `status.mismatched`.
+const MESSAGE_NODE_IDS: usize = 5;
+
+pub struct FleetInputs<'a> {
+    pub spec: &'a AmpWorkerFleetSpec,
+    pub generation: Option<i64>,
+    pub previous: Option<&'a AmpWorkerFleetStatus>,
+    /// Desired statuses of the selected AmpWorkers (this cycle's, not the stored ones).
+    pub workers: &'a [&'a AmpWorkerStatus],
+    /// Set when the fleet's selector cannot be parsed (it then selects nothing).
+    pub selector_error: Option<&'a str>,
+    /// Wall clock: progress deadline and `lastTransitionTime`.
+    pub now: DateTime<Utc>,
+}
+
+fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+fn is_healthy(w: &AmpWorkerStatus) -> bool {
+    condition_status(&w.conditions, REGISTERED) == Some("True")
+        && condition_status(&w.conditions, HEALTHY) == Some("True")
+}
+
+fn version_of(w: &AmpWorkerStatus) -> &str {
+    w.info
+        .as_ref()
+        .and_then(|i| i.version.as_deref())
+        .unwrap_or("unknown")
+}
+
+fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
+    let prev = i.previous.cloned().unwrap_or_default();
+    let expected = i.spec.version.as_str();
+    let min_ready = i.spec.min_ready.unwrap_or(DEFAULT_MIN_READY).max(0);
+    let deadline = i
+        .spec
+        .progress_deadline_seconds
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS);
+
+    let total = i.workers.len() as i64;
+    let ready = i.workers.iter().filter(|w| is_healthy(w)).count() as i64;
+    let updated = i
+        .workers
+        .iter()
+        .filter(|w| is_healthy(w) && version_of(w) == expected)
+        .count() as i64;
+    let db_unknown = i
+        .workers
+        .iter()
+        .any(|w| condition_status(&w.conditions, HEALTHY) == Some("Unknown"));
+
+    let mut versions: Vec<VersionCount> = Vec::new();
+    for w in i.workers {
+        let v = version_of(w);
+        match versions.iter_mut().find(|c| c.version == v) {
+            Some(c) => c.count += 1,
+            None => versions.push(VersionCount {
+                version: v.to_owned(),
+                count: 1,
+            }),
+        }
+    }
+    versions.sort_by(|a, b| a.version.cmp(&b.version));
+    let mut mismatched: Vec<String> = i
+        .workers
+        .iter()
+        .filter(|w| version_of(w) != expected)
+        .map(|w| w.node_id.clone().unwrap_or_default())
+        .collect();
+    mismatched.sort();
+
+    let complete = i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
+    let was_complete = condition_status(&prev.conditions, READY) == Some("True");
+    let generation_changed = prev.observed_generation != i.generation;
+    // The deadline runs from the last progress: a new spec, more updated workers, or the
+    // moment a complete fleet stopped being complete (a worker died, a new one joined).
+    let last_progress = match parse_ts(prev.last_progress_time.as_deref()) {
+        Some(t)
+            if !generation_changed
+                && updated <= prev.updated_workers
+                && !(was_complete && !complete) =>
+        {
+            t
+        }
+        _ => i.now,
+    };
+    let past_deadline = (i.now - last_progress).num_seconds() > deadline;
+
+    let progress_msg = format!("{updated} of {total} workers run {expected} and are healthy");
+    let (state, ready_c, reconciling_c, stalled_c) = if let Some(err) = i.selector_error {
+        let msg = format!("spec.selector is invalid: {err}");
+        (
+            "Stalled",
+            cond(READY, "False", "InvalidSelector", msg.clone()),
+            cond(RECONCILING, "False", "InvalidSelector", msg.clone()),
+            cond(STALLED, "True", "InvalidSelector", msg),
+        )
+    } else if complete {
+        let msg = format!("all {total} workers run {expected} and are healthy");
+        (
+            "Ready",
+            cond(READY, "True", "RolloutComplete", msg.clone()),
+            cond(RECONCILING, "False", "RolloutComplete", msg.clone()),
+            cond(STALLED, "False", "RolloutComplete", msg),
+        )
+    } else if db_unknown {
+        let msg = "the metadata DB cannot be read; worker health unknown";
+        (
+            "Unknown",
+            cond(READY, "Unknown", "MetadataDbUnavailable", msg),
+            cond(RECONCILING, "True", "MetadataDbUnavailable", msg),
+            cond(STALLED, "False", "MetadataDbUnavailable", msg),
+        )
+    } else if past_deadline {
+        let (reason, msg) = if mismatched.is_empty() {
+            let msg = if total < min_ready {
+                format!(
+                    "{total} workers selected, minReady is {min_ready}; no progress for {deadline}s"
+                )
+            } else {
+                format!("{progress_msg}; no progress for {deadline}s")
+            };
+            ("ProgressDeadlineExceeded", msg)
+        } else {
+            let mut names = mismatched
+                .iter()
+                .take(MESSAGE_NODE_IDS)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if mismatched.len() > MESSAGE_NODE_IDS {
+                names.push_str(&format!(
+                    " and {} more",
+                    mismatched.len() - MESSAGE_NODE_IDS
+                ));
+            }
+            (
+                "VersionMismatch",
+                format!(
+                    "{} of {total} workers not on {expected} after {deadline}s: {names}",
+                    mismatched.len()
+                ),
+            )
+        };
+        (
+            "Stalled",
+            cond(READY, "False", reason, msg.clone()),
+            cond(RECONCILING, "False", reason, msg.clone()),
+            cond(STALLED, "True", reason, msg),
+        )
+    } else {
+        let (reason, msg) = if total < min_ready {
+            (
+                "WaitingForWorkers",
+                format!("{total} workers selected, minReady is {min_ready}"),
+            )
+        } else {
+            ("RolloutInProgress", progress_msg)
+        };
+        (
+            "Progressing",
+            cond(READY, "False", reason, msg.clone()),
+            cond(RECONCILING, "True", reason, msg),
+            cond(
+                STALLED,
+                "False",
+                "Progressing",
+                format!("within the {deadline}s progress deadline"),
+            ),
+        )
+    };
+
+    AmpWorkerFleetStatus {
+        observed_generation: i.generation,
+        state: Some(state.to_owned()),
+        workers: total,
+        ready_workers: ready,
+        updated_workers: updated,
+        ready_summary: Some(format!("{ready}/{total}")),
+        versions,
+        mismatched,
+        last_progress_time: Some(format_timestamp(&last_progress)),
+        conditions: [ready_c, reconciling_c, stalled_c]
+            .into_iter()
+            .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
+            .collect(),
+    }
+}
+
+/// An event on the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetEvent {
+    pub reason: &'static str,
+    pub warning: bool,
+    pub note: String,
+}
+
+fn message_of(s: &AmpWorkerFleetStatus, type_: &str) -> String {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// RolloutStarted / RolloutCompleted / RolloutStalled for what changed. A fleet seen for
+/// the first time gets no events (there is no transition to report).
+pub fn fleet_events(
+    stored: Option<&AmpWorkerFleetStatus>,
+    desired: &AmpWorkerFleetStatus,
+    version: &str,
+) -> Vec<FleetEvent> {
+    let Some(stored) = stored.filter(|s| !s.conditions.is_empty()) else {
+        return Vec::new();
+    };
+    let was = |t| condition_status(&stored.conditions, t);
+    let is = |t| condition_status(&desired.conditions, t);
+    let mut events = Vec::new();
+    let rolling = desired
+        .conditions
+        .iter()
+        .any(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == "RolloutInProgress");
+    if rolling && was(RECONCILING) != Some("True") {
+        events.push(FleetEvent {
+            reason: "RolloutStarted",
+            warning: false,
+            note: format!(
+                "rolling out {version}: {}",
+                message_of(desired, RECONCILING)
+            ),
+        });
+    }
+    if is(READY) == Some("True") && was(READY) != Some("True") {
+        events.push(FleetEvent {
+            reason: "RolloutCompleted",
+            warning: false,
+            note: message_of(desired, READY),
+        });
+    }
+    if is(STALLED) == Some("True") && was(STALLED) != Some("True") {
+        events.push(FleetEvent {
+            reason: "RolloutStalled",
+            warning: true,
+            note: message_of(desired, STALLED),
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests;

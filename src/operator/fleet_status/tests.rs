@@ -1,0 +1,377 @@
+use super::*;
+use crate::operator::crd::WorkerBuildInfo;
+use chrono::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(s)
+}
+
+fn condition(type_: &str, status: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: "R".into(),
+        message: String::new(),
+        observed_generation: None,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// A worker's status as the worker status logic would produce it.
+fn worker(node: &str, version: &str, healthy: &str) -> AmpWorkerStatus {
+    AmpWorkerStatus {
+        node_id: Some(node.into()),
+        info: Some(WorkerBuildInfo {
+            version: Some(version.into()),
+            ..Default::default()
+        }),
+        conditions: vec![condition(REGISTERED, "True"), condition(HEALTHY, healthy)],
+        ..Default::default()
+    }
+}
+
+fn spec(version: &str) -> AmpWorkerFleetSpec {
+    AmpWorkerFleetSpec {
+        version: version.into(),
+        selector: None,
+        min_ready: None,
+        progress_deadline_seconds: Some(600),
+    }
+}
+
+fn run(
+    spec: &AmpWorkerFleetSpec,
+    workers: &[AmpWorkerStatus],
+    prev: Option<&AmpWorkerFleetStatus>,
+    now: DateTime<Utc>,
+) -> AmpWorkerFleetStatus {
+    let refs: Vec<&AmpWorkerStatus> = workers.iter().collect();
+    desired_fleet_status(&FleetInputs {
+        spec,
+        generation: Some(1),
+        previous: prev,
+        workers: &refs,
+        selector_error: None,
+        now,
+    })
+}
+
+/// (type, status, reason) of each condition, in order.
+fn conds(s: &AmpWorkerFleetStatus) -> Vec<(String, String, String)> {
+    s.conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn c(t: &str, s: &str, r: &str) -> (String, String, String) {
+    (t.into(), s.into(), r.into())
+}
+
+#[test]
+fn all_updated_and_healthy_is_ready() {
+    let ws = [
+        worker("w1", "v2", "True"),
+        worker("w2", "v2", "True"),
+        worker("w3", "v2", "True"),
+    ];
+    let s = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(
+        conds(&s),
+        vec![
+            c("Ready", "True", "RolloutComplete"),
+            c("Reconciling", "False", "RolloutComplete"),
+            c("Stalled", "False", "RolloutComplete"),
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (3, 3, 3));
+    assert_eq!(s.ready_summary.as_deref(), Some("3/3"));
+    assert_eq!(
+        s.versions,
+        vec![VersionCount {
+            version: "v2".into(),
+            count: 3
+        }]
+    );
+    assert!(s.mismatched.is_empty());
+    assert_eq!(s.conditions[0].message, "all 3 workers run v2 and are healthy");
+    assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
+}
+
+#[test]
+fn partly_updated_is_reconciling_with_counts_and_mismatches() {
+    let ws = [
+        worker("w3", "v1", "True"),
+        worker("w1", "v2", "True"),
+        worker("w2", "v1", "True"),
+    ];
+    let s = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(
+        conds(&s),
+        vec![
+            c("Ready", "False", "RolloutInProgress"),
+            c("Reconciling", "True", "RolloutInProgress"),
+            c("Stalled", "False", "Progressing"),
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("Progressing"));
+    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (3, 3, 1));
+    assert_eq!(
+        s.versions,
+        vec![
+            VersionCount {
+                version: "v1".into(),
+                count: 2
+            },
+            VersionCount {
+                version: "v2".into(),
+                count: 1
+            },
+        ]
+    );
+    assert_eq!(s.mismatched, vec!["w2".to_string(), "w3".to_string()]);
+    assert_eq!(
+        s.conditions[1].message,
+        "1 of 3 workers run v2 and are healthy"
+    );
+    assert_eq!(s.last_progress_time.as_deref(), Some("2026-11-22T10:00:00Z"));
+}
+
+#[test]
+fn stale_worker_on_the_right_version_is_not_updated_and_stalls_after_the_deadline() {
+    let ws = [worker("w1", "v2", "True"), worker("w2", "v2", "False")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(first.updated_workers, 1);
+    assert_eq!(first.ready_workers, 1);
+    assert!(first.mismatched.is_empty(), "the stale worker is on v2");
+    assert_eq!(first.conditions[1].status, "True");
+
+    let at_deadline = run(&spec("v2"), &ws, Some(&first), t(600));
+    assert_eq!(at_deadline, first, "exactly at the deadline nothing changes");
+
+    let past = run(&spec("v2"), &ws, Some(&first), t(601));
+    assert_eq!(
+        conds(&past),
+        vec![
+            c("Ready", "False", "ProgressDeadlineExceeded"),
+            c("Reconciling", "False", "ProgressDeadlineExceeded"),
+            c("Stalled", "True", "ProgressDeadlineExceeded"),
+        ]
+    );
+    assert_eq!(
+        past.conditions[2].message,
+        "1 of 2 workers run v2 and are healthy; no progress for 600s"
+    );
+    assert_eq!(past.state.as_deref(), Some("Stalled"));
+}
+
+#[test]
+fn mismatch_past_the_deadline_is_stalled_with_version_mismatch() {
+    let ws = [worker("w1", "v2", "True"), worker("w2", "v1", "True")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    let past = run(&spec("v2"), &ws, Some(&first), t(601));
+    assert_eq!(
+        conds(&past),
+        vec![
+            c("Ready", "False", "VersionMismatch"),
+            c("Reconciling", "False", "VersionMismatch"),
+            c("Stalled", "True", "VersionMismatch"),
+        ]
+    );
+    assert_eq!(
+        past.conditions[2].message,
+        "1 of 2 workers not on v2 after 600s: w2"
+    );
+    assert_eq!(
+        fleet_events(Some(&first), &past, "v2"),
+        vec![FleetEvent {
+            reason: "RolloutStalled",
+            warning: true,
+            note: "1 of 2 workers not on v2 after 600s: w2".into()
+        }]
+    );
+}
+
+#[test]
+fn progress_restarts_the_deadline() {
+    let before = [worker("w1", "v1", "True"), worker("w2", "v1", "True")];
+    let first = run(&spec("v2"), &before, None, t(0));
+    let after = [worker("w1", "v2", "True"), worker("w2", "v1", "True")];
+    let progressed = run(&spec("v2"), &after, Some(&first), t(500));
+    assert_eq!(
+        progressed.last_progress_time.as_deref(),
+        Some("2026-11-22T10:08:20Z")
+    );
+    let later = run(&spec("v2"), &after, Some(&progressed), t(1000));
+    assert_eq!(
+        later.conditions[2].status, "False",
+        "500 s since the last progress is within the deadline"
+    );
+    let stalled = run(&spec("v2"), &after, Some(&progressed), t(1101));
+    assert_eq!(stalled.conditions[2].status, "True");
+}
+
+#[test]
+fn long_mismatch_message_lists_five_ids_and_a_count() {
+    let ws: Vec<_> = (0..8).map(|n| worker(&format!("w{n}"), "v1", "True")).collect();
+    let first = run(&spec("v2"), &ws, None, t(0));
+    let past = run(&spec("v2"), &ws, Some(&first), t(601));
+    assert_eq!(
+        past.conditions[2].message,
+        "8 of 8 workers not on v2 after 600s: w0, w1, w2, w3, w4 and 3 more"
+    );
+    assert_eq!(past.mismatched.len(), 8);
+}
+
+#[test]
+fn fleet_with_zero_workers_waits_then_stalls() {
+    let first = run(&spec("v2"), &[], None, t(0));
+    assert_eq!(
+        conds(&first),
+        vec![
+            c("Ready", "False", "WaitingForWorkers"),
+            c("Reconciling", "True", "WaitingForWorkers"),
+            c("Stalled", "False", "Progressing"),
+        ]
+    );
+    assert_eq!(first.ready_summary.as_deref(), Some("0/0"));
+    let past = run(&spec("v2"), &[], Some(&first), t(601));
+    assert_eq!(
+        conds(&past)[2],
+        c("Stalled", "True", "ProgressDeadlineExceeded")
+    );
+    assert_eq!(
+        past.conditions[2].message,
+        "0 workers selected, minReady is 1; no progress for 600s"
+    );
+}
+
+#[test]
+fn zero_workers_with_min_ready_zero_is_ready() {
+    let mut s = spec("v2");
+    s.min_ready = Some(0);
+    let st = run(&s, &[], None, t(0));
+    assert_eq!(conds(&st)[0], c("Ready", "True", "RolloutComplete"));
+}
+
+#[test]
+fn min_ready_above_the_selected_count_is_not_ready() {
+    let mut s = spec("v2");
+    s.min_ready = Some(3);
+    let ws = [worker("w1", "v2", "True"), worker("w2", "v2", "True")];
+    let st = run(&s, &ws, None, t(0));
+    assert_eq!(conds(&st)[0], c("Ready", "False", "WaitingForWorkers"));
+}
+
+#[test]
+fn empty_selector_result_from_an_invalid_selector_is_stalled() {
+    let refs: Vec<&AmpWorkerStatus> = Vec::new();
+    let st = desired_fleet_status(&FleetInputs {
+        spec: &spec("v2"),
+        generation: Some(4),
+        previous: None,
+        workers: &refs,
+        selector_error: Some("invalid operator"),
+        now: t(0),
+    });
+    assert_eq!(
+        conds(&st),
+        vec![
+            c("Ready", "False", "InvalidSelector"),
+            c("Reconciling", "False", "InvalidSelector"),
+            c("Stalled", "True", "InvalidSelector"),
+        ]
+    );
+    assert_eq!(st.observed_generation, Some(4));
+}
+
+#[test]
+fn db_outage_is_unknown_not_stalled_even_past_the_deadline() {
+    let ws = [worker("w1", "v2", "True"), worker("w2", "v2", "Unknown")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    let later = run(&spec("v2"), &ws, Some(&first), t(5000));
+    assert_eq!(
+        conds(&later),
+        vec![
+            c("Ready", "Unknown", "MetadataDbUnavailable"),
+            c("Reconciling", "True", "MetadataDbUnavailable"),
+            c("Stalled", "False", "MetadataDbUnavailable"),
+        ]
+    );
+    assert_eq!(later.state.as_deref(), Some("Unknown"));
+}
+
+#[test]
+fn unchanged_fleet_produces_an_identical_status() {
+    let ws = [worker("w1", "v2", "True"), worker("w2", "v1", "True")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(run(&spec("v2"), &ws, Some(&first), t(30)), first);
+    let done = [worker("w1", "v2", "True"), worker("w2", "v2", "True")];
+    let complete = run(&spec("v2"), &done, Some(&first), t(40));
+    assert_eq!(run(&spec("v2"), &done, Some(&complete), t(4000)), complete);
+}
+
+#[test]
+fn a_new_spec_generation_restarts_the_deadline() {
+    let ws = [worker("w1", "v1", "True")];
+    let first = run(&spec("v1"), &ws, None, t(0));
+    let st = desired_fleet_status(&FleetInputs {
+        spec: &spec("v2"),
+        generation: Some(2),
+        previous: Some(&first),
+        workers: &[&ws[0]],
+        selector_error: None,
+        now: t(5000),
+    });
+    assert_eq!(st.last_progress_time.as_deref(), Some("2026-11-22T11:23:20Z"));
+    assert_eq!(conds(&st)[1], c("Reconciling", "True", "RolloutInProgress"));
+}
+
+#[test]
+fn rollout_events_started_then_completed() {
+    let v1 = [worker("w1", "v1", "True"), worker("w2", "v1", "True")];
+    let ready_v1 = run(&spec("v1"), &v1, None, t(0));
+    assert!(fleet_events(None, &ready_v1, "v1").is_empty());
+    let rolling = desired_fleet_status(&FleetInputs {
+        spec: &spec("v2"),
+        generation: Some(2),
+        previous: Some(&ready_v1),
+        workers: &[&v1[0], &v1[1]],
+        selector_error: None,
+        now: t(10),
+    });
+    assert_eq!(
+        fleet_events(Some(&ready_v1), &rolling, "v2"),
+        vec![FleetEvent {
+            reason: "RolloutStarted",
+            warning: false,
+            note: "rolling out v2: 0 of 2 workers run v2 and are healthy".into()
+        }]
+    );
+    let v2 = [worker("w1", "v2", "True"), worker("w2", "v2", "True")];
+    let done = run(&spec("v2"), &v2, Some(&rolling), t(20));
+    // run() uses generation 1; the status logic only compares, so use the same call shape.
+    assert_eq!(
+        fleet_events(Some(&rolling), &done, "v2"),
+        vec![FleetEvent {
+            reason: "RolloutCompleted",
+            warning: false,
+            note: "all 2 workers run v2 and are healthy".into()
+        }]
+    );
+    assert!(fleet_events(Some(&done), &done, "v2").is_empty());
+}
+
+#[test]
+fn last_transition_time_moves_only_on_status_change() {
+    let ws = [worker("w1", "v1", "True")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    let second = run(&spec("v2"), &ws, Some(&first), t(100));
+    assert_eq!(first.conditions, second.conditions);
+    let done = [worker("w1", "v2", "True")];
+    let third = run(&spec("v2"), &done, Some(&second), t(200));
+    let ready = &third.conditions[0];
+    assert_eq!(ready.last_transition_time.0.as_second(), t(200).timestamp());
+}

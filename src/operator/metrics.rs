@@ -1,0 +1,202 @@
+//! The operator's Prometheus metrics (`amp_operator_*`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::plan::ConditionCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub condition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetConditionLabels {
+    pub fleet: String,
+    pub condition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// create, status, fleet_status, delete, event
+    pub kind: String,
+    /// ok or error
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub reason: String,
+}
+
+pub struct OperatorMetrics {
+    registry: Registry,
+    pub cycles: Counter,
+    pub cycle_errors: Counter,
+    pub cycle_seconds: Histogram,
+    pub poll_seconds: Histogram,
+    pub writes: Family<WriteLabels, Counter>,
+    pub events: Family<EventLabels, Counter>,
+    pub workers: Family<ConditionLabels, Gauge>,
+    pub fleet_condition: Family<FleetConditionLabels, Gauge>,
+    pub leader: Gauge,
+    pub metadata_db_up: Gauge,
+    /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
+    last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OperatorMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("amp_operator");
+        let cycles = Counter::default();
+        let cycle_errors = Counter::default();
+        let cycle_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let poll_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let writes = Family::<WriteLabels, Counter>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let workers = Family::<ConditionLabels, Gauge>::default();
+        let fleet_condition = Family::<FleetConditionLabels, Gauge>::default();
+        let leader = Gauge::default();
+        let metadata_db_up = Gauge::default();
+        registry.register(
+            "reconcile_cycles",
+            "Poll-and-reconcile cycles run as leader",
+            cycles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Cycles in which a Kubernetes write failed",
+            cycle_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of a whole cycle (poll, plan, writes)",
+            cycle_seconds.clone(),
+        );
+        registry.register(
+            "poll_duration_seconds",
+            "Duration of the metadata DB snapshot read",
+            poll_seconds.clone(),
+        );
+        registry.register(
+            "writes",
+            "Kubernetes writes by kind and result",
+            writes.clone(),
+        );
+        registry.register("events", "Events published by reason", events.clone());
+        registry.register(
+            "workers",
+            "AmpWorkers by condition and status",
+            workers.clone(),
+        );
+        registry.register(
+            "fleet_condition",
+            "1 for each fleet's current condition status",
+            fleet_condition.clone(),
+        );
+        registry.register("leader", "1 while this replica leads", leader.clone());
+        registry.register(
+            "metadata_db_up",
+            "1 when the last snapshot read succeeded",
+            metadata_db_up.clone(),
+        );
+        Self {
+            registry,
+            cycles,
+            cycle_errors,
+            cycle_seconds,
+            poll_seconds,
+            writes,
+            events,
+            workers,
+            fleet_condition,
+            leader,
+            metadata_db_up,
+            last_fleet_labels: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn count_write(&self, kind: &str, ok: bool) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_event(&self, reason: &str) {
+        self.events
+            .get_or_create(&EventLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn observe_cycle(&self, took: Duration) {
+        self.cycles.inc();
+        self.cycle_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Sets every (condition, status) pair, zeroing pairs absent this cycle.
+    pub fn set_worker_conditions(&self, counts: &ConditionCounts) {
+        for condition in ["Registered", "Healthy", "VersionMatched", "Ready"] {
+            for status in ["True", "False", "Unknown"] {
+                let n = counts
+                    .get(&(condition.to_owned(), status.to_owned()))
+                    .copied()
+                    .unwrap_or(0);
+                self.workers
+                    .get_or_create(&ConditionLabels {
+                        condition: condition.to_owned(),
+                        status: status.to_owned(),
+                    })
+                    .set(n);
+            }
+        }
+    }
+
+    pub fn set_fleet_conditions(&self, current: &[(String, String, String)]) {
+        let labels: Vec<FleetConditionLabels> = current
+            .iter()
+            .map(|(fleet, condition, status)| FleetConditionLabels {
+                fleet: fleet.clone(),
+                condition: condition.clone(),
+                status: status.clone(),
+            })
+            .collect();
+        let mut last = self
+            .last_fleet_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in last.iter().filter(|l| !labels.contains(l)) {
+            self.fleet_condition.get_or_create(old).set(0);
+        }
+        for l in &labels {
+            self.fleet_condition.get_or_create(l).set(1);
+        }
+        *last = labels;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

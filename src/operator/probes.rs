@@ -1,0 +1,50 @@
+//! The operator's /healthz, /readyz and /metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::metrics::OperatorMetrics;
+
+pub struct OperatorProbes {
+    /// Caches synced: this replica can lead (or is a warm standby).
+    pub ready: AtomicBool,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+pub fn router(probes: Arc<OperatorProbes>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(p): State<Arc<OperatorProbes>>| async move {
+                if p.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "waiting for the AmpWorker and AmpWorkerFleet caches to sync",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(p): State<Arc<OperatorProbes>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    p.metrics.render(),
+                )
+                    .into_response()
+            }),
+        )
+        .with_state(probes)
+}

@@ -1,0 +1,203 @@
+//! `ampd operator`: wiring of the DB pool, the Kubernetes client, the caches, leader
+//! election, the probes and the poll loop.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::controller::{Controller, ControllerConfig};
+use super::crd::{AmpWorker, AmpWorkerFleet, FIELD_MANAGER};
+use super::metrics::OperatorMetrics;
+use super::plan::PlanConfig;
+use super::probes::{OperatorProbes, router};
+use super::{OperatorArgs, OperatorError};
+use crate::metadata_db::{self, redact_url};
+
+pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), OperatorError> {
+    let config = controller_config(&args)?;
+    // Lazy: an unreachable DB must not stop the operator (conditions go Unknown).
+    let pool = metadata_db::connect_pool_lazy(&args.database_url, "amp-operator", 2)?;
+    let client = Client::try_default()
+        .await
+        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
+    check_crds(&client, &args.namespace).await?;
+
+    let metrics = Arc::new(OperatorMetrics::new());
+    let probes = Arc::new(OperatorProbes {
+        ready: false.into(),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| OperatorError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let app = router(probes.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+
+    let workers_api: Api<AmpWorker> = Api::namespaced(client.clone(), &args.namespace);
+    let fleets_api: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &args.namespace);
+    let (workers, workers_writer) = reflector::store();
+    let (fleets, fleets_writer) = reflector::store();
+    tokio::spawn(drain(
+        reflector(
+            workers_writer,
+            watcher(workers_api, watcher::Config::default()).default_backoff(),
+        ),
+        "AmpWorker",
+    ));
+    tokio::spawn(drain(
+        reflector(
+            fleets_writer,
+            watcher(fleets_api, watcher::Config::default()).default_backoff(),
+        ),
+        "AmpWorkerFleet",
+    ));
+
+    let (leader, lease_task) = if args.leader_election {
+        let identity = config.identity.clone();
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&args.namespace)
+            .with_identity(&identity)
+            .with_field_manager(FIELD_MANAGER)
+            .with_duration(args.lease_duration.as_secs().max(2))
+            .with_grace((args.lease_duration.as_secs() / 3).max(1))
+            .build()
+            .await
+            .map_err(|e| OperatorError::LeaderElection(e.to_string()))?;
+        let (rx, task) = manager.watch().await;
+        (rx, Some(task))
+    } else {
+        let (tx, rx) = watch::channel(true);
+        // Keep the sender alive for the process lifetime: the channel never changes.
+        std::mem::forget(tx);
+        (rx, None)
+    };
+
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        synced = async { tokio::try_join!(workers.wait_until_ready(), fleets.wait_until_ready()) } => {
+            if synced.is_err() {
+                return Err(OperatorError::Kube(kube::Error::Service("cache writer dropped".into())));
+            }
+        }
+    }
+    probes.ready.store(true, Ordering::Relaxed);
+    tracing::info!(
+        namespace = %args.namespace,
+        database = %redact_url(&args.database_url),
+        identity = %config.identity,
+        leader_election = args.leader_election,
+        "operator started"
+    );
+
+    let mut controller = Controller::new(client, pool, config, metrics.clone());
+    let mut tick = tokio::time::interval(args.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let is_leader = *leader.borrow();
+        metrics.leader.set(i64::from(is_leader));
+        if is_leader != was_leader {
+            tracing::info!(leader = is_leader, "leadership changed");
+            controller.forget();
+            was_leader = is_leader;
+        }
+        if !is_leader {
+            continue;
+        }
+        let report = controller.cycle(workers.state(), fleets.state()).await;
+        if report != Default::default() && report != (super::controller::CycleReport { db_available: true, ..Default::default() }) {
+            tracing::info!(?report, "cycle wrote changes");
+        }
+    }
+    // Dropping the receiver makes the lease manager release the lease for a fast failover.
+    drop(leader);
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorError> {
+    if args.poll_interval.is_zero() {
+        return Err(OperatorError::InvalidOption(
+            "--poll-interval must be greater than 0".into(),
+        ));
+    }
+    let to_chrono = |d: std::time::Duration, flag: &str| {
+        chrono::Duration::from_std(d)
+            .map_err(|_| OperatorError::InvalidOption(format!("{flag} is too large")))
+    };
+    let identity = match &args.identity {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("amp-operator-{}", std::process::id())),
+    };
+    Ok(ControllerConfig {
+        namespace: args.namespace.clone(),
+        plan: PlanConfig {
+            status_refresh: to_chrono(args.status_refresh, "--status-refresh")?,
+            gc_after: if args.gc_after.is_zero() {
+                None
+            } else {
+                Some(to_chrono(args.gc_after, "--gc-after")?)
+            },
+        },
+        write_concurrency: args.write_concurrency,
+        identity,
+    })
+}
+
+/// Fails fast with the fix when a CRD is missing; any other API error is reported as is.
+pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), OperatorError> {
+    let params = ListParams::default().limit(1);
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), namespace);
+    match workers.list_metadata(&params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            return Err(OperatorError::CrdMissing { kind: "AmpWorker" });
+        }
+        Err(e) => return Err(OperatorError::Kube(e)),
+    }
+    let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), namespace);
+    match fleets.list_metadata(&params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(OperatorError::CrdMissing {
+            kind: "AmpWorkerFleet",
+        }),
+        Err(e) => Err(OperatorError::Kube(e)),
+    }
+}
+
+async fn drain<S, K>(stream: S, kind: &'static str)
+where
+    S: futures::Stream<Item = Result<K, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(err) = item {
+            tracing::warn!(kind, error = %err, "watch failed; retrying with backoff");
+        }
+    }
+}
