@@ -395,7 +395,8 @@ impl Controller {
                 }
             }
         }
-        self.backoff.retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF);
+        self.backoff
+            .retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF);
     }
 
     async fn create(&self, obj: AmpWorker, status: AmpWorkerStatus) -> Outcome {
@@ -425,6 +426,12 @@ impl Controller {
                 };
             }
         };
+        // Planned before the object existed: stamp the generation the server gave it.
+        let mut status = status;
+        status.observed_generation = created.metadata.generation;
+        for c in &mut status.conditions {
+            c.observed_generation = created.metadata.generation;
+        }
         let status = match self.apply_worker_status(&name, &status).await {
             Ok(()) => Some(status),
             Err(err) => {

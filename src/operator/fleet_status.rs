@@ -95,7 +95,8 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         .collect();
     mismatched.sort();
 
-    let complete = i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
+    let complete =
+        i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
     let was_complete = condition_status(&prev.conditions, READY) == Some("True");
     let generation_changed = prev.observed_generation != i.generation;
     // The deadline runs from the last progress: a new spec, more updated workers, or the

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crdgen::{crd_yaml, write_crds};
-pub use run::main;
+pub use run::{check_crds, main};
 
 #[derive(Debug, clap::Args)]
 pub struct OperatorArgs {

@@ -16,8 +16,7 @@ use super::crd::{
 use super::fleet_status::{FleetEvent, FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, WorkerEvent, WorkerInputs, desired_status, needs_write, timeout_secs,
-    transition_events,
+    DbView, WorkerEvent, WorkerInputs, desired_status, needs_write, timeout_secs, transition_events,
 };
 use crate::metadata_db::WorkerRow;
 
@@ -177,10 +176,14 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         })
         .collect();
     fleets.sort_by(|a, b| {
-        (a.fleet.metadata.creation_timestamp.as_ref().map(|t| t.0), a.fleet.name_any()).cmp(&(
-            b.fleet.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            b.fleet.name_any(),
-        ))
+        (
+            a.fleet.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            a.fleet.name_any(),
+        )
+            .cmp(&(
+                b.fleet.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                b.fleet.name_any(),
+            ))
     });
 
     let mut by_node: HashMap<&str, Vec<&AmpWorker>> = HashMap::new();
@@ -240,9 +243,10 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 .is_some_and(|ws| ws.iter().any(|o| !is_discovered(o)));
             let last_seen = row.map(|r| r.heartbeat_at).or_else(|| {
                 parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref())).or_else(|| {
-                    w.metadata.creation_timestamp.as_ref().and_then(|t| {
-                        DateTime::<Utc>::from_timestamp(t.0.as_second(), 0)
-                    })
+                    w.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
                 })
             });
             let why = if user_owned {

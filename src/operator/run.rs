@@ -124,7 +124,13 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             continue;
         }
         let report = controller.cycle(workers.state(), fleets.state()).await;
-        if report != Default::default() && report != (super::controller::CycleReport { db_available: true, ..Default::default() }) {
+        if report != Default::default()
+            && report
+                != (super::controller::CycleReport {
+                    db_available: true,
+                    ..Default::default()
+                })
+        {
             tracing::info!(?report, "cycle wrote changes");
         }
     }

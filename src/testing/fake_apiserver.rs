@@ -102,9 +102,13 @@ impl FakeApiServer {
         }
         meta["resourceVersion"] = json!("1");
         if meta.get("creationTimestamp").is_none() {
-            meta["creationTimestamp"] = json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            meta["creationTimestamp"] =
+                json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
-        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         st.objects.insert((plural.to_owned(), name), v.clone());
         v
     }
@@ -196,7 +200,11 @@ impl FakeApiServer {
         if st.missing.iter().any(|m| m == plural) {
             return respond(
                 404,
-                &status_body(404, "NotFound", "the server could not find the requested resource"),
+                &status_body(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
             );
         }
         if plural == "events" {
@@ -221,7 +229,10 @@ impl FakeApiServer {
                 None => respond(404, &status_body(404, "NotFound", "not found")),
             },
             ("POST", None, None) => {
-                let n = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let n = body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 if st.objects.contains_key(&key(&n)) {
                     return respond(409, &status_body(409, "AlreadyExists", "already exists"));
                 }
@@ -240,7 +251,10 @@ impl FakeApiServer {
                 Some(obj) => respond(200, &obj),
                 None => respond(404, &status_body(404, "NotFound", "not found")),
             },
-            _ => respond(405, &status_body(405, "MethodNotAllowed", "not supported by the fake")),
+            _ => respond(
+                405,
+                &status_body(405, "MethodNotAllowed", "not supported by the fake"),
+            ),
         }
     }
 }

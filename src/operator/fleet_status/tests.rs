@@ -96,8 +96,15 @@ fn all_updated_and_healthy_is_ready() {
         }]
     );
     assert!(s.mismatched.is_empty());
-    assert_eq!(s.conditions[0].message, "all 3 workers run v2 and are healthy");
-    assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
+    assert_eq!(
+        s.conditions[0].message,
+        "all 3 workers run v2 and are healthy"
+    );
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
 }
 
 #[test]
@@ -136,7 +143,10 @@ fn partly_updated_is_reconciling_with_counts_and_mismatches() {
         s.conditions[1].message,
         "1 of 3 workers run v2 and are healthy"
     );
-    assert_eq!(s.last_progress_time.as_deref(), Some("2026-11-22T10:00:00Z"));
+    assert_eq!(
+        s.last_progress_time.as_deref(),
+        Some("2026-11-22T10:00:00Z")
+    );
 }
 
 #[test]
@@ -149,7 +159,10 @@ fn stale_worker_on_the_right_version_is_not_updated_and_stalls_after_the_deadlin
     assert_eq!(first.conditions[1].status, "True");
 
     let at_deadline = run(&spec("v2"), &ws, Some(&first), t(600));
-    assert_eq!(at_deadline, first, "exactly at the deadline nothing changes");
+    assert_eq!(
+        at_deadline, first,
+        "exactly at the deadline nothing changes"
+    );
 
     let past = run(&spec("v2"), &ws, Some(&first), t(601));
     assert_eq!(
@@ -215,7 +228,9 @@ fn progress_restarts_the_deadline() {
 
 #[test]
 fn long_mismatch_message_lists_five_ids_and_a_count() {
-    let ws: Vec<_> = (0..8).map(|n| worker(&format!("w{n}"), "v1", "True")).collect();
+    let ws: Vec<_> = (0..8)
+        .map(|n| worker(&format!("w{n}"), "v1", "True"))
+        .collect();
     let first = run(&spec("v2"), &ws, None, t(0));
     let past = run(&spec("v2"), &ws, Some(&first), t(601));
     assert_eq!(
@@ -325,7 +340,10 @@ fn a_new_spec_generation_restarts_the_deadline() {
         selector_error: None,
         now: t(5000),
     });
-    assert_eq!(st.last_progress_time.as_deref(), Some("2026-11-22T11:23:20Z"));
+    assert_eq!(
+        st.last_progress_time.as_deref(),
+        Some("2026-11-22T11:23:20Z")
+    );
     assert_eq!(conds(&st)[1], c("Reconciling", "True", "RolloutInProgress"));
 }
 

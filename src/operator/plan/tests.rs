@@ -106,7 +106,10 @@ fn unclaimed_rows_are_discovered_with_mapped_names() {
         ]
     );
     let (w, status) = &p.creates[0];
-    assert_eq!(w.labels().get(DISCOVERED_LABEL).map(String::as_str), Some("true"));
+    assert_eq!(
+        w.labels().get(DISCOVERED_LABEL).map(String::as_str),
+        Some("true")
+    );
     assert_eq!(
         w.annotations().get(NODE_ID_ANNOTATION).map(String::as_str),
         Some("Worker_2")
@@ -163,7 +166,10 @@ fn gc_deletes_only_discovered_workers_gone_past_gc_after() {
     let p = run(&available(t(0)), &rows, &workers, &[], &Written::default());
     let deleted: Vec<&str> = p.deletes.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(deleted, vec!["old"]);
-    assert!(p.creates.is_empty(), "a row gone past gc-after is not rediscovered");
+    assert!(
+        p.creates.is_empty(),
+        "a row gone past gc-after is not rediscovered"
+    );
 }
 
 #[test]
@@ -195,8 +201,14 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
 fn a_row_removed_from_the_db_makes_the_worker_not_registered() {
     let workers = [existing("w", "w", true)];
     let p = run(&available(t(0)), &[], &workers, &[], &Written::default());
-    assert!(p.deletes.is_empty(), "created just now: not gone long enough");
-    assert_eq!(p.worker_writes[0].status.state.as_deref(), Some("NotRegistered"));
+    assert!(
+        p.deletes.is_empty(),
+        "created just now: not gone long enough"
+    );
+    assert_eq!(
+        p.worker_writes[0].status.state.as_deref(),
+        Some("NotRegistered")
+    );
 }
 
 #[test]
@@ -238,7 +250,9 @@ fn what_was_written_is_not_written_again() {
     let again = run(&available(t(2)), &rows, &workers, &[], &written);
     assert!(again.is_empty(), "{again:?}");
     assert_eq!(
-        again.worker_conditions.get(&("Ready".to_string(), "True".to_string())),
+        again
+            .worker_conditions
+            .get(&("Ready".to_string(), "True".to_string())),
         Some(&1)
     );
 }
