@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{Controller, ControllerConfig};
-use super::crd::{AmpWorker, AmpWorkerFleet, FIELD_MANAGER};
+use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
 use super::plan::PlanConfig;
 use super::probes::{OperatorProbes, router};
@@ -69,10 +69,11 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
 
     let (leader, lease_task) = if args.leader_election {
         let identity = config.identity.clone();
+        // The lease keeps its per-identity field manager: server-side apply conflicts
+        // between managers are what stop two replicas from taking the lease at once.
         let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&args.namespace)
             .with_identity(&identity)
-            .with_field_manager(FIELD_MANAGER)
             .with_duration(args.lease_duration.as_secs().max(2))
             .with_grace((args.lease_duration.as_secs() / 3).max(1))
             .build()
