@@ -65,6 +65,23 @@ echo "\$ ampctl worker list"
 echo
 echo "\$ ampctl worker versions"
 "$ampctl" worker versions || true
+
+# With a cluster (KUBECONFIG), the operator mirrors the workers into AmpWorkers.
+if [ -n "${KUBECONFIG:-}" ] && kubectl version --request-timeout=5s >/dev/null 2>&1; then
+  ns=${QUICKSTART_NAMESPACE:-amp-quickstart}
+  kubectl apply -f crds/ >/dev/null
+  kubectl create namespace "$ns" >/dev/null 2>&1 || true
+  "$ampd" --log-format text operator --namespace "$ns" --leader-election false \
+    --listen 127.0.0.1:0 >"$work/operator.log" 2>&1 &
+  pids+=($!)
+  sleep 5
+  echo
+  echo "\$ kubectl get ampworkers -n $ns"
+  kubectl get ampworkers -n "$ns"
+else
+  echo
+  echo "operator: skipped (no reachable cluster in KUBECONFIG; see docs/operator.md)"
+fi
 echo
 echo "export AMP_ADMIN_URL=$AMP_ADMIN_URL   # then try: $ampctl worker inspect worker-01 --json | jq ."
 
