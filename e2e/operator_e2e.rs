@@ -110,7 +110,9 @@ async fn crds_are_established() {
 #[tokio::test]
 async fn worker_lifecycle_stale_event_and_rollout() {
     require_cluster();
-    let client = Client::try_default().await.expect("cluster from KUBECONFIG");
+    let client = Client::try_default()
+        .await
+        .expect("cluster from KUBECONFIG");
     let ns = TestNamespace::create(&client, "amp-e2e").await;
     let (pg, _pool) = common::migrated_db().await;
     let url = pg.url();
@@ -127,7 +129,17 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "NODE", "ID", "STATUS", "VERSION", "RESTARTS", "LAST", "HEARTBEAT", "AGE"]
+        [
+            "NAME",
+            "NODE",
+            "ID",
+            "STATUS",
+            "VERSION",
+            "RESTARTS",
+            "LAST",
+            "HEARTBEAT",
+            "AGE"
+        ]
     );
     let row = table.lines().find(|l| l.starts_with("worker-1 ")).unwrap();
     let cols: Vec<&str> = row.split_whitespace().collect();
@@ -136,9 +148,13 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     // Duplicate node id: refused while the first holds the lock.
     let mut dup = common::worker(&url, "worker-1", "v1");
     dup.env("AMP_LOCK_WAIT", "1s");
-    let (status, _, stderr) = Proc::spawn("duplicate", &mut dup).wait_for_exit(Duration::from_secs(20));
+    let (status, _, stderr) =
+        Proc::spawn("duplicate", &mut dup).wait_for_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains("failed to acquire advisory lock"), "{stderr}");
+    assert!(
+        stderr.contains("failed to acquire advisory lock"),
+        "{stderr}"
+    );
 
     // Stop worker-1: Healthy=False within the 30 s timeout + a few seconds, one event.
     let stopped = Instant::now();
@@ -155,7 +171,10 @@ async fn worker_lifecycle_stale_event_and_rollout() {
         .into_iter()
         .find(|c| c.type_ == "Healthy")
         .unwrap();
-    assert_eq!((healthy.status.as_str(), healthy.reason.as_str()), ("False", "HeartbeatStale"));
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("False", "HeartbeatStale")
+    );
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     let stale_events = eventually(Duration::from_secs(10), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
@@ -179,21 +198,47 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     });
     let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns.name);
     fleets
-        .create(&PostParams::default(), &serde_json::from_value(fleet).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(fleet).unwrap(),
+        )
         .await
         .expect("create fleet");
     let (ok, _, _) = kubectl(&[
-        "wait", "--for=condition=Ready", "ampworkerfleet/amp", "-n", &ns.name, "--timeout=5s",
+        "wait",
+        "--for=condition=Ready",
+        "ampworkerfleet/amp",
+        "-n",
+        &ns.name,
+        "--timeout=5s",
     ]);
     assert!(!ok, "the fleet cannot be Ready while workers run v1");
-    wait_state(&workers, "worker-2", "VersionMismatch", Duration::from_secs(20)).await;
+    wait_state(
+        &workers,
+        "worker-2",
+        "VersionMismatch",
+        Duration::from_secs(20),
+    )
+    .await;
     drop(_w2);
     let _w2v2 = spawn_worker(&url, "worker-2", "v2");
     let (ok, out, err) = kubectl(&[
-        "wait", "--for=condition=Ready", "ampworkerfleet/amp", "-n", &ns.name, "--timeout=60s",
+        "wait",
+        "--for=condition=Ready",
+        "ampworkerfleet/amp",
+        "-n",
+        &ns.name,
+        "--timeout=60s",
     ]);
     assert!(ok, "{out}{err}");
-    let (_, cols, _) = kubectl(&["get", "ampworkerfleet", "amp", "-n", &ns.name, "--no-headers"]);
+    let (_, cols, _) = kubectl(&[
+        "get",
+        "ampworkerfleet",
+        "amp",
+        "-n",
+        &ns.name,
+        "--no-headers",
+    ]);
     let cols: Vec<&str> = cols.split_whitespace().collect();
     assert_eq!(&cols[..5], ["amp", "v2", "1/1", "1", "Ready"]);
 }

@@ -1,0 +1,162 @@
+//! Admin API and ampctl at fleet scale: `GET /workers` latency and `ampctl worker list
+//! --json` wall time at 10,000 registered workers; `ampctl worker versions` against the
+//! troubleshooting guide's version-distribution loop (one `inspect` per worker) at 1,000.
+//!
+//!   cargo bench --bench admin_api
+//!   AMP_BENCH_WORKERS=10000 AMP_BENCH_LOOP_WORKERS=1000 AMP_BENCH_REQUESTS=50 cargo bench --bench admin_api
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amp_operator::admin_client::AdminClient;
+use amp_operator::metadata_db;
+use amp_operator::testing::postgres::TempPostgres;
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+async fn fill(pool: &sqlx::PgPool, n: usize) {
+    sqlx::query("TRUNCATE workers")
+        .execute(pool)
+        .await
+        .expect("truncate");
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
+         SELECT format('worker-%s', lpad(i::text, 5, '0')),
+                jsonb_build_object('version', CASE WHEN i % 3 = 0 THEN 'v0.0.21-8-ga1b2c3d4' ELSE 'v0.0.22-15-g8b065bde' END,
+                                   'commit_sha', '8b065bde', 'commit_timestamp', '2025-10-30T09:00:00Z', 'build_date', '2025-10-30'),
+                now(), now(), now()
+         FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(n as i64)
+    .execute(pool)
+    .await
+    .expect("insert workers");
+}
+
+fn time_cmd(cmd: &mut Command) -> (Duration, Vec<u8>) {
+    let started = Instant::now();
+    let out = cmd.stderr(Stdio::inherit()).output().expect("run");
+    assert!(out.status.success(), "{cmd:?} failed");
+    (started.elapsed(), out.stdout)
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = env_or("AMP_BENCH_WORKERS", 10_000);
+    let loop_n: usize = env_or("AMP_BENCH_LOOP_WORKERS", 1_000);
+    let requests: usize = env_or("AMP_BENCH_REQUESTS", 50);
+    let ampd = env!("CARGO_BIN_EXE_ampd");
+    let ampctl = env!("CARGO_BIN_EXE_ampctl");
+
+    let pg = TempPostgres::start().expect("start PostgreSQL");
+    let pool = metadata_db::connect_pool(&pg.url(), "bench", 2)
+        .await
+        .expect("connect");
+    metadata_db::migrate(&pool).await.expect("migrate");
+    fill(&pool, n).await;
+
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut api = Command::new(ampd)
+        .args(["admin-api", "--listen", &addr, "--log-format", "json"])
+        .env("AMP_DATABASE_URL", pg.url())
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn admin-api");
+    let client = AdminClient::new(&url, None, Duration::from_secs(30)).expect("client");
+    let started = Instant::now();
+    while client.list_workers().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "admin API did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // GET /workers at n workers (whole response read and parsed by the typed client).
+    let mut lat = Vec::new();
+    for _ in 0..requests {
+        let t = Instant::now();
+        let list = client.list_workers().await.expect("GET /workers");
+        lat.push(t.elapsed());
+        assert_eq!(list.value.workers.len(), n);
+    }
+    lat.sort();
+    println!(
+        "GET /workers at {n} workers ({requests} requests): p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or_default()
+    );
+
+    let mut walls = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..10 {
+        let (wall, out) = time_cmd(
+            Command::new(ampctl)
+                .args(["--admin-url", &url, "worker", "list", "--json"])
+                .stdout(Stdio::piped()),
+        );
+        bytes = out.len();
+        walls.push(wall);
+    }
+    walls.sort();
+    println!(
+        "ampctl worker list --json at {n} workers (10 runs, {} KiB out): median {:.1?}, max {:.1?}",
+        bytes / 1024,
+        pct(&walls, 0.5),
+        walls.last().copied().unwrap_or_default()
+    );
+
+    // The guide's loop vs one command, on loop_n workers.
+    fill(&pool, loop_n).await;
+    let bin_dir = std::path::Path::new(ampctl).parent().expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = r#"ampctl worker list --json | jq -r '.workers[].node_id' | while read worker; do
+  ampctl worker inspect "$worker" --json 2>/dev/null | jq -r '.info.version // "unknown"'
+done | sort | uniq -c"#;
+    let (loop_wall, loop_out) = time_cmd(
+        Command::new("bash")
+            .args(["-c", script])
+            .env("PATH", &path)
+            .env("AMP_ADMIN_URL", &url)
+            .stdout(Stdio::piped()),
+    );
+    let (one_wall, one_out) = time_cmd(
+        Command::new(ampctl)
+            .args(["--admin-url", &url, "worker", "versions"])
+            .stdout(Stdio::piped()),
+    );
+    println!(
+        "version distribution at {loop_n} workers: guide's inspect loop {:.2?}, `ampctl worker versions` {:.1?}: {:.0}x faster",
+        loop_wall,
+        one_wall,
+        loop_wall.as_secs_f64() / one_wall.as_secs_f64()
+    );
+    println!(
+        "loop output:\n{}ampctl output:\n{}",
+        String::from_utf8_lossy(&loop_out),
+        String::from_utf8_lossy(&one_out)
+    );
+    let _ = api.kill();
+    let _ = api.wait();
+}
