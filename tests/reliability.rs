@@ -4,15 +4,65 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use amp_operator::metadata_db;
+use amp_operator::operator::controller::{Controller, ControllerConfig};
+use amp_operator::operator::crd::AmpWorker;
+use amp_operator::operator::metrics::OperatorMetrics;
+use amp_operator::operator::plan::PlanConfig;
+use amp_operator::testing::fake_apiserver::FakeApiServer;
 use amp_operator::testing::postgres::eventually;
 use chrono::{DateTime, Utc};
 use common::*;
 
 const FLEET: usize = 50;
 
+/// The operator's controller cycling every second against an in-memory API server.
+fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let fake = FakeApiServer::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut ctl = Controller::new(
+        fake.client("amp"),
+        metadata_db::connect_pool_lazy(db_url, "amp-operator", 2).unwrap(),
+        ControllerConfig {
+            namespace: "amp".into(),
+            plan: PlanConfig {
+                status_refresh: chrono::Duration::seconds(60),
+                gc_after: None,
+            },
+            write_concurrency: 8,
+            identity: "operator".into(),
+        },
+        Arc::new(OperatorMetrics::new()),
+    );
+    let (f, s) = (fake.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        while !s.load(Ordering::Relaxed) {
+            let objects: Vec<Arc<AmpWorker>> =
+                f.objects("ampworkers").into_iter().map(Arc::new).collect();
+            ctl.cycle(objects, Vec::new()).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    (fake, stop, task)
+}
+
+/// (state, Healthy status, Healthy reason) of every AmpWorker.
+fn health(fake: &FakeApiServer) -> Vec<(String, String, String)> {
+    fake.objects::<AmpWorker>("ampworkers")
+        .into_iter()
+        .filter_map(|w| {
+            let s = w.status?;
+            let h = s.conditions.iter().find(|c| c.type_ == "Healthy")?.clone();
+            Some((s.state.unwrap_or_default(), h.status, h.reason))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage() {
+async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage_and_the_operator_says_unknown() {
     let (mut pg, pool) = migrated_db().await;
     let workers: Vec<Proc> = (0..FLEET)
         .map(|i| spawn_worker(&pg.url(), &format!("worker-{i:02}"), "v1"))
@@ -24,9 +74,36 @@ async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage() {
     .await
     .expect("all workers register");
     pool.close().await;
+    let (fake, stop_operator, operator) = run_operator(&pg.url());
+    let all_ready = eventually(Duration::from_secs(20), || async {
+        let h = health(&fake);
+        (h.len() == FLEET && h.iter().all(|(state, _, _)| state == "Ready")).then_some(())
+    })
+    .await;
+    assert!(
+        all_ready.is_some(),
+        "operator never saw the fleet Ready: {:?}",
+        health(&fake)
+    );
 
     pg.stop().expect("stop");
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = health(&fake);
+    let unknown = during
+        .iter()
+        .filter(|h| {
+            *h == &(
+                "Unknown".to_string(),
+                "Unknown".to_string(),
+                "MetadataDbUnavailable".to_string(),
+            )
+        })
+        .count();
+    assert_eq!(
+        unknown, FLEET,
+        "mid-outage the operator says Unknown, never False: {during:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
     pg.restart_after_stop().expect("start again");
     let back = Instant::now();
 
@@ -69,5 +146,35 @@ async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage() {
             .await
             .unwrap();
     assert_eq!(locks, FLEET as i64, "every worker holds its lock again");
+
+    // The operator: back to Ready for all, and no WorkerStale for workers alive throughout.
+    let recovered = eventually(Duration::from_secs(10), || async {
+        let h = health(&fake);
+        h.iter().all(|(state, _, _)| state == "Ready").then_some(())
+    })
+    .await;
+    assert!(recovered.is_some(), "{:?}", health(&fake));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_operator.store(true, Ordering::Relaxed);
+    let _ = operator.await;
+    let requests = fake.take_requests();
+    let stale_events = requests
+        .iter()
+        .filter(|r| r.body["reason"] == "WorkerStale")
+        .count();
+    assert_eq!(stale_events, 0, "a DB outage must not raise WorkerStale");
+    let went_false = requests
+        .iter()
+        .filter(|r| {
+            r.body["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Healthy" && c["status"] == "False")
+            })
+        })
+        .count();
+    assert_eq!(went_false, 0, "no status ever said Healthy=False");
+    eprintln!(
+        "RELIABILITY: operator: {FLEET}/{FLEET} Unknown (MetadataDbUnavailable) mid-outage, 0 WorkerStale events, 0 Healthy=False writes"
+    );
     drop(workers);
 }
