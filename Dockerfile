@@ -1,0 +1,19 @@
+# One image, every role: `ampd worker|admin-api|operator|migrate` and `ampctl`.
+#   docker build -t amp:dev --build-arg AMPD_VERSION=dev .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bins \
+ && install -D -m 0755 target/release/ampd /out/ampd \
+ && install -D -m 0755 target/release/ampctl /out/ampctl
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+# Packagers may pin what `ampd --version` reports (images are tagged with it: the
+# chart's AmpWorkerFleet expects the worker image tag as the version).
+ARG AMPD_VERSION=""
+ENV AMPD_VERSION=${AMPD_VERSION}
+COPY --from=build /out/ampd /out/ampctl /usr/local/bin/
+USER 65532:65532
+EXPOSE 1610 8080 8081
+ENTRYPOINT ["/usr/local/bin/ampd"]
+CMD ["--help"]
