@@ -1,0 +1,38 @@
+-- Argo CD health for amp.io/AmpWorker (kstatus conditions written by amp-operator).
+local hs = {}
+if obj.status == nil or obj.status.conditions == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to report status"
+  return hs
+end
+local generation = obj.metadata.generation
+if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.observedGeneration < generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to observe generation " .. generation
+  return hs
+end
+local conditions = {}
+for _, c in ipairs(obj.status.conditions) do
+  conditions[c.type] = c
+end
+local ready = conditions["Ready"]
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the Ready condition"
+  return hs
+end
+if ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = ready.message
+  return hs
+end
+if ready.status == "Unknown" then
+  -- The metadata DB cannot be read: health is unknown, not bad. Progressing keeps a DB
+  -- outage from turning every Application Degraded (Argo CD ranks Unknown worst).
+  hs.status = "Progressing"
+  hs.message = ready.message
+  return hs
+end
+hs.status = "Degraded"
+hs.message = ready.reason .. ": " .. ready.message
+return hs
