@@ -101,14 +101,10 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     let generation_changed = prev.observed_generation != i.generation;
     // The deadline runs from the last progress: a new spec, more updated workers, or the
     // moment a complete fleet stopped being complete (a worker died, a new one joined).
+    let fell_incomplete = was_complete && !complete;
+    let progressed = generation_changed || updated > prev.updated_workers || fell_incomplete;
     let last_progress = match parse_ts(prev.last_progress_time.as_deref()) {
-        Some(t)
-            if !generation_changed
-                && updated <= prev.updated_workers
-                && !(was_complete && !complete) =>
-        {
-            t
-        }
+        Some(t) if !progressed => t,
         _ => i.now,
     };
     let past_deadline = (i.now - last_progress).num_seconds() > deadline;
