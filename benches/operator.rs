@@ -35,6 +35,20 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Every row except `except` gets `heartbeat_at = now()` once a second.
+fn heartbeat_fleet(pool: sqlx::PgPool, except: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let _ = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE node_id <> $1")
+                .bind(except)
+                .execute(&pool)
+                .await;
+        }
+    })
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -62,19 +76,7 @@ async fn main() {
     .expect("insert workers");
 
     // Every worker but the victim heartbeats at 1 Hz (one statement for the fleet).
-    let heartbeats = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let _ = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE node_id <> $1")
-                    .bind(VICTIM)
-                    .execute(&pool)
-                    .await;
-            }
-        })
-    };
+    let heartbeats = heartbeat_fleet(pool.clone(), VICTIM);
 
     let fake = FakeApiServer::new();
     fake.record_writes_only();
@@ -178,18 +180,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, FakeApiServer::kubeconfig(addr, "amp")).expect("kubeconfig");
-    let heartbeats = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let _ = sqlx::query("UPDATE workers SET heartbeat_at = now()")
-                    .execute(&pool)
-                    .await;
-            }
-        })
-    };
+    let heartbeats = heartbeat_fleet(pool.clone(), "");
     fake.take_requests();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ampd"))
         .args(["operator", "--namespace", "amp", "--listen", "127.0.0.1:0"])

@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amp_operator::build_info::BuildInfo;
 use amp_operator::metadata_db;
 use amp_operator::node_id::NodeId;
 use amp_operator::operator::controller::{Controller, ControllerConfig, CycleReport};
@@ -57,15 +56,7 @@ fn controller(fake: &FakeApiServer, pool: &PgPool) -> Controller {
 }
 
 async fn register(pool: &PgPool, id: &str, version: &str) {
-    let info = BuildInfo {
-        version: version.into(),
-        commit_sha: "8b065bde".into(),
-        commit_timestamp: "2025-10-30T09:00:00Z".into(),
-        build_date: "2025-10-30".into(),
-    };
-    metadata_db::register(pool, &NodeId::parse(id).unwrap(), &info)
-        .await
-        .unwrap();
+    common::register_row(pool, id, version).await;
 }
 
 async fn backdate_heartbeat(pool: &PgPool, id: &str, secs: i64) {

@@ -7,9 +7,6 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use amp_operator::build_info::BuildInfo;
-use amp_operator::metadata_db;
-use amp_operator::node_id::NodeId;
 use amp_operator::operator::crd::AmpWorker;
 use amp_operator::testing::fake_apiserver::FakeApiServer;
 use amp_operator::testing::postgres::eventually;
@@ -39,15 +36,7 @@ fn operator(kubeconfig: &std::path::Path, db_url: &str, identity: &str, listen: 
 }
 
 async fn register(pool: &sqlx::PgPool, id: &str) {
-    let info = BuildInfo {
-        version: "v1".into(),
-        commit_sha: "8b065bde".into(),
-        commit_timestamp: "2025-10-30T09:00:00Z".into(),
-        build_date: "2025-10-30".into(),
-    };
-    metadata_db::register(pool, &NodeId::parse(id).unwrap(), &info)
-        .await
-        .unwrap();
+    common::register_row(pool, id, "v1").await;
 }
 
 fn write_kubeconfig(

@@ -451,21 +451,9 @@ impl Controller {
         name: &str,
         status: &AmpWorkerStatus,
     ) -> Result<(), kube::Error> {
-        let body = serde_json::json!({
-            "apiVersion": AmpWorker::api_version(&()),
-            "kind": AmpWorker::kind(&()),
-            "status": status,
-        });
-        let result = self
-            .workers_api
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await;
+        let result = apply_status(&self.workers_api, name, status).await;
         self.metrics.count_write("status", result.is_ok());
-        result.map(|_| ())
+        result
     }
 
     async fn apply_fleet_status(
@@ -473,21 +461,9 @@ impl Controller {
         name: &str,
         status: &AmpWorkerFleetStatus,
     ) -> Result<(), kube::Error> {
-        let body = serde_json::json!({
-            "apiVersion": AmpWorkerFleet::api_version(&()),
-            "kind": AmpWorkerFleet::kind(&()),
-            "status": status,
-        });
-        let result = self
-            .fleets_api
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await;
+        let result = apply_status(&self.fleets_api, name, status).await;
         self.metrics.count_write("fleet_status", result.is_ok());
-        result.map(|_| ())
+        result
     }
 
     /// Events are best effort: a failure is logged and counted, never retried (the
@@ -523,6 +499,27 @@ impl Controller {
             }
         }
     }
+}
+
+/// Server-side apply of the whole status, owned by [`FIELD_MANAGER`] (forced: the
+/// operator is the only writer of status).
+async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn object_ref<K: Resource<DynamicType = ()>>(

@@ -161,3 +161,17 @@ pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").to_string()
 }
+
+/// Registers `id` directly in the DB (no worker process), as version `version`.
+pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
+    let info = amp_operator::build_info::BuildInfo {
+        version: version.into(),
+        commit_sha: "8b065bde".into(),
+        commit_timestamp: "2025-10-30T09:00:00Z".into(),
+        build_date: "2025-10-30".into(),
+    };
+    let id = amp_operator::node_id::NodeId::parse(id).expect("valid id");
+    metadata_db::register(pool, &id, &info)
+        .await
+        .expect("register");
+}

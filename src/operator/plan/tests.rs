@@ -283,3 +283,50 @@ fn an_invalid_fleet_selector_selects_nothing_and_stalls() {
     assert_eq!(fleet.workers, 0);
     assert_eq!(fleet.state.as_deref(), Some("Stalled"));
 }
+
+#[test]
+fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let rows = [row("a", "v2", t(0)), row("b", "v2", t(0))];
+    let mut b = (*existing("b", "b", false)).clone();
+    b.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gpu".to_string())]));
+    let workers = [existing("a", "a", true), Arc::new(b)];
+
+    let mut all = (*fleet("all", "v2")).clone();
+    all.spec.selector = Some(LabelSelector::default());
+    let p = run(
+        &available(t(1)),
+        &rows,
+        &workers,
+        &[Arc::new(all)],
+        &Written::default(),
+    );
+    assert_eq!(p.fleet_writes[0].status.workers, 2);
+    assert_eq!(p.fleet_writes[0].status.state.as_deref(), Some("Ready"));
+
+    let mut gpu = (*fleet("gpu", "v3")).clone();
+    gpu.spec.selector = Some(LabelSelector {
+        match_labels: Some(BTreeMap::from([("tier".to_string(), "gpu".to_string())])),
+        match_expressions: None,
+    });
+    let p = run(
+        &available(t(1)),
+        &rows,
+        &workers,
+        &[Arc::new(gpu)],
+        &Written::default(),
+    );
+    let fleet = &p.fleet_writes[0].status;
+    assert_eq!((fleet.workers, fleet.updated_workers), (1, 0));
+    assert_eq!(fleet.mismatched, vec!["b".to_string()]);
+    let states: Vec<(&str, Option<&str>)> = p
+        .worker_writes
+        .iter()
+        .map(|w| (w.name.as_str(), w.status.state.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("a", Some("Ready")), ("b", Some("VersionMismatch"))],
+        "only the selected worker expects the fleet's version"
+    );
+}
