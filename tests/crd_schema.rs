@@ -59,8 +59,8 @@ fn node_id_has_the_pattern_bounds_and_the_immutability_rule() {
     );
     let timeout = &spec["properties"]["heartbeatTimeoutSeconds"];
     assert_eq!(
-        (&timeout["minimum"], &timeout["maximum"]),
-        (&json!(1), &json!(3600))
+        (timeout["minimum"].as_f64(), timeout["maximum"].as_f64()),
+        (Some(1.0), Some(3600.0))
     );
 }
 
