@@ -145,6 +145,19 @@ async fn main() {
     }
     heartbeats.abort();
     let elapsed = steady.elapsed();
+    let mut polls = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let snapshot = metadata_db::fleet_snapshot(&pool).await.expect("snapshot");
+        polls.push(t.elapsed());
+        assert_eq!(snapshot.workers.len(), n);
+    }
+    polls.sort();
+    println!(
+        "of which the DB snapshot alone ({n} rows, 20 reads): p50 {:.2?}, max {:.2?}",
+        pct(&polls, 0.5),
+        polls.last().copied().unwrap_or_default()
+    );
     cycle_times.sort();
     println!(
         "steady cycle (poll + diff + writes) over {} cycles: p50 {:.2?}, p99 {:.2?}, max {:.2?}",
