@@ -46,6 +46,12 @@ pub struct CycleReport {
     pub errors: usize,
 }
 
+impl CycleReport {
+    pub fn wrote_anything(&self) -> bool {
+        self.created + self.status_writes + self.fleet_writes + self.deleted + self.events > 0
+    }
+}
+
 struct Backoff {
     failures: u32,
     until: Instant,

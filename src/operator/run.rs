@@ -114,6 +114,13 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
+        // A stopped lease manager can no longer tell us we lost the lease: stop rather
+        // than keep writing on stale leadership (the pod restarts and rejoins).
+        if lease_task.as_ref().is_some_and(|t| t.is_finished()) {
+            return Err(OperatorError::LeaderElection(
+                "the lease manager stopped".into(),
+            ));
+        }
         let is_leader = *leader.borrow();
         metrics.leader.set(i64::from(is_leader));
         if is_leader != was_leader {
@@ -125,13 +132,7 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             continue;
         }
         let report = controller.cycle(workers.state(), fleets.state()).await;
-        if report != Default::default()
-            && report
-                != (super::controller::CycleReport {
-                    db_available: true,
-                    ..Default::default()
-                })
-        {
+        if report.wrote_anything() || report.errors > 0 {
             tracing::info!(?report, "cycle wrote changes");
         }
     }
