@@ -79,6 +79,7 @@ def check_pod(doc):
     if spec is None:
         return
     psc = spec.get("securityContext", {})
+    init_names = {c["name"] for c in spec.get("initContainers", [])}
     for c in spec.get("initContainers", []) + spec.get("containers", []):
         sc = c.get("securityContext", {})
         name = c["name"]
@@ -101,7 +102,7 @@ def check_pod(doc):
             if "value" in e and SECRETISH.search(f"{e['name']}={e['value']}"):
                 fail(doc, f"container {name}: env {e['name']} carries a credential inline; use secretKeyRef")
         if "livenessProbe" not in c or "readinessProbe" not in c:
-            if doc["kind"] != "Job":
+            if doc["kind"] != "Job" and name not in init_names:
                 fail(doc, f"container {name}: liveness and readiness probes required")
         if "resources" not in c:
             fail(doc, f"container {name}: resources not set")
