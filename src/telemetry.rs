@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// JSON when stdout is not a terminal, text otherwise.
+    /// JSON when stderr (where logs go) is not a terminal, text otherwise.
     Auto,
     Json,
     Text,
