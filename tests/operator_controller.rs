@@ -567,3 +567,30 @@ async fn a_removed_row_marks_the_worker_not_registered() {
     );
     assert_eq!(reqs[0].body["status"]["state"], "NotRegistered");
 }
+
+#[tokio::test]
+async fn killed_between_create_and_status_a_new_operator_finishes_without_duplicates_or_events() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "worker-01", "v1").await;
+    let fake = FakeApiServer::new();
+    // The first operator creates the object, then dies before its status lands.
+    fake.fail("PATCH", "/status", 500, 1);
+    let mut first = controller(&fake, &pool);
+    let r = cycle(&mut first, &fake).await;
+    assert_eq!(r.created, 1);
+    drop(first);
+    let reqs = fake.take_requests();
+    assert_eq!(reqs.len(), 2, "{:?}", calls(&reqs));
+
+    let mut second = controller(&fake, &pool);
+    cycle(&mut second, &fake).await;
+    cycle(&mut second, &fake).await;
+    let reqs = fake.take_requests();
+    assert_eq!(
+        calls(&reqs),
+        vec![call("PATCH", format!("{WORKERS}/worker-01/status{APPLY}"))],
+        "no second create, no events: only the missing status"
+    );
+    assert_eq!(fake.objects::<AmpWorker>("ampworkers").len(), 1);
+    assert_eq!(reqs[0].body["status"]["state"], "Ready");
+}
