@@ -228,3 +228,61 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     assert_eq!(stale_events, 1);
     drop(b);
 }
+
+/// Watches that fail (500) and end are retried with backoff; the cache catches up and a
+/// user's AmpWorker created meanwhile gets its status.
+#[tokio::test]
+async fn failing_watches_are_retried_and_the_cache_catches_up() {
+    let (pg, pool) = common::migrated_db().await;
+    register(&pool, "worker-a").await;
+    let fake = FakeApiServer::new();
+    fake.fail("GET", "watch=true", 500, 6);
+    let (addr, _server) = fake.serve_http("op").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = operator(
+        &write_kubeconfig(&dir, "kubeconfig", addr),
+        &pg.url(),
+        "op-a",
+        &free_addr(),
+    );
+    let _op = Proc::spawn("operator", cmd.arg("--leader-election=false"));
+    eventually(Duration::from_secs(20), || async {
+        fake.get("ampworkers", "worker-a")?["status"]["state"]
+            .as_str()
+            .filter(|s| *s == "Ready")
+            .map(|_| ())
+    })
+    .await
+    .expect("worker-a discovered and Ready");
+
+    // A user's AmpWorker for a second id arrives only through the (recovering) watch.
+    register(&pool, "worker-b").await;
+    let mut mine = amp_operator::operator::crd::AmpWorker::new(
+        "my-worker-b",
+        amp_operator::operator::crd::AmpWorkerSpec {
+            node_id: "worker-b".into(),
+            expected_version: None,
+            heartbeat_timeout_seconds: None,
+        },
+    );
+    mine.metadata.namespace = Some(NS.into());
+    fake.insert("ampworkers", &mine);
+    let ready = eventually(Duration::from_secs(30), || async {
+        fake.get("ampworkers", "my-worker-b")?["status"]["state"]
+            .as_str()
+            .filter(|s| *s == "Ready")
+            .map(|_| ())
+    })
+    .await;
+    assert!(ready.is_some(), "the user's AmpWorker never got a status");
+    let failed_watches = fake
+        .take_requests()
+        .iter()
+        .filter(|r| r.path.contains("watch=true"))
+        .count();
+    assert!(failed_watches >= 6, "{failed_watches} watch requests");
+    assert!(
+        fake.get("ampworkers", "worker-b").is_none(),
+        "no discovered duplicate of the user's AmpWorker"
+    );
+}

@@ -141,6 +141,8 @@ impl FakeApiServer {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        let existed = st.objects.contains_key(&(plural.to_owned(), name.clone()));
+        st.bump(plural, if existed { "MODIFIED" } else { "ADDED" }, &mut v);
         st.objects.insert((plural.to_owned(), name), v.clone());
         v
     }
@@ -186,25 +188,18 @@ impl FakeApiServer {
     /// Answers one request (tests feed it from tower-test's mock handle: the kube-rs
     /// `ApiServerVerifier` pattern, with the verifier's answers in one place).
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
-        let query = req.uri().query().unwrap_or_default().to_owned();
-        if req.method() == http::Method::GET
-            && matches!(query_param(&query, "watch"), Some("true" | "1"))
-        {
-            return self.watch(req.uri().path(), &query).await;
-        }
         let (parts, body) = req.into_parts();
-        let client = parts
-            .headers
-            .get("x-fake-client")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let content_type = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let client = header("x-fake-client");
+        let content_type = header(http::header::CONTENT_TYPE.as_str());
         let bytes = body.collect_bytes().await.unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let method = parts.method.as_str().to_owned();
@@ -213,30 +208,26 @@ impl FakeApiServer {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default();
-        let mut st = self.lock();
-        if !(st.writes_only && method == "GET") {
-            st.requests.push(Recorded {
-                client,
-                method: method.clone(),
-                path: path.clone(),
-                body: body.clone(),
-            });
-        }
-        if let Some(f) = st
-            .faults
-            .iter_mut()
-            .find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))
+        let is_watch =
+            method == "GET" && matches!(query_param(&query, "watch"), Some("true" | "1"));
         {
-            f.remaining -= 1;
-            let code = f.status;
-            let reason = match code {
-                409 => "Conflict",
-                429 => "TooManyRequests",
-                404 => "NotFound",
-                _ => "InternalError",
-            };
-            return respond(code, &status_body(code, reason, "injected fault"));
+            let mut st = self.lock();
+            if !(st.writes_only && method == "GET") {
+                st.requests.push(Recorded {
+                    client,
+                    method: method.clone(),
+                    path: path.clone(),
+                    body: body.clone(),
+                });
+            }
         }
+        if let Some(fault) = self.take_fault(&method, &path) {
+            return fault;
+        }
+        if is_watch {
+            return self.watch(parts.uri.path(), &query).await;
+        }
+        let mut st = self.lock();
         let route = parts.uri.path().trim_start_matches('/').to_owned();
         let segs: Vec<&str> = route.split('/').collect();
         // apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>[/status]]
@@ -321,6 +312,23 @@ impl FakeApiServer {
                 &status_body(405, "MethodNotAllowed", "not supported by the fake"),
             ),
         }
+    }
+
+    fn take_fault(&self, method: &str, path: &str) -> Option<Response<Body>> {
+        let mut st = self.lock();
+        let f = st
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))?;
+        f.remaining -= 1;
+        let code = f.status;
+        let reason = match code {
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            404 => "NotFound",
+            _ => "InternalError",
+        };
+        Some(respond(code, &status_body(code, reason, "injected fault")))
     }
 
     /// Long-polls up to one second for changes after the requested resourceVersion and
