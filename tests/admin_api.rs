@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use amp_operator::testing::postgres::eventually;
 use common::*;
 use regex::Regex;
 use serde_json::{Value, json};
@@ -28,26 +27,7 @@ fn ampctl(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 async fn start_api(url: &str, extra: &[&str]) -> (Proc, String) {
-    let addr = free_addr();
-    let api = Proc::spawn(
-        "admin-api",
-        Command::new(AMPD)
-            .args([
-                "--log-format",
-                "json",
-                "admin-api",
-                "--listen",
-                &addr,
-                "--database-url",
-                url,
-            ])
-            .args(extra),
-    );
-    let up = eventually(Duration::from_secs(15), || async {
-        http_get(&addr, "/healthz").ok().map(|_| ())
-    });
-    assert!(up.await.is_some(), "admin API listening");
-    (api, addr)
+    common::start_admin_api(url, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

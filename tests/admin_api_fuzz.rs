@@ -5,9 +5,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use amp_operator::testing::postgres::eventually;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,23 +34,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .await
         .unwrap();
 
-    let addr = free_addr();
-    let _api = Proc::spawn(
-        "admin-api",
-        Command::new(AMPD).args([
-            "--log-format",
-            "json",
-            "admin-api",
-            "--listen",
-            &addr,
-            "--database-url",
-            &pg.url(),
-        ]),
-    );
-    let up = eventually(Duration::from_secs(15), || async {
-        (http_get(&addr, "/readyz").ok()?.0 == 200).then_some(())
-    });
-    assert!(up.await.is_some(), "admin API ready");
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
 
     // Hypothesis stops a run at ~600 distinct cases for these two operations; three
     // seeds give well over the 1,000 requests we promise.

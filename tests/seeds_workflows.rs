@@ -126,23 +126,7 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
         .await
         .unwrap();
 
-    let addr = free_addr();
-    let _api = Proc::spawn(
-        "admin-api",
-        Command::new(AMPD).args([
-            "--log-format",
-            "json",
-            "admin-api",
-            "--listen",
-            &addr,
-            "--database-url",
-            &pg.url(),
-        ]),
-    );
-    let up = eventually(Duration::from_secs(15), || async {
-        (http_get(&addr, "/readyz").ok()?.0 == 200).then_some(())
-    });
-    assert!(up.await.is_some());
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");

@@ -175,3 +175,27 @@ pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
         .await
         .expect("register");
 }
+
+/// `ampd admin-api` on a free loopback port, once it answers `/healthz`.
+pub async fn start_admin_api(url: &str, extra: &[&str]) -> (Proc, String) {
+    let addr = free_addr();
+    let api = Proc::spawn(
+        "admin-api",
+        Command::new(AMPD)
+            .args([
+                "--log-format",
+                "json",
+                "admin-api",
+                "--listen",
+                &addr,
+                "--database-url",
+                url,
+            ])
+            .args(extra),
+    );
+    let up = amp_operator::testing::postgres::eventually(Duration::from_secs(15), || async {
+        http_get(&addr, "/healthz").ok().map(|_| ())
+    });
+    assert!(up.await.is_some(), "admin API listening");
+    (api, addr)
+}
