@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -55,14 +55,20 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     tokio::spawn(drain(
         reflector(
             workers_writer,
-            watcher(workers_api, watcher::Config::default()).default_backoff(),
+            watcher(workers_api, watcher::Config::default())
+                .default_backoff()
+                // managedFields are not read and would dominate the cache's memory.
+                .modify(|o| o.managed_fields_mut().clear()),
         ),
         "AmpWorker",
     ));
     tokio::spawn(drain(
         reflector(
             fleets_writer,
-            watcher(fleets_api, watcher::Config::default()).default_backoff(),
+            watcher(fleets_api, watcher::Config::default())
+                .default_backoff()
+                // managedFields are not read and would dominate the cache's memory.
+                .modify(|o| o.managed_fields_mut().clear()),
         ),
         "AmpWorkerFleet",
     ));
