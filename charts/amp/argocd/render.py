@@ -9,7 +9,21 @@ import os
 import subprocess
 import sys
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("PyYAML missing: python3 -m pip install pyyaml")
+
+
+class JsonLikeLoader(yaml.SafeLoader):
+    """Argo CD hands the Lua the object as JSON, where timestamps and dates are strings:
+    keep them strings here too (plain SafeLoader would turn them into datetime)."""
+
+
+JsonLikeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEALTH = os.path.join(HERE, "health")
@@ -84,7 +98,7 @@ def test():
         for case in cases:
             total += 1
             with open(os.path.join(path, case["inputPath"])) as f:
-                obj = yaml.safe_load(f)
+                obj = yaml.load(f, Loader=JsonLikeLoader)
             want = case["healthStatus"]
             status, message = run_case(script, obj)
             ok = status == want["status"] and message == want.get("message", "")

@@ -1,5 +1,12 @@
 -- Argo CD health for amp.io/AmpWorker (kstatus conditions written by amp-operator).
 local hs = {}
+-- "Reason: message", tolerating a condition written without either.
+local function describe(c)
+  if c.reason == nil or c.reason == "" then
+    return c.message or ""
+  end
+  return c.reason .. ": " .. (c.message or "")
+end
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
@@ -34,5 +41,5 @@ if ready.status == "Unknown" then
   return hs
 end
 hs.status = "Degraded"
-hs.message = ready.reason .. ": " .. ready.message
+hs.message = describe(ready)
 return hs

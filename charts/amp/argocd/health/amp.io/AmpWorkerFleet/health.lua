@@ -1,5 +1,12 @@
 -- Argo CD health for amp.io/AmpWorkerFleet (kstatus: Ready, Reconciling, Stalled).
 local hs = {}
+-- "Reason: message", tolerating a condition written without either.
+local function describe(c)
+  if c.reason == nil or c.reason == "" then
+    return c.message or ""
+  end
+  return c.reason .. ": " .. (c.message or "")
+end
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
@@ -18,7 +25,7 @@ end
 local stalled = conditions["Stalled"]
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
-  hs.message = stalled.reason .. ": " .. stalled.message
+  hs.message = describe(stalled)
   return hs
 end
 local ready = conditions["Ready"]
