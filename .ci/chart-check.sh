@@ -46,7 +46,7 @@ print(f"{n} built-in manifests to validate")
 PY
   for k8s in "$min_k8s" "$latest_k8s"; do
     step "kubernetes-validate --strict ($variant, Kubernetes $k8s)"
-    kubernetes-validate --strict --quiet -k "$k8s" "$out/$variant"/*.yaml
+    python3 -m kubernetes_validate --strict --quiet -k "$k8s" "$out/$variant"/*.yaml
   done
   step "RBAC, securityContext, secrets, hooks, CRDs ($variant)"
   python3 .ci/test_chart.py "$out/$variant.yaml"

