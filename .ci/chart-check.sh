@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints and renders charts/amp (defaults and every charts/amp/ci/*-values.yaml), validates
+# Lints and renders charts/amp (defaults and every charts/amp/ci/*-values.yaml; Helm 4,
+# and Helm 3 which must render the same), validates
 # every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
 # hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 25 deliberate
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 chart=charts/amp
 min_k8s=$(sed -n 's/^kubeVersion: *">=\([0-9.]*\).*/\1/p' "$chart/Chart.yaml")
 latest_k8s=$(python3 -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
+# Helm 3 too when installed (.ci/install-tools.sh puts it at .ci/bin/helm3).
+helm3=$(command -v helm3 || true)
+[ -n "$helm3" ] || echo "NOTE: helm3 not on PATH: Helm 3 compatibility not checked" >&2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 step() { printf -- '-- %s\n' "$*"; }
@@ -50,6 +54,14 @@ PY
   done
   step "RBAC, securityContext, secrets, hooks, CRDs ($variant)"
   python3 .ci/test_chart.py "$out/$variant.yaml"
+  if [ -n "$helm3" ]; then
+    step "Helm 3: lint and the same render ($variant)"
+    "$helm3" lint --strict --namespace amp "$chart" "${args[@]}" >/dev/null
+    "$helm3" template amp "$chart" --namespace amp --include-crds "${args[@]}" >"$out/$variant.helm3.yaml"
+    # Generated passwords differ per render; everything else must be identical.
+    diff <(grep -v 'password\|url:' "$out/$variant.yaml") <(grep -v 'password\|url:' "$out/$variant.helm3.yaml") \
+      || die "Helm 3 renders $variant differently"
+  fi
 done
 
 step "the checks catch deliberate breakages"
@@ -96,9 +108,11 @@ step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \
            "image.pullPolicy=Sometimes" "crds.install=yes" "operator.pollInterval=soon" \
            "adminApi.service.port=70000" "postgresql.enabled=false"; do
-  if helm template amp "$chart" --set "$bad" >/dev/null 2>&1; then
-    die "--set $bad was accepted"
-  fi
+  for h in helm $helm3; do
+    if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
+      die "$h: --set $bad was accepted"
+    fi
+  done
 done
 helm template amp "$chart" --set postgresql.enabled=false --set externalDatabase.existingSecret=db >/dev/null \
   || die "a valid external-database configuration was rejected"
