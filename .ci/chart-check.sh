@@ -107,7 +107,8 @@ PY
 step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \
            "image.pullPolicy=Sometimes" "crds.install=yes" "operator.pollInterval=soon" \
-           "adminApi.service.port=70000" "postgresql.enabled=false"; do
+           "adminApi.service.port=70000" "postgresql.enabled=false" \
+           "operator.replicas=2,operator.leaderElection=false"; do
   for h in helm $helm3; do
     if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
       die "$h: --set $bad was accepted"
