@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# Lints and renders charts/amp (defaults and every feature on), validates every rendered
-# manifest against the Kubernetes schemas offline, checks RBAC/securityContext/secrets,
-# the CRD copies, and runs the Argo CD health check tests. Needs .ci/bin on PATH
-# (.ci/install-tools.sh).
+# Lints and renders charts/amp (defaults and every charts/amp/ci/*-values.yaml; Helm 4,
+# and Helm 3 which must render the same), validates
+# every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
+# the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
+# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 25 deliberate
+# breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
+# fleet switches, and runs the Argo CD health check tests.
+# Needs .ci/bin on PATH (.ci/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/amp
-k8s_version=1.33.0
+min_k8s=$(sed -n 's/^kubeVersion: *">=\([0-9.]*\).*/\1/p' "$chart/Chart.yaml")
+latest_k8s=$(python3 -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
+# Helm 3 too when installed (.ci/install-tools.sh puts it at .ci/bin/helm3).
+helm3=$(command -v helm3 || true)
+[ -n "$helm3" ] || echo "NOTE: helm3 not on PATH: Helm 3 compatibility not checked" >&2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+step() { printf -- '-- %s\n' "$*"; }
+die() { echo "FAIL: $*" >&2; exit 1; }
 
-echo "chart CRDs are the generated ones"
-diff -ru crds "$chart/files/crds"
+step "chart CRDs are byte-identical copies of crds/"
+diff -r crds "$chart/files/crds" || die "charts/amp/files/crds differs from crds/: cp crds/*.yaml $chart/files/crds/"
 
-for variant in default all-features; do
+variants=(default)
+for f in "$chart"/ci/*-values.yaml; do variants+=("$(basename "$f" -values.yaml)"); done
+for variant in "${variants[@]}"; do
   args=()
-  [ "$variant" = all-features ] && args=(-f "$chart/ci/all-features-values.yaml")
-  echo "helm lint ($variant)"
-  helm lint --strict "$chart" "${args[@]}"
-  echo "helm template ($variant)"
+  [ "$variant" = default ] || args=(-f "$chart/ci/$variant-values.yaml")
+  step "helm lint --strict ($variant)"
+  helm lint --strict --namespace amp "$chart" "${args[@]}"
+  step "helm template ($variant)"
   helm template amp "$chart" --namespace amp --include-crds "${args[@]}" >"$out/$variant.yaml"
-  echo "kubernetes-validate ($variant, Kubernetes $k8s_version)"
   # Custom resources (AmpWorkerFleet, ServiceMonitor, PrometheusRule) have no built-in
-  # schema: they are checked against their CRDs by test_chart.py where we ship the CRD.
+  # schema: test_chart.py checks the AmpWorkerFleet against crds/.
   python3 - "$out/$variant.yaml" "$out/$variant" <<'PY'
 import os, sys, yaml
 src, dest = sys.argv[1], sys.argv[2]
@@ -37,20 +48,78 @@ for i, d in enumerate(yaml.safe_load_all(open(src))):
     n += 1
 print(f"{n} built-in manifests to validate")
 PY
-  kubernetes-validate --strict --quiet -k "$k8s_version" "$out/$variant"/*.yaml
+  for k8s in "$min_k8s" "$latest_k8s"; do
+    step "kubernetes-validate --strict ($variant, Kubernetes $k8s)"
+    python3 -m kubernetes_validate --strict --quiet -k "$k8s" "$out/$variant"/*.yaml
+  done
+  step "RBAC, securityContext, secrets, hooks, CRDs ($variant)"
   python3 .ci/test_chart.py "$out/$variant.yaml"
-done
-
-echo "values.schema.json rejects bad values"
-for bad in "logFormat=xml" "bogus=1" "operator.replicas=-1" "postgresql.enabled=false"; do
-  if helm template amp "$chart" --set "$bad" >/dev/null 2>&1; then
-    echo "FAIL: --set $bad was accepted" >&2
-    exit 1
+  if [ -n "$helm3" ]; then
+    step "Helm 3: lint and the same render ($variant)"
+    "$helm3" lint --strict --namespace amp "$chart" "${args[@]}" >/dev/null
+    "$helm3" template amp "$chart" --namespace amp --include-crds "${args[@]}" >"$out/$variant.helm3.yaml"
+    # Generated passwords differ per render; everything else must be identical.
+    diff <(grep -v 'password\|url:' "$out/$variant.yaml") <(grep -v 'password\|url:' "$out/$variant.helm3.yaml") \
+      || die "Helm 3 renders $variant differently"
   fi
 done
 
+step "the checks catch deliberate breakages"
+python3 .ci/test_chart.py --self-test "$out/all-features.yaml"
+
+step "switches: CRDs, keep policy, fleet version and hook"
+python3 - "$out" <<'PY'
+import sys, yaml
+out = sys.argv[1]
+def docs(v):
+    return [d for d in yaml.safe_load_all(open(f"{out}/{v}.yaml")) if d]
+def one(ds, kind):
+    found = [d for d in ds if d["kind"] == kind]
+    assert len(found) == 1, f"{kind}: {len(found)} rendered"
+    return found[0]
+d, a, g = docs("default"), docs("all-features"), docs("gitops")
+crds = [x for x in d if x["kind"] == "CustomResourceDefinition"]
+assert len(crds) == 2, "crds.install=true renders both CRDs"
+assert all(x["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for x in crds), "crds.keep"
+assert not [x for x in g if x["kind"] == "CustomResourceDefinition"], "crds.install=false renders no CRD"
+# The fleet expects the worker image tag unless fleet.version is set.
+assert one(a, "AmpWorkerFleet")["spec"]["version"] == "v0.0.23", "fleet.version defaults to worker.image.tag"
+ws = one(a, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["image"]
+assert ws.endswith(":v0.0.23"), ws
+assert one(d, "AmpWorkerFleet")["spec"]["version"] == "0.1.0", "default: the chart's appVersion"
+assert one(g, "AmpWorkerFleet")["spec"]["version"] == "v0.0.22"
+assert "helm.sh/hook" in one(a, "AmpWorkerFleet")["metadata"]["annotations"]
+assert "helm.sh/hook" not in (one(g, "AmpWorkerFleet")["metadata"].get("annotations") or {}), "fleet.hook=false"
+assert one(a, "AmpWorkerFleet")["spec"]["progressDeadlineSeconds"] == 900
+# Migrations: a pre-install/pre-upgrade hook Job with an external DB.
+job = one(a, "Job")
+assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+# The demo DB: a generated Secret by default, none with postgresql.auth.existingSecret.
+assert [x["metadata"]["name"] for x in d if x["kind"] == "Secret"] == ["amp-db"]
+assert not [x for x in g if x["kind"] == "Secret"]
+# Replicas and the leader election switch.
+deps = {x["metadata"]["name"]: x for x in a if x["kind"] == "Deployment"}
+assert deps["amp-operator"]["spec"]["replicas"] == 2 and deps["amp-admin-api"]["spec"]["replicas"] == 2
+print("switches ok")
+PY
+
+step "values.schema.json rejects bad values"
+for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \
+           "image.pullPolicy=Sometimes" "crds.install=yes" "operator.pollInterval=soon" \
+           "adminApi.service.port=70000" "postgresql.enabled=false" \
+           "operator.replicas=2,operator.leaderElection=false"; do
+  for h in helm $helm3; do
+    if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
+      die "$h: --set $bad was accepted"
+    fi
+  done
+done
+helm template amp "$chart" --set postgresql.enabled=false --set externalDatabase.existingSecret=db >/dev/null \
+  || die "a valid external-database configuration was rejected"
+
 if [ -f .ci/test-argocd-health.sh ]; then
-  echo "Argo CD health checks"
+  step "Argo CD health checks"
   bash .ci/test-argocd-health.sh
 fi
 echo "chart checks passed"

@@ -2,23 +2,43 @@
 """Checks on rendered chart manifests that must fail when the chart regresses.
 
 usage: test_chart.py RENDERED.yaml [RENDERED.yaml ...]
+       test_chart.py --self-test RENDERED.yaml   (each deliberate breakage must be caught)
 
-- RBAC: the only Role is the operator's; no ClusterRole/ClusterRoleBinding; no wildcard;
-  no resource or verb outside the allow-list below.
+- RBAC: the only Role is the operator's, bound by a RoleBinding to the operator's
+  ServiceAccount; no ClusterRole/ClusterRoleBinding, no RoleBinding to a ClusterRole; no
+  wildcard; no resource or verb outside the allow-list below; Lease get/patch only by
+  resourceNames, and that name is the one the operator is told (AMP_LEASE_NAME).
 - Every container (and init container) is non-root, read-only root fs, no privilege
-  escalation, all capabilities dropped, seccomp RuntimeDefault (pod or container).
-- No credential inline: env values that look like DB URLs or passwords must come from
-  secretKeyRef; only the chart's own generated Secret may hold them.
-- The AmpWorkerFleet and the CRDs: the fleet validates against the CRD's schema.
+  escalation, all capabilities dropped (none added), seccomp RuntimeDefault (pod or
+  container), resources set; long-running containers have liveness and readiness
+  probes (HTTP ones on /healthz and /readyz).
+- Only pods whose ServiceAccount is bound to a Role get a token
+  (automountServiceAccountToken false everywhere else).
+- No credential inline: env values, args and ConfigMaps must not carry DB URLs with a
+  password, passwords or tokens; env takes them from secretKeyRef. Rendered Secrets use
+  data, never stringData.
+- The process contract: operator POD_NAME / AMP_NAMESPACE and worker AMP_NODE_ID come
+  from the downward API; workers are a StatefulSet; the Admin API and the operator use a
+  different (read-only) database URL key than the workers and migrations.
+- Helm hooks: a pre-install/pre-upgrade hook pod must not depend on a ServiceAccount,
+  Secret or ConfigMap that the same release creates as an ordinary resource (those do
+  not exist yet when pre-install hooks run).
+- CRDs: the rendered CRDs' spec equals crds/*.yaml; every custom resource of a kind we
+  ship (AmpWorkerFleet) validates against the openAPIV3Schema in crds/*.yaml.
 """
+import copy
+import glob
+import os
 import re
 import sys
 
 import jsonschema
 import yaml
 
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
 ALLOWED = {
-    ("amp.io", "ampworkers"): {"get", "list", "watch", "create", "delete"},
+    ("amp.io", "ampworkers"): {"get", "list", "watch", "create", "patch", "delete"},
     ("amp.io", "ampworkers/status"): {"get", "patch"},
     ("amp.io", "ampworkerfleets"): {"get", "list", "watch"},
     ("amp.io", "ampworkerfleets/status"): {"get", "patch"},
@@ -26,111 +46,468 @@ ALLOWED = {
     ("coordination.k8s.io", "leases"): {"create", "get", "patch"},
 }
 SECRETISH = re.compile(r"(postgres(ql)?://|password|passwd|secret|token)", re.I)
-
-failures = []
-
-
-def fail(doc, msg):
-    meta = doc.get("metadata", {})
-    failures.append(f"{doc.get('kind')}/{meta.get('name')}: {msg}")
+# A URL with user:password@ in it, or a flag that takes a credential.
+CRED_ARG = re.compile(r"(://[^/\s:@]+:[^/\s@]+@|--(database-url|auth-token|password)\b)", re.I)
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 
 
-def check_rbac(doc):
-    kind = doc["kind"]
-    if kind in ("ClusterRole", "ClusterRoleBinding"):
-        fail(doc, "cluster-wide RBAC is not needed and not allowed")
-        return
-    if kind != "Role":
-        return
-    for rule in doc.get("rules", []):
-        groups, resources, verbs = rule.get("apiGroups", []), rule.get("resources", []), rule.get("verbs", [])
-        for field, values in (("apiGroups", groups), ("resources", resources), ("verbs", verbs)):
-            if any("*" in v for v in values):
-                fail(doc, f"wildcard in {field}: {values}")
-        if rule.get("nonResourceURLs"):
-            fail(doc, "nonResourceURLs granted")
-        for g in groups:
-            for r in resources:
-                allowed = ALLOWED.get((g, r))
-                if allowed is None:
-                    fail(doc, f"resource {g}/{r} is not in the allow-list")
+class Checker:
+    def __init__(self, docs, source_crds):
+        self.docs = docs
+        self.source_crds = source_crds
+        self.failures = []
+
+    def fail(self, doc, msg):
+        meta = doc.get("metadata", {})
+        self.failures.append(f"{doc.get('kind')}/{meta.get('name')}: {msg}")
+
+    # ---------------------------------------------------------------- RBAC
+    def check_rbac(self, doc):
+        kind = doc["kind"]
+        if kind in ("ClusterRole", "ClusterRoleBinding"):
+            self.fail(doc, "cluster-wide RBAC is not needed and not allowed")
+            return
+        if kind == "RoleBinding":
+            ref = doc.get("roleRef", {})
+            if ref.get("kind") != "Role":
+                self.fail(doc, f"binds a {ref.get('kind')}: only the chart's own Role may be bound")
+            for s in doc.get("subjects", []):
+                if s.get("kind") != "ServiceAccount" or not s.get("name", "").endswith("-operator"):
+                    self.fail(doc, f"subject {s} is not the operator's ServiceAccount")
+            return
+        if kind != "Role":
+            return
+        for rule in doc.get("rules", []):
+            groups = rule.get("apiGroups", [])
+            resources = rule.get("resources", [])
+            verbs = rule.get("verbs", [])
+            for field, values in (("apiGroups", groups), ("resources", resources), ("verbs", verbs)):
+                if any("*" in v for v in values):
+                    self.fail(doc, f"wildcard in {field}: {values}")
+            if rule.get("nonResourceURLs"):
+                self.fail(doc, "nonResourceURLs granted")
+            for g in groups:
+                for r in resources:
+                    allowed = ALLOWED.get((g, r))
+                    if allowed is None:
+                        self.fail(doc, f"resource {g or 'core'}/{r} is not in the allow-list")
+                        continue
+                    extra = set(verbs) - allowed
+                    if extra:
+                        self.fail(doc, f"verbs {sorted(extra)} on {g}/{r} exceed {sorted(allowed)}")
+            # get/patch on leases only for the operator's own Lease.
+            if "leases" in resources and {"get", "patch"} & set(verbs):
+                names = rule.get("resourceNames") or []
+                if not names:
+                    self.fail(doc, "get/patch on leases must be limited by resourceNames")
+                lease_envs = self.env_values("operator", "AMP_LEASE_NAME")
+                for value in lease_envs:
+                    if value not in names:
+                        self.fail(doc, f"lease resourceNames {names} miss the operator's lease {value!r}")
+
+    # ---------------------------------------------------------------- pods
+    @staticmethod
+    def pod_spec(doc):
+        kind = doc.get("kind")
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            return doc["spec"]["template"]["spec"]
+        if kind == "CronJob":
+            return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        if kind == "Pod":
+            return doc["spec"]
+        return None
+
+    def containers(self):
+        """(doc, pod spec, container, role) for every container; role = ampd subcommand."""
+        for d in self.docs:
+            spec = self.pod_spec(d)
+            if spec is None:
+                continue
+            for c in spec.get("initContainers", []) + spec.get("containers", []):
+                args = c.get("args") or c.get("command") or [""]
+                yield d, spec, c, args[0]
+
+    def env_values(self, role, name):
+        return [
+            e["value"]
+            for _, _, c, r in self.containers()
+            if r == role
+            for e in c.get("env", [])
+            if e["name"] == name and "value" in e
+        ]
+
+    def check_pod(self, doc):
+        spec = self.pod_spec(doc)
+        if spec is None:
+            return
+        psc = spec.get("securityContext", {})
+        init_names = {c["name"] for c in spec.get("initContainers", [])}
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            sc = c.get("securityContext", {})
+            name = c["name"]
+            if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+                self.fail(doc, f"container {name}: runAsNonRoot not set")
+            if (sc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
+                self.fail(doc, f"container {name}: runs as uid 0 or unset")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                self.fail(doc, f"container {name}: readOnlyRootFilesystem is not true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                self.fail(doc, f"container {name}: allowPrivilegeEscalation is not false")
+            caps = sc.get("capabilities", {})
+            if caps.get("drop") != ["ALL"] or caps.get("add"):
+                self.fail(doc, f"container {name}: capabilities must drop ALL and add none")
+            seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+            if seccomp.get("type") != "RuntimeDefault":
+                self.fail(doc, f"container {name}: seccompProfile is not RuntimeDefault")
+            if sc.get("privileged"):
+                self.fail(doc, f"container {name}: privileged")
+            for e in c.get("env", []):
+                if "value" in e and SECRETISH.search(f"{e['name']}={e['value']}"):
+                    self.fail(doc, f"container {name}: env {e['name']} carries a credential inline; use secretKeyRef")
+            for a in (c.get("command") or []) + (c.get("args") or []):
+                if CRED_ARG.search(str(a)):
+                    self.fail(doc, f"container {name}: argument {a!r} carries a credential; use env from a Secret")
+            long_running = doc["kind"] != "Job" and name not in init_names
+            if long_running and ("livenessProbe" not in c or "readinessProbe" not in c):
+                self.fail(doc, f"container {name}: liveness and readiness probes required")
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                http = c.get(probe, {}).get("httpGet")
+                if http and http.get("path") != path:
+                    self.fail(doc, f"container {name}: {probe} must GET {path}, not {http.get('path')}")
+            if not c.get("resources"):
+                self.fail(doc, f"container {name}: resources not set")
+
+    def check_tokens(self):
+        """Only ServiceAccounts bound to a Role may have their token mounted."""
+        bound = {
+            s["name"]
+            for d in self.docs
+            if d["kind"] == "RoleBinding"
+            for s in d.get("subjects", [])
+            if s.get("kind") == "ServiceAccount"
+        }
+        sa_automount = {
+            d["metadata"]["name"]: d.get("automountServiceAccountToken", True)
+            for d in self.docs
+            if d["kind"] == "ServiceAccount"
+        }
+        for d in self.docs:
+            spec = self.pod_spec(d)
+            if spec is None:
+                continue
+            sa = spec.get("serviceAccountName", "default")
+            automount = spec.get("automountServiceAccountToken", sa_automount.get(sa, True))
+            if automount and sa not in bound:
+                self.fail(d, f"mounts a token for ServiceAccount {sa}, which needs no API access")
+
+    def check_contract(self):
+        roles = {}
+        for d, spec, c, role in self.containers():
+            roles.setdefault(role, []).append((d, c))
+            env = {e["name"]: e for e in c.get("env", [])}
+
+            def field(name):
+                return env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+
+            if role == "operator":
+                if field("POD_NAME") != "metadata.name":
+                    self.fail(d, "operator POD_NAME must come from the downward API (metadata.name)")
+                if field("AMP_NAMESPACE") != "metadata.namespace":
+                    self.fail(d, "operator AMP_NAMESPACE must come from the downward API (metadata.namespace)")
+            if role == "worker" and c["name"] == "worker":
+                if d["kind"] != "StatefulSet":
+                    self.fail(d, "workers must be a StatefulSet (stable node ids)")
+                if field("AMP_NODE_ID") != "metadata.name":
+                    self.fail(d, "worker AMP_NODE_ID must be the pod name (downward API)")
+            if role in ("operator", "admin-api", "worker", "migrate"):
+                ref = env.get("AMP_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef")
+                if not ref:
+                    self.fail(d, f"{role}: AMP_DATABASE_URL must come from a secretKeyRef")
+                if env.get("AMP_LOG_FORMAT", {}).get("value") not in ("json", "text", "auto"):
+                    self.fail(d, f"{role}: AMP_LOG_FORMAT not set")
+
+        def db_keys(role):
+            keys = set()
+            for d, c in roles.get(role, []):
+                for e in c.get("env", []):
+                    ref = e.get("valueFrom", {}).get("secretKeyRef")
+                    if e["name"] == "AMP_DATABASE_URL" and ref:
+                        keys.add((ref["name"], ref["key"]))
+            return keys
+
+        writers = db_keys("worker") | db_keys("migrate")
+        for reader in ("admin-api", "operator"):
+            shared = db_keys(reader) & writers
+            if shared:
+                for d, _ in roles[reader]:
+                    self.fail(d, f"{reader} uses the read-write database URL {sorted(shared)}; give it the read-only role's")
+
+    # ---------------------------------------------------------------- hooks
+    @staticmethod
+    def hook_phases(doc):
+        hook = (doc.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+        return {h.strip() for h in hook.split(",") if h.strip()}
+
+    def check_hooks(self):
+        ordinary = {
+            (d["kind"], d["metadata"]["name"])
+            for d in self.docs
+            if not self.hook_phases(d)
+        }
+        for d in self.docs:
+            phases = self.hook_phases(d) & {"pre-install", "pre-upgrade"}
+            spec = self.pod_spec(d)
+            if not phases or spec is None:
+                continue
+            needs = []
+            if spec.get("serviceAccountName"):
+                needs.append(("ServiceAccount", spec["serviceAccountName"]))
+            for c in spec.get("initContainers", []) + spec.get("containers", []):
+                for e in c.get("env", []):
+                    vf = e.get("valueFrom", {})
+                    if "secretKeyRef" in vf:
+                        needs.append(("Secret", vf["secretKeyRef"]["name"]))
+                    if "configMapKeyRef" in vf:
+                        needs.append(("ConfigMap", vf["configMapKeyRef"]["name"]))
+            for v in spec.get("volumes", []):
+                if "secret" in v:
+                    needs.append(("Secret", v["secret"]["secretName"]))
+                if "configMap" in v:
+                    needs.append(("ConfigMap", v["configMap"]["name"]))
+            for need in needs:
+                if need in ordinary:
+                    self.fail(d, f"{sorted(phases)} hook needs {need[0]}/{need[1]}, which the release creates only after its pre-install hooks")
+
+    # ---------------------------------------------------------------- CRDs
+    def check_crds(self):
+        for d in self.docs:
+            if d["kind"] == "CustomResourceDefinition":
+                src = self.source_crds.get(d["metadata"]["name"])
+                if src is None:
+                    self.fail(d, "not one of crds/*.yaml")
+                elif src["spec"] != d["spec"]:
+                    self.fail(d, "rendered spec differs from crds/ (templating changed it)")
+            kinds = {c["spec"]["names"]["kind"]: c for c in self.source_crds.values()}
+            crd = kinds.get(d["kind"])
+            if crd and d.get("apiVersion", "").startswith(crd["spec"]["group"] + "/"):
+                version = d["apiVersion"].split("/", 1)[1]
+                versions = {v["name"]: v for v in crd["spec"]["versions"]}
+                if version not in versions:
+                    self.fail(d, f"version {version} is not served by the CRD")
                     continue
-                extra = set(verbs) - allowed
-                if extra:
-                    fail(doc, f"verbs {sorted(extra)} on {g}/{r} exceed {sorted(allowed)}")
-        # get/patch on leases only for the operator's own Lease.
-        if "leases" in resources and {"get", "patch"} & set(verbs) and not rule.get("resourceNames"):
-            fail(doc, "get/patch on leases must be limited by resourceNames")
+                schema = versions[version]["schema"]["openAPIV3Schema"]
+                try:
+                    jsonschema.validate(d, schema)
+                except jsonschema.ValidationError as e:
+                    self.fail(d, f"invalid against its CRD: {e.message} at {list(e.absolute_path)}")
+            if d["kind"] == "Secret" and d.get("stringData"):
+                self.fail(d, "stringData in a rendered Secret (generated secrets use data)")
+            if d["kind"] == "ConfigMap":
+                for k, v in (d.get("data") or {}).items():
+                    if CRED_ARG.search(str(v)) and "://" in str(v):
+                        self.fail(d, f"ConfigMap key {k} holds a URL with credentials")
+
+    def run(self):
+        for d in self.docs:
+            self.check_rbac(d)
+            self.check_pod(d)
+        self.check_tokens()
+        self.check_contract()
+        self.check_hooks()
+        self.check_crds()
+        roles = [d for d in self.docs if d["kind"] == "Role"]
+        if len(roles) > 1:
+            self.fail(roles[1], "only the operator has a Role")
+        return self.failures
 
 
-def pod_spec(doc):
-    kind = doc["kind"]
-    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-        return doc["spec"]["template"]["spec"]
-    if kind == "CronJob":
-        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    if kind == "Pod":
-        return doc["spec"]
-    return None
-
-
-def check_pod(doc):
-    spec = pod_spec(doc)
-    if spec is None:
-        return
-    psc = spec.get("securityContext", {})
-    init_names = {c["name"] for c in spec.get("initContainers", [])}
-    for c in spec.get("initContainers", []) + spec.get("containers", []):
-        sc = c.get("securityContext", {})
-        name = c["name"]
-        if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
-            fail(doc, f"container {name}: runAsNonRoot not set")
-        if (sc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
-            fail(doc, f"container {name}: runs as uid 0 or unset")
-        if sc.get("readOnlyRootFilesystem") is not True:
-            fail(doc, f"container {name}: readOnlyRootFilesystem is not true")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            fail(doc, f"container {name}: allowPrivilegeEscalation is not false")
-        if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
-            fail(doc, f"container {name}: capabilities must drop ALL and add none")
-        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
-        if seccomp.get("type") != "RuntimeDefault":
-            fail(doc, f"container {name}: seccompProfile is not RuntimeDefault")
-        if sc.get("privileged"):
-            fail(doc, f"container {name}: privileged")
-        for e in c.get("env", []):
-            if "value" in e and SECRETISH.search(f"{e['name']}={e['value']}"):
-                fail(doc, f"container {name}: env {e['name']} carries a credential inline; use secretKeyRef")
-        if "livenessProbe" not in c or "readinessProbe" not in c:
-            if doc["kind"] != "Job" and name not in init_names:
-                fail(doc, f"container {name}: liveness and readiness probes required")
-        if "resources" not in c:
-            fail(doc, f"container {name}: resources not set")
-
-
-def main(paths):
+def load(paths):
     docs = []
     for path in paths:
         with open(path) as f:
             docs.extend(d for d in yaml.safe_load_all(f) if d)
-    crds = {d["spec"]["names"]["kind"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    return docs
+
+
+def source_crds():
+    crds = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "crds", "*.yaml"))):
+        with open(path) as f:
+            for d in yaml.safe_load_all(f):
+                if d:
+                    crds[d["metadata"]["name"]] = d
+    return crds
+
+
+# ---------------------------------------------------------------- self-test
+def find(docs, kind, suffix=""):
     for d in docs:
-        check_rbac(d)
-        check_pod(d)
-        if d["kind"] == "Secret" and d.get("stringData"):
-            fail(d, "stringData in a rendered Secret (generated secrets use data)")
-        if d["kind"] in crds:
-            schema = crds[d["kind"]]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-            try:
-                jsonschema.validate(d, schema)
-            except jsonschema.ValidationError as e:
-                fail(d, f"invalid against its CRD: {e.message}")
-    roles = [d for d in docs if d["kind"] == "Role"]
-    if docs and len(roles) > 1:
-        fail(roles[1], "only the operator has a Role")
+        if d["kind"] == kind and d["metadata"]["name"].endswith(suffix):
+            return d
+    raise LookupError(f"{kind} *{suffix} not rendered")
+
+
+def container(docs, kind, suffix):
+    return Checker.pod_spec(find(docs, kind, suffix))["containers"][0]
+
+
+def env(c, name):
+    return next(e for e in c["env"] if e["name"] == name)
+
+
+def m_wildcard_verb(docs):
+    find(docs, "Role")["rules"][0]["verbs"] = ["*"]
+
+
+def m_wildcard_group(docs):
+    find(docs, "Role")["rules"][0]["apiGroups"] = ["*"]
+
+
+def m_extra_resource(docs):
+    find(docs, "Role")["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+
+
+def m_extra_verb(docs):
+    find(docs, "Role")["rules"][2]["verbs"].append("update")
+
+
+def m_lease_unrestricted(docs):
+    for r in find(docs, "Role")["rules"]:
+        r.pop("resourceNames", None)
+
+
+def m_cluster_role(docs):
+    role = copy.deepcopy(find(docs, "Role"))
+    role["kind"] = "ClusterRole"
+    docs.append(role)
+
+
+def m_bind_cluster_role(docs):
+    find(docs, "RoleBinding")["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+
+
+def m_root(docs):
+    Checker.pod_spec(find(docs, "Deployment", "-admin-api"))["securityContext"]["runAsUser"] = 0
+
+
+def m_writable_root(docs):
+    container(docs, "StatefulSet", "-worker")["securityContext"]["readOnlyRootFilesystem"] = False
+
+
+def m_escalation(docs):
+    container(docs, "Deployment", "-operator")["securityContext"].pop("allowPrivilegeEscalation")
+
+
+def m_capability(docs):
+    container(docs, "Deployment", "-operator")["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+
+
+def m_seccomp(docs):
+    Checker.pod_spec(find(docs, "StatefulSet", "-worker"))["securityContext"].pop("seccompProfile")
+
+
+def m_inline_url(docs):
+    e = env(container(docs, "StatefulSet", "-worker"), "AMP_DATABASE_URL")
+    e.pop("valueFrom")
+    e["value"] = "postgres://amp:hunter2@db:5432/amp"
+
+
+def m_inline_token(docs):
+    container(docs, "Deployment", "-admin-api")["env"].append({"name": "AMP_AUTH_TOKEN", "value": "s3cr3t"})
+
+
+def m_credential_arg(docs):
+    container(docs, "Deployment", "-operator")["args"].append("--database-url=postgres://amp:pw@db/amp")
+
+
+def m_no_probe(docs):
+    container(docs, "Deployment", "-operator").pop("readinessProbe")
+
+
+def m_wrong_probe(docs):
+    container(docs, "StatefulSet", "-worker")["livenessProbe"]["httpGet"]["path"] = "/readyz"
+
+
+def m_token_mounted(docs):
+    Checker.pod_spec(find(docs, "StatefulSet", "-worker"))["automountServiceAccountToken"] = True
+
+
+def m_pod_name(docs):
+    env(container(docs, "Deployment", "-operator"), "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"] = "spec.nodeName"
+
+
+def m_node_id(docs):
+    e = env(container(docs, "StatefulSet", "-worker"), "AMP_NODE_ID")
+    e.pop("valueFrom")
+    e["value"] = "worker"
+
+
+def m_admin_writer(docs):
+    admin = env(container(docs, "Deployment", "-admin-api"), "AMP_DATABASE_URL")
+    worker = env(container(docs, "StatefulSet", "-worker"), "AMP_DATABASE_URL")
+    admin["valueFrom"] = copy.deepcopy(worker["valueFrom"])
+
+
+def m_hook_release_sa(docs):
+    job = find(docs, "Job", "-migrate")
+    Checker.pod_spec(job)["serviceAccountName"] = Checker.pod_spec(find(docs, "StatefulSet", "-worker"))["serviceAccountName"]
+
+
+def m_fleet_invalid(docs):
+    find(docs, "AmpWorkerFleet")["spec"]["progressDeadlineSeconds"] = "ten minutes"
+
+
+def m_crd_changed(docs):
+    crd = find(docs, "CustomResourceDefinition", "ampworkerfleets.amp.io")
+    crd["spec"]["names"]["shortNames"] = ["fleet"]
+
+
+def m_string_data(docs):
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "stringData": {"password": "pw"}})
+
+
+MUTATIONS = [
+    m_wildcard_verb, m_wildcard_group, m_extra_resource, m_extra_verb, m_lease_unrestricted,
+    m_cluster_role, m_bind_cluster_role, m_root, m_writable_root, m_escalation, m_capability,
+    m_seccomp, m_inline_url, m_inline_token, m_credential_arg, m_no_probe, m_wrong_probe,
+    m_token_mounted, m_pod_name, m_node_id, m_admin_writer, m_hook_release_sa,
+    m_fleet_invalid, m_crd_changed, m_string_data,
+]
+
+
+def self_test(paths):
+    docs = load(paths)
+    crds = source_crds()
+    base = Checker(copy.deepcopy(docs), crds).run()
+    if base:
+        print("self-test needs a clean render; it has problems:\n  " + "\n  ".join(base))
+        return 1
+    missed = 0
+    for mutate in MUTATIONS:
+        broken = copy.deepcopy(docs)
+        try:
+            mutate(broken)
+        except LookupError as e:
+            print(f"skip {mutate.__name__[2:]}: {e}")
+            continue
+        found = Checker(broken, crds).run()
+        if found:
+            print(f"ok   {mutate.__name__[2:]}: {found[0]}")
+        else:
+            print(f"MISS {mutate.__name__[2:]}: the breakage was not detected")
+            missed += 1
+    print(f"self-test: {len(MUTATIONS)} breakages, {missed} missed")
+    return 1 if missed else 0
+
+
+def main(argv):
+    if argv and argv[0] == "--self-test":
+        return self_test(argv[1:])
+    docs = load(argv)
+    failures = Checker(docs, source_crds()).run()
     for f in failures:
         print(f"FAIL {f}")
-    print(f"checked {len(docs)} manifests from {', '.join(paths)}: {len(failures)} problem(s)")
+    print(f"checked {len(docs)} manifests from {', '.join(argv)}: {len(failures)} problem(s)")
     return 1 if failures else 0
 
 

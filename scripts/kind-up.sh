@@ -4,6 +4,8 @@
 #   ./scripts/kind-up.sh            then: KUBECONFIG=~/.kube/config e2e/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# helm and kubectl from `bash .ci/install-tools.sh` work too.
+export PATH="$PATH:$PWD/.ci/bin"
 for tool in docker kind kubectl helm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "kind-up: $tool not found (needs a Docker machine; see docs/helm.md)" >&2; exit 1; }
 done

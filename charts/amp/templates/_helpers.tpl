@@ -33,7 +33,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- /* Secret holding the database URLs: the bundled DB's or the user's. */ -}}
 {{- define "amp.dbSecret" -}}
 {{- if .Values.postgresql.enabled -}}
-{{ include "amp.fullname" . }}-db
+{{ .Values.postgresql.auth.existingSecret | default (printf "%s-db" (include "amp.fullname" .)) }}
 {{- else -}}
 {{- required "externalDatabase.existingSecret is required when postgresql.enabled is false" .Values.externalDatabase.existingSecret -}}
 {{- end -}}
