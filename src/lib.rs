@@ -9,6 +9,7 @@
 pub mod admin_api;
 pub mod admin_client;
 pub mod ampctl;
+pub mod backoff;
 pub mod build_info;
 pub mod cli;
 pub mod metadata_db;

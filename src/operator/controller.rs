@@ -17,11 +17,13 @@ use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatu
 use super::metrics::OperatorMetrics;
 use super::plan::{Plan, PlanConfig, PlanInput, Written, plan};
 use super::status::DbView;
+use crate::backoff::Backoff;
 use crate::metadata_db::{self, FleetSnapshot};
 
 /// Objects created this process whose creation the reflector has not shown yet are
 /// kept this long, so a lagging store does not trigger a second create.
 const PENDING_CREATE_TTL: Duration = Duration::from_secs(60);
+const FIRST_WRITE_RETRY: Duration = Duration::from_secs(1);
 const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -52,8 +54,9 @@ impl CycleReport {
     }
 }
 
-struct Backoff {
-    failures: u32,
+/// Retry state of one object's failed write.
+struct Retry {
+    backoff: Backoff,
     until: Instant,
 }
 
@@ -70,7 +73,7 @@ pub struct Controller {
     last_ok_db_now: Option<DateTime<Utc>>,
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
-    backoff: HashMap<String, Backoff>,
+    backoff: HashMap<String, Retry>,
 }
 
 enum Outcome {
@@ -247,15 +250,11 @@ impl Controller {
     }
 
     fn failed(&mut self, key: String) {
-        let b = self.backoff.entry(key).or_insert(Backoff {
-            failures: 0,
+        let retry = self.backoff.entry(key).or_insert_with(|| Retry {
+            backoff: Backoff::new(FIRST_WRITE_RETRY, MAX_WRITE_BACKOFF),
             until: Instant::now(),
         });
-        b.failures = b.failures.saturating_add(1);
-        let delay = Duration::from_millis(500)
-            .saturating_mul(2u32.saturating_pow(b.failures.min(10)))
-            .min(MAX_WRITE_BACKOFF);
-        b.until = Instant::now() + delay;
+        retry.until = Instant::now() + retry.backoff.next_delay();
     }
 
     async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {

@@ -4,7 +4,6 @@
 //! losing the session loses both together, and a worker can never heartbeat without
 //! holding its lock. There is exactly one loop; reconnecting restarts it from the top.
 
-mod backoff;
 mod probes;
 
 use std::net::SocketAddr;
@@ -20,7 +19,7 @@ use crate::build_info::BuildInfo;
 use crate::metadata_db::{self, DbError};
 use crate::node_id::{InvalidNodeId, NodeId};
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use probes::WorkerProbes;
 
 #[derive(Debug, clap::Args)]

@@ -1,5 +1,6 @@
-//! Capped exponential backoff for reconnects, with per-worker jitter so a fleet that lost
-//! its database does not reconnect in lockstep.
+//! Capped exponential backoff: the worker's reconnects (with per-worker jitter so a fleet
+//! that lost its database does not reconnect in lockstep) and the operator's retries of
+//! failed Kubernetes writes (without jitter).
 
 use std::time::Duration;
 
