@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, FIELD_MANAGER};
 use super::metrics::OperatorMetrics;
 use super::plan::{Plan, PlanConfig, PlanInput, Written, plan};
-use super::status::DbView;
+use super::status::{DbView, StatusEvent};
 use crate::backoff::Backoff;
 use crate::metadata_db::{self, FleetSnapshot};
 
@@ -258,63 +258,49 @@ impl Controller {
     }
 
     async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {
-        let namespace = self.config.namespace.clone();
         let this = &*self;
         let mut jobs: Vec<futures::future::BoxFuture<'_, Outcome>> = Vec::new();
         for (obj, status) in plan.creates {
             jobs.push(Box::pin(this.create(obj, status)));
         }
         for w in plan.worker_writes {
-            let ns = namespace.clone();
             jobs.push(Box::pin(async move {
-                let key = format!("status/{}", w.name);
-                match this.apply_worker_status(&w.name, &w.status).await {
-                    Ok(()) => {
-                        let reference = object_ref::<AmpWorker>(&w.name, &ns, w.uid.as_deref());
-                        let mut events = 0;
-                        for ev in &w.events {
-                            events += usize::from(
-                                this.publish(ev.reason, ev.warning, &ev.note, &reference)
-                                    .await,
-                            );
-                        }
-                        Outcome::WorkerStatus {
-                            uid: w.uid,
-                            status: w.status,
-                            events,
-                        }
-                    }
+                let written = this
+                    .write_status(&this.workers_api, "status", &w.name, w.uid.as_deref(), &w.status, &w.events)
+                    .await;
+                match written {
+                    Ok(events) => Outcome::WorkerStatus {
+                        uid: w.uid,
+                        status: w.status,
+                        events,
+                    },
                     Err(err) => {
                         tracing::warn!(ampworker = %w.name, error = %err, "status write failed; will retry");
-                        Outcome::Failed { key, uid: w.uid }
+                        Outcome::Failed {
+                            key: format!("status/{}", w.name),
+                            uid: w.uid,
+                        }
                     }
                 }
             }));
         }
         for f in plan.fleet_writes {
-            let ns = namespace.clone();
             jobs.push(Box::pin(async move {
-                let key = format!("fleet/{}", f.name);
-                match this.apply_fleet_status(&f.name, &f.status).await {
-                    Ok(()) => {
-                        let reference =
-                            object_ref::<AmpWorkerFleet>(&f.name, &ns, f.uid.as_deref());
-                        let mut events = 0;
-                        for ev in &f.events {
-                            events += usize::from(
-                                this.publish(ev.reason, ev.warning, &ev.note, &reference)
-                                    .await,
-                            );
-                        }
-                        Outcome::FleetStatus {
-                            uid: f.uid,
-                            status: f.status,
-                            events,
-                        }
-                    }
+                let written = this
+                    .write_status(&this.fleets_api, "fleet_status", &f.name, f.uid.as_deref(), &f.status, &f.events)
+                    .await;
+                match written {
+                    Ok(events) => Outcome::FleetStatus {
+                        uid: f.uid,
+                        status: f.status,
+                        events,
+                    },
                     Err(err) => {
                         tracing::warn!(ampworkerfleet = %f.name, error = %err, "fleet status write failed; will retry");
-                        Outcome::Failed { key, uid: f.uid }
+                        Outcome::Failed {
+                            key: format!("fleet/{}", f.name),
+                            uid: f.uid,
+                        }
                     }
                 }
             }));
@@ -437,8 +423,18 @@ impl Controller {
         for c in &mut status.conditions {
             c.observed_generation = created.metadata.generation;
         }
-        let status = match self.apply_worker_status(&name, &status).await {
-            Ok(()) => Some(status),
+        let written = self
+            .write_status(
+                &self.workers_api,
+                "status",
+                &name,
+                created.metadata.uid.as_deref(),
+                &status,
+                &[],
+            )
+            .await;
+        let status = match written {
+            Ok(_) => Some(status),
             Err(err) => {
                 tracing::warn!(ampworker = %name, error = %err, "status write after create failed; will retry");
                 None
@@ -451,43 +447,43 @@ impl Controller {
         }
     }
 
-    async fn apply_worker_status(
+    /// Applies `status`, then publishes `events` about it; returns how many were published.
+    async fn write_status<K, S>(
         &self,
+        api: &Api<K>,
+        metric: &str,
         name: &str,
-        status: &AmpWorkerStatus,
-    ) -> Result<(), kube::Error> {
-        let result = apply_status(&self.workers_api, name, status).await;
-        self.metrics.count_write("status", result.is_ok());
-        result
-    }
-
-    async fn apply_fleet_status(
-        &self,
-        name: &str,
-        status: &AmpWorkerFleetStatus,
-    ) -> Result<(), kube::Error> {
-        let result = apply_status(&self.fleets_api, name, status).await;
-        self.metrics.count_write("fleet_status", result.is_ok());
-        result
+        uid: Option<&str>,
+        status: &S,
+        events: &[StatusEvent],
+    ) -> Result<usize, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: serde::Serialize,
+    {
+        let result = apply_status(api, name, status).await;
+        self.metrics.count_write(metric, result.is_ok());
+        result?;
+        let reference = object_ref::<K>(name, &self.config.namespace, uid);
+        let mut published = 0;
+        for ev in events {
+            published += usize::from(self.publish(ev, &reference).await);
+        }
+        Ok(published)
     }
 
     /// Events are best effort: a failure is logged and counted, never retried (the
     /// status, which is retried, is the source of truth).
-    async fn publish(
-        &self,
-        reason: &str,
-        warning: bool,
-        note: &str,
-        reference: &ObjectReference,
-    ) -> bool {
+    async fn publish(&self, event: &StatusEvent, reference: &ObjectReference) -> bool {
+        let reason = event.reason;
         let ev = Event {
-            type_: if warning {
+            type_: if event.warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
             reason: reason.to_owned(),
-            note: Some(note.chars().take(1000).collect()),
+            note: Some(event.note.chars().take(1000).collect()),
             action: "Reconcile".to_owned(),
             secondary: None,
         };

@@ -5,10 +5,11 @@
 //! that is not changing produces an identical status and no write.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount};
-use super::status::{HEALTHY, READY, REGISTERED, cond, to_condition};
+use super::status::{
+    HEALTHY, READY, REGISTERED, StatusEvent, cond, condition_status, parse_ts, to_condition,
+};
 use crate::admin_api::wire::format_timestamp;
 
 pub const RECONCILING: &str = "Reconciling";
@@ -30,13 +31,6 @@ pub struct FleetInputs<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.as_str())
-}
-
 fn is_healthy(w: &AmpWorkerStatus) -> bool {
     condition_status(&w.conditions, REGISTERED) == Some("True")
         && condition_status(&w.conditions, HEALTHY) == Some("True")
@@ -47,11 +41,6 @@ fn version_of(w: &AmpWorkerStatus) -> &str {
         .as_ref()
         .and_then(|i| i.version.as_deref())
         .unwrap_or("unknown")
-}
-
-fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
@@ -210,14 +199,6 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     }
 }
 
-/// An event on the fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetEvent {
-    pub reason: &'static str,
-    pub warning: bool,
-    pub note: String,
-}
-
 fn message_of(s: &AmpWorkerFleetStatus, type_: &str) -> String {
     s.conditions
         .iter()
@@ -232,7 +213,7 @@ pub fn fleet_events(
     stored: Option<&AmpWorkerFleetStatus>,
     desired: &AmpWorkerFleetStatus,
     version: &str,
-) -> Vec<FleetEvent> {
+) -> Vec<StatusEvent> {
     let Some(stored) = stored.filter(|s| !s.conditions.is_empty()) else {
         return Vec::new();
     };
@@ -244,7 +225,7 @@ pub fn fleet_events(
         .iter()
         .any(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == "RolloutInProgress");
     if rolling && was(RECONCILING) != Some("True") {
-        events.push(FleetEvent {
+        events.push(StatusEvent {
             reason: "RolloutStarted",
             warning: false,
             note: format!(
@@ -254,14 +235,14 @@ pub fn fleet_events(
         });
     }
     if is(READY) == Some("True") && was(READY) != Some("True") {
-        events.push(FleetEvent {
+        events.push(StatusEvent {
             reason: "RolloutCompleted",
             warning: false,
             note: message_of(desired, READY),
         });
     }
     if is(STALLED) == Some("True") && was(STALLED) != Some("True") {
-        events.push(FleetEvent {
+        events.push(StatusEvent {
             reason: "RolloutStalled",
             warning: true,
             note: message_of(desired, STALLED),

@@ -13,10 +13,11 @@ use super::crd::{
     AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerSpec, AmpWorkerStatus,
     DISCOVERED_LABEL, NODE_ID_ANNOTATION,
 };
-use super::fleet_status::{FleetEvent, FleetInputs, desired_fleet_status, fleet_events};
+use super::fleet_status::{FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, WorkerEvent, WorkerInputs, desired_status, needs_write, timeout_secs, transition_events,
+    DbView, StatusEvent, WorkerInputs, desired_status, needs_write, parse_ts, timeout_secs,
+    transition_events,
 };
 use crate::metadata_db::WorkerRow;
 
@@ -68,7 +69,7 @@ pub struct WorkerWrite {
     pub name: String,
     pub uid: Option<String>,
     pub status: AmpWorkerStatus,
-    pub events: Vec<WorkerEvent>,
+    pub events: Vec<StatusEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +77,7 @@ pub struct FleetWrite {
     pub name: String,
     pub uid: Option<String>,
     pub status: AmpWorkerFleetStatus,
-    pub events: Vec<FleetEvent>,
+    pub events: Vec<StatusEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,11 +123,6 @@ impl FleetSel<'_> {
             Err(_) => false,
         }
     }
-}
-
-fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 fn is_discovered(w: &AmpWorker) -> bool {

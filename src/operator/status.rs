@@ -67,9 +67,14 @@ fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
-    s.as_deref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+/// The status ("True", "False", "Unknown") of the condition of this type, if present.
+pub(crate) fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    find(conditions, type_).map(|c| c.status.as_str())
+}
+
+/// An RFC 3339 timestamp from a status field.
+pub(crate) fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
 }
 
@@ -99,7 +104,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     // Mirror the row (when we have one).
     if let (Some(row), DbView::Available { .. }) = (i.row, i.db) {
         let registered_at = truncate(row.registered_at);
-        if let Some(prev_registered) = parse_ts(&prev.registered_at)
+        if let Some(prev_registered) = parse_ts(prev.registered_at.as_deref())
             && registered_at > prev_registered
         {
             status.restart_count += 1;
@@ -327,8 +332,8 @@ pub fn needs_write(
         return true;
     }
     match (
-        parse_ts(&stored.heartbeat_at),
-        parse_ts(&desired.heartbeat_at),
+        parse_ts(stored.heartbeat_at.as_deref()),
+        parse_ts(desired.heartbeat_at.as_deref()),
     ) {
         (Some(old), Some(new)) => new - old >= refresh,
         (None, Some(_)) => true,
@@ -336,37 +341,36 @@ pub fn needs_write(
     }
 }
 
-/// An event to publish for a transition.
+/// An event to publish for a transition (of an AmpWorker or a fleet).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerEvent {
+pub struct StatusEvent {
     pub reason: &'static str,
     pub warning: bool,
     pub note: String,
-}
-
-fn status_of<'a>(s: &'a AmpWorkerStatus, type_: &str) -> Option<&'a str> {
-    find(&s.conditions, type_).map(|c| c.status.as_str())
 }
 
 /// Events for what changed between the stored and the desired status.
 pub fn transition_events(
     stored: Option<&AmpWorkerStatus>,
     desired: &AmpWorkerStatus,
-) -> Vec<WorkerEvent> {
+) -> Vec<StatusEvent> {
     let Some(stored) = stored else {
         return Vec::new();
     };
     let node = desired.node_id.as_deref().unwrap_or("?");
     let mut events = Vec::new();
-    match (status_of(stored, HEALTHY), status_of(desired, HEALTHY)) {
-        (Some("True"), Some("False")) => events.push(WorkerEvent {
+    match (
+        condition_status(&stored.conditions, HEALTHY),
+        condition_status(&desired.conditions, HEALTHY),
+    ) {
+        (Some("True"), Some("False")) => events.push(StatusEvent {
             reason: "WorkerStale",
             warning: true,
             note: find(&desired.conditions, HEALTHY)
                 .map(|c| c.message.clone())
                 .unwrap_or_default(),
         }),
-        (Some("False"), Some("True")) => events.push(WorkerEvent {
+        (Some("False"), Some("True")) => events.push(StatusEvent {
             reason: "WorkerRecovered",
             warning: false,
             note: format!("worker {node} is heartbeating again"),
@@ -374,7 +378,7 @@ pub fn transition_events(
         _ => {}
     }
     if desired.restart_count > stored.restart_count {
-        events.push(WorkerEvent {
+        events.push(StatusEvent {
             reason: "WorkerRestarted",
             warning: false,
             note: format!(
@@ -387,16 +391,16 @@ pub fn transition_events(
     if let (Some(old), Some(new)) = (version(stored), version(desired))
         && old != new
     {
-        events.push(WorkerEvent {
+        events.push(StatusEvent {
             reason: "VersionChanged",
             warning: false,
             note: format!("version changed from {old} to {new}"),
         });
     }
-    if status_of(desired, VERSION_MATCHED) == Some("False")
-        && status_of(stored, VERSION_MATCHED) != Some("False")
+    if condition_status(&desired.conditions, VERSION_MATCHED) == Some("False")
+        && condition_status(&stored.conditions, VERSION_MATCHED) != Some("False")
     {
-        events.push(WorkerEvent {
+        events.push(StatusEvent {
             reason: "VersionMismatch",
             warning: true,
             note: find(&desired.conditions, VERSION_MATCHED)

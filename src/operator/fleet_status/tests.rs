@@ -1,6 +1,7 @@
 use super::*;
 use crate::operator::crd::WorkerBuildInfo;
 use chrono::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -199,7 +200,7 @@ fn mismatch_past_the_deadline_is_stalled_with_version_mismatch() {
     );
     assert_eq!(
         fleet_events(Some(&first), &past, "v2"),
-        vec![FleetEvent {
+        vec![StatusEvent {
             reason: "RolloutStalled",
             warning: true,
             note: "1 of 2 workers not on v2 after 600s: w2".into()
@@ -362,7 +363,7 @@ fn rollout_events_started_then_completed() {
     });
     assert_eq!(
         fleet_events(Some(&ready_v1), &rolling, "v2"),
-        vec![FleetEvent {
+        vec![StatusEvent {
             reason: "RolloutStarted",
             warning: false,
             note: "rolling out v2: 0 of 2 workers run v2 and are healthy".into()
@@ -373,7 +374,7 @@ fn rollout_events_started_then_completed() {
     // run() uses generation 1; the status logic only compares, so use the same call shape.
     assert_eq!(
         fleet_events(Some(&rolling), &done, "v2"),
-        vec![FleetEvent {
+        vec![StatusEvent {
             reason: "RolloutCompleted",
             warning: false,
             note: "all 2 workers run v2 and are healthy".into()
