@@ -1,8 +1,13 @@
-//! Logging setup: JSON lines in containers (stdout not a TTY), readable text on a terminal.
+//! Logging setup (JSON lines in containers, where stderr is not a TTY; readable text on a
+//! terminal) and the `/metrics` response every process serves.
 
 use std::io::IsTerminal;
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use clap::ValueEnum;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,4 +40,18 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// A registry as a `/metrics` answer (OpenMetrics text).
+pub fn metrics_response(registry: &Registry) -> Response {
+    let mut body = String::new();
+    encode(&mut body, registry).expect("writing to a String cannot fail");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -90,9 +89,7 @@ impl ApiMetrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+    pub fn metrics_response(&self) -> axum::response::Response {
+        crate::telemetry::metrics_response(&self.registry)
     }
 }

@@ -209,14 +209,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(err) => tracing::warn!(error = %err, "cannot refresh worker gauges"),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+    state.metrics.metrics_response()
 }
 
 async fn require_token(

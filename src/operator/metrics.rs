@@ -4,7 +4,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -194,9 +193,7 @@ impl OperatorMetrics {
         *last = labels;
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+    pub fn metrics_response(&self) -> axum::response::Response {
+        crate::telemetry::metrics_response(&self.registry)
     }
 }

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::get;
 
 use super::metrics::OperatorMetrics;
@@ -35,16 +34,7 @@ pub fn router(probes: Arc<OperatorProbes>) -> Router {
         )
         .route(
             "/metrics",
-            get(|State(p): State<Arc<OperatorProbes>>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    p.metrics.render(),
-                )
-                    .into_response()
-            }),
+            get(|State(p): State<Arc<OperatorProbes>>| async move { p.metrics.metrics_response() }),
         )
         .with_state(probes)
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -69,10 +68,8 @@ impl WorkerProbes {
         self.heartbeat_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn render_metrics(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+    pub fn metrics_response(&self) -> Response {
+        crate::telemetry::metrics_response(&self.registry)
     }
 }
 
@@ -94,16 +91,7 @@ pub fn router(probes: Arc<WorkerProbes>) -> Router {
         )
         .route(
             "/metrics",
-            get(|State(p): State<Arc<WorkerProbes>>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    p.render_metrics(),
-                )
-                    .into_response()
-            }),
+            get(|State(p): State<Arc<WorkerProbes>>| async move { p.metrics_response() }),
         )
         .with_state(probes)
 }
