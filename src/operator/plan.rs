@@ -64,19 +64,13 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// A status to apply to the named object (an AmpWorker's or a fleet's), and the events
+/// to publish once it landed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorkerWrite {
+pub struct StatusWrite<S> {
     pub name: String,
     pub uid: Option<String>,
-    pub status: AmpWorkerStatus,
-    pub events: Vec<StatusEvent>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FleetWrite {
-    pub name: String,
-    pub uid: Option<String>,
-    pub status: AmpWorkerFleetStatus,
+    pub status: S,
     pub events: Vec<StatusEvent>,
 }
 
@@ -94,8 +88,8 @@ pub type ConditionCounts = BTreeMap<(String, String), i64>;
 pub struct Plan {
     /// New AmpWorkers with the status to apply once created.
     pub creates: Vec<(AmpWorker, AmpWorkerStatus)>,
-    pub worker_writes: Vec<WorkerWrite>,
-    pub fleet_writes: Vec<FleetWrite>,
+    pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
+    pub fleet_writes: Vec<StatusWrite<AmpWorkerFleetStatus>>,
     pub deletes: Vec<Delete>,
     pub worker_conditions: ConditionCounts,
     /// (fleet name, condition, status) = 1 for every fleet condition.
@@ -303,7 +297,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         if is_new {
             plan.creates.push((w.clone(), desired));
         } else if needs_write(stored, &desired, config.status_refresh) {
-            plan.worker_writes.push(WorkerWrite {
+            plan.worker_writes.push(StatusWrite {
                 name: w.name_any(),
                 uid: w.metadata.uid.clone(),
                 events: transition_events(stored, &desired),
@@ -334,7 +328,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 .push((f.fleet.name_any(), c.type_.clone(), c.status.clone()));
         }
         if stored != Some(&desired) {
-            plan.fleet_writes.push(FleetWrite {
+            plan.fleet_writes.push(StatusWrite {
                 name: f.fleet.name_any(),
                 uid: f.fleet.metadata.uid.clone(),
                 events: fleet_events(stored, &desired, &f.fleet.spec.version),
