@@ -5,28 +5,15 @@
 //!   cargo bench --bench admin_api
 //!   AMP_BENCH_WORKERS=10000 AMP_BENCH_LOOP_WORKERS=1000 AMP_BENCH_REQUESTS=50 cargo bench --bench admin_api
 
+mod support;
+use support::{env_or, free_addr, percentile};
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amp_operator::admin_client::AdminClient;
 use amp_operator::metadata_db;
 use amp_operator::testing::postgres::TempPostgres;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
-}
 
 async fn fill(pool: &sqlx::PgPool, n: usize) {
     sqlx::query("TRUNCATE workers")
@@ -99,8 +86,8 @@ async fn main() {
     lat.sort();
     println!(
         "GET /workers at {n} workers ({requests} requests): p50 {:.1?}, p99 {:.1?}, max {:.1?}",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
         lat.last().copied().unwrap_or_default()
     );
 
@@ -119,7 +106,7 @@ async fn main() {
     println!(
         "ampctl worker list --json at {n} workers (10 runs, {} KiB out): median {:.1?}, max {:.1?}",
         bytes / 1024,
-        pct(&walls, 0.5),
+        percentile(&walls, 0.5),
         walls.last().copied().unwrap_or_default()
     );
 

@@ -6,19 +6,15 @@
 //!   AMP_BENCH_WORKERS=2000 AMP_BENCH_SECONDS=30 cargo bench --bench heartbeat
 //!   AMP_BENCH_SYNC_COMMIT=on cargo bench --bench heartbeat  # compare with durable heartbeats
 
+mod support;
+use support::{env_or, percentile};
+
 use std::time::{Duration, Instant};
 
 use amp_operator::build_info::BuildInfo;
 use amp_operator::metadata_db;
 use amp_operator::node_id::NodeId;
 use amp_operator::testing::postgres::{PgSettings, TempPostgres};
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// utime + stime, in clock ticks, of the postmaster and all its children.
 fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
@@ -48,11 +44,6 @@ fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
         }
     }
     total
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 #[tokio::main]

@@ -6,6 +6,9 @@
 //!   cargo bench --bench operator                       # 10,000 workers, 65 s steady state
 //!   AMP_BENCH_WORKERS=1000 AMP_BENCH_SECONDS=40 cargo bench --bench operator
 
+mod support;
+use support::{env_or, percentile, proc_status_kib};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,22 +22,6 @@ use amp_operator::testing::postgres::TempPostgres;
 
 const VICTIM: &str = "worker-00042";
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Every row except `except` gets `heartbeat_at = now()` once a second.
 fn heartbeat_fleet(pool: sqlx::PgPool, except: &'static str) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -47,10 +34,6 @@ fn heartbeat_fleet(pool: sqlx::PgPool, except: &'static str) -> tokio::task::Joi
                 .await;
         }
     })
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main]
@@ -80,7 +63,7 @@ async fn main() {
 
     let fake = FakeApiServer::new();
     fake.record_writes_only();
-    let rss_before = proc_status_kib("VmRSS:");
+    let rss_before = proc_status_kib("self", "VmRSS:");
     let mut ctl = Controller::new(
         fake.client("amp"),
         metadata_db::connect_pool_lazy(&pg.url(), "amp-operator", 2).expect("pool"),
@@ -155,15 +138,15 @@ async fn main() {
     polls.sort();
     println!(
         "of which the DB snapshot alone ({n} rows, 20 reads): p50 {:.2?}, max {:.2?}",
-        pct(&polls, 0.5),
+        percentile(&polls, 0.5),
         polls.last().copied().unwrap_or_default()
     );
     cycle_times.sort();
     println!(
         "steady cycle (poll + diff + writes) over {} cycles: p50 {:.2?}, p99 {:.2?}, max {:.2?}",
         cycle_times.len(),
-        pct(&cycle_times, 0.5),
-        pct(&cycle_times, 0.99),
+        percentile(&cycle_times, 0.5),
+        percentile(&cycle_times, 0.99),
         cycle_times.last().copied().unwrap_or_default()
     );
     println!(
@@ -183,7 +166,7 @@ async fn main() {
     println!(
         "bench process RSS (controller + fake API server holding {n} objects + DB client): {} MiB before the controller, peak {} MiB",
         rss_before / 1024,
-        proc_status_kib("VmHWM:") / 1024
+        proc_status_kib("self", "VmHWM:") / 1024
     );
 
     // The real `ampd operator` process against the same objects over HTTP (list + watch,
@@ -206,17 +189,12 @@ async fn main() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn ampd operator");
-    let status_path = format!("/proc/{}/status", child.id());
-    let read_child = |field: &str| -> u64 {
-        std::fs::read_to_string(&status_path)
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let pid = child.id().to_string();
     tokio::time::sleep(Duration::from_secs(process_seconds)).await;
-    let (rss, peak) = (read_child("VmRSS:"), read_child("VmHWM:"));
+    let (rss, peak) = (
+        proc_status_kib(&pid, "VmRSS:"),
+        proc_status_kib(&pid, "VmHWM:"),
+    );
     let writes = fake
         .take_requests()
         .iter()
