@@ -17,5 +17,6 @@ pub mod node_id;
 pub mod operator;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

