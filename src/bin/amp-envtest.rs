@@ -22,7 +22,9 @@ async fn main() -> ExitCode {
     };
     // Copy then rename: a reader polling for the file never sees half of it.
     let tmp = std::path::PathBuf::from(format!("{}.part", out.to_string_lossy()));
-    if let Err(e) = std::fs::copy(plane.kubeconfig(), &tmp).and_then(|_| std::fs::rename(&tmp, &out)) {
+    if let Err(e) =
+        std::fs::copy(plane.kubeconfig(), &tmp).and_then(|_| std::fs::rename(&tmp, &out))
+    {
         eprintln!("amp-envtest: write {}: {e}", out.to_string_lossy());
         return ExitCode::FAILURE;
     }

@@ -27,6 +27,16 @@ pub const SHARED_KUBECONFIG_ENV: &str = "AMP_ENVTEST_KUBECONFIG";
 /// The issuer and audience of ServiceAccount tokens (as in a real cluster).
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Who did what, for tests that must prove who wrote (leader election) and that nothing
+/// was Forbidden (RBAC). The API server's own loopback traffic is left out.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: [system:apiserver]
+- level: Metadata
+";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvTestError {
@@ -229,6 +239,7 @@ impl ControlPlane {
             &format!("{token},amp-envtest-admin,amp-envtest-admin,\"system:masters\"\n"),
         )?;
 
+        write(&d.join("audit-policy.yaml"), AUDIT_POLICY)?;
         let (client_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -265,6 +276,12 @@ impl ControlPlane {
             format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
             "--v=0".into(),
         ];
+        let mut api_args = api_args;
+        if std::env::var("AMP_ENVTEST_AUDIT").map_or(true, |v| v != "0") {
+            api_args.push(format!("--audit-policy-file={}", f("audit-policy.yaml")));
+            api_args.push(format!("--audit-log-path={}", f("audit.log")));
+            api_args.push("--audit-log-format=json".into());
+        }
         let apiserver = match spawn_logged(
             &assets.join("kube-apiserver"),
             &api_args,
@@ -323,6 +340,31 @@ impl ControlPlane {
             .map(|r| r.dir.path().join("apiserver.log"))
     }
 
+    /// The audit log's entries (Metadata level, JSON objects), when auditing is on
+    /// (`AMP_ENVTEST_AUDIT` not 0). The log sits beside the CA file the kubeconfig names,
+    /// so a shared control plane's log is found too.
+    pub fn audit_events(&self) -> Result<Vec<serde_json::Value>, EnvTestError> {
+        let config = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| EnvTestError::Kube {
+            what: format!("read {}", self.kubeconfig.display()),
+            message: e.to_string(),
+        })?;
+        let ca = config
+            .clusters
+            .iter()
+            .find_map(|c| c.cluster.as_ref()?.certificate_authority.clone())
+            .ok_or_else(|| EnvTestError::Kube {
+                what: "find the audit log".into(),
+                message: "the kubeconfig names no certificate-authority file".into(),
+            })?;
+        let path = Path::new(&ca).with_file_name("audit.log");
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
     /// An admin client.
     pub async fn client(&self) -> Result<Client, EnvTestError> {
         client_from(&self.kubeconfig).await
@@ -331,10 +373,11 @@ impl ControlPlane {
     /// Writes a kubeconfig for the same server that authenticates with `token` only
     /// (e.g. a ServiceAccount token from `kubectl create token`).
     pub fn write_token_kubeconfig(&self, token: &str, out: &Path) -> Result<(), EnvTestError> {
-        let mut config = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| EnvTestError::Kube {
-            what: format!("read {}", self.kubeconfig.display()),
-            message: e.to_string(),
-        })?;
+        let mut config =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| EnvTestError::Kube {
+                what: format!("read {}", self.kubeconfig.display()),
+                message: e.to_string(),
+            })?;
         for named in &mut config.auth_infos {
             named.auth_info = Some(kube::config::AuthInfo {
                 token: Some(token.to_owned().into()),

@@ -8,6 +8,8 @@ use amp_operator::metadata_db;
 use amp_operator::testing::postgres::TempPostgres;
 use sqlx::PgPool;
 
+pub mod cluster;
+
 pub const AMPD: &str = env!("CARGO_BIN_EXE_ampd");
 
 /// A fresh server with the schema applied.

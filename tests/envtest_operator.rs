@@ -1,0 +1,611 @@
+//! The real `ampd operator` process against a real kube-apiserver + etcd (envtest) and a
+//! real PostgreSQL, authenticated only by the chart's ServiceAccount: the chart's RBAC is
+//! enough, only the leader writes (proved by the API server's audit log), failover on
+//! kill -9 and on SIGTERM, and the CRD schema keeps every field the operator writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use amp_operator::operator::crd::{
+    AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount, WorkerBuildInfo,
+};
+use amp_operator::testing::envtest::{self, ControlPlane};
+use amp_operator::testing::postgres::eventually;
+use common::cluster::{create_token, have_helm, helm_template, kubectl, yaml_objects};
+use common::{AMPD, Proc, free_addr, http_get};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const LEASE: &str = "amp-operator";
+
+/// The control plane and helm, or None after saying why (CI fails instead).
+async fn plane(test: &str) -> Option<&'static ControlPlane> {
+    let plane = envtest::require(test).await?;
+    if !have_helm() {
+        if envtest::in_ci() {
+            panic!("{test}: helm missing in CI (.ci/install-tools.sh installs it)");
+        }
+        eprintln!("SKIPPED (not run, not passed): {test}: helm not found (.ci/install-tools.sh)");
+        return None;
+    }
+    Some(plane)
+}
+
+/// The chart's operator ServiceAccount, Role and RoleBinding applied in `ns`; returns the
+/// operator container's plain env values as the chart renders them.
+fn apply_chart_rbac(plane: &ControlPlane, ns: &str) -> Vec<(String, String)> {
+    let rbac = helm_template(
+        ns,
+        &[
+            "--show-only",
+            "templates/serviceaccounts.yaml",
+            "--show-only",
+            "templates/operator-rbac.yaml",
+        ],
+    );
+    kubectl(
+        plane.kubeconfig(),
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&rbac),
+    );
+    let operator = helm_template(ns, &["--show-only", "templates/operator.yaml"]);
+    let deployment = yaml_objects(&operator)
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the chart renders the operator Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("operator env")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// `ampd operator` configured like the chart's container, authenticated by `token` only.
+fn chart_operator(
+    plane: &ControlPlane,
+    dir: &Path,
+    env: &[(String, String)],
+    ns: &str,
+    identity: &str,
+    token: &str,
+    db_url: &str,
+    listen: &str,
+) -> Proc {
+    let kubeconfig: PathBuf = dir.join(format!("{identity}.kubeconfig"));
+    plane
+        .write_token_kubeconfig(token, &kubeconfig)
+        .expect("token kubeconfig");
+    let mut cmd = Command::new(AMPD);
+    cmd.arg("operator")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AMP_DATABASE_URL", db_url)
+        .env("AMP_NAMESPACE", ns)
+        .env("POD_NAME", identity)
+        .env("AMP_OPERATOR_LISTEN", listen)
+        .env("AMP_LEASE_DURATION", "3s")
+        .env("AMP_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    Proc::spawn(identity, &mut cmd)
+}
+
+fn user(ns: &str, sa: &str) -> String {
+    format!("system:serviceaccount:{ns}:{sa}")
+}
+
+/// Audit entries of `username` in `ns`.
+fn audited(plane: &ControlPlane, ns: &str, username: &str) -> Vec<Value> {
+    plane
+        .audit_events()
+        .expect("audit log")
+        .into_iter()
+        .filter(|e| e["user"]["username"] == username && e["objectRef"]["namespace"] == ns)
+        .collect()
+}
+
+fn is_write(e: &Value) -> bool {
+    matches!(
+        e["verb"].as_str(),
+        Some("create" | "update" | "patch" | "delete" | "deletecollection")
+    )
+}
+
+fn describe(e: &Value) -> String {
+    format!(
+        "{} {}/{} {} -> {}",
+        e["verb"],
+        e["objectRef"]["resource"],
+        e["objectRef"]["subresource"],
+        e["objectRef"]["name"],
+        e["responseStatus"]["code"]
+    )
+}
+
+async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt(LEASE)
+        .await
+        .ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+async fn wait_state(api: &Api<AmpWorker>, name: &str, state: &str, timeout: Duration) {
+    let cond = await_condition(api.clone(), name, move |w: Option<&AmpWorker>| {
+        w.and_then(|w| w.status.as_ref()?.state.as_deref()) == Some(state)
+    });
+    tokio::time::timeout(timeout, cond)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not become {state} within {timeout:?}"))
+        .expect("watch AmpWorker");
+}
+
+fn fleet(ns: &str, version: &str) -> AmpWorkerFleet {
+    serde_json::from_value(json!({
+        "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet",
+        "metadata": {"name": "amp", "namespace": ns},
+        "spec": {"version": version}
+    }))
+    .expect("fleet")
+}
+
+#[tokio::test]
+async fn the_charts_rbac_is_all_the_operator_needs() {
+    let Some(plane) = plane("the_charts_rbac_is_all_the_operator_needs").await else {
+        return;
+    };
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("amp-rbac").await.unwrap();
+    let env = apply_chart_rbac(plane, &ns);
+    let token = create_token(plane.kubeconfig(), &ns, "amp-operator");
+    let (pg, pool) = common::migrated_db().await;
+    common::register_row(&pool, "worker-a", "v1").await;
+    common::register_row(&pool, "worker-b", "v1").await;
+    Api::<AmpWorkerFleet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &fleet(&ns, "v1"))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let op = chart_operator(
+        plane,
+        dir.path(),
+        &env,
+        &ns,
+        "op-0",
+        &token,
+        &pg.url(),
+        &listen,
+    );
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
+    // Discovery (create), status (patch), the Lease (create + patch).
+    wait_state(&workers, "worker-a", "Ready", Duration::from_secs(30)).await;
+    wait_state(&workers, "worker-b", "Ready", Duration::from_secs(30)).await;
+    assert_eq!(lease_holder(&client, &ns).await.as_deref(), Some("op-0"));
+    // Events: a stale worker publishes WorkerStale.
+    sqlx::query(
+        "UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE node_id = 'worker-b'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_state(&workers, "worker-b", "Stale", Duration::from_secs(15)).await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let stale = eventually(Duration::from_secs(10), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("WorkerStale"))
+    })
+    .await
+    .expect("a WorkerStale event");
+    assert_eq!(stale.reporting_instance.as_deref(), Some("op-0"));
+    // The fleet's status (its own subresource).
+    let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
+    let fleet_written = eventually(Duration::from_secs(10), || async {
+        let f = fleets.get("amp").await.ok()?;
+        (f.status?.workers == 2).then_some(())
+    })
+    .await;
+    assert!(fleet_written.is_some(), "fleet status never written");
+
+    let (_, metrics) = http_get(&listen, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "amp_operator_leader 1"),
+        "{metrics}"
+    );
+    let (status, stdout, stderr) = op.terminate();
+    assert!(status.success(), "operator exit {status:?}: {stderr}");
+    let log = format!("{stdout}{stderr}");
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+    let sa_user = user(&ns, "amp-operator");
+    let denied: Vec<String> = audited(plane, &ns, &sa_user)
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .map(describe)
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "403s for the chart's ServiceAccount: {denied:?}"
+    );
+    let writes: Vec<String> = audited(plane, &ns, &sa_user)
+        .iter()
+        .filter(|e| is_write(e))
+        .map(describe)
+        .collect();
+    for needed in [
+        "ampworkers",
+        "ampworkers/status",
+        "ampworkerfleets/status",
+        "events",
+        "leases",
+    ] {
+        assert!(
+            writes.iter().any(|w| {
+                let (res, sub) = needed.split_once('/').unwrap_or((needed, ""));
+                w.contains(&format!("\"{res}\"/"))
+                    && (sub.is_empty() || w.contains(&format!("/\"{sub}\"")))
+            }),
+            "no audited write to {needed}: {writes:?}"
+        );
+    }
+
+    // The Admin API and the workers need no API access: no token is mounted for them and
+    // no binding names their ServiceAccounts.
+    let all = yaml_objects(&helm_template(&ns, &[]));
+    for (kind, component) in [("Deployment", "admin-api"), ("StatefulSet", "worker")] {
+        let obj = all
+            .iter()
+            .find(|o| {
+                o["kind"] == kind
+                    && o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            })
+            .unwrap_or_else(|| panic!("{kind} {component} rendered"));
+        let sa = obj["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap();
+        let account = all
+            .iter()
+            .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == sa)
+            .expect("its ServiceAccount");
+        let pod_automount =
+            obj["spec"]["template"]["spec"]["automountServiceAccountToken"].as_bool();
+        assert_eq!(
+            pod_automount.or(account["automountServiceAccountToken"].as_bool()),
+            Some(false),
+            "{component} mounts an API token"
+        );
+        for binding in all
+            .iter()
+            .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+        {
+            let subjects = binding["subjects"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !subjects.iter().any(|s| s["name"] == sa),
+                "{sa} is bound: {binding}"
+            );
+        }
+        // And the API server agrees: that ServiceAccount can do nothing in the namespace.
+        let can = common::cluster::run(
+            "kubectl",
+            plane.kubeconfig(),
+            &[
+                "auth",
+                "can-i",
+                "list",
+                "ampworkers.amp.io",
+                "-n",
+                &ns,
+                "--as",
+                &user(&ns, sa),
+            ],
+            None,
+        );
+        assert_eq!(can.1.trim(), "no", "{sa} may list ampworkers");
+    }
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_standby_takes_over_on_kill_and_on_sigterm() {
+    let Some(plane) =
+        plane("only_the_leader_writes_and_a_standby_takes_over_on_kill_and_on_sigterm").await
+    else {
+        return;
+    };
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("amp-leader").await.unwrap();
+    let env = apply_chart_rbac(plane, &ns);
+    // A second identity bound to the chart's Role, so the audit log tells the replicas apart.
+    kubectl(
+        plane.kubeconfig(),
+        &["create", "serviceaccount", "amp-operator-b", "-n", &ns],
+        None,
+    );
+    kubectl(
+        plane.kubeconfig(),
+        &[
+            "create",
+            "rolebinding",
+            "amp-operator-b",
+            "-n",
+            &ns,
+            "--role=amp-operator",
+            &format!("--serviceaccount={ns}:amp-operator-b"),
+        ],
+        None,
+    );
+    let (token_a, token_b) = (
+        create_token(plane.kubeconfig(), &ns, "amp-operator"),
+        create_token(plane.kubeconfig(), &ns, "amp-operator-b"),
+    );
+    let (pg, pool) = common::migrated_db().await;
+    common::register_row(&pool, "worker-a", "v1").await;
+    common::register_row(&pool, "worker-b", "v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (listen_a, listen_b) = (free_addr(), free_addr());
+    let url = pg.url();
+
+    let mut a = Some(chart_operator(
+        plane,
+        dir.path(),
+        &env,
+        &ns,
+        "op-a",
+        &token_a,
+        &url,
+        &listen_a,
+    ));
+    let got = eventually(Duration::from_secs(20), || lease_holder(&client, &ns)).await;
+    assert_eq!(got.as_deref(), Some("op-a"));
+    let b = chart_operator(
+        plane,
+        dir.path(),
+        &env,
+        &ns,
+        "op-b",
+        &token_b,
+        &url,
+        &listen_b,
+    );
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
+    wait_state(&workers, "worker-a", "Ready", Duration::from_secs(30)).await;
+    wait_state(&workers, "worker-b", "Ready", Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(20), || async {
+        http_get(&listen_b, "/readyz")
+            .ok()
+            .filter(|(code, _)| *code == 200)
+    })
+    .await
+    .expect("the standby becomes ready");
+    // Give the standby time to (wrongly) write.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lease_holder(&client, &ns).await.as_deref(), Some("op-a"));
+    let user_a = user(&ns, "amp-operator");
+    let user_b = user(&ns, "amp-operator-b");
+    let by_a = audited(plane, &ns, &user_a)
+        .into_iter()
+        .filter(is_write)
+        .count();
+    assert!(by_a > 0, "the leader wrote nothing");
+    let by_b: Vec<String> = audited(plane, &ns, &user_b)
+        .iter()
+        .filter(|e| is_write(e) && e["objectRef"]["resource"] != "leases")
+        .map(describe)
+        .collect();
+    assert!(by_b.is_empty(), "the standby wrote: {by_b:?}");
+
+    // kill -9: the lease is not released; the standby waits out its 3 s duration.
+    if let Some(mut proc) = a.take() {
+        proc.signal(libc::SIGKILL);
+        let _ = proc.child.wait();
+    }
+    let killed = Instant::now();
+    sqlx::query(
+        "UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE node_id = 'worker-b'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_state(&workers, "worker-b", "Stale", Duration::from_secs(30)).await;
+    let took = killed.elapsed();
+    assert_eq!(lease_holder(&client, &ns).await.as_deref(), Some("op-b"));
+    // Lease 3 s + the standby's retry cadence + one 1 s poll, with room for a loaded runner.
+    assert!(
+        took < Duration::from_secs(10),
+        "failover after kill -9 took {took:?}"
+    );
+    println!(
+        "failover on the real API server: kill -9 -> worker-b Stale by op-b in {took:.1?} (lease 3 s)"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let stale_events = eventually(Duration::from_secs(10), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let n = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("WorkerStale"))
+            .count();
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        stale_events,
+        Some(1),
+        "one WorkerStale event, not a storm from the takeover"
+    );
+
+    // SIGTERM: the leader releases the lease, so the standby need not wait it out.
+    let a2 = chart_operator(
+        plane,
+        dir.path(),
+        &env,
+        &ns,
+        "op-a",
+        &token_a,
+        &url,
+        &listen_a,
+    );
+    eventually(Duration::from_secs(20), || async {
+        http_get(&listen_a, "/readyz")
+            .ok()
+            .filter(|(code, _)| *code == 200)
+    })
+    .await
+    .expect("op-a is back as the standby");
+    let stopping = Instant::now();
+    let (status, _, stderr) = b.terminate();
+    assert!(status.success(), "op-b exit {status:?}: {stderr}");
+    let holder = eventually(Duration::from_secs(20), || async {
+        lease_holder(&client, &ns).await.filter(|h| h == "op-a")
+    })
+    .await;
+    let handover = stopping.elapsed();
+    assert_eq!(holder.as_deref(), Some("op-a"));
+    println!(
+        "failover on the real API server: SIGTERM -> op-a holds the lease after {handover:.1?} (lease 3 s)"
+    );
+    assert!(
+        handover < Duration::from_secs(3),
+        "a released lease was waited out: {handover:?}"
+    );
+    drop(a2);
+}
+
+fn condition(type_: &str, status: &str, reason: &str, generation: i64) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: format!("{type_} is {status}"),
+        observed_generation: Some(generation),
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-22T10:00:00Z".parse().unwrap(),
+        ),
+    }
+}
+
+/// Every field the operator writes, server-side applied as the operator does, reads back
+/// unchanged: the CRD schema prunes nothing.
+#[tokio::test]
+async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
+    let Some(plane) =
+        envtest::require("the_crd_schema_keeps_every_status_field_the_operator_writes").await
+    else {
+        return;
+    };
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("amp-schema").await.unwrap();
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
+    let worker: AmpWorker = serde_json::from_value(json!({
+        "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker",
+        "metadata": {"name": "worker-1"},
+        "spec": {"nodeId": "Worker_1", "expectedVersion": "v1", "heartbeatTimeoutSeconds": 45}
+    }))
+    .unwrap();
+    let created = workers
+        .create(&PostParams::default(), &worker)
+        .await
+        .unwrap();
+    assert_eq!(created.spec, worker.spec, "the spec round-trips");
+    let status = AmpWorkerStatus {
+        observed_generation: Some(1),
+        state: Some("Ready".into()),
+        node_id: Some("Worker_1".into()),
+        info: Some(WorkerBuildInfo {
+            version: Some("v0.0.22-15-g8b065bde".into()),
+            commit_sha: Some("8b065bde".into()),
+            commit_timestamp: Some("2025-10-30T09:00:00Z".into()),
+            build_date: Some("2025-10-30".into()),
+        }),
+        created_at: Some("2026-11-22T09:00:00Z".into()),
+        registered_at: Some("2026-11-22T09:30:00Z".into()),
+        heartbeat_at: Some("2026-11-22T10:00:00Z".into()),
+        restart_count: 3,
+        conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
+            .iter()
+            .map(|t| condition(t, "True", "WorkerReady", 1))
+            .collect(),
+    };
+    let params = PatchParams::apply(amp_operator::operator::crd::FIELD_MANAGER).force();
+    let patch = json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker", "status": status});
+    workers
+        .patch_status("worker-1", &params, &Patch::Apply(&patch))
+        .await
+        .unwrap();
+    let back = workers.get("worker-1").await.unwrap();
+    assert_eq!(back.status, Some(status));
+
+    let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
+    fleets
+        .create(&PostParams::default(), &fleet(&ns, "v2"))
+        .await
+        .unwrap();
+    let fleet_status = AmpWorkerFleetStatus {
+        observed_generation: Some(1),
+        state: Some("Progressing".into()),
+        workers: 3,
+        ready_workers: 2,
+        updated_workers: 1,
+        ready_summary: Some("2/3".into()),
+        versions: vec![
+            VersionCount {
+                version: "v1".into(),
+                count: 2,
+            },
+            VersionCount {
+                version: "v2".into(),
+                count: 1,
+            },
+        ],
+        mismatched: vec!["Worker_1".into(), "worker-2".into()],
+        last_progress_time: Some("2026-11-22T10:00:00Z".into()),
+        conditions: vec![
+            condition("Ready", "False", "VersionMismatch", 1),
+            condition("Reconciling", "True", "RolloutInProgress", 1),
+            condition("Stalled", "False", "RolloutProgressing", 1),
+        ],
+    };
+    let patch =
+        json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet", "status": fleet_status});
+    fleets
+        .patch_status("amp", &params, &Patch::Apply(&patch))
+        .await
+        .unwrap();
+    assert_eq!(fleets.get("amp").await.unwrap().status, Some(fleet_status));
+
+    // Validation is the API server's: a bad node id and a changed node id are refused.
+    let bad: AmpWorker = serde_json::from_value(json!({
+        "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker",
+        "metadata": {"name": "bad"}, "spec": {"nodeId": "1-starts-with-a-digit"}
+    }))
+    .unwrap();
+    let err = workers
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.nodeId"), "{err}");
+    let change = json!({"spec": {"nodeId": "Worker_2"}});
+    let err = workers
+        .patch("worker-1", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nodeId is immutable"), "{err}");
+}
