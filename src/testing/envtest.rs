@@ -225,6 +225,15 @@ fn spawn_watchdog(pids: &[u32], dir: &Path) -> Result<Child, EnvTestError> {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver, waits for `/readyz` and installs `crds/`.
     pub async fn start() -> Result<Self, EnvTestError> {
+        Self::start_with(true).await
+    }
+
+    /// Like [`ControlPlane::start`], without the CRDs (for tests of installers: Helm).
+    pub async fn start_without_crds() -> Result<Self, EnvTestError> {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(install_crds: bool) -> Result<Self, EnvTestError> {
         let assets = assets_dir()?;
         let started_at = Instant::now();
         let dir = tempfile::Builder::new()
@@ -313,7 +322,9 @@ impl ControlPlane {
             }),
         };
         plane.wait_ready().await?;
-        plane.install_crds().await?;
+        if install_crds {
+            plane.install_crds().await?;
+        }
         tracing::info!(elapsed = ?started_at.elapsed(), "envtest control plane ready");
         Ok(plane)
     }
@@ -537,7 +548,21 @@ pub fn in_ci() -> bool {
 /// The shared control plane, or None after saying loudly why the test is skipped. In CI
 /// a control plane that cannot start fails the test instead.
 pub async fn require(test: &str) -> Option<&'static ControlPlane> {
-    match shared().await {
+    skip_or_fail(test, shared().await)
+}
+
+/// A control plane of this test's own without CRDs (see [`require`] for the policy).
+pub async fn require_own_without_crds(test: &str) -> Option<ControlPlane> {
+    skip_or_fail(
+        test,
+        ControlPlane::start_without_crds()
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+fn skip_or_fail<T>(test: &str, plane: Result<T, String>) -> Option<T> {
+    match plane {
         Ok(plane) => Some(plane),
         Err(e) if in_ci() => panic!("{test}: envtest control plane unavailable in CI: {e}"),
         Err(e) => {

@@ -1,0 +1,264 @@
+//! `helm install`, `helm upgrade` and `helm uninstall` of charts/amp into a real
+//! kube-apiserver (envtest): every object is accepted and created (no kubelet, so no pod
+//! runs and nothing waits for pods), an upgrade moves the fleet's version, and uninstall
+//! keeps the CRDs and the AmpWorkers as docs/helm.md says.
+
+mod common;
+
+use std::path::Path;
+
+use amp_operator::testing::envtest::{self, ControlPlane};
+use common::cluster::{have_helm, kubectl, run, yaml_objects};
+use serde_json::Value;
+
+const ALL_FEATURES: &str = "charts/amp/ci/all-features-values.yaml";
+
+/// Stand-ins for the Prometheus Operator's CRDs (not available offline): enough for the
+/// API server to accept the chart's ServiceMonitor and PrometheusRule.
+const MONITORING_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, plural: servicemonitors, singular: servicemonitor, listKind: ServiceMonitorList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: prometheusrules.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: PrometheusRule, plural: prometheusrules, singular: prometheusrule, listKind: PrometheusRuleList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+fn helm(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run("helm", kubeconfig, args, None);
+    assert!(ok, "helm {args:?} failed: {err}{out}");
+    out
+}
+
+/// Every object of the release's manifest exists in the cluster.
+fn assert_all_created(kubeconfig: &Path, manifest: &str, ns: &str) -> usize {
+    let objects = yaml_objects(manifest);
+    assert!(!objects.is_empty(), "empty manifest");
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap();
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let (ok, _, err) = run(
+            "kubectl",
+            kubeconfig,
+            &["get", kind, name, "-n", ns, "-o", "name"],
+            None,
+        );
+        assert!(ok, "{kind}/{name} of the release is missing: {err}");
+    }
+    objects.len()
+}
+
+fn get_json(kubeconfig: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(kubeconfig, &all, None)).expect("kubectl json")
+}
+
+async fn plane(test: &str) -> Option<ControlPlane> {
+    if !have_helm() {
+        if envtest::in_ci() {
+            panic!("{test}: helm missing in CI (.ci/install-tools.sh installs it)");
+        }
+        eprintln!("SKIPPED (not run, not passed): {test}: helm not found (.ci/install-tools.sh)");
+        return None;
+    }
+    // Its own control plane: Helm must find the cluster without our CRDs, as a user's does.
+    envtest::require_own_without_crds(test).await
+}
+
+#[tokio::test]
+async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
+    let Some(plane) = plane("helm_install_upgrade_and_uninstall_on_a_real_api_server").await else {
+        return;
+    };
+    let kc = plane.kubeconfig();
+
+    // Default values: CRDs from the chart, bundled DB, fleet as a post-install hook.
+    helm(
+        kc,
+        &[
+            "install",
+            "amp",
+            "charts/amp",
+            "-n",
+            "amp",
+            "--create-namespace",
+            "--set",
+            "image.tag=0.1.0",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let manifest = helm(kc, &["get", "manifest", "amp", "-n", "amp"]);
+    let created = assert_all_created(kc, &manifest, "amp");
+    for crd in ["ampworkers.amp.io", "ampworkerfleets.amp.io"] {
+        kubectl(
+            kc,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=30s",
+            ],
+            None,
+        );
+    }
+    let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
+    assert_eq!(fleet["spec"]["version"], "0.1.0");
+    println!("default values: {created} release objects created, fleet hook applied");
+
+    // What the operator would have created: an AmpWorker for the first worker pod.
+    kubectl(
+        kc,
+        &["apply", "-n", "amp", "-f", "-"],
+        Some(
+            "apiVersion: amp.io/v1alpha1\nkind: AmpWorker\nmetadata:\n  name: amp-worker-0\n  labels: {amp.io/discovered: \"true\"}\nspec:\n  nodeId: amp-worker-0\n",
+        ),
+    );
+
+    // Upgrade to a new image tag: the rollout target follows.
+    helm(
+        kc,
+        &[
+            "upgrade",
+            "amp",
+            "charts/amp",
+            "-n",
+            "amp",
+            "--set",
+            "image.tag=0.2.0",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
+    assert_eq!(fleet["spec"]["version"], "0.2.0");
+    let sts = get_json(kc, &["get", "statefulset", "amp-worker", "-n", "amp"]);
+    let image = sts["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.ends_with(":0.2.0"),
+        "worker image after upgrade: {image}"
+    );
+
+    // Uninstall keeps the CRDs (crds.keep) and therefore every AmpWorker.
+    helm(kc, &["uninstall", "amp", "-n", "amp", "--timeout", "60s"]);
+    for crd in ["ampworkers.amp.io", "ampworkerfleets.amp.io"] {
+        let (ok, _, err) = run("kubectl", kc, &["get", "crd", crd], None);
+        assert!(ok, "CRD {crd} removed by uninstall: {err}");
+    }
+    let kept = get_json(kc, &["get", "ampworker", "amp-worker-0", "-n", "amp"]);
+    assert_eq!(kept["spec"]["nodeId"], "amp-worker-0");
+    let (ok, _, _) = run(
+        "kubectl",
+        kc,
+        &["get", "statefulset", "amp-worker", "-n", "amp"],
+        None,
+    );
+    assert!(!ok, "the release's StatefulSet survived uninstall");
+
+    // Every optional feature, in a second namespace beside the kept CRDs. Hooks are left
+    // out of the install (the migration Job would never finish without a kubelet) and
+    // checked by a server-side dry run instead.
+    kubectl(kc, &["apply", "-f", "-"], Some(MONITORING_CRDS));
+    for crd in [
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ] {
+        kubectl(
+            kc,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=30s",
+            ],
+            None,
+        );
+    }
+    helm(
+        kc,
+        &[
+            "install",
+            "amp",
+            "charts/amp",
+            "-n",
+            "amp-all",
+            "--create-namespace",
+            "-f",
+            ALL_FEATURES,
+            "--set",
+            "crds.install=false",
+            "--no-hooks",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let manifest = helm(kc, &["get", "manifest", "amp", "-n", "amp-all"]);
+    let created = assert_all_created(kc, &manifest, "amp-all");
+    let kinds: Vec<String> = yaml_objects(&manifest)
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for kind in [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "Role",
+        "RoleBinding",
+        "StatefulSet",
+        "Deployment",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} not in the all-features release: {kinds:?}"
+        );
+    }
+    let hooks = helm(kc, &["get", "hooks", "amp", "-n", "amp-all"]);
+    let hook_objects = yaml_objects(&hooks);
+    assert!(
+        hook_objects.iter().any(|o| o["kind"] == "Job")
+            && hook_objects.iter().any(|o| o["kind"] == "AmpWorkerFleet"),
+        "expected the migration Job and the fleet among the hooks: {hooks}"
+    );
+    kubectl(
+        kc,
+        &["apply", "--dry-run=server", "-n", "amp-all", "-f", "-"],
+        Some(&hooks),
+    );
+    println!(
+        "all-features values: {created} release objects created, {} hooks accepted (dry run)",
+        hook_objects.len()
+    );
+    helm(
+        kc,
+        &[
+            "uninstall",
+            "amp",
+            "-n",
+            "amp-all",
+            "--no-hooks",
+            "--timeout",
+            "60s",
+        ],
+    );
+}
