@@ -1,12 +1,11 @@
-//! End-to-end suite against the cluster in KUBECONFIG (kind, k3s or any other).
+//! End-to-end suite against a Kubernetes API server: the cluster in KUBECONFIG (kind,
+//! k3s, any other), or the real etcd + kube-apiserver (envtest) that `e2e/run.sh` starts
+//! when KUBECONFIG is unset. Run it with `e2e/run.sh`; a test that finds no API server
+//! fails, it is never counted as passed.
 //!
-//! Run it with `e2e/run.sh`, which skips with a visible message when no KUBECONFIG is
-//! set. Here, a test that finds no cluster fails: it is never counted as passed.
-//!
-//! Mode `local` (default): the operator and the workers run as local processes against
-//! the cluster's API server and a throwaway local PostgreSQL, in a fresh namespace; no
-//! image is needed. The CRDs must be installed (`kubectl apply -f crds/`); the suite
-//! checks they are Established.
+//! The operator and the workers run as local processes against that API server and a
+//! throwaway local PostgreSQL, each test in a fresh namespace; no image is needed. The
+//! CRDs must be installed (`e2e/run.sh` does it); the suite checks they are Established.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,16 +19,17 @@ use common::{AMPD, Proc, free_addr, spawn_worker};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 
 fn require_cluster() {
     if std::env::var_os("KUBECONFIG").is_none() {
-        panic!("e2e needs a cluster: set KUBECONFIG (e2e/run.sh skips instead of failing)");
+        panic!("e2e needs an API server: set KUBECONFIG or run e2e/run.sh (it starts envtest)");
     }
 }
 
 fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+    let out = Command::new(common::cluster::tool("kubectl"))
         .args(args)
         .output()
         .expect("kubectl on PATH");
@@ -40,7 +40,7 @@ fn kubectl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A fresh namespace, deleted when dropped.
+/// A fresh namespace, deleted when dropped (on envtest it stays Terminating: harmless).
 struct TestNamespace {
     name: String,
 }
@@ -66,7 +66,7 @@ impl Drop for TestNamespace {
     }
 }
 
-fn operator(namespace: &str, db_url: &str) -> Proc {
+fn operator(namespace: &str, db_url: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(AMPD);
     cmd.args([
         "operator",
@@ -79,18 +79,50 @@ fn operator(namespace: &str, db_url: &str) -> Proc {
         "--log-format",
         "text",
     ])
+    .args(extra)
     .env("AMP_DATABASE_URL", db_url)
     .env("RUST_LOG", "warn");
     Proc::spawn("operator", &mut cmd)
 }
 
+async fn client() -> Client {
+    require_cluster();
+    Client::try_default()
+        .await
+        .expect("API server from KUBECONFIG")
+}
+
+/// Waits (by watch) until the AmpWorker's STATUS column reads `state`.
 async fn wait_state(api: &Api<AmpWorker>, name: &str, state: &str, timeout: Duration) -> AmpWorker {
-    eventually(timeout, || async {
-        let w = api.get_opt(name).await.ok().flatten()?;
-        (w.status.as_ref()?.state.as_deref() == Some(state)).then_some(w)
-    })
-    .await
-    .unwrap_or_else(|| panic!("{name} did not become {state} within {timeout:?}"))
+    let want = state.to_owned();
+    let cond = await_condition(api.clone(), name, move |w: Option<&AmpWorker>| {
+        w.and_then(|w| w.status.as_ref()?.state.as_deref()) == Some(want.as_str())
+    });
+    tokio::time::timeout(timeout, cond)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not become {state} within {timeout:?}"))
+        .expect("watch AmpWorker")
+        .expect("the object exists")
+}
+
+fn condition(w: &AmpWorker, type_: &str) -> (String, String) {
+    let c = w
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition on {:?}", w.metadata.name));
+    (c.status.clone(), c.reason.clone())
+}
+
+async fn events_with_reason(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
 }
 
 #[tokio::test]
@@ -109,14 +141,11 @@ async fn crds_are_established() {
 
 #[tokio::test]
 async fn worker_lifecycle_stale_event_and_rollout() {
-    require_cluster();
-    let client = Client::try_default()
-        .await
-        .expect("cluster from KUBECONFIG");
+    let client = client().await;
     let ns = TestNamespace::create(&client, "amp-e2e").await;
     let (pg, pool) = common::migrated_db().await;
     let url = pg.url();
-    let _operator = operator(&ns.name, &url);
+    let _operator = operator(&ns.name, &url, &[]);
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns.name);
 
     // A worker registers; its AmpWorker is discovered and becomes Ready.
@@ -145,6 +174,33 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[..5], ["worker-1", "worker-1", "Ready", "v1", "0"]);
 
+    // What the API server stored is what the DB says: no field the operator writes was
+    // pruned by the CRD schema (read back and compared with the row).
+    let stored = workers.get("worker-1").await.unwrap();
+    let status = stored.status.clone().unwrap();
+    let row = common::wait_registered(&pool, "worker-1", Duration::from_secs(5)).await;
+    let ts = |t: &chrono::DateTime<chrono::Utc>| amp_operator::admin_api::wire::format_timestamp(t);
+    assert_eq!(status.node_id.as_deref(), Some("worker-1"));
+    assert_eq!(status.created_at, Some(ts(&row.created_at)));
+    assert_eq!(status.registered_at, Some(ts(&row.registered_at)));
+    assert!(status.heartbeat_at.is_some());
+    let info = status.info.clone().unwrap();
+    assert_eq!(info.version.as_deref(), Some("v1"));
+    assert_eq!(info.commit_sha.as_deref(), Some("sha-v1"));
+    assert_eq!(
+        info.commit_timestamp.as_deref(),
+        Some("2025-10-30T10:00:00Z")
+    );
+    assert_eq!(info.build_date.as_deref(), Some("2025-10-30"));
+    assert_eq!(status.observed_generation, stored.metadata.generation);
+    let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["Registered", "Healthy", "VersionMatched", "Ready"]);
+    for t in ["Registered", "Healthy", "Ready"] {
+        assert_eq!(condition(&stored, t).0, "True", "{t}");
+    }
+    // No fleet and no spec.expectedVersion: nothing to compare against.
+    assert_eq!(condition(&stored, "VersionMatched").0, "Unknown");
+
     // Duplicate node id: refused while the first holds the lock.
     let mut dup = common::worker(&url, "worker-1", "v1");
     dup.env("AMP_LOCK_WAIT", "1s");
@@ -164,16 +220,9 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let stale = wait_state(&workers, "worker-1", "Stale", Duration::from_secs(40)).await;
     let took = stopped.elapsed();
     assert!(took < Duration::from_secs(35), "flagged after {took:?}");
-    let healthy = stale
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Healthy")
-        .unwrap();
     assert_eq!(
-        (healthy.status.as_str(), healthy.reason.as_str()),
-        ("False", "HeartbeatStale")
+        condition(&stale, "Healthy"),
+        ("False".into(), "HeartbeatStale".into())
     );
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     let stale_events = eventually(Duration::from_secs(10), || async {
@@ -253,7 +302,7 @@ async fn worker_lifecycle_stale_event_and_rollout() {
 #[tokio::test]
 #[ignore = "needs the Helm chart installed: set E2E_CHART_NAMESPACE"]
 async fn installed_chart_fleet_is_ready_and_a_pod_restart_is_counted() {
-    require_cluster();
+    let client = client().await;
     let ns = std::env::var("E2E_CHART_NAMESPACE").expect("E2E_CHART_NAMESPACE");
     let release = std::env::var("E2E_CHART_RELEASE").unwrap_or_else(|_| "amp".into());
     let (ok, out, err) = kubectl(&[
@@ -265,7 +314,6 @@ async fn installed_chart_fleet_is_ready_and_a_pod_restart_is_counted() {
         "--timeout=300s",
     ]);
     assert!(ok, "{out}{err}");
-    let client = Client::try_default().await.expect("cluster");
     let workers: Api<AmpWorker> = Api::namespaced(client, &ns);
     let pod = format!("{release}-worker-0");
     let before = wait_state(&workers, &pod, "Ready", Duration::from_secs(60)).await;
@@ -282,5 +330,122 @@ async fn installed_chart_fleet_is_ready_and_a_pod_restart_is_counted() {
     assert!(
         after.is_some(),
         "{pod} did not come back Ready with a higher restartCount"
+    );
+}
+
+/// The metadata DB goes away: health is unknown, not bad (no fleet-wide False, no stale
+/// events); when it returns the workers are Ready again.
+#[tokio::test]
+async fn db_outage_turns_health_unknown_not_false() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "amp-e2e-outage").await;
+    let (mut pg, _pool) = common::migrated_db().await;
+    let url = pg.url();
+    let _operator = operator(&ns.name, &url, &[]);
+    let _w1 = spawn_worker(&url, "worker-1", "v1");
+    let _w2 = spawn_worker(&url, "worker-2", "v1");
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns.name);
+    for w in ["worker-1", "worker-2"] {
+        wait_state(&workers, w, "Ready", Duration::from_secs(30)).await;
+    }
+
+    pg.stop().expect("stop PostgreSQL");
+    for w in ["worker-1", "worker-2"] {
+        let unknown = wait_state(&workers, w, "Unknown", Duration::from_secs(30)).await;
+        assert_eq!(
+            condition(&unknown, "Healthy"),
+            ("Unknown".into(), "MetadataDbUnavailable".into())
+        );
+        assert_eq!(condition(&unknown, "Ready").0, "Unknown");
+    }
+    assert!(
+        events_with_reason(&client, &ns.name, "WorkerStale")
+            .await
+            .is_empty()
+    );
+
+    pg.restart_after_stop().expect("restart PostgreSQL");
+    for w in ["worker-1", "worker-2"] {
+        wait_state(&workers, w, "Ready", Duration::from_secs(60)).await;
+    }
+    assert!(
+        events_with_reason(&client, &ns.name, "WorkerStale")
+            .await
+            .is_empty()
+    );
+}
+
+/// The operator deletes only what it discovered (after --gc-after), and an AmpWorker a
+/// user created for a node id gets the status without a discovered twin or deletion.
+#[tokio::test]
+async fn discovered_objects_are_collected_and_user_objects_respected() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "amp-e2e-gc").await;
+    let (pg, pool) = common::migrated_db().await;
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns.name);
+    let mine: AmpWorker = serde_json::from_value(serde_json::json!({
+        "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker",
+        "metadata": {"name": "my-worker", "namespace": ns.name},
+        "spec": {"nodeId": "worker-u", "expectedVersion": "v1"}
+    }))
+    .unwrap();
+    workers
+        .create(&PostParams::default(), &mine)
+        .await
+        .expect("create");
+    common::register_row(&pool, "worker-d", "v1").await;
+    common::register_row(&pool, "worker-u", "v1").await;
+    let _operator = operator(&ns.name, &pg.url(), &["--gc-after", "5s"]);
+
+    let discovered = wait_state(&workers, "worker-d", "Ready", Duration::from_secs(30)).await;
+    assert_eq!(
+        discovered
+            .metadata
+            .labels
+            .unwrap()
+            .get("amp.io/discovered")
+            .map(String::as_str),
+        Some("true")
+    );
+    let mine = wait_state(&workers, "my-worker", "Ready", Duration::from_secs(30)).await;
+    assert_eq!(mine.status.unwrap().node_id.as_deref(), Some("worker-u"));
+    let names: Vec<String> = workers
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|w| w.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["my-worker", "worker-d"],
+        "no discovered twin for worker-u"
+    );
+
+    // Both workers stop: the discovered object is collected, the user's is kept (Stale).
+    sqlx::query("UPDATE workers SET heartbeat_at = now() - interval '1 minute'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let gone = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(
+            workers.clone(),
+            "worker-d",
+            conditions::is_deleted(&discovered.metadata.uid.clone().unwrap()),
+        ),
+    )
+    .await;
+    assert!(matches!(gone, Ok(Ok(_))), "worker-d was not collected");
+    wait_state(&workers, "my-worker", "Stale", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(
+        workers.get_opt("my-worker").await.unwrap().is_some(),
+        "a user's AmpWorker was deleted"
+    );
+    assert!(
+        workers.get_opt("worker-d").await.unwrap().is_none(),
+        "worker-d was rediscovered"
     );
 }

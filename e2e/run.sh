@@ -23,4 +23,4 @@ fi
 extra=()
 # The installed-chart test runs only when told where the chart is (scripts/kind-up.sh: amp).
 if [ -n "${E2E_CHART_NAMESPACE:-}" ]; then extra=(--include-ignored); fi
-exec cargo test --locked --features e2e,testing --test operator_e2e -- --test-threads=1 "${extra[@]}" "$@"
+cargo test --locked --features e2e,testing --test operator_e2e -- --test-threads=1 "${extra[@]}" "$@"

@@ -13,7 +13,7 @@ envtest_start() {
   cargo build --locked -q --features testing --bin amp-envtest || return 1
   mkdir -p "$dir"
   rm -f "$dir/kubeconfig"
-  target/debug/amp-envtest "$dir/kubeconfig" 2>"$dir/amp-envtest.log" &
+  target/debug/amp-envtest "$dir/kubeconfig" >"$dir/amp-envtest.log" 2>&1 &
   ENVTEST_PID=$!
   local i
   for i in $(seq 1 600); do
