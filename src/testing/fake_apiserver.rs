@@ -1,4 +1,8 @@
-//! An in-memory Kubernetes API server for the operator's tests and benchmarks: it
+//! An in-memory Kubernetes API server, kept ONLY where an injected fault is the point
+//! (429/500/409 on chosen requests, failing watches, a CRD that is not installed, the
+//! exact request sequence of one reconcile). Everything that needs real API-server
+//! semantics (server-side apply, schema pruning, RBAC, watches, Leases) runs against a
+//! real kube-apiserver: see [`super::envtest`]. It
 //! records every request (method, path with query, JSON body), keeps AmpWorker and
 //! AmpWorkerFleet objects so status patches and deletes answer like a real server, and
 //! can inject faults (500, 409, 429, ...) for chosen requests.
