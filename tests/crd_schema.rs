@@ -135,7 +135,7 @@ fn checked_in_crds_are_what_the_code_generates() {
         let on_disk = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             on_disk,
-            serde_yaml::to_string(&c).unwrap(),
+            serde_saphyr::to_string(&c).unwrap(),
             "{path} is stale: run `ampd crdgen --out-dir crds`"
         );
     }

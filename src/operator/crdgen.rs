@@ -10,7 +10,7 @@ use super::crd::{AmpWorker, AmpWorkerFleet};
 #[derive(Debug, thiserror::Error)]
 pub enum CrdgenError {
     #[error("cannot render CRDs: {0}")]
-    Render(#[from] serde_yaml::Error),
+    Render(#[from] serde_saphyr::SerializeError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -27,7 +27,7 @@ pub fn crd_yaml() -> Result<String, CrdgenError> {
     let mut out = String::new();
     for crd in crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&serde_saphyr::to_string(&crd)?);
     }
     Ok(out)
 }
@@ -41,7 +41,7 @@ pub fn write_crds(dir: &Path) -> Result<(), CrdgenError> {
     for crd in crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let path = dir.join(format!("{name}.yaml"));
-        let yaml = serde_yaml::to_string(&crd)?;
+        let yaml = serde_saphyr::to_string(&crd)?;
         std::fs::write(&path, yaml).map_err(|source| CrdgenError::Write { path, source })?;
     }
     Ok(())

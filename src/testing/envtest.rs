@@ -395,7 +395,7 @@ impl ControlPlane {
                 ..Default::default()
             });
         }
-        let yaml = serde_yaml::to_string(&config).map_err(|e| EnvTestError::Kube {
+        let yaml = serde_saphyr::to_string(&config).map_err(|e| EnvTestError::Kube {
             what: "render kubeconfig".into(),
             message: e.to_string(),
         })?;
@@ -466,7 +466,7 @@ impl ControlPlane {
             let text =
                 std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
             let crd: CustomResourceDefinition =
-                serde_yaml::from_str(&text).map_err(|e| EnvTestError::Kube {
+                serde_saphyr::from_str(&text).map_err(|e| EnvTestError::Kube {
                     what: format!("parse {}", path.display()),
                     message: e.to_string(),
                 })?;

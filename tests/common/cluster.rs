@@ -72,9 +72,9 @@ pub fn helm_template(namespace: &str, extra: &[&str]) -> String {
 
 /// The objects of a multi-document YAML stream (empty documents dropped).
 pub fn yaml_objects(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(text)
-        .filter_map(|doc| Value::deserialize(doc).ok())
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
+        .unwrap_or_else(|e| panic!("parse YAML stream: {e}"))
+        .into_iter()
         .filter(|v| v.is_object())
         .collect()
 }
