@@ -29,7 +29,9 @@ pub fn init(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a file or a log collector they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
     // try_init: tests may install a subscriber more than once per process.
     let _ = if json {
         builder
@@ -40,6 +42,18 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// Reports a fatal error once: one `error: ...` line on stderr (what humans, scripts and
+/// tests read, whatever the log format) and, inside a Kubernetes container, the same text
+/// as the termination message `kubectl describe pod` shows.
+pub fn fatal(message: &str) {
+    eprintln!("error: {message}");
+    let path = std::path::Path::new("/dev/termination-log");
+    if path.exists() {
+        // Best effort: the kubelet caps the message at 4 KiB and may not provide the file.
+        let _ = std::fs::write(path, message.chars().take(4000).collect::<String>());
+    }
 }
 
 /// A registry as a `/metrics` answer (OpenMetrics text).

@@ -74,34 +74,36 @@ fn apply_chart_rbac(plane: &ControlPlane, ns: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `ampd operator` configured like the chart's container, authenticated by `token` only.
-fn chart_operator(
-    plane: &ControlPlane,
-    dir: &Path,
-    env: &[(String, String)],
-    ns: &str,
-    identity: &str,
-    token: &str,
-    db_url: &str,
-    listen: &str,
-) -> Proc {
-    let kubeconfig: PathBuf = dir.join(format!("{identity}.kubeconfig"));
-    plane
-        .write_token_kubeconfig(token, &kubeconfig)
-        .expect("token kubeconfig");
-    let mut cmd = Command::new(AMPD);
-    cmd.arg("operator")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AMP_DATABASE_URL", db_url)
-        .env("AMP_NAMESPACE", ns)
-        .env("POD_NAME", identity)
-        .env("AMP_OPERATOR_LISTEN", listen)
-        .env("AMP_LEASE_DURATION", "3s")
-        .env("AMP_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("KUBERNETES_SERVICE_HOST");
-    Proc::spawn(identity, &mut cmd)
+/// How the chart runs the operator in one namespace, against one metadata DB.
+struct ChartOperator<'a> {
+    plane: &'a ControlPlane,
+    dir: &'a Path,
+    env: Vec<(String, String)>,
+    ns: &'a str,
+    db_url: &'a str,
+}
+
+impl ChartOperator<'_> {
+    /// `ampd operator` configured like the chart's container, authenticated by `token` only.
+    fn spawn(&self, identity: &str, token: &str, listen: &str) -> Proc {
+        let kubeconfig: PathBuf = self.dir.join(format!("{identity}.kubeconfig"));
+        self.plane
+            .write_token_kubeconfig(token, &kubeconfig)
+            .expect("token kubeconfig");
+        let mut cmd = Command::new(AMPD);
+        cmd.arg("operator")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AMP_DATABASE_URL", self.db_url)
+            .env("AMP_NAMESPACE", self.ns)
+            .env("POD_NAME", identity)
+            .env("AMP_OPERATOR_LISTEN", listen)
+            .env("AMP_LEASE_DURATION", "3s")
+            .env("AMP_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        Proc::spawn(identity, &mut cmd)
+    }
 }
 
 fn user(ns: &str, sa: &str) -> String {
@@ -182,16 +184,15 @@ async fn the_charts_rbac_is_all_the_operator_needs() {
 
     let dir = tempfile::tempdir().unwrap();
     let listen = free_addr();
-    let op = chart_operator(
+    let url = pg.url();
+    let chart = ChartOperator {
         plane,
-        dir.path(),
-        &env,
-        &ns,
-        "op-0",
-        &token,
-        &pg.url(),
-        &listen,
-    );
+        dir: dir.path(),
+        env,
+        ns: &ns,
+        db_url: &url,
+    };
+    let op = chart.spawn("op-0", &token, &listen);
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
     // Discovery (create), status (patch), the Lease (create + patch).
     wait_state(&workers, "worker-a", "Ready", Duration::from_secs(30)).await;
@@ -362,29 +363,18 @@ async fn only_the_leader_writes_and_a_standby_takes_over_on_kill_and_on_sigterm(
     let dir = tempfile::tempdir().unwrap();
     let (listen_a, listen_b) = (free_addr(), free_addr());
     let url = pg.url();
-
-    let mut a = Some(chart_operator(
+    let chart = ChartOperator {
         plane,
-        dir.path(),
-        &env,
-        &ns,
-        "op-a",
-        &token_a,
-        &url,
-        &listen_a,
-    ));
+        dir: dir.path(),
+        env,
+        ns: &ns,
+        db_url: &url,
+    };
+
+    let mut a = Some(chart.spawn("op-a", &token_a, &listen_a));
     let got = eventually(Duration::from_secs(20), || lease_holder(&client, &ns)).await;
     assert_eq!(got.as_deref(), Some("op-a"));
-    let b = chart_operator(
-        plane,
-        dir.path(),
-        &env,
-        &ns,
-        "op-b",
-        &token_b,
-        &url,
-        &listen_b,
-    );
+    let b = chart.spawn("op-b", &token_b, &listen_b);
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
     wait_state(&workers, "worker-a", "Ready", Duration::from_secs(30)).await;
     wait_state(&workers, "worker-b", "Ready", Duration::from_secs(30)).await;
@@ -453,16 +443,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_on_kill_and_on_sigterm(
     );
 
     // SIGTERM: the leader releases the lease, so the standby need not wait it out.
-    let a2 = chart_operator(
-        plane,
-        dir.path(),
-        &env,
-        &ns,
-        "op-a",
-        &token_a,
-        &url,
-        &listen_a,
-    );
+    let a2 = chart.spawn("op-a", &token_a, &listen_a);
     eventually(Duration::from_secs(20), || async {
         http_get(&listen_a, "/readyz")
             .ok()

@@ -351,3 +351,40 @@ async fn probes_follow_the_session_and_logs_never_show_the_password() {
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     }
 }
+
+/// Text logs written to a pipe carry no colour codes, and a fatal error is reported once
+/// (one `error:` line, not a log line as well), in text and in JSON mode.
+#[test]
+fn piped_text_logs_have_no_ansi_and_a_fatal_error_is_printed_once() {
+    for format in ["text", "json"] {
+        let out = std::process::Command::new(common::AMPD)
+            .args(["--log-format", format, "migrate", "--database-url"])
+            .arg("postgres://amp@127.0.0.1:1/amp")
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run ampd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.lines().count() > 1,
+            "expected debug logs too: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{format}: ANSI escapes in piped logs: {stderr:?}"
+        );
+        assert_eq!(
+            stderr.matches("cannot connect to the metadata DB").count(),
+            1,
+            "{format}: the fatal error must appear once: {stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("error: cannot connect"),
+            "{stderr}"
+        );
+    }
+}

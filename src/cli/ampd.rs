@@ -135,10 +135,8 @@ async fn migrate(url: &str) -> Result<(), metadata_db::DbError> {
     Ok(())
 }
 
-/// Logs the error and prints it as one line on stderr (logs may be JSON; humans and
-/// tests read the plain line).
+/// Reports the error once (see [`telemetry::fatal`]) and maps it to the exit code.
 fn fail(code: u8, message: String) -> ExitCode {
-    tracing::error!(error = %message, "exiting");
-    eprintln!("error: {message}");
+    telemetry::fatal(&message);
     ExitCode::from(code)
 }
