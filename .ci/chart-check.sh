@@ -5,7 +5,8 @@
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
 # hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 25 deliberate
 # breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
-# fleet switches, and runs the Argo CD health check tests.
+# fleet switches, the conventions (name overrides, ServiceAccounts, security contexts,
+# priorityClassName, PodDisruptionBudgets, helm test), and runs the Argo CD health check tests.
 # Needs .ci/bin on PATH (.ci/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +102,33 @@ assert not [x for x in g if x["kind"] == "Secret"]
 # Replicas and the leader election switch.
 deps = {x["metadata"]["name"]: x for x in a if x["kind"] == "Deployment"}
 assert deps["amp-operator"]["spec"]["replicas"] == 2 and deps["amp-admin-api"]["spec"]["replicas"] == 2
+# Conventions: name overrides, pre-created ServiceAccounts, no fixed uid, PriorityClass,
+# pod annotations, PodDisruptionBudgets only where replicas > 1, the helm test pod.
+c = docs("conventions")
+workloads = [x for x in c if x["kind"] in ("Deployment", "StatefulSet") and "postgresql" not in x["metadata"]["name"]]
+assert sorted(x["metadata"]["name"] for x in workloads) == ["amp-prod-admin-api", "amp-prod-operator", "amp-prod-worker"], "fullnameOverride"
+assert not [x for x in c if x["kind"] == "ServiceAccount"], "serviceAccount.create=false renders no ServiceAccount"
+for w in workloads:
+    spec = w["spec"]["template"]["spec"]
+    comp = w["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert spec["serviceAccountName"] == f"platform-amp-{comp}", spec["serviceAccountName"]
+    assert spec["priorityClassName"] == "amp-critical", "priorityClassName"
+    assert "runAsUser" not in spec["securityContext"] and "fsGroup" not in spec["securityContext"], "podSecurityContext without a fixed uid"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert w["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "data", "podAnnotations"
+assert one(c, "RoleBinding")["subjects"][0]["name"] == "platform-amp-operator"
+pdbs = {x["metadata"]["name"]: x for x in c if x["kind"] == "PodDisruptionBudget"}
+assert sorted(pdbs) == ["amp-prod-admin-api", "amp-prod-operator"], sorted(pdbs)
+op = [w for w in workloads if w["metadata"]["name"] == "amp-prod-operator"][0]
+assert pdbs["amp-prod-operator"]["spec"]["selector"]["matchLabels"] == op["spec"]["selector"]["matchLabels"], "PDB selects the operator pods"
+assert not [x for x in d if x["kind"] == "PodDisruptionBudget"], "one replica: no PodDisruptionBudget"
+assert len([x for x in a if x["kind"] == "PodDisruptionBudget"]) == 2
+sa_names = sorted(x["metadata"]["name"] for x in d if x["kind"] == "ServiceAccount")
+assert sa_names == ["amp-admin-api", "amp-operator", "amp-worker"], sa_names
+dsec = [x for x in d if x["kind"] == "StatefulSet" and x["metadata"]["name"] == "amp-worker"][0]["spec"]["template"]["spec"]["securityContext"]
+assert dsec["runAsUser"] == 65532 and dsec["fsGroup"] == 65532, "hardened defaults kept"
+tests = [x for x in d if x["kind"] == "Pod" and x["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+assert len(tests) == 1 and tests[0]["spec"]["containers"][0]["command"] == ["ampctl"], "helm test pod"
 print("switches ok")
 PY
 
@@ -108,7 +136,9 @@ step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \
            "image.pullPolicy=Sometimes" "crds.install=yes" "operator.pollInterval=soon" \
            "adminApi.service.port=70000" "postgresql.enabled=false" \
-           "operator.replicas=2,operator.leaderElection=false"; do
+           "operator.replicas=2,operator.leaderElection=false" "nameOverride=Amp_X" \
+           "serviceAccount.create=maybe" "podSecurityContext.runAsUser=0" \
+           "podSecurityContext.runAsNonRoot=false" "containerSecurityContext.allowPrivilegeEscalation=true"; do
   for h in helm $helm3; do
     if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
       die "$h: --set $bad was accepted"

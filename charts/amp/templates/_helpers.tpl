@@ -1,15 +1,41 @@
-{{- define "amp.name" -}}amp{{- end -}}
+{{- define "amp.name" -}}
+{{- .Values.nameOverride | default "amp" | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
 
+{{- /* 40 characters leave room for "-admin-api", "-worker-NNN" and the like. */ -}}
 {{- define "amp.fullname" -}}
-{{- if contains "amp" .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "amp.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 40 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-amp" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* A component's ServiceAccount: <serviceAccount.name or fullname>-<component>. */ -}}
+{{- define "amp.serviceAccountName" -}}
+{{- printf "%s-%s" (.root.Values.serviceAccount.name | default (include "amp.fullname" .root)) .component -}}
+{{- end -}}
+
+{{- /* Pod-level settings every workload shares. */ -}}
+{{- define "amp.podCommon" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "amp.podSecurityContext" . | nindent 2 }}
 {{- end -}}
 
 {{- define "amp.labels" -}}
-app.kubernetes.io/name: amp
+app.kubernetes.io/name: {{ include "amp.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -17,7 +43,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "amp.selector" -}}
-app.kubernetes.io/name: amp
+app.kubernetes.io/name: {{ include "amp.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
@@ -48,20 +74,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "amp.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "amp.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
 {{- define "amp.commonEnv" -}}
