@@ -179,7 +179,7 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let stored = workers.get("worker-1").await.unwrap();
     let status = stored.status.clone().unwrap();
     let row = common::wait_registered(&pool, "worker-1", Duration::from_secs(5)).await;
-    let ts = |t: &chrono::DateTime<chrono::Utc>| amp_operator::admin_api::wire::format_timestamp(t);
+    let ts = |t: &chrono::DateTime<chrono::Utc>| amp_operator::timestamps::format_timestamp(t);
     assert_eq!(status.node_id.as_deref(), Some("worker-1"));
     assert_eq!(status.created_at, Some(ts(&row.created_at)));
     assert_eq!(status.registered_at, Some(ts(&row.registered_at)));

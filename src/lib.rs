@@ -19,4 +19,5 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timestamps;
 pub mod worker;

@@ -1,13 +1,14 @@
 //! The Admin API's JSON shapes, shared by the server, the client and ampctl.
 //!
-//! Timestamps are RFC 3339 UTC with `Z` and whole seconds (`2026-11-22T10:00:00Z`): the
-//! documented jq workflows parse them with `fromdateiso8601`, which rejects fractions.
+//! Timestamps are RFC 3339 UTC with `Z` and whole seconds (`2026-11-22T10:00:00Z`, see
+//! [`crate::timestamps`]): the seeds' jq workflows parse them with `fromdateiso8601`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::metadata_db::WorkerRow;
+use crate::timestamps::{truncate, whole_seconds};
 
 /// Build metadata reported by the worker. Fields are null in rows written by workers
 /// that did not report them.
@@ -73,32 +74,6 @@ impl From<WorkerRow> for Worker {
             registered_at: truncate(row.registered_at),
             heartbeat_at: truncate(row.heartbeat_at),
         }
-    }
-}
-
-/// Drops sub-second precision (truncation: a heartbeat is never reported as newer).
-pub fn truncate(ts: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(ts.timestamp(), 0).unwrap_or(ts)
-}
-
-/// `2026-11-22T10:00:00Z`.
-pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
-    ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub mod whole_seconds {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_timestamp(ts))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let raw = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&raw)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -219,7 +219,7 @@ async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, Ctl
         print(&format!(
             "\x1b[2J\x1b[HEvery {}: ampctl worker list    {}\n\n{frame}",
             humantime::format_duration(interval),
-            crate::admin_api::wire::format_timestamp(&Utc::now())
+            crate::timestamps::format_timestamp(&Utc::now())
         ))?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use comfy_table::{ColumnConstraint, ContentArrangement, Table, presets};
 
-use crate::admin_api::wire::{Worker, format_timestamp};
+use crate::admin_api::wire::Worker;
 use crate::build_info::UNKNOWN;
+use crate::timestamps::format_timestamp;
 
 /// `3s ago`, `5m ago`, `2h ago`, `4d ago` (future timestamps, from clock skew, read `0s ago`).
 pub fn age(ts: DateTime<Utc>, now: DateTime<Utc>) -> String {

@@ -10,7 +10,7 @@ use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, Vers
 use super::status::{
     HEALTHY, READY, REGISTERED, StatusEvent, cond, condition_status, parse_ts, to_condition,
 };
-use crate::admin_api::wire::format_timestamp;
+use crate::timestamps::format_timestamp;
 
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";

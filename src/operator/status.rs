@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo};
-use crate::admin_api::wire::{format_timestamp, truncate};
 use crate::metadata_db::WorkerRow;
+use crate::timestamps::{format_timestamp, truncate};
 
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
 
@@ -74,8 +74,7 @@ pub(crate) fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> 
 
 /// An RFC 3339 timestamp from a status field.
 pub(crate) fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
+    s.and_then(crate::timestamps::parse_rfc3339)
 }
 
 pub fn timeout_secs(spec: &AmpWorkerSpec) -> i64 {
@@ -112,7 +111,12 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
         status.info = Some(WorkerBuildInfo {
             version: row.info.version.clone(),
             commit_sha: row.info.commit_sha.clone(),
-            commit_timestamp: row.info.commit_timestamp.clone(),
+            // The same whole-second `Z` form as every other timestamp in the status.
+            commit_timestamp: row
+                .info
+                .commit_timestamp
+                .as_deref()
+                .map(crate::timestamps::normalize),
             build_date: row.info.build_date.clone(),
         });
         status.created_at = Some(format_timestamp(&row.created_at));

@@ -463,3 +463,20 @@ fn transitions_fire_the_right_events_once() {
         "first sighting is not a transition"
     );
 }
+
+#[test]
+fn commit_timestamp_uses_the_whole_second_z_form_and_odd_values_are_kept() {
+    let mut r = row("v1", t(0), t(1));
+    r.info.commit_timestamp = Some("2025-10-30T11:00:00.5+02:00".into());
+    let s = run(Some(&r), &available(t(2)), &spec(None), None, t(2));
+    assert_eq!(
+        s.info.unwrap().commit_timestamp.as_deref(),
+        Some("2025-10-30T09:00:00Z")
+    );
+    r.info.commit_timestamp = Some("not a time".into());
+    let s = run(Some(&r), &available(t(2)), &spec(None), None, t(2));
+    assert_eq!(
+        s.info.unwrap().commit_timestamp.as_deref(),
+        Some("not a time")
+    );
+}
