@@ -556,7 +556,9 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
                 count: 1,
             },
         ],
+        unlisted_version_workers: 4,
         mismatched: vec!["Worker_1".into(), "worker-2".into()],
+        mismatched_count: 6,
         last_progress_time: Some("2026-11-22T10:00:00Z".into()),
         conditions: vec![
             condition("Ready", "False", "VersionMismatch", 1),

@@ -181,11 +181,21 @@ pub struct AmpWorkerFleetStatus {
     /// `ready/workers`, for the READY column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_summary: Option<String>,
+    /// Workers per version: the most common versions (at most 20, sorted by version).
     #[serde(default)]
+    #[schemars(length(max = 20))]
     pub versions: Vec<VersionCount>,
-    /// Node ids not on the expected version.
+    /// Workers on versions too rare to be listed in `versions` (0 when all are listed).
     #[serde(default)]
+    pub unlisted_version_workers: i64,
+    /// Node ids not on the expected version: the first 50 in node-id order (the object
+    /// must stay small at any fleet size); `mismatchedCount` has the total.
+    #[serde(default)]
+    #[schemars(length(max = 50))]
     pub mismatched: Vec<String>,
+    /// How many workers are not on the expected version.
+    #[serde(default)]
+    pub mismatched_count: i64,
     /// Last time the number of updated workers grew (RFC 3339); the progress deadline runs from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress_time: Option<String>,

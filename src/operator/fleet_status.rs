@@ -16,8 +16,48 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const DEFAULT_PROGRESS_DEADLINE_SECS: i64 = 600;
 pub const DEFAULT_MIN_READY: i64 = 1;
-/// Node ids listed in a Stalled message; the full list is in `status.mismatched`.
+/// Node ids listed in a Stalled message; more are in `status.mismatched`.
 const MESSAGE_NODE_IDS: usize = 5;
+/// Bounds that keep the fleet object small at any fleet size (etcd refuses objects over
+/// 1.5 MiB; a list that grows with the fleet would reach it). Node ids are at most 128
+/// bytes by contract; versions are whatever workers report, so they are cut too.
+pub const MAX_LISTED_MISMATCHED: usize = 50;
+pub const MAX_LISTED_VERSIONS: usize = 20;
+pub const MAX_VERSION_BYTES: usize = 128;
+
+/// `v` cut to [`MAX_VERSION_BYTES`] on a character boundary, marked with `…` when cut.
+fn bounded_version(v: &str) -> String {
+    if v.len() <= MAX_VERSION_BYTES {
+        return v.to_owned();
+    }
+    let mut end = MAX_VERSION_BYTES - '…'.len_utf8();
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &v[..end])
+}
+
+/// The most common versions (ties by name), at most [`MAX_LISTED_VERSIONS`], sorted by
+/// version; and how many workers run a version left out.
+fn version_distribution<'a>(versions: impl Iterator<Item = &'a str>) -> (Vec<VersionCount>, i64) {
+    let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for v in versions {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut all: Vec<(&str, i64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let unlisted = all.iter().skip(MAX_LISTED_VERSIONS).map(|(_, c)| c).sum();
+    let mut listed: Vec<VersionCount> = all
+        .into_iter()
+        .take(MAX_LISTED_VERSIONS)
+        .map(|(v, count)| VersionCount {
+            version: bounded_version(v),
+            count,
+        })
+        .collect();
+    listed.sort_by(|a, b| a.version.cmp(&b.version));
+    (listed, unlisted)
+}
 
 pub struct FleetInputs<'a> {
     pub spec: &'a AmpWorkerFleetSpec,
@@ -64,18 +104,8 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         .iter()
         .any(|w| condition_status(&w.conditions, HEALTHY) == Some("Unknown"));
 
-    let mut versions: Vec<VersionCount> = Vec::new();
-    for w in i.workers {
-        let v = version_of(w);
-        match versions.iter_mut().find(|c| c.version == v) {
-            Some(c) => c.count += 1,
-            None => versions.push(VersionCount {
-                version: v.to_owned(),
-                count: 1,
-            }),
-        }
-    }
-    versions.sort_by(|a, b| a.version.cmp(&b.version));
+    let (versions, unlisted_version_workers) =
+        version_distribution(i.workers.iter().map(|w| version_of(w)));
     let mut mismatched: Vec<String> = i
         .workers
         .iter()
@@ -182,6 +212,8 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         )
     };
 
+    let mismatched_count = mismatched.len() as i64;
+    mismatched.truncate(MAX_LISTED_MISMATCHED);
     AmpWorkerFleetStatus {
         observed_generation: i.generation,
         state: Some(state.to_owned()),
@@ -190,7 +222,9 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         updated_workers: updated,
         ready_summary: Some(format!("{ready}/{total}")),
         versions,
+        unlisted_version_workers,
         mismatched,
+        mismatched_count,
         last_progress_time: Some(format_timestamp(&last_progress)),
         conditions: [ready_c, reconciling_c, stalled_c]
             .into_iter()

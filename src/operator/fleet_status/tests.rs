@@ -394,3 +394,96 @@ fn last_transition_time_moves_only_on_status_change() {
     let ready = &third.conditions[0];
     assert_eq!(ready.last_transition_time.0.as_second(), t(200).timestamp());
 }
+
+#[test]
+fn lists_are_capped_with_totals_beside_them() {
+    // 60 mismatched workers on 30 versions (2 each), 10 on the expected one.
+    let mut workers: Vec<AmpWorkerStatus> = (0..60)
+        .map(|n| worker(&format!("w-{n:03}"), &format!("v{:02}", n % 30), "True"))
+        .collect();
+    workers.extend((0..10).map(|n| worker(&format!("z-{n}"), "v9", "True")));
+    let s = run(&spec("v9"), &workers, None, t(0));
+    assert_eq!(s.workers, 70);
+    assert_eq!(s.mismatched_count, 60);
+    assert_eq!(s.mismatched.len(), MAX_LISTED_MISMATCHED);
+    // The first 50 in node-id order.
+    assert_eq!(s.mismatched.first().map(String::as_str), Some("w-000"));
+    assert_eq!(s.mismatched.last().map(String::as_str), Some("w-049"));
+    assert_eq!(s.versions.len(), MAX_LISTED_VERSIONS);
+    let listed: i64 = s.versions.iter().map(|v| v.count).sum();
+    assert_eq!(
+        listed + s.unlisted_version_workers,
+        70,
+        "every worker counted once"
+    );
+    // 19 of the 30 rare versions fit beside v9: 11 versions x 2 workers are unlisted.
+    assert_eq!(s.unlisted_version_workers, 22);
+    // The expected version (10 workers, the most common) is always among the listed.
+    assert!(
+        s.versions
+            .iter()
+            .any(|v| v.version == "v9" && v.count == 10)
+    );
+    let names: Vec<&str> = s.versions.iter().map(|v| v.version.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "listed versions are sorted by version");
+}
+
+#[test]
+fn small_fleets_list_everything() {
+    let workers = vec![worker("a", "v1", "True"), worker("b", "v2", "True")];
+    let s = run(&spec("v2"), &workers, None, t(0));
+    assert_eq!(s.mismatched, ["a"]);
+    assert_eq!(s.mismatched_count, 1);
+    assert_eq!(s.unlisted_version_workers, 0);
+    assert_eq!(
+        s.versions,
+        [
+            VersionCount {
+                version: "v1".into(),
+                count: 1
+            },
+            VersionCount {
+                version: "v2".into(),
+                count: 1
+            }
+        ]
+    );
+}
+
+#[test]
+fn long_versions_are_cut_on_a_character_boundary() {
+    let long = "é".repeat(200);
+    let s = run(&spec("v1"), &[worker("a", &long, "True")], None, t(0));
+    let v = &s.versions[0].version;
+    assert!(v.len() <= MAX_VERSION_BYTES, "{} bytes", v.len());
+    assert!(v.ends_with('…'));
+}
+
+/// The worst case the contract allows: 50,000 workers with 128-character node ids, each
+/// on its own 128-byte version, all mismatched. The fleet object stays under 64 KiB.
+#[test]
+fn the_fleet_object_stays_under_64_kib_at_any_fleet_size() {
+    let workers: Vec<AmpWorkerStatus> = (0..50_000)
+        .map(|n| {
+            let id = format!("w{n:0>127}");
+            let version = format!("v{n:0>200}");
+            worker(&id, &version, "True")
+        })
+        .collect();
+    let status = run(&spec("expected"), &workers, None, t(0));
+    let fleet = crate::operator::crd::AmpWorkerFleet {
+        metadata: kube::api::ObjectMeta {
+            name: Some("a".repeat(63)),
+            namespace: Some("b".repeat(63)),
+            ..Default::default()
+        },
+        spec: spec("expected"),
+        status: Some(status),
+    };
+    let bytes = serde_json::to_vec(&fleet).unwrap().len();
+    assert!(bytes <= 64 * 1024, "fleet object is {bytes} bytes");
+    assert_eq!(fleet.status.as_ref().unwrap().mismatched_count, 50_000);
+    println!("fleet object at 50,000 mismatched workers: {bytes} bytes");
+}
