@@ -13,6 +13,10 @@ use crate::admin_api::wire::{ErrorBody, Worker, WorkerList};
 
 /// Answers larger than this are refused (10k workers are ~3 MiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Workers per page when listing (a page of 1,000 is about 300 KiB of JSON).
+pub const PAGE_SIZE: u32 = 1000;
+/// Pages followed before giving up (10 million workers at [`PAGE_SIZE`]).
+const MAX_PAGES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -87,8 +91,60 @@ impl AdminClient {
         })
     }
 
-    pub async fn list_workers(&self) -> Result<Fetched<WorkerList>, ClientError> {
-        self.get_json("workers").await
+    /// Every worker, in node-id order, following `continue` through pages of
+    /// [`PAGE_SIZE`]: each answer stays small however large the fleet, and an Admin API
+    /// that ignores `limit` (older ones) simply answers everything in the first page.
+    pub async fn list_workers(&self) -> Result<Vec<Worker>, ClientError> {
+        let mut workers = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self.list_workers_page(PAGE_SIZE, token.as_deref()).await?;
+            workers.extend(page.value.workers);
+            match page.value.continue_token {
+                None => return Ok(workers),
+                // A server that hands back the token it was given would loop forever.
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(ClientError::InvalidBody {
+                        url: self
+                            .base
+                            .join("workers")
+                            .map(|u| u.to_string())
+                            .unwrap_or_default(),
+                        detail: "the same continue token was returned twice".into(),
+                    });
+                }
+                Some(next) => token = Some(next),
+            }
+        }
+        Err(ClientError::InvalidBody {
+            url: self
+                .base
+                .join("workers")
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            detail: format!("more than {MAX_PAGES} pages of workers"),
+        })
+    }
+
+    /// One page of `GET /workers?limit=N[&continue=TOKEN]`.
+    pub async fn list_workers_page(
+        &self,
+        limit: u32,
+        continue_token: Option<&str>,
+    ) -> Result<Fetched<WorkerList>, ClientError> {
+        let mut url = self
+            .base
+            .join("workers")
+            .map_err(|e| ClientError::InvalidUrl {
+                url: self.base.to_string(),
+                reason: e.to_string(),
+            })?;
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        if let Some(token) = continue_token {
+            url.query_pairs_mut().append_pair("continue", token);
+        }
+        self.fetch(url).await
     }
 
     /// `id` is percent-encoded as one path segment.
@@ -104,16 +160,13 @@ impl AdminClient {
         self.fetch(url).await
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Fetched<T>, ClientError> {
-        let url = self.base.join(path).map_err(|e| ClientError::InvalidUrl {
-            url: self.base.to_string(),
-            reason: e.to_string(),
-        })?;
-        self.fetch(url).await
-    }
-
     async fn fetch<T: DeserializeOwned>(&self, url: Url) -> Result<Fetched<T>, ClientError> {
-        let shown = url.to_string();
+        // Errors name the endpoint, not the page parameters (a continue token is noise).
+        let shown = {
+            let mut bare = url.clone();
+            bare.set_query(None);
+            bare.to_string()
+        };
         let mut request = self.http.get(url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

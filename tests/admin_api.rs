@@ -253,3 +253,80 @@ fn ampctl_fails_with_one_clear_line_on_bad_answers() {
     assert_eq!(code, Some(2));
     assert!(err.starts_with("error: invalid Admin API URL"), "{err}");
 }
+
+/// `GET /workers?limit=N&continue=TOKEN` pages the Kubernetes way; without `limit` one
+/// streamed answer holds every worker; ampctl follows pages and prints exactly that.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_are_paged_the_kubernetes_way_and_ampctl_follows_pages() {
+    let (pg, pool) = migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
+         SELECT format('worker-%s', lpad(i::text, 4, '0')), '{\"version\":\"v1\"}', now(), now(), now()
+         FROM generate_series(0, 2499) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+
+    let (code, all) = http_get(&addr, "/workers").unwrap();
+    assert_eq!(code, 200);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["workers"].as_array().unwrap().len(), 2500);
+    assert!(all.get("continue").is_none(), "no continue without limit");
+
+    // Pages of 1000: 1000, 1000, 500; the last has no `continue`.
+    let mut paged = Vec::new();
+    let mut path = "/workers?limit=1000".to_owned();
+    let mut sizes = Vec::new();
+    loop {
+        let (code, body) = http_get(&addr, &path).unwrap();
+        assert_eq!(code, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let workers = page["workers"].as_array().unwrap();
+        sizes.push(workers.len());
+        paged.extend(workers.iter().cloned());
+        match page.get("continue").and_then(Value::as_str) {
+            Some(token) => path = format!("/workers?limit=1000&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [1000, 1000, 500]);
+    assert_eq!(
+        Value::Array(paged),
+        all["workers"],
+        "pages concatenate to the full list"
+    );
+    // An exact fit: the page that ends the list has no `continue` either.
+    let (_, body) = http_get(&addr, "/workers?limit=2500").unwrap();
+    assert!(
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .get("continue")
+            .is_none()
+    );
+
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "limit=ten",
+        "limit=1&continue=1bad",
+        "continue=bad!",
+        "continue=",
+    ] {
+        let (code, body) = http_get(&addr, &format!("/workers?{bad}")).unwrap();
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+            "INVALID_PAGE",
+            "{bad}"
+        );
+    }
+
+    // ampctl follows 3 pages and prints exactly the API's unpaged shape.
+    let (code, out, err) = ampctl(&format!("http://{addr}"), &["worker", "list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), all);
+    let (_, unpaged) = http_get(&addr, "/workers").unwrap();
+    assert_eq!(out.trim_end(), unpaged, "byte-for-byte the streamed answer");
+}

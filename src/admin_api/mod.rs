@@ -4,14 +4,16 @@
 //! Optional bearer-token auth guards the worker endpoints.
 
 mod metrics;
+pub mod paging;
 pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -114,22 +116,123 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// List all workers, sorted by node id.
+/// Query parameters of `GET /workers`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Page size (1 to 10000). Without it, every worker in one streamed answer.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+    /// The `continue` value of the previous page.
+    #[serde(rename = "continue")]
+    #[param(
+        rename = "continue",
+        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
+        max_length = 128
+    )]
+    continue_token: Option<String>,
+}
+
+/// List workers, sorted by node id: all of them, or a page with `?limit=N`.
 #[utoipa::path(
     get, path = "/workers", tag = "workers",
+    params(ListQuery),
     responses(
-        (status = 200, description = "All registered workers", body = WorkerList),
+        (status = 200, description = "Registered workers (a page when `limit` is given; `continue` names the next)", body = WorkerList),
+        (status = 400, description = "Invalid `limit` or `continue`", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "Metadata DB unavailable", body = ErrorBody),
     )
 )]
-async fn list_workers(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
-    let rows = metadata_db::list_workers(&state.pool)
+async fn list_workers(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", e.body_text()))?;
+    let invalid = |e: paging::PagingError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PAGE", e.to_string())
+    };
+    let after = query
+        .continue_token
+        .as_deref()
+        .map(paging::decode_token)
+        .transpose()
+        .map_err(invalid)?;
+    let Some(limit) = query
+        .limit
+        .as_deref()
+        .map(paging::parse_limit)
+        .transpose()
+        .map_err(invalid)?
+    else {
+        return stream_all(state.pool.clone(), after).await;
+    };
+    // One row more than asked says whether another page follows.
+    let mut rows = metadata_db::list_workers_page(&state.pool, after.as_deref(), limit + 1)
         .await
         .map_err(ApiError::db)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let continue_token = more
+        .then(|| rows.last().map(|r| paging::encode_token(&r.node_id)))
+        .flatten();
     Ok(Json(WorkerList {
         workers: rows.into_iter().map(Worker::from).collect(),
-    }))
+        continue_token,
+    })
+    .into_response())
+}
+
+/// Rows serialised per body chunk: big enough to keep chunks efficient, small enough to
+/// keep memory flat.
+const ROWS_PER_CHUNK: usize = 256;
+
+/// Every worker (after `after`, if a client combined `continue` without `limit`) as one
+/// JSON document built row by row from a single statement. The first row is read before
+/// answering, so an unreachable DB is still a 503 with a JSON body; a failure after that
+/// ends the body early (the client sees truncated JSON, never a wrong list).
+async fn stream_all(pool: PgPool, after: Option<String>) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    let mut rows = Box::pin(metadata_db::stream_workers(pool, after));
+    let first = rows.next().await.transpose().map_err(ApiError::db)?;
+    let body = async_stream::stream! {
+        let mut chunk = String::from("{\"workers\":[");
+        let mut n = 0usize;
+        let mut next = first;
+        while let Some(row) = next {
+            if n > 0 {
+                chunk.push(',');
+            }
+            match serde_json::to_string(&Worker::from(row)) {
+                Ok(json) => chunk.push_str(&json),
+                Err(e) => {
+                    yield Err(std::io::Error::other(e));
+                    return;
+                }
+            }
+            n += 1;
+            if n.is_multiple_of(ROWS_PER_CHUNK) {
+                yield Ok::<Bytes, std::io::Error>(Bytes::from(std::mem::take(&mut chunk)));
+            }
+            next = match rows.next().await {
+                None => None,
+                Some(Ok(row)) => Some(row),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, rows = n, "worker list ended early");
+                    yield Err(std::io::Error::other(e));
+                    return;
+                }
+            };
+        }
+        chunk.push_str("]}");
+        yield Ok(Bytes::from(chunk));
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Path parameters of `GET /workers/{id}`.

@@ -49,6 +49,10 @@ pub struct Worker {
 pub struct WorkerList {
     /// Sorted by node id.
     pub workers: Vec<Worker>,
+    /// With `?limit=N`: pass it back as `?continue=` for the next page; absent on the
+    /// last page (and always without `limit`).
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 /// Every non-2xx answer carries this body.

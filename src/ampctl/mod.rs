@@ -185,23 +185,25 @@ fn print_body(body: &[u8]) -> Result<(), CtlError> {
 }
 
 async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
-    let fetched = client.list_workers().await?;
+    let mut workers = client.list_workers().await?;
     let now = Utc::now();
     let output = if args.json {
         Output::Json
     } else {
         args.output.unwrap_or(Output::Table)
     };
-    let mut workers = fetched.value.workers;
-    let filtered = args.stale_after.is_some();
     if let Some(threshold) = args.stale_after {
         let secs = threshold.as_secs() as i64;
         workers.retain(|w| render::is_stale(w, now, secs));
     }
     match output {
-        Output::Json if !filtered => print_body(&fetched.body)?,
+        // Exactly the API's shape (`{"workers":[...]}`), whatever the number of pages.
         Output::Json => print_body(
-            &serde_json::to_vec(&WorkerList { workers }).map_err(std::io::Error::other)?,
+            &serde_json::to_vec(&WorkerList {
+                workers,
+                continue_token: None,
+            })
+            .map_err(std::io::Error::other)?,
         )?,
         Output::Csv => print(&render::csv(&workers))?,
         Output::Table => print(&render::table(&workers, now))?,
@@ -212,7 +214,7 @@ async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError
 async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, CtlError> {
     loop {
         let frame = match client.list_workers().await {
-            Ok(fetched) => render::table(&fetched.value.workers, Utc::now()),
+            Ok(workers) => render::table(&workers, Utc::now()),
             Err(err) => format!("error: {err}\n"),
         };
         // Clear screen, home cursor, header like watch(1).
@@ -243,7 +245,7 @@ async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<ExitCode, Ct
 }
 
 async fn versions(client: &AdminClient, args: VersionsArgs) -> Result<ExitCode, CtlError> {
-    let workers: Vec<Worker> = client.list_workers().await?.value.workers;
+    let workers: Vec<Worker> = client.list_workers().await?;
     let counts = render::version_counts(&workers);
     if args.json {
         let json = serde_json::json!({
@@ -264,7 +266,7 @@ async fn versions(client: &AdminClient, args: VersionsArgs) -> Result<ExitCode, 
 }
 
 async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
-    let workers = client.list_workers().await?.value.workers;
+    let workers = client.list_workers().await?;
     if workers.is_empty() {
         // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
         print("❌ no workers registered\n")?;

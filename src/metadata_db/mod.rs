@@ -172,6 +172,45 @@ pub async fn list_workers<'e>(
     .map_err(DbError::query("list workers"))
 }
 
+/// Up to `limit` workers with node ids after `after` (keyset pagination), by node id.
+pub async fn list_workers_page<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "SELECT ",
+        worker_columns!(),
+        " FROM workers WHERE $1::text IS NULL OR node_id > $1 ORDER BY node_id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(DbError::query("list workers page"))
+}
+
+/// Every worker by node id, one row at a time from a single statement (one consistent
+/// snapshot), so a reader serving 100,000 rows never holds them all.
+/// `after` skips node ids up to and including it.
+pub fn stream_workers(
+    pool: PgPool,
+    after: Option<String>,
+) -> impl futures::Stream<Item = Result<WorkerRow, DbError>> + Send + 'static {
+    async_stream::stream! {
+        let mut rows = sqlx::query_as::<_, WorkerRow>(concat!(
+            "SELECT ",
+            worker_columns!(),
+            " FROM workers WHERE $1::text IS NULL OR node_id > $1 ORDER BY node_id"
+        ))
+        .bind(after)
+        .fetch(&pool);
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.transpose() {
+            yield row.map_err(DbError::query("stream workers"));
+        }
+    }
+}
+
 /// One worker, or None when the id is not registered.
 pub async fn get_worker<'e>(
     db: impl Executor<'e, Database = Postgres>,
