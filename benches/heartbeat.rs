@@ -5,6 +5,12 @@
 //!   cargo bench --bench heartbeat                         # 1,000 workers, 20 s
 //!   AMP_BENCH_WORKERS=2000 AMP_BENCH_SECONDS=30 cargo bench --bench heartbeat
 //!   AMP_BENCH_SYNC_COMMIT=on cargo bench --bench heartbeat  # compare with durable heartbeats
+//!   AMP_BENCH_HEARTBEAT_INDEX=on cargo bench --bench heartbeat  # with the dropped index
+//!   AMP_BENCH_WORKERS=10000 AMP_BENCH_CONNECTIONS=500 cargo bench --bench heartbeat
+//!     # 10,000 rows heartbeating through 500 sessions (10,000 backends do not fit here)
+//!
+//! After the run it prints how many updates were HOT (heap-only: no index entry written)
+//! and the table's and indexes' sizes.
 
 mod support;
 use support::{env_or, percentile};
@@ -51,37 +57,49 @@ async fn main() {
     let workers: usize = env_or("AMP_BENCH_WORKERS", 1000);
     let seconds: u64 = env_or("AMP_BENCH_SECONDS", 20);
     let sync_commit: String = env_or("AMP_BENCH_SYNC_COMMIT", "off".to_string());
+    let with_index = env_or("AMP_BENCH_HEARTBEAT_INDEX", "off".to_string()) == "on";
+    let sessions: usize = env_or("AMP_BENCH_CONNECTIONS", workers).clamp(1, workers);
 
     // Durable settings (fsync on) as in production; only the connection limit is raised.
-    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", workers + 50))
+    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", sessions + 50))
         .expect("postgres");
     let pool = metadata_db::connect_pool(&pg.url(), "bench", 4)
         .await
         .expect("pool");
     metadata_db::migrate(&pool).await.expect("migrate");
+    if with_index {
+        // The index migration 0002 dropped, to measure what it cost.
+        sqlx::query("CREATE INDEX workers_heartbeat_at_idx ON workers (heartbeat_at)")
+            .execute(&pool)
+            .await
+            .expect("create index");
+    }
     let info = BuildInfo::current();
 
     println!(
-        "heartbeat bench: {workers} workers, {seconds} s at 1 Hz, synchronous_commit={sync_commit}"
+        "heartbeat bench: {workers} workers over {sessions} sessions, {seconds} s at 1 Hz, synchronous_commit={sync_commit}, heartbeat_at index {}",
+        if with_index { "on" } else { "off" }
     );
     let options = metadata_db::connect_options(&pg.url(), "bench-worker")
         .unwrap()
         .options([("synchronous_commit", sync_commit.as_str())]);
 
     let setup = Instant::now();
-    let mut conns = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let id = NodeId::parse(&format!("bench-worker-{i:05}")).unwrap();
+    let mut conns = Vec::with_capacity(sessions);
+    for s in 0..sessions {
+        // Session s carries workers s, s + sessions, s + 2 * sessions, ...
+        let ids: Vec<NodeId> = (s..workers)
+            .step_by(sessions)
+            .map(|i| NodeId::parse(&format!("bench-worker-{i:05}")).unwrap())
+            .collect();
         let mut conn = metadata_db::connect_one(&options, &pg.url())
             .await
             .expect("connect");
-        assert!(
-            metadata_db::try_advisory_lock(&mut conn, &id)
-                .await
-                .unwrap()
-        );
-        metadata_db::register(&mut conn, &id, &info).await.unwrap();
-        conns.push((id, conn));
+        for id in &ids {
+            assert!(metadata_db::try_advisory_lock(&mut conn, id).await.unwrap());
+            metadata_db::register(&mut conn, id, &info).await.unwrap();
+        }
+        conns.push((ids, conn));
     }
     println!(
         "setup: {workers} sessions locked and registered in {:.1?}",
@@ -91,10 +109,10 @@ async fn main() {
     let cpu_before = postgres_cpu_ticks(&pg.data_dir());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let mut tasks = Vec::with_capacity(workers);
-    for (i, (id, mut conn)) in conns.into_iter().enumerate() {
+    let mut tasks = Vec::with_capacity(sessions);
+    for (i, (ids, mut conn)) in conns.into_iter().enumerate() {
         // Spread the workers' phases over the second, as real workers start at random times.
-        let offset = Duration::from_micros((i as u64 * 1_000_000) / workers as u64);
+        let offset = Duration::from_micros((i as u64 * 1_000_000) / sessions as u64);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(seconds as usize + 1);
             let mut ticker = tokio::time::interval_at(
@@ -107,13 +125,15 @@ async fn main() {
                 if Instant::now() >= deadline {
                     break;
                 }
-                let t = Instant::now();
-                assert!(
-                    metadata_db::heartbeat(&mut conn, &id)
-                        .await
-                        .expect("heartbeat")
-                );
-                latencies.push(t.elapsed());
+                for id in &ids {
+                    let t = Instant::now();
+                    assert!(
+                        metadata_db::heartbeat(&mut conn, id)
+                            .await
+                            .expect("heartbeat")
+                    );
+                    latencies.push(t.elapsed());
+                }
             }
             (latencies, conn)
         }));
@@ -152,5 +172,21 @@ async fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
+    );
+
+    // Counters reach pg_stat_user_tables when the sessions end; give them a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (upd, hot, table, indexes): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT n_tup_upd, n_tup_hot_upd, pg_relation_size('workers'), pg_indexes_size('workers')
+         FROM pg_stat_user_tables WHERE relname = 'workers'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("table stats");
+    println!(
+        "updates: {upd}, HOT {hot} ({:.1}%); table {} KiB, indexes {} KiB after the run",
+        100.0 * hot as f64 / upd.max(1) as f64,
+        table / 1024,
+        indexes / 1024
     );
 }
