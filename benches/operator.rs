@@ -71,6 +71,7 @@ async fn main() {
             namespace: "amp".into(),
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
+                refresh_budget: 20.0,
                 gc_after: Some(chrono::Duration::hours(24)),
             },
             write_concurrency: 8,

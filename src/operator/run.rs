@@ -157,6 +157,11 @@ fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorEr
             "--poll-interval must be greater than 0".into(),
         ));
     }
+    if !(args.status_refresh_budget.is_finite() && args.status_refresh_budget > 0.0) {
+        return Err(OperatorError::InvalidOption(
+            "--status-refresh-budget must be a number of writes per second greater than 0".into(),
+        ));
+    }
     let to_chrono = |d: std::time::Duration, flag: &str| {
         chrono::Duration::from_std(d)
             .map_err(|_| OperatorError::InvalidOption(format!("{flag} is too large")))
@@ -172,6 +177,7 @@ fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorEr
         namespace: args.namespace.clone(),
         plan: PlanConfig {
             status_refresh: to_chrono(args.status_refresh, "--status-refresh")?,
+            refresh_budget: args.status_refresh_budget,
             gc_after: if args.gc_after.is_zero() {
                 None
             } else {
