@@ -378,7 +378,11 @@ impl Controller {
                     status,
                 } => {
                     report.created += 1;
-                    let obj = Arc::new(*obj);
+                    // Kept until the watch shows it; the planner reads neither of these.
+                    let mut obj = *obj;
+                    obj.metadata.managed_fields = None;
+                    obj.metadata.annotations = None;
+                    let obj = Arc::new(obj);
                     if let (Some(uid), Some(status)) = (obj.metadata.uid.clone(), status) {
                         report.status_writes += 1;
                         self.written.workers.insert(uid, status);

@@ -42,14 +42,21 @@ pub struct Written {
 }
 
 impl Written {
-    /// Forgets objects that no longer exist.
+    /// Forgets objects that no longer exist, and every status the cache already shows:
+    /// from then on the cache's copy is the only one (this map is for the window in
+    /// which the watch lags behind our writes; a second copy of every status for the
+    /// whole fleet is memory for nothing).
     pub fn retain_uids(&mut self, workers: &[Arc<AmpWorker>], fleets: &[Arc<AmpWorkerFleet>]) {
-        let live: std::collections::HashSet<&str> = workers
+        let cached: HashMap<&str, Option<&AmpWorkerStatus>> = workers
             .iter()
-            .filter_map(|w| w.metadata.uid.as_deref())
-            .chain(fleets.iter().filter_map(|f| f.metadata.uid.as_deref()))
+            .filter_map(|w| Some((w.metadata.uid.as_deref()?, w.status.as_ref())))
             .collect();
-        self.workers.retain(|uid, _| live.contains(uid.as_str()));
+        self.workers
+            .retain(|uid, status| cached.get(uid.as_str()).is_some_and(|c| *c != Some(status)));
+        let live: std::collections::HashSet<&str> = fleets
+            .iter()
+            .filter_map(|f| f.metadata.uid.as_deref())
+            .collect();
         self.fleets.retain(|uid, _| live.contains(uid.as_str()));
     }
 }

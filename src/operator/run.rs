@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +57,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             workers_writer,
             watcher(workers_api, watcher::Config::default())
                 .default_backoff()
-                // managedFields are not read and would dominate the cache's memory.
-                .modify(|o| o.managed_fields_mut().clear()),
+                // Cache only what the planner reads: managedFields would dominate the
+                // cache's memory, annotations (kubectl's last-applied copy) come next.
+                .modify(slim),
         ),
         "AmpWorker",
     ));
@@ -67,8 +68,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             fleets_writer,
             watcher(fleets_api, watcher::Config::default())
                 .default_backoff()
-                // managedFields are not read and would dominate the cache's memory.
-                .modify(|o| o.managed_fields_mut().clear()),
+                // Cache only what the planner reads: managedFields would dominate the
+                // cache's memory, annotations (kubectl's last-applied copy) come next.
+                .modify(slim),
         ),
         "AmpWorkerFleet",
     ));
@@ -208,6 +210,13 @@ pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), Operator
         }),
         Err(e) => Err(OperatorError::Kube(e)),
     }
+}
+
+/// Drops what the planner never reads from a cached object.
+fn slim<K: kube::Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
 }
 
 async fn drain<S, K>(stream: S, kind: &'static str)

@@ -655,3 +655,24 @@ fn stale_is_detected_on_time_while_refreshes_are_queued() {
         "max gap {max_gap}"
     );
 }
+
+#[test]
+fn what_the_cache_shows_is_forgotten_and_not_written_again() {
+    let rows = [row("a", "v1", t(0)), row("b", "v1", t(0))];
+    let workers = [existing("a", "a", true), existing("b", "b", true)];
+    let first = run(&available(t(1)), &rows, &workers, &[], &Written::default());
+    let mut written = Written::default();
+    remember(&mut written, &first);
+    // The watch has shown a's status but not yet b's.
+    let mut a = (*workers[0]).clone();
+    a.status = Some(first.worker_writes[0].status.clone());
+    let cached = [Arc::new(a), workers[1].clone()];
+    written.retain_uids(&cached, &[]);
+    let kept: Vec<&String> = written.workers.keys().collect();
+    assert_eq!(kept, vec!["uid-b"], "only the lagging one is remembered");
+    let again = run(&available(t(2)), &rows, &cached, &[], &written);
+    assert!(again.is_empty(), "{again:?}");
+    // Gone from the cache: forgotten.
+    written.retain_uids(&cached[..1], &[]);
+    assert!(written.workers.is_empty());
+}
