@@ -45,6 +45,7 @@ fn controller(fake: &FakeApiServer, pool: &PgPool) -> Controller {
             namespace: NS.into(),
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
+                refresh_budget: 20.0,
                 gc_after: Some(chrono::Duration::hours(24)),
             },
             // One write at a time: requests arrive in a deterministic order.
@@ -187,6 +188,46 @@ async fn a_new_row_is_discovered_created_and_applied_then_left_alone() {
     }
     let reqs = fake.take_requests();
     assert!(reqs.is_empty(), "unexpected requests: {:?}", calls(&reqs));
+}
+
+/// A heartbeat-only change is a merge patch of `status.heartbeatAt` alone (cheaper for
+/// the API server than applying the whole status); the rest of the status is untouched.
+#[tokio::test]
+async fn a_heartbeat_only_refresh_patches_heartbeat_at_alone() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "w", "v1.0.0").await;
+    let fake = FakeApiServer::new();
+    let mut ctl = controller(&fake, &pool);
+    cycle(&mut ctl, &fake).await;
+    let before: AmpWorker = fake.objects("ampworkers").remove(0);
+    fake.take_requests();
+
+    // 61 s of heartbeat progress: past --status-refresh (60 s), nothing else changed.
+    sqlx::query("UPDATE workers SET heartbeat_at = heartbeat_at + interval '61 seconds'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = cycle(&mut ctl, &fake).await;
+    assert_eq!((report.status_writes, report.refreshes), (0, 1));
+    let reqs = fake.take_requests();
+    assert_eq!(
+        calls(&reqs),
+        vec![call(
+            "PATCH",
+            format!("{WORKERS}/w/status?&fieldManager=amp-operator")
+        )]
+    );
+    let keys: Vec<&String> = reqs[0].body["status"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec!["heartbeatAt"]);
+    let after: AmpWorker = fake.objects("ampworkers").remove(0);
+    let (mut b, a) = (before.status.unwrap(), after.status.unwrap());
+    assert_ne!(b.heartbeat_at, a.heartbeat_at);
+    b.heartbeat_at = a.heartbeat_at.clone();
+    assert_eq!(b, a, "only heartbeatAt moved");
+
+    // Written and remembered: nothing more until the next refresh is due.
+    let report = cycle(&mut ctl, &fake).await;
+    assert!(!report.wrote_anything(), "{report:?}");
 }
 
 #[tokio::test]

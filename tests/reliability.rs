@@ -30,6 +30,7 @@ fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::J
             namespace: "amp".into(),
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
+                refresh_budget: 20.0,
                 gc_after: None,
             },
             write_concurrency: 8,

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, FIELD_MANAGER};
 use super::metrics::OperatorMetrics;
-use super::plan::{Plan, PlanConfig, PlanInput, Written, plan};
+use super::plan::{Plan, PlanConfig, PlanInput, Refresh, RefreshBudget, Written, plan};
 use super::status::{DbView, StatusEvent};
 use crate::backoff::Backoff;
 use crate::metadata_db::{self, FleetSnapshot};
@@ -25,6 +25,9 @@ use crate::metadata_db::{self, FleetSnapshot};
 const PENDING_CREATE_TTL: Duration = Duration::from_secs(60);
 const FIRST_WRITE_RETRY: Duration = Duration::from_secs(1);
 const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(60);
+/// Refresh budget saved up while cycles are slow or nothing is due; small, so a pause
+/// never turns into a burst the API server would feel.
+const REFRESH_BURST_SECS: f64 = 2.0;
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -41,7 +44,10 @@ pub struct ControllerConfig {
 pub struct CycleReport {
     pub db_available: bool,
     pub created: usize,
+    /// Status writes: creates' first status and transitions.
     pub status_writes: usize,
+    /// Heartbeat-only refreshes (patches of `heartbeatAt`).
+    pub refreshes: usize,
     pub fleet_writes: usize,
     pub deleted: usize,
     pub events: usize,
@@ -50,7 +56,13 @@ pub struct CycleReport {
 
 impl CycleReport {
     pub fn wrote_anything(&self) -> bool {
-        self.created + self.status_writes + self.fleet_writes + self.deleted + self.events > 0
+        self.created
+            + self.status_writes
+            + self.refreshes
+            + self.fleet_writes
+            + self.deleted
+            + self.events
+            > 0
     }
 }
 
@@ -74,6 +86,8 @@ pub struct Controller {
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
     backoff: HashMap<String, Retry>,
+    refresh_budget: RefreshBudget,
+    last_cycle: Option<Instant>,
 }
 
 enum Outcome {
@@ -86,6 +100,10 @@ enum Outcome {
         uid: Option<String>,
         status: AmpWorkerStatus,
         events: usize,
+    },
+    Refreshed {
+        uid: Option<String>,
+        status: AmpWorkerStatus,
     },
     FleetStatus {
         uid: Option<String>,
@@ -115,6 +133,8 @@ impl Controller {
             fleets_api: Api::namespaced(client.clone(), &config.namespace),
             recorder: Recorder::new(client, reporter),
             pool,
+            refresh_budget: RefreshBudget::new(config.plan.refresh_budget, REFRESH_BURST_SECS),
+            last_cycle: None,
             config,
             metrics,
             written: Written::default(),
@@ -186,6 +206,9 @@ impl Controller {
         let workers = self.with_pending(workers);
         self.written.retain_uids(&workers, &fleets);
         let now = Utc::now();
+        let since_last = self.last_cycle.map_or(Duration::ZERO, |t| t.elapsed());
+        self.last_cycle = Some(Instant::now());
+        let refresh_allowance = self.refresh_budget.refill(since_last);
         let mut plan = plan(
             &PlanInput {
                 db: &db,
@@ -195,12 +218,15 @@ impl Controller {
                 written: &self.written,
                 recovery_from: self.recovery.map(|(since, _)| since),
                 now,
+                refresh_allowance,
             },
             &self.config.plan,
         );
         self.metrics.set_worker_conditions(&plan.worker_conditions);
         self.metrics.set_fleet_conditions(&plan.fleet_conditions);
+        self.metrics.set_refresh_stats(&plan.refresh_stats);
         self.drop_backed_off(&mut plan);
+        self.refresh_budget.spend(plan.refreshes.len());
         let mut report = CycleReport {
             db_available: matches!(db, DbView::Available { .. }),
             ..Default::default()
@@ -243,6 +269,8 @@ impl Controller {
             .retain(|(w, _)| !self.backed_off(&format!("create/{}", w.name_any())));
         plan.worker_writes
             .retain(|w| !self.backed_off(&format!("status/{}", w.name)));
+        plan.refreshes
+            .retain(|r| !self.backed_off(&format!("status/{}", r.name)));
         plan.fleet_writes
             .retain(|w| !self.backed_off(&format!("fleet/{}", w.name)));
         plan.deletes
@@ -333,6 +361,11 @@ impl Controller {
             }));
         }
 
+        // Last: buffer_unordered starts jobs in order, so refreshes never delay a transition.
+        for r in plan.refreshes {
+            jobs.push(Box::pin(this.refresh(r)));
+        }
+
         let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
             .buffer_unordered(self.config.write_concurrency.max(1))
             .collect()
@@ -345,7 +378,11 @@ impl Controller {
                     status,
                 } => {
                     report.created += 1;
-                    let obj = Arc::new(*obj);
+                    // Kept until the watch shows it; the planner reads neither of these.
+                    let mut obj = *obj;
+                    obj.metadata.managed_fields = None;
+                    obj.metadata.annotations = None;
+                    let obj = Arc::new(obj);
                     if let (Some(uid), Some(status)) = (obj.metadata.uid.clone(), status) {
                         report.status_writes += 1;
                         self.written.workers.insert(uid, status);
@@ -359,6 +396,12 @@ impl Controller {
                 } => {
                     report.status_writes += 1;
                     report.events += events;
+                    if let Some(uid) = uid {
+                        self.written.workers.insert(uid, status);
+                    }
+                }
+                Outcome::Refreshed { uid, status } => {
+                    report.refreshes += 1;
                     if let Some(uid) = uid {
                         self.written.workers.insert(uid, status);
                     }
@@ -444,6 +487,36 @@ impl Controller {
             node_id,
             obj: Box::new(created),
             status,
+        }
+    }
+
+    /// A merge patch of `status.heartbeatAt` alone: the rest of the status is unchanged
+    /// by construction, and a one-field patch costs the API server less than applying the
+    /// whole status (docs/benchmarks.md). The operator is the only status writer, so the
+    /// field is owned by `amp-operator` either way.
+    async fn refresh(&self, r: Refresh) -> Outcome {
+        let body = serde_json::json!({"status": {"heartbeatAt": r.heartbeat_at}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let result = self
+            .workers_api
+            .patch_status(&r.name, &params, &Patch::Merge(&body))
+            .await;
+        self.metrics.count_write("status_refresh", result.is_ok());
+        match result {
+            Ok(_) => Outcome::Refreshed {
+                uid: r.uid,
+                status: r.status,
+            },
+            Err(err) => {
+                tracing::warn!(ampworker = %r.name, error = %err, "heartbeatAt refresh failed; will retry");
+                Outcome::Failed {
+                    key: format!("status/{}", r.name),
+                    uid: r.uid,
+                }
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::plan::ConditionCounts;
+use super::plan::{ConditionCounts, RefreshStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConditionLabels {
@@ -50,6 +50,9 @@ pub struct OperatorMetrics {
     pub fleet_condition: Family<FleetConditionLabels, Gauge>,
     pub leader: Gauge,
     pub metadata_db_up: Gauge,
+    pub refresh_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub refresh_oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub refresh_deferred: Gauge,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
 }
@@ -73,6 +76,24 @@ impl OperatorMetrics {
         let fleet_condition = Family::<FleetConditionLabels, Gauge>::default();
         let leader = Gauge::default();
         let metadata_db_up = Gauge::default();
+        let refresh_interval = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let refresh_oldest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let refresh_deferred = Gauge::default();
+        registry.register(
+            "status_refresh_interval_seconds",
+            "Expected interval between heartbeatAt refreshes of one worker: --status-refresh, stretched by --status-refresh-budget for large fleets",
+            refresh_interval.clone(),
+        );
+        registry.register(
+            "status_heartbeat_shown_age_seconds",
+            "Age of the oldest heartbeatAt shown on a healthy AmpWorker (how old LAST HEARTBEAT is at worst)",
+            refresh_oldest.clone(),
+        );
+        registry.register(
+            "status_refresh_deferred",
+            "Due heartbeatAt refreshes held back by the refresh budget last cycle",
+            refresh_deferred.clone(),
+        );
         registry.register(
             "reconcile_cycles",
             "Poll-and-reconcile cycles run as leader",
@@ -127,6 +148,9 @@ impl OperatorMetrics {
             fleet_condition,
             leader,
             metadata_db_up,
+            refresh_interval,
+            refresh_oldest,
+            refresh_deferred,
             last_fleet_labels: Mutex::new(Vec::new()),
         }
     }
@@ -151,6 +175,13 @@ impl OperatorMetrics {
     pub fn observe_cycle(&self, took: Duration) {
         self.cycles.inc();
         self.cycle_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn set_refresh_stats(&self, stats: &RefreshStats) {
+        self.refresh_interval.set(stats.interval_secs);
+        self.refresh_oldest.set(stats.oldest_shown_age_secs);
+        self.refresh_deferred
+            .set(i64::try_from(stats.deferred).unwrap_or(i64::MAX));
     }
 
     /// Sets every (condition, status) pair, zeroing pairs absent this cycle.

@@ -46,6 +46,11 @@ pub struct OperatorArgs {
     /// heartbeatAt alone is rewritten at most this often.
     #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
     pub status_refresh: Duration,
+    /// Heartbeat-only status refreshes per second for the whole fleet. Transitions are
+    /// never limited; refreshes wait their turn (oldest first), so a large fleet's
+    /// heartbeatAt refresh interval stretches to workers / budget (see docs/operator.md).
+    #[arg(long, env = "AMP_STATUS_REFRESH_BUDGET", default_value_t = 20.0)]
+    pub status_refresh_budget: f64,
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
     #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
     pub gc_after: Duration,

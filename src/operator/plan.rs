@@ -16,15 +16,19 @@ use super::crd::{
 use super::fleet_status::{FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, StatusEvent, WorkerInputs, desired_status, needs_write, parse_ts, timeout_secs,
-    transition_events,
+    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, parse_ts, timeout_secs,
+    transition_events, write_need,
 };
 use crate::metadata_db::WorkerRow;
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
-    /// `heartbeatAt` alone is rewritten at most this often.
+    /// `heartbeatAt` alone is rewritten at most this often (the floor of the refresh
+    /// interval; the budget stretches it for large fleets).
     pub status_refresh: chrono::Duration,
+    /// Heartbeat-only refreshes per second, shared by the whole fleet: the API load of
+    /// a steady fleet is bounded by this, not by the fleet's size.
+    pub refresh_budget: f64,
     /// Discovered AmpWorkers whose worker is gone longer than this are deleted.
     pub gc_after: Option<chrono::Duration>,
 }
@@ -38,14 +42,21 @@ pub struct Written {
 }
 
 impl Written {
-    /// Forgets objects that no longer exist.
+    /// Forgets objects that no longer exist, and every status the cache already shows:
+    /// from then on the cache's copy is the only one (this map is for the window in
+    /// which the watch lags behind our writes; a second copy of every status for the
+    /// whole fleet is memory for nothing).
     pub fn retain_uids(&mut self, workers: &[Arc<AmpWorker>], fleets: &[Arc<AmpWorkerFleet>]) {
-        let live: std::collections::HashSet<&str> = workers
+        let cached: HashMap<&str, Option<&AmpWorkerStatus>> = workers
             .iter()
-            .filter_map(|w| w.metadata.uid.as_deref())
-            .chain(fleets.iter().filter_map(|f| f.metadata.uid.as_deref()))
+            .filter_map(|w| Some((w.metadata.uid.as_deref()?, w.status.as_ref())))
             .collect();
-        self.workers.retain(|uid, _| live.contains(uid.as_str()));
+        self.workers
+            .retain(|uid, status| cached.get(uid.as_str()).is_some_and(|c| *c != Some(status)));
+        let live: std::collections::HashSet<&str> = fleets
+            .iter()
+            .filter_map(|f| f.metadata.uid.as_deref())
+            .collect();
         self.fleets.retain(|uid, _| live.contains(uid.as_str()));
     }
 }
@@ -62,6 +73,68 @@ pub struct PlanInput<'a> {
     pub recovery_from: Option<DateTime<Utc>>,
     /// Wall clock (condition transition times, fleet deadlines).
     pub now: DateTime<Utc>,
+    /// Heartbeat-only refreshes this cycle may write (from [`RefreshBudget`]).
+    pub refresh_allowance: usize,
+}
+
+/// A token bucket for heartbeat-only refreshes: `rate` per second, at most `burst`
+/// saved up. Time is passed in, so the bucket is as pure as the planner.
+#[derive(Debug, Clone)]
+pub struct RefreshBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+}
+
+impl RefreshBudget {
+    /// A full bucket holding `burst_secs` of budget (at least one write).
+    pub fn new(rate: f64, burst_secs: f64) -> Self {
+        let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+        let burst = (rate * burst_secs.max(0.0)).max(1.0);
+        Self {
+            rate,
+            burst,
+            tokens: rate.min(burst),
+        }
+    }
+
+    /// Adds what `elapsed` earned and returns how many refreshes may be written now.
+    pub fn refill(&mut self, elapsed: std::time::Duration) -> usize {
+        self.tokens = (self.tokens + self.rate * elapsed.as_secs_f64()).min(self.burst);
+        // Truncation intended: whole writes only; tokens are never negative.
+        self.tokens.max(0.0) as usize
+    }
+
+    /// Takes `n` refreshes out of the bucket (written or failed: both cost the server).
+    pub fn spend(&mut self, n: usize) {
+        self.tokens = (self.tokens - n as f64).max(0.0);
+    }
+}
+
+/// A heartbeat-only refresh: only `heartbeatAt` differs from what is stored, so only
+/// that field needs to reach the API server. `status` is the whole status it results
+/// in, remembered as written once the patch landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refresh {
+    pub name: String,
+    pub uid: Option<String>,
+    pub heartbeat_at: String,
+    pub status: AmpWorkerStatus,
+}
+
+/// How far behind heartbeat-only refreshes are, for the metrics and the docs.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RefreshStats {
+    /// Refreshes due this cycle (written or not).
+    pub due: usize,
+    /// Due refreshes left for later cycles by the budget.
+    pub deferred: usize,
+    /// Age on the DB clock of the oldest `heartbeatAt` shown by a heartbeating worker
+    /// after this cycle's writes: how old LAST HEARTBEAT may be right now.
+    pub oldest_shown_age_secs: f64,
+    /// Expected refresh interval per worker: `--status-refresh`, or the time the budget
+    /// needs to go round every heartbeating worker once, whichever is longer.
+    pub interval_secs: f64,
 }
 
 /// A status to apply to the named object (an AmpWorker's or a fleet's), and the events
@@ -88,7 +161,11 @@ pub type ConditionCounts = BTreeMap<(String, String), i64>;
 pub struct Plan {
     /// New AmpWorkers with the status to apply once created.
     pub creates: Vec<(AmpWorker, AmpWorkerStatus)>,
+    /// Transitions: written first, whatever the refresh budget.
     pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
+    /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
+    pub refreshes: Vec<Refresh>,
+    pub refresh_stats: RefreshStats,
     pub fleet_writes: Vec<StatusWrite<AmpWorkerFleetStatus>>,
     pub deletes: Vec<Delete>,
     pub worker_conditions: ConditionCounts,
@@ -100,6 +177,7 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.creates.is_empty()
             && self.worker_writes.is_empty()
+            && self.refreshes.is_empty()
             && self.fleet_writes.is_empty()
             && self.deletes.is_empty()
     }
@@ -207,6 +285,12 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
     // (fleet index) → desired statuses of selected workers
     let mut selected: Vec<Vec<AmpWorkerStatus>> = vec![Vec::new(); fleets.len()];
 
+    // Due refreshes with the stored heartbeat they replace (None: never shown one).
+    let mut due: Vec<(Option<DateTime<Utc>>, Refresh)> = Vec::new();
+    // Stored heartbeat of every heartbeating worker that is not refreshed or rewritten.
+    let mut shown: Vec<DateTime<Utc>> = Vec::new();
+    let mut heartbeating = 0usize;
+
     let mut existing: Vec<&AmpWorker> = input.workers.iter().map(|w| w.as_ref()).collect();
     existing.sort_by_key(|w| w.name_any());
     let candidates = existing
@@ -294,17 +378,64 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         if let Some(i) = fleet_idx {
             selected[i].push(desired.clone());
         }
+        let is_healthy =
+            super::status::condition_status(&desired.conditions, super::status::HEALTHY)
+                == Some("True");
+        heartbeating += usize::from(is_healthy);
         if is_new {
             plan.creates.push((w.clone(), desired));
-        } else if needs_write(stored, &desired, config.status_refresh) {
-            plan.worker_writes.push(StatusWrite {
+            continue;
+        }
+        match write_need(stored, &desired, config.status_refresh) {
+            WriteNeed::Transition => plan.worker_writes.push(StatusWrite {
                 name: w.name_any(),
                 uid: w.metadata.uid.clone(),
                 events: transition_events(stored, &desired),
                 status: desired,
-            });
+            }),
+            WriteNeed::Refresh => {
+                let Some(heartbeat_at) = desired.heartbeat_at.clone() else {
+                    continue;
+                };
+                let old = parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref()));
+                due.push((
+                    old,
+                    Refresh {
+                        name: w.name_any(),
+                        uid: w.metadata.uid.clone(),
+                        heartbeat_at,
+                        status: desired,
+                    },
+                ));
+            }
+            WriteNeed::None => {
+                if is_healthy
+                    && let Some(hb) = parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref()))
+                {
+                    shown.push(hb);
+                }
+            }
         }
     }
+
+    // Oldest shown heartbeat first (never shown before all), then by name: every worker
+    // gets its turn, and LAST HEARTBEAT is never older than one trip round the fleet.
+    due.sort_by(|(a, ra), (b, rb)| a.cmp(b).then_with(|| ra.name.cmp(&rb.name)));
+    let allowed = due.len().min(input.refresh_allowance);
+    plan.refresh_stats.due = due.len();
+    plan.refresh_stats.deferred = due.len() - allowed;
+    shown.extend(due[allowed..].iter().filter_map(|(old, _)| *old));
+    plan.refreshes = due.into_iter().take(allowed).map(|(_, r)| r).collect();
+    if let (Some(now), Some(oldest)) = (db_now, shown.iter().min()) {
+        plan.refresh_stats.oldest_shown_age_secs =
+            ((now - *oldest).num_milliseconds() as f64 / 1000.0).max(0.0);
+    }
+    let floor = config.status_refresh.num_milliseconds() as f64 / 1000.0;
+    plan.refresh_stats.interval_secs = if config.refresh_budget > 0.0 {
+        floor.max(heartbeating as f64 / config.refresh_budget)
+    } else {
+        f64::INFINITY
+    };
 
     for (f, workers) in fleets.iter().zip(selected.iter()) {
         let stored = f

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +57,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             workers_writer,
             watcher(workers_api, watcher::Config::default())
                 .default_backoff()
-                // managedFields are not read and would dominate the cache's memory.
-                .modify(|o| o.managed_fields_mut().clear()),
+                // Cache only what the planner reads: managedFields would dominate the
+                // cache's memory, annotations (kubectl's last-applied copy) come next.
+                .modify(slim),
         ),
         "AmpWorker",
     ));
@@ -67,8 +68,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             fleets_writer,
             watcher(fleets_api, watcher::Config::default())
                 .default_backoff()
-                // managedFields are not read and would dominate the cache's memory.
-                .modify(|o| o.managed_fields_mut().clear()),
+                // Cache only what the planner reads: managedFields would dominate the
+                // cache's memory, annotations (kubectl's last-applied copy) come next.
+                .modify(slim),
         ),
         "AmpWorkerFleet",
     ));
@@ -157,6 +159,11 @@ fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorEr
             "--poll-interval must be greater than 0".into(),
         ));
     }
+    if !(args.status_refresh_budget.is_finite() && args.status_refresh_budget > 0.0) {
+        return Err(OperatorError::InvalidOption(
+            "--status-refresh-budget must be a number of writes per second greater than 0".into(),
+        ));
+    }
     let to_chrono = |d: std::time::Duration, flag: &str| {
         chrono::Duration::from_std(d)
             .map_err(|_| OperatorError::InvalidOption(format!("{flag} is too large")))
@@ -172,6 +179,7 @@ fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorEr
         namespace: args.namespace.clone(),
         plan: PlanConfig {
             status_refresh: to_chrono(args.status_refresh, "--status-refresh")?,
+            refresh_budget: args.status_refresh_budget,
             gc_after: if args.gc_after.is_zero() {
                 None
             } else {
@@ -202,6 +210,13 @@ pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), Operator
         }),
         Err(e) => Err(OperatorError::Kube(e)),
     }
+}
+
+/// Drops what the planner never reads from a cached object.
+fn slim<K: kube::Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
 }
 
 async fn drain<S, K>(stream: S, kind: &'static str)

@@ -322,27 +322,56 @@ fn truncate_to_k8s(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).expect("a chrono timestamp fits jiff")
 }
 
-/// Whether `desired` must be written over `stored`: any user-visible change, or a
-/// heartbeatAt that is at least `refresh` newer than the stored one.
-pub fn needs_write(
+/// Why a desired status differs from the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteNeed {
+    /// Nothing to write.
+    None,
+    /// Something a user can see changed (condition, state, version, restart, a first
+    /// status): written at once, never held back by the refresh budget.
+    Transition,
+    /// Only `heartbeatAt` moved, by at least the refresh interval: written when the
+    /// refresh budget allows.
+    Refresh,
+}
+
+/// Classifies `desired` against `stored`: any user-visible change is a transition; a
+/// `heartbeatAt` alone at least `refresh` newer than the stored one is a refresh.
+pub fn write_need(
     stored: Option<&AmpWorkerStatus>,
     desired: &AmpWorkerStatus,
     refresh: chrono::Duration,
-) -> bool {
-    let Some(stored) = stored else { return true };
+) -> WriteNeed {
+    let Some(stored) = stored else {
+        return WriteNeed::Transition;
+    };
     let mut without_heartbeat = stored.clone();
     without_heartbeat.heartbeat_at = desired.heartbeat_at.clone();
     if without_heartbeat != *desired {
-        return true;
+        return WriteNeed::Transition;
     }
-    match (
+    let due = match (
         parse_ts(stored.heartbeat_at.as_deref()),
         parse_ts(desired.heartbeat_at.as_deref()),
     ) {
         (Some(old), Some(new)) => new - old >= refresh,
         (None, Some(_)) => true,
         _ => false,
+    };
+    if due {
+        WriteNeed::Refresh
+    } else {
+        WriteNeed::None
     }
+}
+
+/// Whether `desired` must be written over `stored` at all (transition or due refresh).
+pub fn needs_write(
+    stored: Option<&AmpWorkerStatus>,
+    desired: &AmpWorkerStatus,
+    refresh: chrono::Duration,
+) -> bool {
+    write_need(stored, desired, refresh) != WriteNeed::None
 }
 
 /// An event to publish for a transition (of an AmpWorker or a fleet).

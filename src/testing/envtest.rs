@@ -339,6 +339,14 @@ impl ControlPlane {
         Ok(plane)
     }
 
+    /// Process ids of kube-apiserver and etcd (only for a control plane this process
+    /// started), for benchmarks that read their CPU time from `/proc/<pid>/stat`.
+    pub fn pids(&self) -> Option<(u32, u32)> {
+        self.started
+            .as_ref()
+            .map(|r| (r.apiserver.id(), r.etcd.id()))
+    }
+
     /// The admin kubeconfig (`system:masters`).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

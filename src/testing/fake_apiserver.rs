@@ -297,7 +297,18 @@ impl FakeApiServer {
             }
             ("PATCH", Some(n), Some("status")) => match st.objects.get(&key(n)).cloned() {
                 Some(mut obj) => {
-                    obj["status"] = body["status"].clone();
+                    // Apply replaces the status we own; a merge patch changes only the
+                    // fields it names (the operator's heartbeatAt refreshes).
+                    if content_type.starts_with("application/merge-patch")
+                        && let (Some(into), Some(from)) =
+                            (obj["status"].as_object_mut(), body["status"].as_object())
+                    {
+                        for (k, v) in from {
+                            into.insert(k.clone(), v.clone());
+                        }
+                    } else {
+                        obj["status"] = body["status"].clone();
+                    }
                     st.bump(plural, "MODIFIED", &mut obj);
                     st.objects.insert(key(n), obj.clone());
                     respond(200, &obj)

@@ -57,6 +57,7 @@ fn fleet(name: &str, version: &str) -> Arc<AmpWorkerFleet> {
 fn config() -> PlanConfig {
     PlanConfig {
         status_refresh: chrono::Duration::seconds(60),
+        refresh_budget: 20.0,
         gc_after: Some(chrono::Duration::hours(24)),
     }
 }
@@ -84,6 +85,7 @@ fn run(
             written,
             recovery_from: None,
             now: t(0),
+            refresh_allowance: usize::MAX,
         },
         &config(),
     )
@@ -188,6 +190,7 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
             written: &written,
             recovery_from: None,
             now: t(0),
+            refresh_allowance: usize::MAX,
         },
         &cfg,
     );
@@ -329,4 +332,347 @@ fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
         vec![("a", Some("Ready")), ("b", Some("VersionMismatch"))],
         "only the selected worker expects the fleet's version"
     );
+}
+
+// ---- heartbeat-only refreshes under a global budget ----
+
+/// One cycle at DB time `at` with `allowance` refreshes.
+fn cycle_at(
+    at: DateTime<Utc>,
+    rows: &[WorkerRow],
+    workers: &[Arc<AmpWorker>],
+    written: &Written,
+    allowance: usize,
+) -> Plan {
+    plan(
+        &PlanInput {
+            db: &available(at),
+            rows,
+            workers,
+            fleets: &[],
+            written,
+            recovery_from: None,
+            now: at,
+            refresh_allowance: allowance,
+        },
+        &config(),
+    )
+}
+
+/// Remembers every write of `p` as the executor does after success.
+fn remember(written: &mut Written, p: &Plan) {
+    for w in &p.worker_writes {
+        written
+            .workers
+            .insert(w.uid.clone().unwrap(), w.status.clone());
+    }
+    for r in &p.refreshes {
+        written
+            .workers
+            .insert(r.uid.clone().unwrap(), r.status.clone());
+    }
+}
+
+fn fleet_of(n: usize) -> Vec<Arc<AmpWorker>> {
+    (0..n)
+        .map(|i| existing(&format!("w{i:05}"), &format!("w{i:05}"), true))
+        .collect()
+}
+
+/// Workers whose stored heartbeat is `stored_at[i]`, all heartbeating at `now_hb`.
+fn stored_fleet(stored_at: &[i64], now_hb: i64) -> (Vec<Arc<AmpWorker>>, Vec<WorkerRow>, Written) {
+    let workers = fleet_of(stored_at.len());
+    let mut written = Written::default();
+    for (w, at) in workers.iter().zip(stored_at) {
+        let rows = [row(&w.spec.node_id, "v1", t(*at))];
+        let p = cycle_at(
+            t(*at),
+            &rows,
+            std::slice::from_ref(w),
+            &Written::default(),
+            0,
+        );
+        remember(&mut written, &p);
+    }
+    let rows = workers
+        .iter()
+        .map(|w| row(&w.spec.node_id, "v1", t(now_hb)))
+        .collect();
+    (workers, rows, written)
+}
+
+#[test]
+fn heartbeat_only_changes_are_refreshes_not_transitions() {
+    let (workers, rows, written) = stored_fleet(&[0, 0, 0], 100);
+    let p = cycle_at(t(100), &rows, &workers, &written, usize::MAX);
+    assert!(p.worker_writes.is_empty(), "{:?}", p.worker_writes);
+    assert_eq!(p.refreshes.len(), 3);
+    for r in &p.refreshes {
+        // The merge patch carries heartbeatAt only: the rest must equal what is stored.
+        let mut stored = written.workers[r.uid.as_deref().unwrap()].clone();
+        assert_ne!(
+            stored.heartbeat_at.as_deref(),
+            Some(r.heartbeat_at.as_str())
+        );
+        stored.heartbeat_at = Some(r.heartbeat_at.clone());
+        assert_eq!(stored, r.status);
+    }
+}
+
+#[test]
+fn refreshes_are_not_due_before_the_refresh_interval() {
+    let (workers, rows, written) = stored_fleet(&[0, 0], 59);
+    let p = cycle_at(t(59), &rows, &workers, &written, usize::MAX);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.refresh_stats.due, 0);
+    assert_eq!(p.refresh_stats.oldest_shown_age_secs, 59.0);
+}
+
+#[test]
+fn the_budget_caps_refreshes_and_the_oldest_go_first() {
+    // Stored heartbeats out of name order: w00002 is the oldest, then w00000.
+    let (workers, rows, written) = stored_fleet(&[-300, 0, -400, -100, -200], 100);
+    for allowance in 0..=6 {
+        let p = cycle_at(t(100), &rows, &workers, &written, allowance);
+        assert_eq!(p.refreshes.len(), allowance.min(5), "allowance {allowance}");
+        assert_eq!(p.refresh_stats.due, 5);
+        assert_eq!(p.refresh_stats.deferred, 5 - allowance.min(5));
+        let order: Vec<&str> = p.refreshes.iter().map(|r| r.name.as_str()).collect();
+        let oldest_first = ["w00002", "w00000", "w00004", "w00003", "w00001"];
+        assert_eq!(order, oldest_first[..allowance.min(5)]);
+        // LAST HEARTBEAT shown after the cycle: the oldest one not refreshed.
+        let shown = [-400, -300, -200, -100, 0]
+            .get(allowance)
+            .map_or(0.0, |at| f64::from(100 - at));
+        assert_eq!(p.refresh_stats.oldest_shown_age_secs, shown);
+    }
+}
+
+#[test]
+fn transitions_are_written_whatever_the_refresh_budget() {
+    // Five workers due for a refresh; w00001 is stale, w00003 restarted, w00004 changed
+    // version: all three are transitions, written with an allowance of zero.
+    let (workers, mut rows, written) = stored_fleet(&[0, 0, 0, 0, 0], 100);
+    rows[1].heartbeat_at = t(0);
+    rows[3].registered_at = t(90);
+    rows[4].info.version = Some("v2".into());
+    let p = cycle_at(t(100), &rows, &workers, &written, 0);
+    let written_now: Vec<(&str, Option<&str>)> = p
+        .worker_writes
+        .iter()
+        .map(|w| (w.name.as_str(), w.status.state.as_deref()))
+        .collect();
+    assert_eq!(
+        written_now,
+        vec![
+            ("w00001", Some("Stale")),
+            ("w00003", Some("Ready")),
+            ("w00004", Some("Ready"))
+        ]
+    );
+    let reasons: Vec<&str> = p
+        .worker_writes
+        .iter()
+        .flat_map(|w| w.events.iter().map(|e| e.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["WorkerStale", "WorkerRestarted", "VersionChanged"]
+    );
+    assert!(p.refreshes.is_empty());
+    assert_eq!(p.refresh_stats.deferred, 2, "w00000 and w00002 wait");
+}
+
+#[test]
+fn a_new_worker_and_a_condition_change_are_transitions() {
+    // A user setting expectedVersion moves VersionMatched: visible, so written at once.
+    let (workers, rows, written) = stored_fleet(&[0, 0], 100);
+    let mut changed = (*workers[0]).clone();
+    changed.spec.expected_version = Some("v9".into());
+    changed.metadata.generation = Some(2);
+    let workers = [Arc::new(changed), workers[1].clone()];
+    let p = cycle_at(t(100), &rows, &workers, &written, 0);
+    assert_eq!(p.worker_writes.len(), 1);
+    assert_eq!(
+        p.worker_writes[0].status.state.as_deref(),
+        Some("VersionMismatch")
+    );
+    let mut rows = rows;
+    rows.push(row("fresh", "v1", t(100)));
+    let p = cycle_at(t(100), &rows, &workers, &written, 0);
+    assert_eq!(p.creates.len(), 1, "discovery is never budgeted");
+}
+
+#[test]
+fn the_refresh_interval_stretches_with_the_fleet() {
+    let mut cfg = config();
+    for (n, budget, expect) in [
+        (10, 20.0, 60.0),
+        (1_200, 20.0, 60.0),
+        (10_000, 20.0, 500.0),
+        (50_000, 20.0, 2_500.0),
+        (10_000, 50.0, 200.0),
+    ] {
+        cfg.refresh_budget = budget;
+        let workers = fleet_of(n);
+        let rows: Vec<WorkerRow> = workers
+            .iter()
+            .map(|w| row(&w.spec.node_id, "v1", t(0)))
+            .collect();
+        let p = plan(
+            &PlanInput {
+                db: &available(t(0)),
+                rows: &rows,
+                workers: &workers,
+                fleets: &[],
+                written: &Written::default(),
+                recovery_from: None,
+                now: t(0),
+                refresh_allowance: 0,
+            },
+            &cfg,
+        );
+        assert_eq!(
+            p.refresh_stats.interval_secs, expect,
+            "{n} workers at {budget}/s"
+        );
+    }
+}
+
+#[test]
+fn the_refresh_budget_is_a_token_bucket() {
+    let s = std::time::Duration::from_secs_f64;
+    let mut b = RefreshBudget::new(20.0, 2.0);
+    assert_eq!(b.refill(s(0.0)), 20, "starts with one second of budget");
+    b.spend(20);
+    assert_eq!(b.refill(s(0.5)), 10);
+    b.spend(10);
+    assert_eq!(b.refill(s(10.0)), 40, "saves at most the burst");
+    b.spend(100);
+    assert_eq!(b.refill(s(0.0)), 0, "never negative");
+    assert_eq!(b.refill(s(0.04)), 0, "fractions accumulate");
+    assert_eq!(b.refill(s(0.01)), 1);
+    let mut tiny = RefreshBudget::new(0.5, 2.0);
+    assert_eq!(tiny.refill(s(0.0)), 0);
+    assert_eq!(tiny.refill(s(2.0)), 1, "a burst of at least one write");
+    let mut broken = RefreshBudget::new(f64::NAN, 2.0);
+    assert_eq!(
+        broken.refill(s(100.0)),
+        0,
+        "a NaN rate neither panics nor floods"
+    );
+}
+
+/// The whole loop over simulated time: 2,000 workers heartbeating every second, the
+/// budget at 20/s, one worker stopping. Every cycle stays within budget + transitions,
+/// every worker is refreshed within one trip round the fleet, and the stopped worker is
+/// written Stale in the first cycle past its timeout, although hundreds of refreshes
+/// are queued at that moment.
+#[test]
+fn stale_is_detected_on_time_while_refreshes_are_queued() {
+    const N: usize = 2_000;
+    let workers = fleet_of(N);
+    let mut written = Written::default();
+    let mut budget = RefreshBudget::new(20.0, 2.0);
+    let victim = "w00042";
+    let stop_at = 200;
+    let mut stale_at = None;
+    let mut last_refresh: HashMap<String, i64> = HashMap::new();
+    let mut max_gap = 0;
+    let mut total = 0usize;
+    for sec in 0..=400 {
+        let rows: Vec<WorkerRow> = workers
+            .iter()
+            .map(|w| {
+                let hb = if w.spec.node_id == victim {
+                    sec.min(stop_at)
+                } else {
+                    sec
+                };
+                row(&w.spec.node_id, "v1", t(hb))
+            })
+            .collect();
+        let allowance = budget.refill(std::time::Duration::from_secs(1));
+        // Cycles land a little after the heartbeat UPDATE (db_now = heartbeat + 0.5 s).
+        let at = t(sec) + chrono::Duration::milliseconds(500);
+        let p = cycle_at(at, &rows, &workers, &written, allowance);
+        budget.spend(p.refreshes.len());
+        total += p.refreshes.len();
+        if sec > 0 {
+            // At most the 2 s burst in one cycle, at most 20/s on average.
+            assert!(
+                p.refreshes.len() <= 40,
+                "second {sec}: {}",
+                p.refreshes.len()
+            );
+            assert!(
+                total <= 20 * (sec as usize + 1) + 40,
+                "second {sec}: {total}"
+            );
+            let transitions: Vec<&str> = p.worker_writes.iter().map(|w| w.name.as_str()).collect();
+            assert!(
+                transitions.is_empty() || transitions == [victim],
+                "second {sec}: unexpected transitions {transitions:?}"
+            );
+        }
+        for r in &p.refreshes {
+            if let Some(prev) = last_refresh.insert(r.name.clone(), sec) {
+                max_gap = max_gap.max(sec - prev);
+            }
+        }
+        if stale_at.is_none()
+            && p.worker_writes
+                .iter()
+                .any(|w| w.name == victim && w.status.state.as_deref() == Some("Stale"))
+        {
+            stale_at = Some(sec);
+            assert!(
+                p.refresh_stats.deferred > 400,
+                "refreshes were queued: {}",
+                p.refresh_stats.deferred
+            );
+        }
+        if sec > 0 {
+            // Never shows a LAST HEARTBEAT older than one trip (N / 20 s) plus a cycle.
+            assert!(
+                p.refresh_stats.oldest_shown_age_secs <= (N / 20) as f64 + 61.5,
+                "second {sec}: {}",
+                p.refresh_stats.oldest_shown_age_secs
+            );
+        }
+        remember(&mut written, &p);
+    }
+    // Heartbeat stops at 200 s; the timeout is 30 s; cycles every second: first cycle
+    // past 230 s is at 230.5 s on the DB clock, i.e. within timeout + 1.5 s.
+    let detected = stale_at.expect("the victim went Stale");
+    assert!(
+        (detected - stop_at) as f64 + 0.5 <= 31.5,
+        "Stale written {} s after the last heartbeat",
+        detected - stop_at
+    );
+    assert!(
+        max_gap > 0 && max_gap <= (N / 20) as i64 + 1,
+        "max gap {max_gap}"
+    );
+}
+
+#[test]
+fn what_the_cache_shows_is_forgotten_and_not_written_again() {
+    let rows = [row("a", "v1", t(0)), row("b", "v1", t(0))];
+    let workers = [existing("a", "a", true), existing("b", "b", true)];
+    let first = run(&available(t(1)), &rows, &workers, &[], &Written::default());
+    let mut written = Written::default();
+    remember(&mut written, &first);
+    // The watch has shown a's status but not yet b's.
+    let mut a = (*workers[0]).clone();
+    a.status = Some(first.worker_writes[0].status.clone());
+    let cached = [Arc::new(a), workers[1].clone()];
+    written.retain_uids(&cached, &[]);
+    let kept: Vec<&String> = written.workers.keys().collect();
+    assert_eq!(kept, vec!["uid-b"], "only the lagging one is remembered");
+    let again = run(&available(t(2)), &rows, &cached, &[], &written);
+    assert!(again.is_empty(), "{again:?}");
+    // Gone from the cache: forgotten.
+    written.retain_uids(&cached[..1], &[]);
+    assert!(written.workers.is_empty());
 }

@@ -480,3 +480,54 @@ fn commit_timestamp_uses_the_whole_second_z_form_and_odd_values_are_kept() {
         Some("not a time")
     );
 }
+
+#[test]
+fn write_need_separates_transitions_from_heartbeat_refreshes() {
+    let refresh = chrono::Duration::seconds(60);
+    let stored = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(10)),
+        &spec(None),
+        None,
+        t(10),
+    );
+    assert_eq!(write_need(None, &stored, refresh), WriteNeed::Transition);
+    let next = |hb: u32, at: u32, version: &str| {
+        run(
+            Some(&row(version, t(0), t(hb))),
+            &available(t(at)),
+            &spec(None),
+            Some(&stored),
+            t(at),
+        )
+    };
+    assert_eq!(
+        write_need(Some(&stored), &next(69, 69, "v2"), refresh),
+        WriteNeed::None
+    );
+    assert_eq!(
+        write_need(Some(&stored), &next(70, 70, "v2"), refresh),
+        WriteNeed::Refresh
+    );
+    assert_eq!(
+        write_need(Some(&stored), &next(10, 41, "v2"), refresh),
+        WriteNeed::Transition,
+        "stale"
+    );
+    assert_eq!(
+        write_need(Some(&stored), &next(70, 70, "v3"), refresh),
+        WriteNeed::Transition,
+        "a version change rides along with a refresh, but is a transition"
+    );
+    let restarted = run(
+        Some(&row("v2", t(20), t(21))),
+        &available(t(21)),
+        &spec(None),
+        Some(&stored),
+        t(21),
+    );
+    assert_eq!(
+        write_need(Some(&stored), &restarted, refresh),
+        WriteNeed::Transition
+    );
+}
