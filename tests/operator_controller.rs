@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use amp_operator::metadata_db;
 use amp_operator::node_id::NodeId;
-use amp_operator::operator::controller::{Controller, ControllerConfig, CycleReport};
+use amp_operator::operator::controller::{CycleReport, Reconciler, ReconcilerConfig};
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetSpec, AmpWorkerSpec};
 use amp_operator::operator::metrics::OperatorMetrics;
 use amp_operator::operator::plan::PlanConfig;
@@ -37,11 +37,11 @@ fn mock_client(fake: &FakeApiServer) -> kube::Client {
     kube::Client::new(service, NS)
 }
 
-fn controller(fake: &FakeApiServer, pool: &PgPool) -> Controller {
-    Controller::new(
+fn controller(fake: &FakeApiServer, pool: &PgPool) -> Reconciler {
+    Reconciler::new(
         mock_client(fake),
         pool.clone(),
-        ControllerConfig {
+        ReconcilerConfig {
             namespace: NS.into(),
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
@@ -71,7 +71,7 @@ async fn backdate_heartbeat(pool: &PgPool, id: &str, secs: i64) {
     .unwrap();
 }
 
-async fn cycle(c: &mut Controller, fake: &FakeApiServer) -> CycleReport {
+async fn cycle(c: &mut Reconciler, fake: &FakeApiServer) -> CycleReport {
     let workers: Vec<Arc<AmpWorker>> = fake
         .objects("ampworkers")
         .into_iter()

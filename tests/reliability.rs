@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use amp_operator::metadata_db;
-use amp_operator::operator::controller::{Controller, ControllerConfig};
+use amp_operator::operator::controller::{Reconciler, ReconcilerConfig};
 use amp_operator::operator::crd::AmpWorker;
 use amp_operator::operator::metrics::OperatorMetrics;
 use amp_operator::operator::plan::PlanConfig;
@@ -23,10 +23,10 @@ const FLEET: usize = 50;
 fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let fake = FakeApiServer::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut ctl = Controller::new(
+    let mut ctl = Reconciler::new(
         fake.client("amp"),
         metadata_db::connect_pool_lazy(db_url, "amp-operator", 2).unwrap(),
-        ControllerConfig {
+        ReconcilerConfig {
             namespace: "amp".into(),
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),

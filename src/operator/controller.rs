@@ -10,6 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use sqlx::PgPool;
 
@@ -30,7 +31,7 @@ const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(60);
 const REFRESH_BURST_SECS: f64 = 2.0;
 
 #[derive(Debug, Clone)]
-pub struct ControllerConfig {
+pub struct ReconcilerConfig {
     pub namespace: String,
     pub plan: PlanConfig,
     /// Concurrent Kubernetes writes within one cycle.
@@ -72,12 +73,12 @@ struct Retry {
     until: Instant,
 }
 
-pub struct Controller {
+pub struct Reconciler {
     workers_api: Api<AmpWorker>,
     fleets_api: Api<AmpWorkerFleet>,
     recorder: Recorder,
     pool: PgPool,
-    config: ControllerConfig,
+    config: ReconcilerConfig,
     metrics: Arc<OperatorMetrics>,
     written: Written,
     /// DB clock of the last good read; set while the DB is down.
@@ -85,7 +86,7 @@ pub struct Controller {
     last_ok_db_now: Option<DateTime<Utc>>,
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
-    backoff: HashMap<String, Retry>,
+    backoff: HashMap<RetryKey, Retry>,
     refresh_budget: RefreshBudget,
     last_cycle: Option<Instant>,
 }
@@ -112,16 +113,25 @@ enum Outcome {
     },
     Deleted,
     Failed {
-        key: String,
+        key: RetryKey,
         uid: Option<String>,
     },
 }
 
-impl Controller {
+/// What a failed write backs off: one object's create, status, fleet status or delete.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RetryKey {
+    Create(String),
+    Status(String),
+    FleetStatus(String),
+    Delete(String),
+}
+
+impl Reconciler {
     pub fn new(
         client: Client,
         pool: PgPool,
-        config: ControllerConfig,
+        config: ReconcilerConfig,
         metrics: Arc<OperatorMetrics>,
     ) -> Self {
         let reporter = Reporter {
@@ -258,7 +268,7 @@ impl Controller {
         workers
     }
 
-    fn backed_off(&self, key: &str) -> bool {
+    fn backed_off(&self, key: &RetryKey) -> bool {
         self.backoff
             .get(key)
             .is_some_and(|b| Instant::now() < b.until)
@@ -266,18 +276,18 @@ impl Controller {
 
     fn drop_backed_off(&self, plan: &mut Plan) {
         plan.creates
-            .retain(|(w, _)| !self.backed_off(&format!("create/{}", w.name_any())));
+            .retain(|(w, _)| !self.backed_off(&RetryKey::Create(w.name_any())));
         plan.worker_writes
-            .retain(|w| !self.backed_off(&format!("status/{}", w.name)));
+            .retain(|w| !self.backed_off(&RetryKey::Status(w.name.clone())));
         plan.refreshes
-            .retain(|r| !self.backed_off(&format!("status/{}", r.name)));
+            .retain(|r| !self.backed_off(&RetryKey::Status(r.name.clone())));
         plan.fleet_writes
-            .retain(|w| !self.backed_off(&format!("fleet/{}", w.name)));
+            .retain(|w| !self.backed_off(&RetryKey::FleetStatus(w.name.clone())));
         plan.deletes
-            .retain(|d| !self.backed_off(&format!("delete/{}", d.name)));
+            .retain(|d| !self.backed_off(&RetryKey::Delete(d.name.clone())));
     }
 
-    fn failed(&mut self, key: String) {
+    fn failed(&mut self, key: RetryKey) {
         let retry = self.backoff.entry(key).or_insert_with(|| Retry {
             backoff: Backoff::new(FIRST_WRITE_RETRY, MAX_WRITE_BACKOFF),
             until: Instant::now(),
@@ -305,7 +315,7 @@ impl Controller {
                     Err(err) => {
                         tracing::warn!(ampworker = %w.name, error = %err, "status write failed; will retry");
                         Outcome::Failed {
-                            key: format!("status/{}", w.name),
+                            key: RetryKey::Status(w.name.clone()),
                             uid: w.uid,
                         }
                     }
@@ -326,7 +336,7 @@ impl Controller {
                     Err(err) => {
                         tracing::warn!(ampworkerfleet = %f.name, error = %err, "fleet status write failed; will retry");
                         Outcome::Failed {
-                            key: format!("fleet/{}", f.name),
+                            key: RetryKey::FleetStatus(f.name.clone()),
                             uid: f.uid,
                         }
                     }
@@ -353,7 +363,7 @@ impl Controller {
                         this.metrics.count_write("delete", false);
                         tracing::warn!(ampworker = %d.name, error = %err, "delete failed; will retry");
                         Outcome::Failed {
-                            key: format!("delete/{}", d.name),
+                            key: RetryKey::Delete(d.name.clone()),
                             uid: None,
                         }
                     }
@@ -447,7 +457,7 @@ impl Controller {
                 // of a different nodeId owns the name; either way nothing to do now.
                 tracing::warn!(ampworker = %name, node_id = %node_id, "AmpWorker already exists; waiting for the watch to show it");
                 return Outcome::Failed {
-                    key: format!("create/{name}"),
+                    key: RetryKey::Create(name.clone()),
                     uid: None,
                 };
             }
@@ -455,7 +465,7 @@ impl Controller {
                 self.metrics.count_write("create", false);
                 tracing::warn!(ampworker = %name, error = %err, "create failed; will retry");
                 return Outcome::Failed {
-                    key: format!("create/{name}"),
+                    key: RetryKey::Create(name.clone()),
                     uid: None,
                 };
             }
@@ -513,7 +523,7 @@ impl Controller {
             Err(err) => {
                 tracing::warn!(ampworker = %r.name, error = %err, "heartbeatAt refresh failed; will retry");
                 Outcome::Failed {
-                    key: format!("status/{}", r.name),
+                    key: RetryKey::Status(r.name.clone()),
                     uid: r.uid,
                 }
             }
@@ -596,17 +606,14 @@ where
     .map(|_| ())
 }
 
+/// The reference events point at, from kube's own `ObjectRef` (kind, apiVersion, name,
+/// namespace) plus the uid, so an event never attaches to a re-created namesake.
 fn object_ref<K: Resource<DynamicType = ()>>(
     name: &str,
     namespace: &str,
     uid: Option<&str>,
 ) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        name: Some(name.to_owned()),
-        namespace: Some(namespace.to_owned()),
-        uid: uid.map(str::to_owned),
-        ..ObjectReference::default()
-    }
+    let mut reference: ObjectReference = ObjectRef::<K>::new(name).within(namespace).into();
+    reference.uid = uid.map(str::to_owned);
+    reference
 }

@@ -12,7 +12,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{Controller, ControllerConfig};
+use super::controller::{Reconciler, ReconcilerConfig};
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
 use super::plan::PlanConfig;
@@ -75,7 +75,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         "AmpWorkerFleet",
     ));
 
-    let (leader, lease_task) = if args.leader_election {
+    // `_always_leader` keeps the sender of the no-election channel alive for the whole
+    // run, so `changed()` waits forever instead of failing.
+    let (mut leader, lease_task, _always_leader) = if args.leader_election {
         let identity = config.identity.clone();
         // The lease keeps its per-identity field manager: server-side apply conflicts
         // between managers are what stop two replicas from taking the lease at once.
@@ -88,12 +90,10 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             .await
             .map_err(|e| OperatorError::LeaderElection(e.to_string()))?;
         let (rx, task) = manager.watch().await;
-        (rx, Some(task))
+        (rx, Some(task), None)
     } else {
         let (tx, rx) = watch::channel(true);
-        // Keep the sender alive for the process lifetime: the channel never changes.
-        std::mem::forget(tx);
-        (rx, None)
+        (rx, None, Some(tx))
     };
 
     tokio::select! {
@@ -113,18 +113,20 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         "operator started"
     );
 
-    let mut controller = Controller::new(client, pool, config, metrics.clone());
+    let mut controller = Reconciler::new(client, pool, config, metrics.clone());
     let mut tick = tokio::time::interval(args.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
     loop {
-        tokio::select! {
+        // A lost (or won) lease wakes the loop at once, not on the next tick.
+        let lease_alive = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => true,
+            changed = leader.changed() => changed.is_ok(),
+        };
         // A stopped lease manager can no longer tell us we lost the lease: stop rather
         // than keep writing on stale leadership (the pod restarts and rejoins).
-        if lease_task.as_ref().is_some_and(|t| t.is_finished()) {
+        if !lease_alive || lease_task.as_ref().is_some_and(|t| t.is_finished()) {
             return Err(OperatorError::LeaderElection(
                 "the lease manager stopped".into(),
             ));
@@ -153,7 +155,7 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     Ok(())
 }
 
-fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorError> {
+fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorError> {
     if args.poll_interval.is_zero() {
         return Err(OperatorError::InvalidOption(
             "--poll-interval must be greater than 0".into(),
@@ -175,7 +177,7 @@ fn controller_config(args: &OperatorArgs) -> Result<ControllerConfig, OperatorEr
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| format!("amp-operator-{}", std::process::id())),
     };
-    Ok(ControllerConfig {
+    Ok(ReconcilerConfig {
         namespace: args.namespace.clone(),
         plan: PlanConfig {
             status_refresh: to_chrono(args.status_refresh, "--status-refresh")?,
