@@ -11,9 +11,16 @@ out=$PWD/target/envtest/bin
 mkdir -p "$out"
 
 if [ ! -x "$out/kube-apiserver" ]; then
-  src=${AMP_ENVTEST_SOURCE:-$PWD/../shared/envtest}
-  if [ ! -f "$src/kube-apiserver.xz" ]; then
-    echo "envtest-assets: $src/kube-apiserver.xz not found (set AMP_ENVTEST_SOURCE or KUBEBUILDER_ASSETS)" >&2
+  # The shared folder sits beside the checkout (../shared); /work/shared is where this
+  # workplace mounts it for clones made elsewhere.
+  src=${AMP_ENVTEST_SOURCE:-}
+  if [ -z "$src" ]; then
+    for candidate in "$PWD/../shared/envtest" /work/shared/envtest; do
+      if [ -f "$candidate/kube-apiserver.xz" ]; then src=$candidate; break; fi
+    done
+  fi
+  if [ -z "$src" ] || [ ! -f "$src/kube-apiserver.xz" ]; then
+    echo "envtest-assets: kube-apiserver.xz not found in ${src:-../shared/envtest or /work/shared/envtest} (set AMP_ENVTEST_SOURCE or KUBEBUILDER_ASSETS)" >&2
     exit 1
   fi
   xz -dc "$src/kube-apiserver.xz" > "$out/kube-apiserver.part"
