@@ -330,3 +330,46 @@ async fn workers_are_paged_the_kubernetes_way_and_ampctl_follows_pages() {
     let (_, unpaged) = http_get(&addr, "/workers").unwrap();
     assert_eq!(out.trim_end(), unpaged, "byte-for-byte the streamed answer");
 }
+
+/// 1,000 requests with junk methods and paths add no metric series: unknown methods
+/// count as `other` and unmatched paths as `unmatched`.
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_requests_do_not_grow_the_metric_series() {
+    let (pg, _pool) = migrated_db().await;
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+    let raw = |method: &str, path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+    };
+    let series = || {
+        let (_, body) = http_get(&addr, "/metrics").unwrap();
+        body.lines().filter(|l| !l.starts_with('#')).count()
+    };
+    raw("M0", "/junk-0");
+    raw("M0", "/workers");
+    raw("M0", "/metrics");
+    raw("GET", "/junk-0");
+    series(); // the scrape's own series exist from here on
+    let before = series();
+    for i in 1..=1000 {
+        // Junk methods on real routes, and junk paths.
+        let path = match i % 3 {
+            0 => "/workers".to_owned(),
+            1 => "/metrics".to_owned(),
+            _ => format!("/junk-{i}"),
+        };
+        raw(&format!("M{i}"), &path);
+    }
+    let after = series();
+    assert_eq!(after, before, "1,000 junk requests added series");
+    let (_, body) = http_get(&addr, "/metrics").unwrap();
+    for series in [
+        r#"method="other",route="unmatched",status="404""#,
+        r#"method="other",route="/workers",status="405""#,
+    ] {
+        assert!(body.contains(series), "{series} missing:\n{body}");
+    }
+}

@@ -22,6 +22,14 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// The label for an HTTP method: one of the standard ones, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
 pub struct ApiMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -74,10 +82,12 @@ impl ApiMetrics {
         }
     }
 
+    /// `route` must be a route template or `unmatched`; methods outside the standard set
+    /// count as `other`, so no client can grow the label sets.
     pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method).to_owned(),
                 route: route.to_owned(),
                 status,
             })
@@ -91,5 +101,28 @@ impl ApiMetrics {
 
     pub fn metrics_response(&self) -> axum::response::Response {
         crate::telemetry::metrics_response(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("M1"), "other");
+        assert_eq!(method_label("get"), "other");
+        let m = ApiMetrics::new();
+        for i in 0..1000 {
+            m.observe(&format!("M{i}"), "unmatched", 404, Duration::from_millis(1));
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).unwrap();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("amp_admin_http_requests_total"))
+            .count();
+        assert_eq!(series, 1, "{text}");
     }
 }

@@ -356,7 +356,12 @@ async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) ->
     response
 }
 
-async fn not_found() -> ApiError {
+/// Any path no route matches: counted under the one route label `unmatched` (route
+/// layers see only matched routes), so junk paths cannot grow the metric series.
+async fn not_found(State(state): State<Arc<AppState>>, method: axum::http::Method) -> ApiError {
+    state
+        .metrics
+        .observe(method.as_str(), "unmatched", 404, Duration::ZERO);
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
 }
 
