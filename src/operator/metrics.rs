@@ -215,8 +215,10 @@ impl OperatorMetrics {
             .last_fleet_labels
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // A series whose fleet is gone (or whose condition moved to another status) is
+        // removed, not kept at 0: deleted fleets must not stay in /metrics forever.
         for old in last.iter().filter(|l| !labels.contains(l)) {
-            self.fleet_condition.get_or_create(old).set(0);
+            self.fleet_condition.remove(old);
         }
         for l in &labels {
             self.fleet_condition.get_or_create(l).set(1);
@@ -226,5 +228,34 @@ impl OperatorMetrics {
 
     pub fn metrics_response(&self) -> axum::response::Response {
         crate::telemetry::metrics_response(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod fleet_series_tests {
+    use super::*;
+
+    fn text(m: &OperatorMetrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_deleted_fleets_series_are_removed() {
+        let m = OperatorMetrics::new();
+        let c = |f: &str, s: &str| (f.to_owned(), "Ready".to_owned(), s.to_owned());
+        m.set_fleet_conditions(&[c("a", "True"), c("b", "False")]);
+        assert!(text(&m).contains(r#"fleet="b""#));
+        m.set_fleet_conditions(&[c("a", "False")]);
+        let t = text(&m);
+        assert!(!t.contains(r#"fleet="b""#), "deleted fleet kept:\n{t}");
+        assert!(
+            t.contains(
+                r#"amp_operator_fleet_condition{fleet="a",condition="Ready",status="False"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(!t.contains(r#"status="True""#), "old status kept:\n{t}");
     }
 }
