@@ -369,7 +369,7 @@ async fn write_cost_per_kind(workers: &Api<AmpWorker>, k: usize, apiserver: u32,
                 let name = w.metadata.name.clone().unwrap_or_default();
                 let mut status = w.status.clone().unwrap_or_default();
                 async move {
-                    status.heartbeat_at = Some(at.clone());
+                    status.heartbeat_at = amp_operator::timestamps::parse_rfc3339(&at);
                     let r = if round == 1 {
                         let body = serde_json::json!({
                             "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker", "status": status

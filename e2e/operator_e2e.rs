@@ -179,10 +179,29 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let stored = workers.get("worker-1").await.unwrap();
     let status = stored.status.clone().unwrap();
     let row = common::wait_registered(&pool, "worker-1", Duration::from_secs(5)).await;
-    let ts = |t: &chrono::DateTime<chrono::Utc>| amp_operator::timestamps::format_timestamp(t);
+    let ts = |t: &chrono::DateTime<chrono::Utc>| amp_operator::timestamps::truncate(*t);
     assert_eq!(status.node_id.as_deref(), Some("worker-1"));
     assert_eq!(status.created_at, Some(ts(&row.created_at)));
     assert_eq!(status.registered_at, Some(ts(&row.registered_at)));
+    // On the wire: whole seconds with `Z`, as jq, Argo CD and the seeds expect.
+    let (ok, wire, err) = kubectl(&[
+        "get",
+        "ampworker",
+        "worker-1",
+        "-n",
+        &ns.name,
+        "-o",
+        "jsonpath={.status.createdAt} {.status.registeredAt} {.status.heartbeatAt}",
+    ]);
+    assert!(ok, "{err}");
+    let whole_z = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").unwrap();
+    let parts: Vec<&str> = wire.split_whitespace().collect();
+    assert_eq!(parts.len(), 3, "{wire}");
+    assert!(parts.iter().all(|p| whole_z.is_match(p)), "{wire}");
+    assert_eq!(
+        parts[0],
+        amp_operator::timestamps::format_timestamp(&row.created_at)
+    );
     assert!(status.heartbeat_at.is_some());
     let info = status.info.clone().unwrap();
     assert_eq!(info.version.as_deref(), Some("v1"));

@@ -44,6 +44,29 @@ pub mod whole_seconds {
     }
 }
 
+/// `#[serde(with = "whole_seconds_opt")]` for `Option<DateTime<Utc>>` status fields (use
+/// with `default` and `skip_serializing_if = "Option::is_none"`).
+pub mod whole_seconds_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(t) => s.serialize_str(&super::format_timestamp(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(raw) => super::parse_rfc3339(&raw).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("not an RFC 3339 timestamp: {raw:?}"))
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

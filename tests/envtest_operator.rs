@@ -516,9 +516,9 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             commit_timestamp: Some("2025-10-30T09:00:00Z".into()),
             build_date: Some("2025-10-30".into()),
         }),
-        created_at: Some("2026-11-22T09:00:00Z".into()),
-        registered_at: Some("2026-11-22T09:30:00Z".into()),
-        heartbeat_at: Some("2026-11-22T10:00:00Z".into()),
+        created_at: Some("2026-11-22T09:00:00Z".parse().unwrap()),
+        registered_at: Some("2026-11-22T09:30:00Z".parse().unwrap()),
+        heartbeat_at: Some("2026-11-22T10:00:00Z".parse().unwrap()),
         restart_count: 3,
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
@@ -559,7 +559,7 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         unlisted_version_workers: 4,
         mismatched: vec!["Worker_1".into(), "worker-2".into()],
         mismatched_count: 6,
-        last_progress_time: Some("2026-11-22T10:00:00Z".into()),
+        last_progress_time: Some("2026-11-22T10:00:00Z".parse().unwrap()),
         conditions: vec![
             condition("Ready", "False", "VersionMismatch", 1),
             condition("Reconciling", "True", "RolloutInProgress", 1),

@@ -222,7 +222,7 @@ async fn a_heartbeat_only_refresh_patches_heartbeat_at_alone() {
     let after: AmpWorker = fake.objects("ampworkers").remove(0);
     let (mut b, a) = (before.status.unwrap(), after.status.unwrap());
     assert_ne!(b.heartbeat_at, a.heartbeat_at);
-    b.heartbeat_at = a.heartbeat_at.clone();
+    b.heartbeat_at = a.heartbeat_at;
     assert_eq!(b, a, "only heartbeatAt moved");
 
     // Written and remembered: nothing more until the next refresh is due.

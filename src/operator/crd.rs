@@ -2,6 +2,7 @@
 // kube's `printcolumn(...)` repeats keys such as `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use kube::KubeSchema;
@@ -98,14 +99,29 @@ pub struct AmpWorkerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<WorkerBuildInfo>,
     /// First registration (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamps::whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub created_at: Option<DateTime<Utc>>,
     /// Last (re-)registration (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registered_at: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamps::whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub registered_at: Option<DateTime<Utc>>,
     /// Last heartbeat seen (RFC 3339); refreshed at most every --status-refresh while healthy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat_at: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamps::whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub heartbeat_at: Option<DateTime<Utc>>,
     /// Re-registrations observed by the operator.
     #[serde(default)]
     pub restart_count: i64,
@@ -197,8 +213,13 @@ pub struct AmpWorkerFleetStatus {
     #[serde(default)]
     pub mismatched_count: i64,
     /// Last time the number of updated workers grew (RFC 3339); the progress deadline runs from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_progress_time: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamps::whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub last_progress_time: Option<DateTime<Utc>>,
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount};
 use super::status::{
-    HEALTHY, READY, REGISTERED, StatusEvent, cond, condition_status, parse_ts, to_condition,
+    ConditionStatus, HEALTHY, READY, REGISTERED, Reason, StatusEvent, cond, condition_status,
+    to_condition,
 };
-use crate::timestamps::format_timestamp;
+use crate::timestamps::truncate;
 
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
@@ -72,8 +73,8 @@ pub struct FleetInputs<'a> {
 }
 
 fn is_healthy(w: &AmpWorkerStatus) -> bool {
-    condition_status(&w.conditions, REGISTERED) == Some("True")
-        && condition_status(&w.conditions, HEALTHY) == Some("True")
+    condition_status(&w.conditions, REGISTERED) == Some(ConditionStatus::True)
+        && condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::True)
 }
 
 fn version_of(w: &AmpWorkerStatus) -> &str {
@@ -102,7 +103,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     let db_unknown = i
         .workers
         .iter()
-        .any(|w| condition_status(&w.conditions, HEALTHY) == Some("Unknown"));
+        .any(|w| condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::Unknown));
 
     let (versions, unlisted_version_workers) =
         version_distribution(i.workers.iter().map(|w| version_of(w)));
@@ -116,13 +117,13 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
 
     let complete =
         i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
-    let was_complete = condition_status(&prev.conditions, READY) == Some("True");
+    let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
     let generation_changed = prev.observed_generation != i.generation;
     // The deadline runs from the last progress: a new spec, more updated workers, or the
     // moment a complete fleet stopped being complete (a worker died, a new one joined).
     let fell_incomplete = was_complete && !complete;
     let progressed = generation_changed || updated > prev.updated_workers || fell_incomplete;
-    let last_progress = match parse_ts(prev.last_progress_time.as_deref()) {
+    let last_progress = match prev.last_progress_time {
         Some(t) if !progressed => t,
         _ => i.now,
     };
@@ -133,25 +134,65 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         let msg = format!("spec.selector is invalid: {err}");
         (
             "Stalled",
-            cond(READY, "False", "InvalidSelector", msg.clone()),
-            cond(RECONCILING, "False", "InvalidSelector", msg.clone()),
-            cond(STALLED, "True", "InvalidSelector", msg),
+            cond(
+                READY,
+                ConditionStatus::False,
+                Reason::InvalidSelector,
+                msg.clone(),
+            ),
+            cond(
+                RECONCILING,
+                ConditionStatus::False,
+                Reason::InvalidSelector,
+                msg.clone(),
+            ),
+            cond(STALLED, ConditionStatus::True, Reason::InvalidSelector, msg),
         )
     } else if complete {
         let msg = format!("all {total} workers run {expected} and are healthy");
         (
             "Ready",
-            cond(READY, "True", "RolloutComplete", msg.clone()),
-            cond(RECONCILING, "False", "RolloutComplete", msg.clone()),
-            cond(STALLED, "False", "RolloutComplete", msg),
+            cond(
+                READY,
+                ConditionStatus::True,
+                Reason::RolloutComplete,
+                msg.clone(),
+            ),
+            cond(
+                RECONCILING,
+                ConditionStatus::False,
+                Reason::RolloutComplete,
+                msg.clone(),
+            ),
+            cond(
+                STALLED,
+                ConditionStatus::False,
+                Reason::RolloutComplete,
+                msg,
+            ),
         )
     } else if db_unknown {
         let msg = "the metadata DB cannot be read; worker health unknown";
         (
             "Unknown",
-            cond(READY, "Unknown", "MetadataDbUnavailable", msg),
-            cond(RECONCILING, "True", "MetadataDbUnavailable", msg),
-            cond(STALLED, "False", "MetadataDbUnavailable", msg),
+            cond(
+                READY,
+                ConditionStatus::Unknown,
+                Reason::MetadataDbUnavailable,
+                msg,
+            ),
+            cond(
+                RECONCILING,
+                ConditionStatus::True,
+                Reason::MetadataDbUnavailable,
+                msg,
+            ),
+            cond(
+                STALLED,
+                ConditionStatus::False,
+                Reason::MetadataDbUnavailable,
+                msg,
+            ),
         )
     } else if past_deadline {
         let (reason, msg) = if mismatched.is_empty() {
@@ -162,7 +203,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
             } else {
                 format!("{progress_msg}; no progress for {deadline}s")
             };
-            ("ProgressDeadlineExceeded", msg)
+            (Reason::ProgressDeadlineExceeded, msg)
         } else {
             let mut names = mismatched
                 .iter()
@@ -177,7 +218,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
                 ));
             }
             (
-                "VersionMismatch",
+                Reason::VersionMismatch,
                 format!(
                     "{} of {total} workers not on {expected} after {deadline}s: {names}",
                     mismatched.len()
@@ -186,27 +227,27 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         };
         (
             "Stalled",
-            cond(READY, "False", reason, msg.clone()),
-            cond(RECONCILING, "False", reason, msg.clone()),
-            cond(STALLED, "True", reason, msg),
+            cond(READY, ConditionStatus::False, reason, msg.clone()),
+            cond(RECONCILING, ConditionStatus::False, reason, msg.clone()),
+            cond(STALLED, ConditionStatus::True, reason, msg),
         )
     } else {
         let (reason, msg) = if total < min_ready {
             (
-                "WaitingForWorkers",
+                Reason::WaitingForWorkers,
                 format!("{total} workers selected, minReady is {min_ready}"),
             )
         } else {
-            ("RolloutInProgress", progress_msg)
+            (Reason::RolloutInProgress, progress_msg)
         };
         (
             "Progressing",
-            cond(READY, "False", reason, msg.clone()),
-            cond(RECONCILING, "True", reason, msg),
+            cond(READY, ConditionStatus::False, reason, msg.clone()),
+            cond(RECONCILING, ConditionStatus::True, reason, msg),
             cond(
                 STALLED,
-                "False",
-                "Progressing",
+                ConditionStatus::False,
+                Reason::Progressing,
                 format!("within the {deadline}s progress deadline"),
             ),
         )
@@ -225,7 +266,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         unlisted_version_workers,
         mismatched,
         mismatched_count,
-        last_progress_time: Some(format_timestamp(&last_progress)),
+        last_progress_time: Some(truncate(last_progress)),
         conditions: [ready_c, reconciling_c, stalled_c]
             .into_iter()
             .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
@@ -254,11 +295,12 @@ pub fn fleet_events(
     let was = |t| condition_status(&stored.conditions, t);
     let is = |t| condition_status(&desired.conditions, t);
     let mut events = Vec::new();
-    let rolling = desired
-        .conditions
-        .iter()
-        .any(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == "RolloutInProgress");
-    if rolling && was(RECONCILING) != Some("True") {
+    let rolling = desired.conditions.iter().any(|c| {
+        c.type_ == RECONCILING
+            && ConditionStatus::parse(&c.status) == ConditionStatus::True
+            && Reason::parse(&c.reason) == Some(Reason::RolloutInProgress)
+    });
+    if rolling && was(RECONCILING) != Some(ConditionStatus::True) {
         events.push(StatusEvent {
             reason: "RolloutStarted",
             warning: false,
@@ -268,14 +310,14 @@ pub fn fleet_events(
             ),
         });
     }
-    if is(READY) == Some("True") && was(READY) != Some("True") {
+    if is(READY) == Some(ConditionStatus::True) && was(READY) != Some(ConditionStatus::True) {
         events.push(StatusEvent {
             reason: "RolloutCompleted",
             warning: false,
             note: message_of(desired, READY),
         });
     }
-    if is(STALLED) == Some("True") && was(STALLED) != Some("True") {
+    if is(STALLED) == Some(ConditionStatus::True) && was(STALLED) != Some(ConditionStatus::True) {
         events.push(StatusEvent {
             reason: "RolloutStalled",
             warning: true,

@@ -186,8 +186,16 @@ impl OperatorMetrics {
 
     /// Sets every (condition, status) pair, zeroing pairs absent this cycle.
     pub fn set_worker_conditions(&self, counts: &ConditionCounts) {
-        for condition in ["Registered", "Healthy", "VersionMatched", "Ready"] {
-            for status in ["True", "False", "Unknown"] {
+        use super::conditions::ConditionStatus;
+        use super::status::{HEALTHY, READY, REGISTERED, VERSION_MATCHED};
+        for condition in [REGISTERED, HEALTHY, VERSION_MATCHED, READY] {
+            for status in [
+                ConditionStatus::True,
+                ConditionStatus::False,
+                ConditionStatus::Unknown,
+            ]
+            .map(ConditionStatus::as_str)
+            {
                 let n = counts
                     .get(&(condition.to_owned(), status.to_owned()))
                     .copied()

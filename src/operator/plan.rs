@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
+
+use crate::timestamps::format_timestamp;
 use kube::core::{Selector, SelectorExt};
 
 use super::crd::{
@@ -16,8 +18,8 @@ use super::crd::{
 use super::fleet_status::{FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, parse_ts, timeout_secs,
-    transition_events, write_need,
+    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, timeout_secs, transition_events,
+    write_need,
 };
 use crate::metadata_db::WorkerRow;
 
@@ -316,7 +318,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 .get(w.spec.node_id.as_str())
                 .is_some_and(|ws| ws.iter().any(|o| !is_discovered(o)));
             let last_seen = row.map(|r| r.heartbeat_at).or_else(|| {
-                parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref())).or_else(|| {
+                stored.and_then(|s| s.heartbeat_at).or_else(|| {
                     w.metadata
                         .creation_timestamp
                         .as_ref()
@@ -380,7 +382,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         }
         let is_healthy =
             super::status::condition_status(&desired.conditions, super::status::HEALTHY)
-                == Some("True");
+                == Some(super::status::ConditionStatus::True);
         heartbeating += usize::from(is_healthy);
         if is_new {
             plan.creates.push((w.clone(), desired));
@@ -394,10 +396,10 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 status: desired,
             }),
             WriteNeed::Refresh => {
-                let Some(heartbeat_at) = desired.heartbeat_at.clone() else {
+                let Some(heartbeat_at) = desired.heartbeat_at.as_ref().map(format_timestamp) else {
                     continue;
                 };
-                let old = parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref()));
+                let old = stored.and_then(|s| s.heartbeat_at);
                 due.push((
                     old,
                     Refresh {
@@ -409,9 +411,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 ));
             }
             WriteNeed::None => {
-                if is_healthy
-                    && let Some(hb) = parse_ts(stored.and_then(|s| s.heartbeat_at.as_deref()))
-                {
+                if is_healthy && let Some(hb) = stored.and_then(|s| s.heartbeat_at) {
                     shown.push(hb);
                 }
             }

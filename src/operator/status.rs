@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+pub use super::conditions::{ConditionStatus, Reason};
 use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo};
 use crate::metadata_db::WorkerRow;
 use crate::timestamps::{format_timestamp, truncate};
@@ -44,15 +45,15 @@ pub struct WorkerInputs<'a> {
 
 pub(crate) struct Cond {
     pub(crate) type_: &'static str,
-    status: &'static str,
-    reason: &'static str,
+    status: ConditionStatus,
+    reason: Reason,
     message: String,
 }
 
 pub(crate) fn cond(
     type_: &'static str,
-    status: &'static str,
-    reason: &'static str,
+    status: ConditionStatus,
+    reason: Reason,
     message: impl Into<String>,
 ) -> Cond {
     Cond {
@@ -67,14 +68,9 @@ fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// The status ("True", "False", "Unknown") of the condition of this type, if present.
-pub(crate) fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
-    find(conditions, type_).map(|c| c.status.as_str())
-}
-
-/// An RFC 3339 timestamp from a status field.
-pub(crate) fn parse_ts(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(crate::timestamps::parse_rfc3339)
+/// The status of the condition of this type, if present.
+pub(crate) fn condition_status(conditions: &[Condition], type_: &str) -> Option<ConditionStatus> {
+    find(conditions, type_).map(|c| ConditionStatus::parse(&c.status))
 }
 
 pub fn timeout_secs(spec: &AmpWorkerSpec) -> i64 {
@@ -103,7 +99,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     // Mirror the row (when we have one).
     if let (Some(row), DbView::Available { .. }) = (i.row, i.db) {
         let registered_at = truncate(row.registered_at);
-        if let Some(prev_registered) = parse_ts(prev.registered_at.as_deref())
+        if let Some(prev_registered) = prev.registered_at
             && registered_at > prev_registered
         {
             status.restart_count += 1;
@@ -119,9 +115,9 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
                 .map(crate::timestamps::normalize),
             build_date: row.info.build_date.clone(),
         });
-        status.created_at = Some(format_timestamp(&row.created_at));
-        status.registered_at = Some(format_timestamp(&registered_at));
-        status.heartbeat_at = Some(format_timestamp(&row.heartbeat_at));
+        status.created_at = Some(truncate(row.created_at));
+        status.registered_at = Some(registered_at);
+        status.heartbeat_at = Some(truncate(row.heartbeat_at));
     }
 
     let (registered, healthy) = match (i.db, i.row) {
@@ -129,21 +125,23 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             let registered = match find(&prev.conditions, REGISTERED) {
                 Some(c) => Cond {
                     type_: REGISTERED,
-                    status: static_status(&c.status),
-                    reason: static_reason(&c.reason),
+                    status: ConditionStatus::parse(&c.status),
+                    // A reason that is not ours (someone edited the status) says only
+                    // what is known now.
+                    reason: Reason::parse(&c.reason).unwrap_or(Reason::MetadataDbUnavailable),
                     message: c.message.clone(),
                 },
                 None => cond(
                     REGISTERED,
-                    "Unknown",
-                    "MetadataDbUnavailable",
+                    ConditionStatus::Unknown,
+                    Reason::MetadataDbUnavailable,
                     "the metadata DB cannot be read",
                 ),
             };
             let healthy = cond(
                 HEALTHY,
-                "Unknown",
-                "MetadataDbUnavailable",
+                ConditionStatus::Unknown,
+                Reason::MetadataDbUnavailable,
                 "the metadata DB cannot be read; heartbeat unknown",
             );
             (registered, healthy)
@@ -151,14 +149,14 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
         (DbView::Available { .. }, None) => (
             cond(
                 REGISTERED,
-                "False",
-                "NotRegistered",
+                ConditionStatus::False,
+                Reason::NotRegistered,
                 format!("no row for node id {:?} in the metadata DB", i.spec.node_id),
             ),
             cond(
                 HEALTHY,
-                "False",
-                "NotRegistered",
+                ConditionStatus::False,
+                Reason::NotRegistered,
                 "the worker is not registered",
             ),
         ),
@@ -174,15 +172,15 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             let healthy = if age_ms <= timeout * 1000 {
                 cond(
                     HEALTHY,
-                    "True",
-                    "HeartbeatFresh",
+                    ConditionStatus::True,
+                    Reason::HeartbeatFresh,
                     format!("heartbeat within the {timeout}s timeout"),
                 )
             } else {
                 cond(
                     HEALTHY,
-                    "False",
-                    "HeartbeatStale",
+                    ConditionStatus::False,
+                    Reason::HeartbeatStale,
                     format!(
                         "no heartbeat for more than {timeout}s (last at {})",
                         format_timestamp(&row.heartbeat_at)
@@ -192,8 +190,8 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             (
                 cond(
                     REGISTERED,
-                    "True",
-                    "WorkerRegistered",
+                    ConditionStatus::True,
+                    Reason::WorkerRegistered,
                     "the node id has a row in the metadata DB",
                 ),
                 healthy,
@@ -208,26 +206,26 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     let version_matched = match (expected_version(i.spec, i.fleet_version), version) {
         (None, _) => cond(
             VERSION_MATCHED,
-            "Unknown",
-            "NoExpectedVersion",
+            ConditionStatus::Unknown,
+            Reason::NoExpectedVersion,
             "no expectedVersion set and no fleet selects this worker",
         ),
         (Some(expected), _) if status.info.is_none() => cond(
             VERSION_MATCHED,
-            "Unknown",
-            "NotRegistered",
+            ConditionStatus::Unknown,
+            Reason::NotRegistered,
             format!("expected {expected}; the worker's version is not known yet"),
         ),
         (Some(expected), Some(v)) if v == expected => cond(
             VERSION_MATCHED,
-            "True",
-            "VersionMatches",
+            ConditionStatus::True,
+            Reason::VersionMatches,
             format!("running the expected version {v}"),
         ),
         (Some(expected), v) => cond(
             VERSION_MATCHED,
-            "False",
-            "VersionMismatch",
+            ConditionStatus::False,
+            Reason::VersionMismatch,
             format!(
                 "running {}, expected {expected}",
                 v.unwrap_or("an unknown version")
@@ -235,40 +233,50 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
         ),
     };
 
-    let ready = if healthy.status == "Unknown" {
+    let ready = if healthy.status == ConditionStatus::Unknown {
         cond(
             READY,
-            "Unknown",
-            "MetadataDbUnavailable",
+            ConditionStatus::Unknown,
+            Reason::MetadataDbUnavailable,
             "the metadata DB cannot be read",
         )
-    } else if registered.status != "True" {
-        cond(READY, "False", "NotRegistered", registered.message.clone())
-    } else if healthy.status != "True" {
-        cond(READY, "False", healthy.reason, healthy.message.clone())
-    } else if version_matched.status == "False" {
+    } else if registered.status != ConditionStatus::True {
         cond(
             READY,
-            "False",
-            "VersionMismatch",
+            ConditionStatus::False,
+            Reason::NotRegistered,
+            registered.message.clone(),
+        )
+    } else if healthy.status != ConditionStatus::True {
+        cond(
+            READY,
+            ConditionStatus::False,
+            healthy.reason,
+            healthy.message.clone(),
+        )
+    } else if version_matched.status == ConditionStatus::False {
+        cond(
+            READY,
+            ConditionStatus::False,
+            Reason::VersionMismatch,
             version_matched.message.clone(),
         )
     } else {
         cond(
             READY,
-            "True",
-            "WorkerReady",
+            ConditionStatus::True,
+            Reason::WorkerReady,
             "registered, heartbeating and on the expected version",
         )
     };
 
     status.state = Some(
         match (ready.status, ready.reason) {
-            ("True", _) => "Ready",
-            ("Unknown", _) => "Unknown",
-            (_, "NotRegistered") => "NotRegistered",
-            (_, "HeartbeatStale") => "Stale",
-            (_, "VersionMismatch") => "VersionMismatch",
+            (ConditionStatus::True, _) => "Ready",
+            (ConditionStatus::Unknown, _) => "Unknown",
+            (_, Reason::NotRegistered) => "NotRegistered",
+            (_, Reason::HeartbeatStale) => "Stale",
+            (_, Reason::VersionMismatch) => "VersionMismatch",
             _ => "Unknown",
         }
         .to_owned(),
@@ -280,22 +288,6 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     status
 }
 
-fn static_status(s: &str) -> &'static str {
-    match s {
-        "True" => "True",
-        "False" => "False",
-        _ => "Unknown",
-    }
-}
-
-/// Reasons carried over from a previous status are one of ours; anything else is Unknown.
-fn static_reason(r: &str) -> &'static str {
-    ["WorkerRegistered", "NotRegistered", "MetadataDbUnavailable"]
-        .into_iter()
-        .find(|known| *known == r)
-        .unwrap_or("Unknown")
-}
-
 /// `lastTransitionTime` moves only when the condition's status changes.
 pub(crate) fn to_condition(
     c: Cond,
@@ -304,13 +296,13 @@ pub(crate) fn to_condition(
     now: DateTime<Utc>,
 ) -> Condition {
     let last_transition_time = match find(previous, c.type_) {
-        Some(p) if p.status == c.status => p.last_transition_time.clone(),
+        Some(p) if p.status == c.status.as_str() => p.last_transition_time.clone(),
         _ => Time(truncate_to_k8s(now)),
     };
     Condition {
         type_: c.type_.to_owned(),
-        status: c.status.to_owned(),
-        reason: c.reason.to_owned(),
+        status: c.status.as_str().to_owned(),
+        reason: c.reason.as_str().to_owned(),
         message: c.message,
         observed_generation: generation,
         last_transition_time,
@@ -346,14 +338,11 @@ pub fn write_need(
         return WriteNeed::Transition;
     };
     let mut without_heartbeat = stored.clone();
-    without_heartbeat.heartbeat_at = desired.heartbeat_at.clone();
+    without_heartbeat.heartbeat_at = desired.heartbeat_at;
     if without_heartbeat != *desired {
         return WriteNeed::Transition;
     }
-    let due = match (
-        parse_ts(stored.heartbeat_at.as_deref()),
-        parse_ts(desired.heartbeat_at.as_deref()),
-    ) {
+    let due = match (stored.heartbeat_at, desired.heartbeat_at) {
         (Some(old), Some(new)) => new - old >= refresh,
         (None, Some(_)) => true,
         _ => false,
@@ -396,14 +385,14 @@ pub fn transition_events(
         condition_status(&stored.conditions, HEALTHY),
         condition_status(&desired.conditions, HEALTHY),
     ) {
-        (Some("True"), Some("False")) => events.push(StatusEvent {
+        (Some(ConditionStatus::True), Some(ConditionStatus::False)) => events.push(StatusEvent {
             reason: "WorkerStale",
             warning: true,
             note: find(&desired.conditions, HEALTHY)
                 .map(|c| c.message.clone())
                 .unwrap_or_default(),
         }),
-        (Some("False"), Some("True")) => events.push(StatusEvent {
+        (Some(ConditionStatus::False), Some(ConditionStatus::True)) => events.push(StatusEvent {
             reason: "WorkerRecovered",
             warning: false,
             note: format!("worker {node} is heartbeating again"),
@@ -416,7 +405,9 @@ pub fn transition_events(
             warning: false,
             note: format!(
                 "worker {node} re-registered at {}",
-                desired.registered_at.as_deref().unwrap_or("?")
+                desired
+                    .registered_at
+                    .map_or_else(|| "?".to_owned(), |t| format_timestamp(&t))
             ),
         });
     }
@@ -430,8 +421,8 @@ pub fn transition_events(
             note: format!("version changed from {old} to {new}"),
         });
     }
-    if condition_status(&desired.conditions, VERSION_MATCHED) == Some("False")
-        && condition_status(&stored.conditions, VERSION_MATCHED) != Some("False")
+    if condition_status(&desired.conditions, VERSION_MATCHED) == Some(ConditionStatus::False)
+        && condition_status(&stored.conditions, VERSION_MATCHED) != Some(ConditionStatus::False)
     {
         events.push(StatusEvent {
             reason: "VersionMismatch",

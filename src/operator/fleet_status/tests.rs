@@ -145,7 +145,9 @@ fn partly_updated_is_reconciling_with_counts_and_mismatches() {
         "1 of 3 workers run v2 and are healthy"
     );
     assert_eq!(
-        s.last_progress_time.as_deref(),
+        s.last_progress_time
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
         Some("2026-11-22T10:00:00Z")
     );
 }
@@ -215,7 +217,10 @@ fn progress_restarts_the_deadline() {
     let after = [worker("w1", "v2", "True"), worker("w2", "v1", "True")];
     let progressed = run(&spec("v2"), &after, Some(&first), t(500));
     assert_eq!(
-        progressed.last_progress_time.as_deref(),
+        progressed
+            .last_progress_time
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
         Some("2026-11-22T10:08:20Z")
     );
     let later = run(&spec("v2"), &after, Some(&progressed), t(1000));
@@ -342,7 +347,9 @@ fn a_new_spec_generation_restarts_the_deadline() {
         now: t(5000),
     });
     assert_eq!(
-        st.last_progress_time.as_deref(),
+        st.last_progress_time
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
         Some("2026-11-22T11:23:20Z")
     );
     assert_eq!(conds(&st)[1], c("Reconciling", "True", "RolloutInProgress"));

@@ -411,10 +411,13 @@ fn heartbeat_only_changes_are_refreshes_not_transitions() {
         // The merge patch carries heartbeatAt only: the rest must equal what is stored.
         let mut stored = written.workers[r.uid.as_deref().unwrap()].clone();
         assert_ne!(
-            stored.heartbeat_at.as_deref(),
+            stored
+                .heartbeat_at
+                .map(|t| crate::timestamps::format_timestamp(&t))
+                .as_deref(),
             Some(r.heartbeat_at.as_str())
         );
-        stored.heartbeat_at = Some(r.heartbeat_at.clone());
+        stored.heartbeat_at = crate::timestamps::parse_rfc3339(&r.heartbeat_at);
         assert_eq!(stored, r.status);
     }
 }

@@ -86,8 +86,18 @@ fn fresh_worker_on_the_expected_version_is_ready() {
         ]
     );
     assert_eq!(s.state.as_deref(), Some("Ready"));
-    assert_eq!(s.heartbeat_at.as_deref(), Some("2026-11-22T10:01:40Z"));
-    assert_eq!(s.created_at.as_deref(), Some("2026-11-22T10:00:00Z"));
+    assert_eq!(
+        s.heartbeat_at
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
+        Some("2026-11-22T10:01:40Z")
+    );
+    assert_eq!(
+        s.created_at
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
+        Some("2026-11-22T10:00:00Z")
+    );
     assert_eq!(s.node_id.as_deref(), Some("worker-01"));
     assert_eq!(s.observed_generation, Some(3));
     assert!(
@@ -178,7 +188,10 @@ fn restart_counts_once_per_registration_move() {
     );
     assert_eq!(second.restart_count, 1);
     assert_eq!(
-        second.registered_at.as_deref(),
+        second
+            .registered_at
+            .map(|t| crate::timestamps::format_timestamp(&t))
+            .as_deref(),
         Some("2026-11-22T10:00:50Z")
     );
     let again = run(
