@@ -102,7 +102,7 @@ async fn main() {
         conns.push((ids, conn));
     }
     println!(
-        "setup: {workers} sessions locked and registered in {:.1?}",
+        "setup: {workers} workers locked and registered on {sessions} sessions in {:.1?}",
         setup.elapsed()
     );
 
