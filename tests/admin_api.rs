@@ -373,3 +373,87 @@ async fn junk_requests_do_not_grow_the_metric_series() {
         assert!(body.contains(series), "{series} missing:\n{body}");
     }
 }
+
+/// Text from the server never reaches the terminal raw: a version with ANSI escapes and a
+/// newline is shown escaped on one row; an error message with them is one line; an
+/// endless answer is cut off with one clear line.
+#[tokio::test(flavor = "multi_thread")]
+async fn ampctl_escapes_server_text_and_cuts_off_endless_answers() {
+    let (pg, pool) = migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info) VALUES
+         ('worker-evil', jsonb_build_object('version', E'v1\\u001b[2J\\nFAKE-ROW', 'commit_sha', E'\\u0007sha')),
+         ('worker-ok', '{\"version\":\"v1\"}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+    let url = format!("http://{addr}");
+    for args in [
+        &["worker", "list"][..],
+        &["worker", "inspect", "worker-evil"],
+        &["worker", "versions"],
+        &["worker", "check"],
+    ] {
+        let (_, out, err) = ampctl(&url, args);
+        let all = format!("{out}{err}");
+        assert!(
+            !all.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: raw control characters: {all:?}"
+        );
+        assert!(
+            !all.lines().any(|l| l.starts_with("FAKE-ROW")),
+            "{args:?}: a forged line: {all}"
+        );
+        assert!(all.contains(r"v1\e[2J\nFAKE-ROW"), "{args:?}: {all}");
+    }
+    let (_, table, _) = ampctl(&url, &["worker", "list"]);
+    assert_eq!(
+        table.lines().count(),
+        3,
+        "header + one row per worker: {table}"
+    );
+    // --json stays the exact API document (JSON escapes, no raw control bytes).
+    let (_, json, _) = ampctl(&url, &["worker", "list", "--json"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["workers"][0]["info"]["version"], "v1\u{1b}[2J\nFAKE-ROW");
+
+    // An error body with escapes: one line, escaped.
+    let evil = fake_server(
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"error_code\":\"X\",\"error_message\":\"gone\\u001b[2J\\nerror: FORGED\"}",
+        Duration::ZERO,
+    );
+    let (code, _, err) = ampctl(&format!("http://{evil}"), &["worker", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains(r"gone\e[2J\nerror: FORGED"), "{err:?}");
+
+    // An answer that never ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endless = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        if let Some(Ok(mut s)) = listener.incoming().next() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"workers\":[",
+            );
+            let chunk = vec![b' '; 1 << 20];
+            while s.write_all(&chunk).is_ok() {}
+        }
+    });
+    let started = std::time::Instant::now();
+    let (code, _, err) = ampctl(
+        &format!("http://{endless}"),
+        &["--timeout", "60s", "worker", "list"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("exceeds 67108864 bytes"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -4,6 +4,7 @@
 //! than one version with `--expect-single`); 2 the question could not be answered (bad
 //! flags, invalid node id, Admin API unreachable, slow, or not speaking its protocol).
 
+mod escape;
 pub mod render;
 
 use std::io::Write;
@@ -148,7 +149,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
+            // One line, whatever the server put in its error message.
+            eprintln!("error: {}", escape::escape_control(&err.to_string()));
             ExitCode::from(err.exit_code())
         }
     }
@@ -184,6 +186,11 @@ fn print_body(body: &[u8]) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// The workers with server-supplied text escaped, for human-readable output.
+fn terminal(workers: &[Worker]) -> Vec<Worker> {
+    workers.iter().map(escape::for_terminal).collect()
+}
+
 async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
     let mut workers = client.list_workers().await?;
     let now = Utc::now();
@@ -206,7 +213,7 @@ async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError
             .map_err(std::io::Error::other)?,
         )?,
         Output::Csv => print(&render::csv(&workers))?,
-        Output::Table => print(&render::table(&workers, now))?,
+        Output::Table => print(&render::table(&terminal(&workers), now))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -214,8 +221,8 @@ async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError
 async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, CtlError> {
     loop {
         let frame = match client.list_workers().await {
-            Ok(workers) => render::table(&workers, Utc::now()),
-            Err(err) => format!("error: {err}\n"),
+            Ok(workers) => render::table(&terminal(&workers), Utc::now()),
+            Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
         };
         // Clear screen, home cursor, header like watch(1).
         print(&format!(
@@ -239,7 +246,10 @@ async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<ExitCode, Ct
     if args.json {
         print_body(&fetched.body)?;
     } else {
-        print(&render::inspect(&fetched.value, Utc::now()))?;
+        print(&render::inspect(
+            &escape::for_terminal(&fetched.value),
+            Utc::now(),
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -254,7 +264,11 @@ async fn versions(client: &AdminClient, args: VersionsArgs) -> Result<ExitCode, 
         });
         print(&format!("{json}\n"))?;
     } else {
-        print(&render::versions_text(&counts))?;
+        let shown: Vec<(usize, String)> = counts
+            .iter()
+            .map(|(n, v)| (*n, escape::escape_control(v)))
+            .collect();
+        print(&render::versions_text(&shown))?;
     }
     if counts.len() > 1 {
         eprintln!("⚠ version mismatch: {} versions running", counts.len());
@@ -273,7 +287,7 @@ async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlErr
         return Ok(ExitCode::from(1));
     }
     let findings = render::check(
-        &workers,
+        &terminal(&workers),
         Utc::now(),
         args.stale_after.as_secs() as i64,
         args.expect_version.as_deref(),
