@@ -457,3 +457,84 @@ async fn ampctl_escapes_server_text_and_cuts_off_endless_answers() {
         started.elapsed()
     );
 }
+
+/// GET with one Authorization header value (None: no header).
+fn get_with_auth(addr: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let header = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n{header}\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The bearer scheme is case-insensitive, the token compared whole; probes stay open;
+/// `--auth-metrics` closes /metrics and /openapi.json too; /readyz tells an
+/// unauthenticated client only that the DB is unreachable, never why.
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_auth_cases_open_probes_and_a_readyz_without_details() {
+    let (mut pg, _pool) = migrated_db().await;
+    let (_api, addr) = start_api(&pg.url(), &["--auth-token", "s3cret"]).await;
+    for (auth, want) in [
+        (None, 401),
+        (Some("Bearer wrong"), 401),
+        (Some("Bearer s3cre"), 401),
+        (Some("Bearer s3cret-and-more"), 401),
+        (Some("Basic s3cret"), 401),
+        (Some("s3cret"), 401),
+        (Some("Bearer s3cret"), 200),
+        (Some("bearer s3cret"), 200),
+        (Some("BEARER s3cret"), 200),
+    ] {
+        assert_eq!(get_with_auth(&addr, "/workers", auth).0, want, "{auth:?}");
+        assert_eq!(
+            get_with_auth(&addr, "/workers/w1", auth).0,
+            if want == 200 { 404 } else { 401 },
+            "{auth:?}"
+        );
+    }
+    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(
+            get_with_auth(&addr, open, None).0,
+            200,
+            "{open} is open by default"
+        );
+    }
+    let (_, doc) = get_with_auth(&addr, "/openapi.json", None);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer"})
+    );
+
+    let (_api2, closed) = start_api(
+        &pg.url(),
+        &["--auth-token", "s3cret", "--auth-metrics", "true"],
+    )
+    .await;
+    for path in ["/metrics", "/openapi.json"] {
+        assert_eq!(get_with_auth(&closed, path, None).0, 401, "{path}");
+        assert_eq!(
+            get_with_auth(&closed, path, Some("Bearer s3cret")).0,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(get_with_auth(&closed, "/healthz", None).0, 200);
+
+    pg.stop().unwrap();
+    let (code, body) = get_with_auth(&addr, "/readyz", None);
+    assert_eq!((code, body.as_str()), (503, "metadata DB unreachable"));
+}

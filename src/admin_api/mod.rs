@@ -40,6 +40,10 @@ pub struct AdminApiArgs {
     /// Require `Authorization: Bearer TOKEN` on /workers endpoints.
     #[arg(long, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Also require the token on /metrics and /openapi.json (the probes /healthz and
+    /// /readyz stay open: kubelets cannot send tokens).
+    #[arg(long, env = "AMP_AUTH_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auth_metrics: bool,
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
@@ -61,14 +65,33 @@ pub enum AdminApiError {
 pub struct AppState {
     pub pool: PgPool,
     pub auth_token: Option<String>,
+    /// /metrics and /openapi.json need the token too.
+    pub auth_metrics: bool,
     pub stale_after: Duration,
     pub metrics: ApiMetrics,
+}
+
+/// Declares the bearer scheme the worker endpoints use (`--auth-token`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Amp Admin API", description = "Read-only view of the Amp worker registry."),
-    paths(list_workers, get_worker),
+    modifiers(&BearerAuth),
+    paths(list_workers, get_worker, healthz, readyz, metrics),
     components(schemas(Worker, wire::WorkerInfo, WorkerList, ErrorBody)),
     tags((name = "workers", description = "Registered workers, their build info and heartbeats"))
 )]
@@ -137,6 +160,7 @@ struct ListQuery {
 #[utoipa::path(
     get, path = "/workers", tag = "workers",
     params(ListQuery),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Registered workers (a page when `limit` is given; `continue` names the next)", body = WorkerList),
         (status = 400, description = "Invalid `limit` or `continue`", body = ErrorBody),
@@ -254,6 +278,7 @@ struct WorkerPath {
 #[utoipa::path(
     get, path = "/workers/{id}", tag = "workers",
     params(WorkerPath),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The worker", body = Worker),
         (status = 400, description = "Invalid node id", body = ErrorBody),
@@ -283,20 +308,40 @@ async fn get_worker(
     }
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the metadata DB answers. The reason for a 503 goes to the log, not to an
+/// unauthenticated client.
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "The metadata DB answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "The metadata DB does not answer", body = String, content_type = "text/plain"),
+    ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match sqlx::query_scalar::<_, i32>("SELECT 1")
         .fetch_one(&state.pool)
         .await
     {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("metadata DB unreachable: {err}"),
-        )
-            .into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: metadata DB unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "metadata DB unreachable").into_response()
+        }
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "Missing or wrong bearer token (with --auth-metrics)", body = ErrorBody),
+    ))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // Worker gauges are judged by the database clock, in one query per scrape.
     let counts: Result<(i64, i64), _> = sqlx::query_as(
@@ -315,25 +360,37 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.metrics_response()
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
+/// Constant-time comparison: how much of a guess matched must not show in the timing.
+fn token_matches(presented: Option<&str>, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())))
+}
+
 async fn require_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = &state.auth_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(expected.as_str()) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "missing or invalid bearer token",
-            )
-            .into_response();
-        }
+    if let Some(expected) = &state.auth_token
+        && !token_matches(bearer_token(&headers), expected)
+    {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or invalid bearer token",
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -366,16 +423,25 @@ async fn not_found(State(state): State<Arc<AppState>>, method: axum::http::Metho
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let workers = Router::new()
+    let mut protected = Router::new()
         .route("/workers", get(list_workers))
-        .route("/workers/{id}", get(get_worker))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .merge(workers)
+        .route("/workers/{id}", get(get_worker));
+    let mut open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let documents = Router::new()
         .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    if state.auth_metrics {
+        protected = protected.merge(documents);
+    } else {
+        open = open.merge(documents);
+    }
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(protected)
+        .merge(open)
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
@@ -388,6 +454,7 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
     let state = Arc::new(AppState {
         pool,
         auth_token: args.auth_token.filter(|t| !t.is_empty()),
+        auth_metrics: args.auth_metrics,
         stale_after: args.stale_after,
         metrics: ApiMetrics::new(),
     });
