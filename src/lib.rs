@@ -12,6 +12,7 @@ pub mod ampctl;
 pub mod backoff;
 pub mod build_info;
 pub mod cli;
+pub mod http_server;
 pub mod metadata_db;
 pub mod node_id;
 pub mod operator;

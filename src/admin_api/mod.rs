@@ -44,6 +44,15 @@ pub struct AdminApiArgs {
     /// /readyz stay open: kubelets cannot send tokens).
     #[arg(long, env = "AMP_AUTH_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auth_metrics: bool,
+    /// Time a client has to send its request headers before it is dropped.
+    #[arg(long, env = "AMP_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Time a request may take before it is answered 408.
+    #[arg(long, env = "AMP_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http_request_timeout: Duration,
+    /// Open connections served at once (more wait in the listen backlog).
+    #[arg(long, env = "AMP_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub http_max_connections: usize,
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
@@ -470,8 +479,13 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
         auth = state.auth_token.is_some(),
         "admin API serving"
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let limits = crate::http_server::Limits {
+        header_read_timeout: args.http_header_timeout,
+        request_timeout: args.http_request_timeout,
+        max_connections: args.http_max_connections.max(1),
+        ..crate::http_server::Limits::default()
+    };
+    crate::http_server::serve(listener, router(state), limits, shutdown)
         .await
         .map_err(AdminApiError::Serve)
 }

@@ -43,9 +43,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     let app = router(probes.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
+        let _ =
+            crate::http_server::serve(listener, app, crate::http_server::Limits::default(), stop)
+                .await;
     });
 
     let workers_api: Api<AmpWorker> = Api::namespaced(client.clone(), &args.namespace);

@@ -325,9 +325,13 @@ pub async fn main(args: WorkerArgs, shutdown: CancellationToken) -> Result<(), W
         let app = probes::router(probes.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let _ = crate::http_server::serve(
+                listener,
+                app,
+                crate::http_server::Limits::default(),
+                stop,
+            )
+            .await;
         });
     }
     info!(
