@@ -34,7 +34,7 @@ pub struct AdminApiArgs {
     pub listen: SocketAddr,
     /// Metadata DB URL (a read-only role is enough).
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Require `Authorization: Bearer TOKEN` on /workers endpoints.
     #[arg(long, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,

@@ -15,7 +15,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use redact::redact_url;
+pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{WorkerInfo, WorkerRow};
 
 /// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
@@ -55,14 +55,69 @@ const SESSION_KEEPALIVES: [(&str, &str); 3] = [
 
 /// Parses a database URL into connect options with our session settings applied.
 pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions, DbError> {
-    let options = PgConnectOptions::from_str(url).map_err(|source| DbError::InvalidUrl {
+    let invalid = |source: sqlx::Error| DbError::InvalidUrl {
         url: redact_url(url),
         source: redact::scrub_error(source, url),
-    })?;
+    };
+    if !url.contains("://") {
+        // sqlx only takes URLs; say so instead of the url crate's "relative URL" text.
+        return Err(invalid(sqlx::Error::Configuration(
+            "key=value connection strings are not supported; use postgres://user:password@host:port/dbname"
+                .into(),
+        )));
+    }
+    let url = &without_unknown_params(url);
+    let options = PgConnectOptions::from_str(url).map_err(invalid)?;
     Ok(options
         .application_name(application_name)
         .options(SESSION_KEEPALIVES)
         .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Query parameters sqlx understands (sqlx-postgres 0.9 `parse_from_url`).
+const KNOWN_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Drops query parameters sqlx does not know: it logs each one WITH its value at warn
+/// level, and a libpq-only key such as `sslpassword` carries a secret. We log the key only.
+fn without_unknown_params(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    let (kept, dropped): (Vec<_>, Vec<_>) = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .partition(|(k, _)| KNOWN_PARAMS.contains(&k.as_str()) || k.starts_with("options["));
+    if dropped.is_empty() {
+        return raw.to_owned();
+    }
+    for (key, _) in &dropped {
+        tracing::warn!(%key, "ignoring unrecognized database URL parameter");
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url.to_string()
 }
 
 /// A pool for readers (Admin API, operator, migrate).

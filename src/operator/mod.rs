@@ -21,7 +21,7 @@ pub use run::{check_crds, main};
 pub struct OperatorArgs {
     /// Metadata DB URL.
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Namespace whose AmpWorkers and fleets this operator manages.
     #[arg(long, env = "AMP_NAMESPACE", default_value = "default")]
     pub namespace: String,

@@ -29,7 +29,7 @@ pub struct WorkerArgs {
     pub node_id: String,
     /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Heartbeat period.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
@@ -77,16 +77,30 @@ impl WorkerError {
     }
 }
 
-/// Validated worker settings.
-#[derive(Debug, Clone)]
+/// Validated worker settings. `Debug` is written out: `connect` holds the password.
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub node_id: NodeId,
     pub connect: PgConnectOptions,
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     pub heartbeat_interval: Duration,
     pub lock_wait: Duration,
     pub max_backoff: Duration,
     pub info: BuildInfo,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PgConnectOptions' derived Debug prints its password; the URL says the same, redacted.
+        f.debug_struct("WorkerConfig")
+            .field("node_id", &self.node_id)
+            .field("database_url", &self.database_url)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("lock_wait", &self.lock_wait)
+            .field("max_backoff", &self.max_backoff)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkerConfig {
