@@ -50,6 +50,8 @@ pub struct OperatorMetrics {
     pub fleet_condition: Family<FleetConditionLabels, Gauge>,
     pub leader: Gauge,
     pub metadata_db_up: Gauge,
+    /// Creates refused because another object (of another nodeId) holds the name.
+    pub name_collisions: Counter,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
 }
@@ -73,6 +75,7 @@ impl OperatorMetrics {
         let fleet_condition = Family::<FleetConditionLabels, Gauge>::default();
         let leader = Gauge::default();
         let metadata_db_up = Gauge::default();
+        let name_collisions = Counter::default();
         registry.register(
             "reconcile_cycles",
             "Poll-and-reconcile cycles run as leader",
@@ -115,6 +118,11 @@ impl OperatorMetrics {
             "1 when the last snapshot read succeeded",
             metadata_db_up.clone(),
         );
+        registry.register(
+            "name_collisions",
+            "Discovered workers whose AmpWorker name is held by an object of another nodeId (each backed-off attempt)",
+            name_collisions.clone(),
+        );
         Self {
             registry,
             cycles,
@@ -127,6 +135,7 @@ impl OperatorMetrics {
             fleet_condition,
             leader,
             metadata_db_up,
+            name_collisions,
             last_fleet_labels: Mutex::new(Vec::new()),
         }
     }
