@@ -41,6 +41,10 @@ pub struct AdminApiArgs {
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
+    /// Bound of every metadata DB call (pool acquire included; also the server-side
+    /// statement_timeout): past it the request answers 503 instead of hanging.
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,8 @@ pub struct AppState {
     pub auth_token: Option<String>,
     pub stale_after: Duration,
     pub metrics: ApiMetrics,
+    /// Bound of every DB call a request makes (see [`metadata_db::within`]).
+    pub db_timeout: Duration,
 }
 
 #[derive(OpenApi)]
@@ -124,9 +130,11 @@ impl IntoResponse for ApiError {
     )
 )]
 async fn list_workers(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
-    let rows = metadata_db::list_workers(&state.pool)
-        .await
-        .map_err(ApiError::db)?;
+    let rows = metadata_db::within(&state.pool, "list workers", state.db_timeout, |c| {
+        Box::pin(metadata_db::list_workers(c))
+    })
+    .await
+    .map_err(ApiError::db)?;
     Ok(Json(WorkerList {
         workers: rows.into_iter().map(Worker::from).collect(),
     }))
@@ -167,10 +175,13 @@ async fn get_worker(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.body_text()))?;
     let node_id = NodeId::parse(&raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.to_string()))?;
-    match metadata_db::get_worker(&state.pool, &node_id)
-        .await
-        .map_err(ApiError::db)?
-    {
+    let id = node_id.clone();
+    let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
+        Box::pin(async move { metadata_db::get_worker(c, &id).await })
+    })
+    .await
+    .map_err(ApiError::db)?;
+    match row {
         Some(row) => Ok(Json(Worker::from(row))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -181,10 +192,19 @@ async fn get_worker(
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-    {
+    let ping = metadata_db::within(&state.pool, "readiness ping", state.db_timeout, |c| {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(c)
+                .await
+                .map_err(|source| DbError::Query {
+                    op: "readiness ping",
+                    source,
+                })
+        })
+    })
+    .await;
+    match ping {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -196,12 +216,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // Worker gauges are judged by the database clock, in one query per scrape.
-    let counts: Result<(i64, i64), _> = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE heartbeat_at < now() - make_interval(secs => $1)) FROM workers",
-    )
-    .bind(state.stale_after.as_secs_f64())
-    .fetch_one(&state.pool)
-    .await;
+    let stale_secs = state.stale_after.as_secs_f64();
+    let counts: Result<(i64, i64), _> =
+        metadata_db::within(&state.pool, "worker gauges", state.db_timeout, move |c| {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE heartbeat_at < now() - make_interval(secs => $1)) FROM workers",
+                )
+                .bind(stale_secs)
+                .fetch_one(c)
+                .await
+                .map_err(|source| DbError::Query { op: "worker gauges", source })
+            })
+        })
+        .await;
     match counts {
         Ok((total, stale)) => {
             state.metrics.workers.set(total);
@@ -276,12 +304,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `ampd admin-api`: serve until shutdown. Starts even when the DB is down (`/readyz`
 /// says so), so a DB outage never crash-loops the API.
 pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(), AdminApiError> {
-    let pool = metadata_db::connect_pool_lazy(&args.database_url, "ampd-admin-api", 8)?;
+    let pool = metadata_db::connect_pool_lazy_bounded(
+        &args.database_url,
+        "ampd-admin-api",
+        8,
+        args.db_timeout,
+    )?;
     let state = Arc::new(AppState {
         pool,
         auth_token: args.auth_token.filter(|t| !t.is_empty()),
         stale_after: args.stale_after,
         metrics: ApiMetrics::new(),
+        db_timeout: args.db_timeout,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

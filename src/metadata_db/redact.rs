@@ -368,6 +368,7 @@ mod tests {
             heartbeat_interval: std::time::Duration::from_secs(1),
             lock_wait: std::time::Duration::from_secs(1),
             max_backoff: std::time::Duration::from_secs(1),
+            db_timeout: std::time::Duration::from_secs(1),
             listen: None,
         };
         let config =

@@ -90,6 +90,9 @@ pub struct Controller {
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
     backoff: HashMap<String, Retry>,
+    /// Bound of the snapshot read: a DB that does not answer is `Unknown` after
+    /// poll interval + this, not after the kernel's TCP retransmission timeout.
+    db_timeout: Duration,
 }
 
 enum Outcome {
@@ -143,7 +146,14 @@ impl Controller {
             recovery: None,
             pending: HashMap::new(),
             backoff: HashMap::new(),
+            db_timeout: metadata_db::DEFAULT_DB_TIMEOUT,
         }
+    }
+
+    /// Sets the bound of each snapshot read (default [`metadata_db::DEFAULT_DB_TIMEOUT`]).
+    pub fn with_db_timeout(mut self, timeout: Duration) -> Self {
+        self.db_timeout = timeout;
+        self
     }
 
     /// Forgets what this replica wrote (after losing leadership another replica may
@@ -156,7 +166,7 @@ impl Controller {
 
     async fn read_db(&mut self) -> (DbView, Vec<metadata_db::WorkerRow>) {
         let started = Instant::now();
-        let result = metadata_db::fleet_snapshot(&self.pool).await;
+        let result = metadata_db::fleet_snapshot_within(&self.pool, self.db_timeout).await;
         self.metrics
             .poll_seconds
             .observe(started.elapsed().as_secs_f64());

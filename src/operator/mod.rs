@@ -49,6 +49,10 @@ pub struct OperatorArgs {
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
     #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
     pub gc_after: Duration,
+    /// Bound of each fleet snapshot read (pool acquire included; also the server-side
+    /// statement_timeout): past it worker health goes `Unknown`.
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
     #[arg(long, default_value_t = 8)]
     pub write_concurrency: usize,
