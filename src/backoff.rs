@@ -29,6 +29,11 @@ impl Backoff {
         }
     }
 
+    /// The cap of every delay.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
     /// The delay to wait now (never above the cap); doubles the following one.
     pub fn next_delay(&mut self) -> Duration {
         let base = self.next;

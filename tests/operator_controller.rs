@@ -635,3 +635,149 @@ async fn killed_between_create_and_status_a_new_operator_finishes_without_duplic
     assert_eq!(fake.objects::<AmpWorker>("ampworkers").len(), 1);
     assert_eq!(reqs[0].body["status"]["state"], "Ready");
 }
+
+fn controller_with_metrics(
+    fake: &FakeApiServer,
+    pool: &PgPool,
+) -> (Reconciler, Arc<OperatorMetrics>) {
+    let metrics = Arc::new(OperatorMetrics::new());
+    let ctl = Reconciler::new(
+        mock_client(fake),
+        pool.clone(),
+        ReconcilerConfig {
+            namespace: NS.into(),
+            plan: PlanConfig {
+                status_refresh: chrono::Duration::seconds(60),
+                gc_after: Some(chrono::Duration::hours(24)),
+                refresh_budget: 20.0,
+            },
+            write_concurrency: 1,
+            identity: "operator-0".into(),
+        },
+        metrics.clone(),
+    );
+    (ctl, metrics)
+}
+
+async fn metrics_text(metrics: &OperatorMetrics) -> String {
+    let body = metrics.metrics_response().into_body();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn a_name_collision_is_a_warning_event_and_a_metric_and_is_retried_rarely() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "worker-01", "v1").await;
+    let fake = FakeApiServer::new();
+    // A user's object holds the name the discovered worker needs, for another node id.
+    let holder = fake.insert("ampworkers", &user_worker("worker-01", "someone-else"));
+    let (mut ctl, metrics) = controller_with_metrics(&fake, &pool);
+
+    let r = cycle(&mut ctl, &fake).await;
+    assert_eq!((r.created, r.collisions), (0, 1), "{r:?}");
+    let reqs = fake.take_requests();
+    let creates: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(WORKERS))
+        .collect();
+    assert_eq!(creates.len(), 1, "{:?}", calls(&reqs));
+    assert!(
+        reqs.iter()
+            .any(|r| r.method == "GET" && r.path == format!("{WORKERS}/worker-01")),
+        "the holder is read to tell a collision from a lagging cache: {:?}",
+        calls(&reqs)
+    );
+    let events: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(EVENTS) && r.body["reason"] == "NameCollision")
+        .collect();
+    assert_eq!(events.len(), 1, "{:?}", calls(&reqs));
+    let ev = &events[0].body;
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["regarding"]["name"], "worker-01");
+    assert_eq!(ev["regarding"]["uid"], holder["metadata"]["uid"]);
+    let note = ev["note"].as_str().unwrap();
+    assert!(
+        note.contains("\"worker-01\"") && note.contains("\"someone-else\""),
+        "{note}"
+    );
+    assert_eq!(metrics.name_collisions.get(), 1);
+    assert!(
+        metrics_text(&metrics)
+            .await
+            .contains("amp_operator_name_collisions_total 1"),
+    );
+
+    // Backed off: the following cycles neither re-try the create nor repeat the event.
+    for _ in 0..3 {
+        let r = cycle(&mut ctl, &fake).await;
+        assert_eq!(r.collisions, 0);
+    }
+    let reqs = fake.take_requests();
+    assert!(
+        !reqs.iter().any(|r| r.method == "POST" || r.method == "GET"),
+        "{:?}",
+        calls(&reqs)
+    );
+    assert_eq!(metrics.name_collisions.get(), 1);
+    // The user's object is left alone.
+    let stored: Vec<AmpWorker> = fake.objects("ampworkers");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].spec.node_id, "someone-else");
+}
+
+#[tokio::test]
+async fn an_injected_409_on_create_without_a_holder_is_retried_and_is_no_collision() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "worker-01", "v1").await;
+    let fake = FakeApiServer::new();
+    let (mut ctl, metrics) = controller_with_metrics(&fake, &pool);
+    // Another create raced us and the object is gone again, or the cache lags.
+    fake.fail("POST", "/ampworkers", 409, 1);
+    let r = cycle(&mut ctl, &fake).await;
+    assert_eq!((r.created, r.errors, r.collisions), (0, 1, 0), "{r:?}");
+    let reqs = fake.take_requests();
+    assert_eq!(
+        calls(&reqs),
+        vec![
+            call("POST", format!("{WORKERS}?")),
+            call("GET", format!("{WORKERS}/worker-01")),
+        ]
+    );
+    // Normal write backoff (1 s), then created once.
+    cycle(&mut ctl, &fake).await;
+    assert!(fake.take_requests().is_empty());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = cycle(&mut ctl, &fake).await;
+    assert_eq!((r.created, r.errors, r.collisions), (1, 0, 0), "{r:?}");
+    assert_eq!(fake.objects::<AmpWorker>("ampworkers").len(), 1);
+    assert_eq!(metrics.name_collisions.get(), 0);
+    assert!(
+        !fake
+            .take_requests()
+            .iter()
+            .any(|r| r.body["reason"] == "NameCollision")
+    );
+}
+
+#[tokio::test]
+async fn an_injected_409_while_the_holder_has_the_same_node_id_is_no_collision() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "worker-01", "v1").await;
+    let fake = FakeApiServer::new();
+    let (mut ctl, metrics) = controller_with_metrics(&fake, &pool);
+    // Our own earlier create, not yet in the (here: empty) cache.
+    let ours = amp_operator::operator::plan::discovered_worker("worker-01");
+    fake.insert("ampworkers", &ours);
+    fake.fail("POST", "/ampworkers", 409, 1);
+    let r = ctl.cycle(Vec::new(), Vec::new()).await;
+    assert_eq!((r.created, r.collisions), (0, 0), "{r:?}");
+    assert_eq!(metrics.name_collisions.get(), 0);
+    assert!(
+        !fake
+            .take_requests()
+            .iter()
+            .any(|r| r.body["reason"] == "NameCollision")
+    );
+}

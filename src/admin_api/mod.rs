@@ -36,7 +36,7 @@ pub struct AdminApiArgs {
     pub listen: SocketAddr,
     /// Metadata DB URL (a read-only role is enough).
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Require `Authorization: Bearer TOKEN` on /workers endpoints.
     #[arg(long, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -56,6 +56,10 @@ pub struct AdminApiArgs {
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
+    /// Bound of every metadata DB call (pool acquire included; also the server-side
+    /// statement_timeout): past it the request answers 503 instead of hanging.
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,8 @@ pub struct AppState {
     pub auth_metrics: bool,
     pub stale_after: Duration,
     pub metrics: ApiMetrics,
+    /// Bound of every DB call a request makes (see [`metadata_db::within`]).
+    pub db_timeout: Duration,
 }
 
 /// Declares the bearer scheme the worker endpoints use (`--auth-token`).
@@ -199,12 +205,21 @@ async fn list_workers(
         .transpose()
         .map_err(invalid)?
     else {
-        return stream_all(state.pool.clone(), after).await;
+        return stream_all(state.pool.clone(), after, state.db_timeout).await;
     };
     // One row more than asked says whether another page follows.
-    let mut rows = metadata_db::list_workers_page(&state.pool, after.as_deref(), limit + 1)
-        .await
-        .map_err(ApiError::db)?;
+    let mut rows = metadata_db::within(
+        &state.pool,
+        "list workers page",
+        state.db_timeout,
+        move |c| {
+            Box::pin(
+                async move { metadata_db::list_workers_page(c, after.as_deref(), limit + 1).await },
+            )
+        },
+    )
+    .await
+    .map_err(ApiError::db)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let continue_token = more
@@ -225,10 +240,23 @@ const ROWS_PER_CHUNK: usize = 256;
 /// JSON document built row by row from a single statement. The first row is read before
 /// answering, so an unreachable DB is still a 503 with a JSON body; a failure after that
 /// ends the body early (the client sees truncated JSON, never a wrong list).
-async fn stream_all(pool: PgPool, after: Option<String>) -> Result<Response, ApiError> {
+async fn stream_all(
+    pool: PgPool,
+    after: Option<String>,
+    db_timeout: Duration,
+) -> Result<Response, ApiError> {
     use futures::StreamExt;
     let mut rows = Box::pin(metadata_db::stream_workers(pool, after));
-    let first = rows.next().await.transpose().map_err(ApiError::db)?;
+    let first = tokio::time::timeout(db_timeout, rows.next())
+        .await
+        .map_err(|_| {
+            ApiError::db(DbError::Timeout {
+                op: "stream workers",
+                after: db_timeout,
+            })
+        })?
+        .transpose()
+        .map_err(ApiError::db)?;
     let body = async_stream::stream! {
         let mut chunk = String::from("{\"workers\":[");
         let mut n = 0usize;
@@ -304,10 +332,13 @@ async fn get_worker(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.body_text()))?;
     let node_id = NodeId::parse(&raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.to_string()))?;
-    match metadata_db::get_worker(&state.pool, &node_id)
-        .await
-        .map_err(ApiError::db)?
-    {
+    let id = node_id.clone();
+    let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
+        Box::pin(async move { metadata_db::get_worker(c, &id).await })
+    })
+    .await
+    .map_err(ApiError::db)?;
+    match row {
         Some(row) => Ok(Json(Worker::from(row))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -332,10 +363,19 @@ async fn healthz() -> &'static str {
         (status = 503, description = "The metadata DB does not answer", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-    {
+    let ping = metadata_db::within(&state.pool, "readiness ping", state.db_timeout, |c| {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(c)
+                .await
+                .map_err(|source| DbError::Query {
+                    op: "readiness ping",
+                    source,
+                })
+        })
+    })
+    .await;
+    match ping {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness: metadata DB unreachable");
@@ -353,12 +393,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     ))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // Worker gauges are judged by the database clock, in one query per scrape.
-    let counts: Result<(i64, i64), _> = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE heartbeat_at < now() - make_interval(secs => $1)) FROM workers",
-    )
-    .bind(state.stale_after.as_secs_f64())
-    .fetch_one(&state.pool)
-    .await;
+    let stale_secs = state.stale_after.as_secs_f64();
+    let counts: Result<(i64, i64), _> =
+        metadata_db::within(&state.pool, "worker gauges", state.db_timeout, move |c| {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE heartbeat_at < now() - make_interval(secs => $1)) FROM workers",
+                )
+                .bind(stale_secs)
+                .fetch_one(c)
+                .await
+                .map_err(|source| DbError::Query { op: "worker gauges", source })
+            })
+        })
+        .await;
     match counts {
         Ok((total, stale)) => {
             state.metrics.workers.set(total);
@@ -459,13 +507,19 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `ampd admin-api`: serve until shutdown. Starts even when the DB is down (`/readyz`
 /// says so), so a DB outage never crash-loops the API.
 pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(), AdminApiError> {
-    let pool = metadata_db::connect_pool_lazy(&args.database_url, "ampd-admin-api", 8)?;
+    let pool = metadata_db::connect_pool_lazy_bounded(
+        &args.database_url,
+        "ampd-admin-api",
+        8,
+        args.db_timeout,
+    )?;
     let state = Arc::new(AppState {
         pool,
         auth_token: args.auth_token.filter(|t| !t.is_empty()),
         auth_metrics: args.auth_metrics,
         stale_after: args.stale_after,
         metrics: ApiMetrics::new(),
+        db_timeout: args.db_timeout,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

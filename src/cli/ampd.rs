@@ -51,7 +51,7 @@ pub struct CrdgenArgs {
 pub struct MigrateArgs {
     /// Metadata DB URL.
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
 }
 
 fn short_version() -> String {

@@ -15,7 +15,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use redact::redact_url;
+pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{WorkerInfo, WorkerRow};
 
 /// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
@@ -55,14 +55,69 @@ const SESSION_KEEPALIVES: [(&str, &str); 3] = [
 
 /// Parses a database URL into connect options with our session settings applied.
 pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOptions, DbError> {
-    let options = PgConnectOptions::from_str(url).map_err(|source| DbError::InvalidUrl {
+    let invalid = |source: sqlx::Error| DbError::InvalidUrl {
         url: redact_url(url),
         source: redact::scrub_error(source, url),
-    })?;
+    };
+    if !url.contains("://") {
+        // sqlx only takes URLs; say so instead of the url crate's "relative URL" text.
+        return Err(invalid(sqlx::Error::Configuration(
+            "key=value connection strings are not supported; use postgres://user:password@host:port/dbname"
+                .into(),
+        )));
+    }
+    let url = &without_unknown_params(url);
+    let options = PgConnectOptions::from_str(url).map_err(invalid)?;
     Ok(options
         .application_name(application_name)
         .options(SESSION_KEEPALIVES)
         .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Query parameters sqlx understands (sqlx-postgres 0.9 `parse_from_url`).
+const KNOWN_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Drops query parameters sqlx does not know: it logs each one WITH its value at warn
+/// level, and a libpq-only key such as `sslpassword` carries a secret. We log the key only.
+fn without_unknown_params(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    let (kept, dropped): (Vec<_>, Vec<_>) = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .partition(|(k, _)| KNOWN_PARAMS.contains(&k.as_str()) || k.starts_with("options["));
+    if dropped.is_empty() {
+        return raw.to_owned();
+    }
+    for (key, _) in &dropped {
+        tracing::warn!(%key, "ignoring unrecognized database URL parameter");
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url.to_string()
 }
 
 /// A pool for readers (Admin API, operator, migrate).
@@ -94,6 +149,104 @@ pub fn connect_pool_lazy(
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(options))
+}
+
+/// Default bound of one metadata DB call (pool acquire included) in the Admin API, the
+/// operator and the worker: long enough for any healthy query, short enough that a
+/// blackholed connection (no FIN, no RST) turns into an answer within seconds.
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A lazy reader pool whose every call is bounded: `statement_timeout` on the server
+/// (a slow query is cancelled there, not left running) and `acquire_timeout`. A dead
+/// network path is bounded by [`within`] on the client side, which the server cannot do.
+pub fn connect_pool_lazy_bounded(
+    url: &str,
+    application_name: &str,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<PgPool, DbError> {
+    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
+    let options = connect_options(url, application_name)?
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+        .connect_lazy_with(options))
+}
+
+/// Runs `f` on a pooled connection, all within `timeout` (acquiring included).
+///
+/// On timeout the connection is mid-statement, maybe on a path that silently drops
+/// packets: it is detached from the pool and dropped, never handed to the next caller.
+pub async fn within<T, F>(
+    pool: &PgPool,
+    op: &'static str,
+    timeout: Duration,
+    f: F,
+) -> Result<T, DbError>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> futures::future::BoxFuture<'c, Result<T, DbError>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut conn = match tokio::time::timeout_at(deadline, pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(source)) => return Err(DbError::Query { op, source }),
+        Err(_) => return Err(DbError::Timeout { op, after: timeout }),
+    };
+    match tokio::time::timeout_at(deadline, f(&mut conn)).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(conn.detach());
+            Err(DbError::Timeout { op, after: timeout })
+        }
+    }
+}
+
+/// Runs `fut` (a call on a dedicated connection) within `timeout`. The caller must drop
+/// that connection on `Timeout`: its protocol state is unknown.
+pub async fn bounded<T>(
+    op: &'static str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or(Err(DbError::Timeout { op, after: timeout }))
+}
+
+/// A PostgreSQL session's identity (a pid alone is reused by later sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId {
+    pub pid: i32,
+    pub started: DateTime<Utc>,
+}
+
+/// This connection's session identity.
+pub async fn session_id(conn: &mut PgConnection) -> Result<SessionId, DbError> {
+    let (pid, started): (i32, DateTime<Utc>) = sqlx::query_as(
+        "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(DbError::query("read session id"))?;
+    Ok(SessionId { pid, started })
+}
+
+/// Ends an earlier session of ours that we abandoned after a timeout: across a network
+/// that drops packets the server may not notice for a long time, and meanwhile that
+/// session still holds our advisory lock. Waits up to 1 s for it to exit. True when it
+/// was still there.
+pub async fn terminate_session(conn: &mut PgConnection, old: SessionId) -> Result<bool, DbError> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(bool_or(pg_terminate_backend(pid, 1000)), false)
+           FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
+    )
+    .bind(old.pid)
+    .bind(old.started)
+    .fetch_one(conn)
+    .await
+    .map_err(DbError::query("pg_terminate_backend"))
 }
 
 /// One dedicated connection (the worker's lock-holding session).
@@ -237,7 +390,26 @@ pub struct FleetSnapshot {
 
 /// One round trip: rows plus `now()` from the same statement.
 pub async fn fleet_snapshot(pool: &PgPool) -> Result<FleetSnapshot, DbError> {
-    let mut tx = pool
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(DbError::query("acquire connection"))?;
+    fleet_snapshot_on(&mut conn).await
+}
+
+/// [`fleet_snapshot`] bounded by `timeout` (see [`within`]).
+pub async fn fleet_snapshot_within(
+    pool: &PgPool,
+    timeout: Duration,
+) -> Result<FleetSnapshot, DbError> {
+    within(pool, "fleet snapshot", timeout, |conn| {
+        Box::pin(fleet_snapshot_on(conn))
+    })
+    .await
+}
+
+async fn fleet_snapshot_on(conn: &mut PgConnection) -> Result<FleetSnapshot, DbError> {
+    let mut tx = conn
         .begin()
         .await
         .map_err(DbError::query("begin snapshot"))?;

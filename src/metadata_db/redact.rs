@@ -1,42 +1,286 @@
 //! Database URLs carry passwords; nothing we log or print may show one.
+//!
+//! A password can hide in four places, and every one is covered: the userinfo
+//! (`postgres://amp:pw@db/amp`), the query (`?password=pw`, which sqlx accepts too),
+//! a libpq key=value DSN (`host=db password=pw`; sqlx refuses it, but the error that
+//! says so must not print it), and percent-encoded forms of any of these (`p%40ss`),
+//! which error texts may show decoded.
+
+use std::fmt;
 
 use url::Url;
+use url::form_urlencoded;
+
+const UNPARSEABLE: &str = "<unparseable database URL>";
+const MASK: &str = "***";
+
+/// Query / DSN keys whose values are secrets (libpq's and sqlx's names).
+fn is_secret_key(key: &str) -> bool {
+    matches!(
+        key.to_ascii_lowercase().as_str(),
+        "password" | "sslpassword" | "passwd" | "pass" | "pwd"
+    )
+}
 
 /// The URL with any password replaced by `***`. Unparseable input is replaced whole,
 /// since we cannot tell which part is secret.
 pub fn redact_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("***"));
-            }
-            url.to_string()
-        }
-        Err(_) => "<unparseable database URL>".to_owned(),
+    if raw.contains("://") {
+        return match Url::parse(raw) {
+            Ok(url) => redact_parsed(url),
+            Err(_) => UNPARSEABLE.to_owned(),
+        };
     }
+    match parse_kv_dsn(raw) {
+        Some(pairs) if !pairs.is_empty() => pairs
+            .iter()
+            .map(|p| {
+                if is_secret_key(&p.key) {
+                    format!("{}={MASK}", p.key)
+                } else {
+                    format!("{}={}", p.key, p.raw_value)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => UNPARSEABLE.to_owned(),
+    }
+}
+
+fn redact_parsed(mut url: Url) -> String {
+    if url.password().is_some() {
+        let _ = url.set_password(Some(MASK));
+    }
+    let has_secret_param = url.query_pairs().any(|(k, _)| is_secret_key(&k));
+    if has_secret_param {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_key(&k) {
+                    MASK.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // `***` is percent-encoded by the serializer in the query; show it plainly.
+    url.to_string().replace("%2A%2A%2A", MASK)
+}
+
+/// Every text under which a password of `raw` could show up in an error message:
+/// as written (percent-encoded or quoted) and decoded. Longest first, so replacing
+/// them in order never leaves a tail of a longer one behind.
+pub(crate) fn secrets(raw: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if raw.contains("://") {
+        // By hand first: this also covers URLs the url crate refuses (a bad port, ...).
+        if let Some((_, after_scheme)) = raw.split_once("://") {
+            let authority = after_scheme
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            if let Some((userinfo, _)) = authority.rsplit_once('@')
+                && let Some((_, pw)) = userinfo.split_once(':')
+            {
+                out.push(pw.to_owned());
+                out.push(percent_decode(pw));
+            }
+            if let Some((_, query)) = after_scheme.split_once('?') {
+                for piece in query.split(['&', '#']) {
+                    if let Some((k, v)) = piece.split_once('=')
+                        && is_secret_key(&percent_decode(k))
+                    {
+                        out.push(v.to_owned());
+                        out.push(percent_decode(v));
+                    }
+                }
+            }
+        }
+        if let Ok(url) = Url::parse(raw) {
+            if let Some(pw) = url.password() {
+                out.push(pw.to_owned());
+                out.push(percent_decode(pw));
+            }
+            if let Some(query) = url.query() {
+                for piece in query.split('&') {
+                    if let Some((k, v)) = piece.split_once('=')
+                        && is_secret_key(&percent_decode(k))
+                    {
+                        out.push(v.to_owned());
+                    }
+                }
+                for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                    if is_secret_key(&k) {
+                        out.push(v.into_owned());
+                    }
+                }
+            }
+        }
+    } else if let Some(pairs) = parse_kv_dsn(raw) {
+        for p in pairs.into_iter().filter(|p| is_secret_key(&p.key)) {
+            out.push(p.raw_value);
+            out.push(p.value);
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+/// `text` with the URL and every form of its password replaced.
+pub fn scrub_text(text: &str, raw_url: &str) -> String {
+    let mut text = if raw_url.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(raw_url, &redact_url(raw_url))
+    };
+    for secret in secrets(raw_url) {
+        text = text.replace(&secret, MASK);
+    }
+    text
 }
 
 /// sqlx errors can echo the URL (or its password) back; strip it before the error travels.
 pub(crate) fn scrub_error(err: sqlx::Error, raw_url: &str) -> sqlx::Error {
-    let password = Url::parse(raw_url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned));
     let text = err.to_string();
-    match password {
-        Some(pw) if !pw.is_empty() && (text.contains(&pw) || text.contains(raw_url)) => {
-            sqlx::Error::Configuration(
-                text.replace(raw_url, &redact_url(raw_url))
-                    .replace(&pw, "***")
-                    .into(),
-            )
+    let scrubbed = scrub_text(&text, raw_url);
+    if scrubbed == text {
+        err
+    } else {
+        sqlx::Error::Configuration(scrubbed.into())
+    }
+}
+
+struct KvPair {
+    key: String,
+    /// As written (quotes and escapes kept).
+    raw_value: String,
+    /// Unquoted and unescaped.
+    value: String,
+}
+
+/// A libpq key=value connection string (`host=db user=amp password='a b'`), or None when
+/// `raw` is not one.
+fn parse_kv_dsn(raw: &str) -> Option<Vec<KvPair>> {
+    let mut pairs = Vec::new();
+    let mut rest = raw.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
+        let key = &rest[..key_end];
+        if key.is_empty() {
+            return None;
         }
-        _ => err,
+        rest = rest[key_end..].trim_start();
+        rest = rest.strip_prefix('=')?.trim_start();
+        let (raw_value, value, tail) = if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '\'' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end?;
+            (&rest[..end + 2], value, &quoted[end + 1..])
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let mut value = String::new();
+            let mut chars = rest[..end].chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+            (&rest[..end], value, &rest[end..])
+        };
+        pairs.push(KvPair {
+            key: key.to_owned(),
+            raw_value: raw_value.to_owned(),
+            value,
+        });
+        rest = tail.trim_start();
+    }
+    Some(pairs)
+}
+
+/// A database URL whose `Debug` and `Display` show it redacted: argument and config
+/// structs derive `Debug`, and a `{:?}` of one must never print the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const S: &str = "S3cr3tPw";
+
+    fn assert_hidden(raw: &str, secret: &str) {
+        let redacted = redact_url(raw);
+        assert!(!redacted.contains(secret), "{raw} -> {redacted}");
+        assert!(!format!("{:?}", DatabaseUrl::new(raw)).contains(secret));
+        assert!(!DatabaseUrl::new(raw).to_string().contains(secret));
+        let err = sqlx::Error::Configuration(format!("failed for {raw}: {secret}").into());
+        let scrubbed = scrub_error(err, raw).to_string();
+        assert!(!scrubbed.contains(secret), "{scrubbed}");
+    }
 
     #[test]
     fn password_is_hidden() {
@@ -46,5 +290,91 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://amp@db/amp"), "postgres://amp@db/amp");
         assert_eq!(redact_url("not a url s3cr3t"), "<unparseable database URL>");
+    }
+
+    #[test]
+    fn userinfo_password() {
+        assert_hidden(&format!("postgres://amp:{S}@db:5432/amp"), S);
+    }
+
+    #[test]
+    fn query_password() {
+        let raw = format!("postgres://amp@db/amp?sslmode=disable&password={S}");
+        assert_eq!(
+            redact_url(&raw),
+            "postgres://amp@db/amp?sslmode=disable&password=***"
+        );
+        assert_hidden(&raw, S);
+        // Any case, and libpq's sslpassword.
+        assert_hidden(&format!("postgresql://amp@db/amp?PassWord={S}"), S);
+        assert_hidden(&format!("postgres://amp@db/amp?sslpassword={S}"), S);
+    }
+
+    #[test]
+    fn percent_encoded_passwords() {
+        // Userinfo: error texts may show the decoded `p@ss/w:rd`.
+        let raw = "postgres://amp:p%40ss%2Fw%3Ard@db/amp";
+        assert_hidden(raw, "p@ss/w:rd");
+        assert_hidden(raw, "p%40ss%2Fw%3Ard");
+        // Query, with `+` and `%20` for spaces.
+        let raw = "postgres://amp@db/amp?password=pa%26ss+wo%20rd";
+        assert_hidden(raw, "pa&ss wo rd");
+        assert_hidden(raw, "pa%26ss+wo%20rd");
+    }
+
+    #[test]
+    fn key_value_dsn_password() {
+        let raw = format!("host=db port=5432 user=amp password={S} dbname=amp");
+        assert_eq!(
+            redact_url(&raw),
+            "host=db port=5432 user=amp password=*** dbname=amp"
+        );
+        assert_hidden(&raw, S);
+        // Quoted, with spaces and escapes; spaces around `=`.
+        let raw = r"host=db password = 'my s\'ecret pw' dbname=amp";
+        assert_eq!(redact_url(raw), "host=db password=*** dbname=amp");
+        assert_hidden(raw, "my s'ecret pw");
+        assert_hidden(raw, r"'my s\'ecret pw'");
+        // Malformed: replaced whole.
+        assert_eq!(redact_url(&format!("host=db password='{S}")), UNPARSEABLE);
+    }
+
+    #[test]
+    fn unparseable_urls_are_replaced_whole() {
+        assert_eq!(
+            redact_url(&format!("postgres://amp:{S}@db:notaport/amp")),
+            UNPARSEABLE
+        );
+        assert_hidden(&format!("postgres://amp:{S}@db:notaport/amp"), S);
+    }
+
+    #[test]
+    fn debug_of_the_argument_structs_hides_the_password() {
+        use clap::Parser;
+        let raw = format!("postgres://amp:{S}@db/amp?password={S}");
+        for role in ["worker", "admin-api", "operator", "migrate"] {
+            let mut args = vec!["ampd", role, "--database-url", &raw];
+            if role == "worker" {
+                args.extend(["--node-id", "w1"]);
+            }
+            let cli = crate::cli::ampd::Cli::try_parse_from(&args).expect("parses");
+            let debug = format!("{cli:?}");
+            assert!(!debug.contains(S), "{role}: {debug}");
+            assert!(debug.contains("***"), "{role}: {debug}");
+        }
+        let args = crate::worker::WorkerArgs {
+            node_id: "w1".into(),
+            database_url: DatabaseUrl::new(raw.clone()),
+            heartbeat_interval: std::time::Duration::from_secs(1),
+            lock_wait: std::time::Duration::from_secs(1),
+            max_backoff: std::time::Duration::from_secs(1),
+            db_timeout: std::time::Duration::from_secs(1),
+            listen: None,
+        };
+        let config =
+            crate::worker::WorkerConfig::from_args(&args, crate::build_info::BuildInfo::current())
+                .expect("valid");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(S), "{debug}");
     }
 }

@@ -29,6 +29,14 @@ const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(60);
 /// Refresh budget saved up while cycles are slow or nothing is due; small, so a pause
 /// never turns into a burst the API server would feel.
 const REFRESH_BURST_SECS: f64 = 2.0;
+/// A name held by another object does not free itself within seconds: a user has to
+/// act, so the create is re-attempted (and the Warning repeated) rarely.
+const FIRST_COLLISION_RETRY: Duration = Duration::from_secs(30);
+const MAX_COLLISION_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// events.k8s.io/v1 refuses notes longer than 1 kB.
+pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
+/// Reason of the Warning event on an object whose name a discovered worker needs.
+pub const NAME_COLLISION_REASON: &str = "NameCollision";
 
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
@@ -53,6 +61,8 @@ pub struct CycleReport {
     pub deleted: usize,
     pub events: usize,
     pub errors: usize,
+    /// Creates refused because another object of another nodeId holds the name.
+    pub collisions: usize,
 }
 
 impl CycleReport {
@@ -63,6 +73,7 @@ impl CycleReport {
             + self.fleet_writes
             + self.deleted
             + self.events
+            + self.collisions
             > 0
     }
 }
@@ -89,6 +100,9 @@ pub struct Reconciler {
     backoff: HashMap<RetryKey, Retry>,
     refresh_budget: RefreshBudget,
     last_cycle: Option<Instant>,
+    /// Bound of the snapshot read: a DB that does not answer is `Unknown` after
+    /// poll interval + this, not after the kernel's TCP retransmission timeout.
+    db_timeout: Duration,
 }
 
 enum Outcome {
@@ -112,6 +126,10 @@ enum Outcome {
         events: usize,
     },
     Deleted,
+    /// The name belongs to an object of another nodeId (the Warning is already published).
+    Collision {
+        key: RetryKey,
+    },
     Failed {
         key: RetryKey,
         uid: Option<String>,
@@ -153,7 +171,14 @@ impl Reconciler {
             recovery: None,
             pending: HashMap::new(),
             backoff: HashMap::new(),
+            db_timeout: metadata_db::DEFAULT_DB_TIMEOUT,
         }
+    }
+
+    /// Sets the bound of each snapshot read (default [`metadata_db::DEFAULT_DB_TIMEOUT`]).
+    pub fn with_db_timeout(mut self, timeout: Duration) -> Self {
+        self.db_timeout = timeout;
+        self
     }
 
     /// Forgets what this replica wrote (after losing leadership another replica may
@@ -166,7 +191,7 @@ impl Reconciler {
 
     async fn read_db(&mut self) -> (DbView, Vec<metadata_db::WorkerRow>) {
         let started = Instant::now();
-        let result = metadata_db::fleet_snapshot(&self.pool).await;
+        let result = metadata_db::fleet_snapshot_within(&self.pool, self.db_timeout).await;
         self.metrics
             .poll_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -288,8 +313,12 @@ impl Reconciler {
     }
 
     fn failed(&mut self, key: RetryKey) {
+        self.back_off(key, FIRST_WRITE_RETRY, MAX_WRITE_BACKOFF);
+    }
+
+    fn back_off(&mut self, key: RetryKey, first: Duration, max: Duration) {
         let retry = self.backoff.entry(key).or_insert_with(|| Retry {
-            backoff: Backoff::new(FIRST_WRITE_RETRY, MAX_WRITE_BACKOFF),
+            backoff: Backoff::new(first, max),
             until: Instant::now(),
         });
         retry.until = Instant::now() + retry.backoff.next_delay();
@@ -428,6 +457,10 @@ impl Reconciler {
                     }
                 }
                 Outcome::Deleted => report.deleted += 1,
+                Outcome::Collision { key } => {
+                    report.collisions += 1;
+                    self.back_off(key, FIRST_COLLISION_RETRY, MAX_COLLISION_BACKOFF);
+                }
                 Outcome::Failed { key, uid } => {
                     report.errors += 1;
                     if let Some(uid) = uid {
@@ -440,7 +473,7 @@ impl Reconciler {
             }
         }
         self.backoff
-            .retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF);
+            .retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF + b.backoff.max());
     }
 
     async fn create(&self, obj: AmpWorker, status: AmpWorkerStatus) -> Outcome {
@@ -453,13 +486,8 @@ impl Reconciler {
                 created
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                // The store has not caught up with an earlier create, or a user object
-                // of a different nodeId owns the name; either way nothing to do now.
-                tracing::warn!(ampworker = %name, node_id = %node_id, "AmpWorker already exists; waiting for the watch to show it");
-                return Outcome::Failed {
-                    key: RetryKey::Create(name.clone()),
-                    uid: None,
-                };
+                self.metrics.count_write("create", false);
+                return self.on_conflict(&name, &node_id).await;
             }
             Err(err) => {
                 self.metrics.count_write("create", false);
@@ -530,6 +558,49 @@ impl Reconciler {
         }
     }
 
+    /// A create answered 409: either the store has not caught up with an earlier create
+    /// (same nodeId: wait for the watch) or another object (a user's) holds the name with
+    /// another nodeId, which only a user can resolve: say so on that object, count it,
+    /// and retry rarely.
+    async fn on_conflict(&self, name: &str, node_id: &str) -> Outcome {
+        let key = RetryKey::Create(name.to_owned());
+        let holder = match self.workers_api.get_opt(name).await {
+            Ok(Some(holder)) => holder,
+            Ok(None) => {
+                tracing::warn!(ampworker = %name, node_id, "create conflicted but the object is gone; will retry");
+                return Outcome::Failed { key, uid: None };
+            }
+            Err(err) => {
+                tracing::warn!(ampworker = %name, node_id, error = %err, "create conflicted and the holder cannot be read; will retry");
+                return Outcome::Failed { key, uid: None };
+            }
+        };
+        if holder.spec.node_id == node_id {
+            tracing::debug!(ampworker = %name, node_id, "AmpWorker already exists; waiting for the watch to show it");
+            return Outcome::Failed { key, uid: None };
+        }
+        self.metrics.name_collisions.inc();
+        tracing::warn!(
+            ampworker = %name,
+            node_id,
+            holder_node_id = %holder.spec.node_id,
+            "name collision: another AmpWorker holds the name this worker needs"
+        );
+        let event = StatusEvent {
+            reason: NAME_COLLISION_REASON,
+            warning: true,
+            note: format!(
+                "worker {node_id:?} needs the AmpWorker name {name:?}, held by this object with nodeId {:?}; \
+                 rename or delete this object, or create an AmpWorker with nodeId {node_id:?} under another name",
+                holder.spec.node_id
+            ),
+        };
+        let reference =
+            object_ref::<AmpWorker>(name, &self.config.namespace, holder.metadata.uid.as_deref());
+        self.publish(&event, &reference).await;
+        Outcome::Collision { key }
+    }
+
     /// Applies `status`, then publishes `events` about it; returns how many were published.
     async fn write_status<K, S>(
         &self,
@@ -566,7 +637,7 @@ impl Reconciler {
                 EventType::Normal
             },
             reason: reason.to_owned(),
-            note: Some(event.note.chars().take(1000).collect()),
+            note: Some(truncate_note(&event.note, MAX_EVENT_NOTE_BYTES).to_owned()),
             action: "Reconcile".to_owned(),
             secondary: None,
         };
@@ -583,6 +654,19 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// `note` cut to at most `max_bytes` bytes, on a character boundary (the API server
+/// counts bytes; cutting inside a multi-byte character would make invalid UTF-8).
+pub fn truncate_note(note: &str, max_bytes: usize) -> &str {
+    if note.len() <= max_bytes {
+        return note;
+    }
+    let mut end = max_bytes;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    &note[..end]
 }
 
 /// Server-side apply of the whole status, owned by [`FIELD_MANAGER`] (forced: the
@@ -616,4 +700,36 @@ fn object_ref<K: Resource<DynamicType = ()>>(
     let mut reference: ObjectReference = ObjectRef::<K>::new(name).within(namespace).into();
     reference.uid = uid.map(str::to_owned);
     reference
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_at_1024_bytes_on_a_char_boundary() {
+        assert_eq!(truncate_note("short", MAX_EVENT_NOTE_BYTES), "short");
+        let exact = "a".repeat(1024);
+        assert_eq!(truncate_note(&exact, MAX_EVENT_NOTE_BYTES), exact);
+        // 2-, 3- and 4-byte characters, offset so the limit falls inside one of each.
+        for (pad, ch) in [
+            (1, 'é'),
+            (1, '€'),
+            (2, '€'),
+            (1, '😀'),
+            (2, '😀'),
+            (3, '😀'),
+        ] {
+            let note = format!("{}{}", "a".repeat(pad), ch.to_string().repeat(600));
+            let cut = truncate_note(&note, MAX_EVENT_NOTE_BYTES);
+            assert!(cut.len() <= MAX_EVENT_NOTE_BYTES, "{ch}: {}", cut.len());
+            assert!(
+                cut.len() > MAX_EVENT_NOTE_BYTES - ch.len_utf8(),
+                "{ch}: no more cut than needed ({})",
+                cut.len()
+            );
+            assert!(note.starts_with(cut));
+            assert!(cut.ends_with(ch), "whole characters only");
+        }
+    }
 }

@@ -53,6 +53,8 @@ pub struct OperatorMetrics {
     pub refresh_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub refresh_oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub refresh_deferred: Gauge,
+    /// Creates refused because another object (of another nodeId) holds the name.
+    pub name_collisions: Counter,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
 }
@@ -94,6 +96,7 @@ impl OperatorMetrics {
             "Due heartbeatAt refreshes held back by the refresh budget last cycle",
             refresh_deferred.clone(),
         );
+        let name_collisions = Counter::default();
         registry.register(
             "reconcile_cycles",
             "Poll-and-reconcile cycles run as leader",
@@ -136,6 +139,11 @@ impl OperatorMetrics {
             "1 when the last snapshot read succeeded",
             metadata_db_up.clone(),
         );
+        registry.register(
+            "name_collisions",
+            "Discovered workers whose AmpWorker name is held by an object of another nodeId (each backed-off attempt)",
+            name_collisions.clone(),
+        );
         Self {
             registry,
             cycles,
@@ -151,6 +159,7 @@ impl OperatorMetrics {
             refresh_interval,
             refresh_oldest,
             refresh_deferred,
+            name_collisions,
             last_fleet_labels: Mutex::new(Vec::new()),
         }
     }

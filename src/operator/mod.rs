@@ -22,7 +22,7 @@ pub use run::{check_crds, main};
 pub struct OperatorArgs {
     /// Metadata DB URL.
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Namespace whose AmpWorkers and fleets this operator manages.
     #[arg(long, env = "AMP_NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -55,6 +55,10 @@ pub struct OperatorArgs {
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
     #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
     pub gc_after: Duration,
+    /// Bound of each fleet snapshot read (pool acquire included; also the server-side
+    /// statement_timeout): past it worker health goes `Unknown`.
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
     #[arg(long, default_value_t = 8)]
     pub write_concurrency: usize,

@@ -83,6 +83,46 @@ mod tests {
         assert!(is_dns1123_label(&long), "{long}");
     }
 
+    /// Every near-identical variant of one id (all case / separator swaps at each
+    /// position, and shared prefixes longer than the kept body) gets its own valid name.
+    #[test]
+    fn a_family_of_look_alikes_gets_distinct_names() {
+        let mut ids = std::collections::BTreeSet::new();
+        let base = "Amp_Worker-01.eu";
+        for (i, c) in base.char_indices() {
+            let alts: &[char] = match c {
+                '-' | '_' | '.' => &['-', '_', '.'],
+                c if c.is_ascii_alphabetic() => &[c.to_ascii_lowercase(), c.to_ascii_uppercase()],
+                _ => &[c],
+            };
+            for alt in alts {
+                if i == 0 && !alt.is_ascii_alphabetic() {
+                    continue;
+                }
+                let mut id = base.to_owned();
+                id.replace_range(i..i + 1, &alt.to_string());
+                ids.insert(id);
+            }
+        }
+        let long = "a".repeat(BODY_MAX + 20);
+        for sep in ["-", "_", "."] {
+            for tail in ["x", "X", "y", "1"] {
+                ids.insert(format!("{long}{sep}{tail}"));
+            }
+        }
+        ids.insert("amp-worker-01.eu".to_owned());
+        ids.insert("amp-worker-01-eu".to_owned());
+        let mut names = std::collections::HashMap::new();
+        for id in &ids {
+            let name = object_name(id);
+            assert!(is_dns1123_label(&name), "{id} -> {name}");
+            if let Some(prev) = names.insert(name.clone(), id.clone()) {
+                panic!("{prev:?} and {id:?} both map to {name}");
+            }
+        }
+        assert!(ids.len() >= 30, "{} ids", ids.len());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -96,6 +136,47 @@ mod tests {
         fn distinct_ids_get_distinct_names(a in "[a-zA-Z][a-zA-Z0-9_.-]{0,20}", b in "[a-zA-Z][a-zA-Z0-9_.-]{0,20}") {
             prop_assume!(a != b);
             prop_assert_ne!(object_name(&a), object_name(&b));
+        }
+
+        #[test]
+        fn near_identical_ids_never_collide(
+            base in "[a-zA-Z][a-zA-Z0-9_.-]{0,127}",
+            at in any::<proptest::sample::Index>(),
+            pick in any::<proptest::sample::Index>(),
+        ) {
+            // One character swapped for a look-alike that sanitizing would fold onto it:
+            // the other case, or another of `-` `_` `.`.
+            let chars: Vec<char> = base.chars().collect();
+            let i = at.index(chars.len());
+            let c = chars[i];
+            let swaps = if c.is_ascii_alphabetic() {
+                vec![c.to_ascii_uppercase(), c.to_ascii_lowercase()]
+            } else {
+                vec!['-', '_', '.']
+            };
+            let candidates: Vec<char> = swaps.into_iter().filter(|s| *s != c && (i > 0 || s.is_ascii_alphabetic())).collect();
+            prop_assume!(!candidates.is_empty());
+            let mut other = chars.clone();
+            other[i] = candidates[pick.index(candidates.len())];
+            let other: String = other.into_iter().collect();
+            let (a, b) = (object_name(&base), object_name(&other));
+            prop_assert!(is_dns1123_label(&a) && is_dns1123_label(&b), "{} -> {}, {} -> {}", base, a, other, b);
+            prop_assert_ne!(&a, &b, "{:?} and {:?}", base, other);
+        }
+
+        #[test]
+        fn long_shared_prefixes_never_collide(
+            prefix in "[a-zA-Z][a-zA-Z0-9_.-]{60,100}",
+            a in "[a-zA-Z0-9_.-]{1,20}",
+            b in "[a-zA-Z0-9_.-]{1,20}",
+        ) {
+            // Everything past BODY_MAX is cut from the readable part; only the hash tells
+            // these apart.
+            prop_assume!(a != b);
+            let (x, y) = (format!("{prefix}{a}"), format!("{prefix}{b}"));
+            let (nx, ny) = (object_name(&x), object_name(&y));
+            prop_assert!(is_dns1123_label(&nx) && is_dns1123_label(&ny), "{} {}", nx, ny);
+            prop_assert_ne!(nx, ny, "{:?} and {:?}", x, y);
         }
 
         #[test]

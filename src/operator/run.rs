@@ -23,7 +23,12 @@ use crate::metadata_db::{self, redact_url};
 pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), OperatorError> {
     let config = controller_config(&args)?;
     // Lazy: an unreachable DB must not stop the operator (conditions go Unknown).
-    let pool = metadata_db::connect_pool_lazy(&args.database_url, "amp-operator", 2)?;
+    let pool = metadata_db::connect_pool_lazy_bounded(
+        &args.database_url,
+        "amp-operator",
+        2,
+        args.db_timeout,
+    )?;
     let client = Client::try_default()
         .await
         .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
@@ -113,7 +118,8 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         "operator started"
     );
 
-    let mut controller = Reconciler::new(client, pool, config, metrics.clone());
+    let mut controller =
+        Reconciler::new(client, pool, config, metrics.clone()).with_db_timeout(args.db_timeout);
     let mut tick = tokio::time::interval(args.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;

@@ -29,7 +29,7 @@ pub struct WorkerArgs {
     pub node_id: String,
     /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     /// Heartbeat period.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
@@ -41,6 +41,11 @@ pub struct WorkerArgs {
     /// after the database returns.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
+    /// Bound of every metadata DB call (connect, lock, register, heartbeat). A call that
+    /// takes longer means a dead path (a network that drops packets sends no FIN and no
+    /// RST): the session is dropped and a new one made.
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_timeout: Duration,
     /// Address for /healthz, /readyz and /metrics; none when omitted.
     #[arg(long, env = "AMP_WORKER_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -77,16 +82,32 @@ impl WorkerError {
     }
 }
 
-/// Validated worker settings.
-#[derive(Debug, Clone)]
+/// Validated worker settings. `Debug` is written out: `connect` holds the password.
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub node_id: NodeId,
     pub connect: PgConnectOptions,
-    pub database_url: String,
+    pub database_url: crate::metadata_db::DatabaseUrl,
     pub heartbeat_interval: Duration,
     pub lock_wait: Duration,
     pub max_backoff: Duration,
+    pub db_timeout: Duration,
     pub info: BuildInfo,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PgConnectOptions' derived Debug prints its password; the URL says the same, redacted.
+        f.debug_struct("WorkerConfig")
+            .field("node_id", &self.node_id)
+            .field("database_url", &self.database_url)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("lock_wait", &self.lock_wait)
+            .field("max_backoff", &self.max_backoff)
+            .field("db_timeout", &self.db_timeout)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkerConfig {
@@ -105,6 +126,7 @@ impl WorkerConfig {
             heartbeat_interval: args.heartbeat_interval,
             lock_wait: args.lock_wait,
             max_backoff: args.max_backoff,
+            db_timeout: args.db_timeout,
             info,
         })
     }
@@ -123,21 +145,36 @@ pub async fn run(
         config.max_backoff,
         config.node_id.advisory_lock_key() as u64,
     );
+    let timeout = config.db_timeout;
+    // Our last session: after a timeout we drop it, but the server may keep it (and our
+    // lock) alive for a long time when the network lost our FIN.
+    let mut previous: Option<metadata_db::SessionId> = None;
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
             return Ok(());
         }
+        // A failed attempt that already took long (a timeout) has waited its backoff.
+        let attempt_started = Instant::now();
+        let mut retry_delay = || {
+            backoff
+                .next_delay()
+                .saturating_sub(attempt_started.elapsed())
+        };
         let mut conn = match cancellable(
             &shutdown,
-            metadata_db::connect_one(&config.connect, &config.database_url),
+            metadata_db::bounded(
+                "connect",
+                timeout,
+                metadata_db::connect_one(&config.connect, &config.database_url),
+            ),
         )
         .await
         {
             None => return Ok(()),
             Some(Ok(conn)) => conn,
             Some(Err(err)) => {
-                let delay = backoff.next_delay();
+                let delay = retry_delay();
                 warn!(node_id = node, error = %err, retry_in = ?delay, "metadata DB unreachable");
                 if sleep_or_cancel(&shutdown, delay).await {
                     return Ok(());
@@ -145,6 +182,28 @@ pub async fn run(
                 continue;
             }
         };
+        if let Some(old) = previous {
+            match metadata_db::bounded(
+                "pg_terminate_backend",
+                timeout,
+                metadata_db::terminate_session(&mut conn, old),
+            )
+            .await
+            {
+                Ok(true) => {
+                    info!(
+                        node_id = node,
+                        old_pid = old.pid,
+                        "ended our previous session, which the server still kept"
+                    )
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    // The lock wait below still bounds how long that session can block us.
+                    warn!(node_id = node, old_pid = old.pid, error = %err, "cannot end our previous session")
+                }
+            }
+        }
         match acquire_lock(&mut conn, &config, &shutdown).await {
             Ok(LockOutcome::Acquired) => {}
             Ok(LockOutcome::Cancelled) => return Ok(()),
@@ -156,7 +215,7 @@ pub async fn run(
                 });
             }
             Err(err) => {
-                let delay = backoff.next_delay();
+                let delay = retry_delay();
                 warn!(node_id = node, error = %err, retry_in = ?delay, "taking the advisory lock failed");
                 if sleep_or_cancel(&shutdown, delay).await {
                     return Ok(());
@@ -164,7 +223,25 @@ pub async fn run(
                 continue;
             }
         }
-        match metadata_db::register(&mut conn, &config.node_id, &config.info).await {
+        match metadata_db::bounded("session id", timeout, metadata_db::session_id(&mut conn)).await
+        {
+            Ok(id) => previous = Some(id),
+            Err(err) => {
+                let delay = retry_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "reading the session id failed");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        match metadata_db::bounded(
+            "register",
+            timeout,
+            metadata_db::register(&mut conn, &config.node_id, &config.info),
+        )
+        .await
+        {
             Ok(row) => info!(
                 node_id = node,
                 version = %config.info.version,
@@ -173,7 +250,7 @@ pub async fn run(
                 "registered"
             ),
             Err(err) => {
-                let delay = backoff.next_delay();
+                let delay = retry_delay();
                 warn!(node_id = node, error = %err, retry_in = ?delay, "registration failed");
                 if sleep_or_cancel(&shutdown, delay).await {
                     return Ok(());
@@ -186,7 +263,15 @@ pub async fn run(
         match heartbeat_loop(&mut conn, &config, &probes, &shutdown).await {
             SessionEnd::Shutdown => {
                 probes.set_ready(false);
-                release(conn, &config.node_id).await;
+                if tokio::time::timeout(timeout, release(conn, &config.node_id))
+                    .await
+                    .is_err()
+                {
+                    warn!(
+                        node_id = node,
+                        "unlock timed out; the server releases the lock when it drops the session"
+                    );
+                }
                 return Ok(());
             }
             SessionEnd::Lost(err) => {
@@ -212,7 +297,13 @@ async fn acquire_lock(
     let started = Instant::now();
     let mut warned = false;
     loop {
-        if metadata_db::try_advisory_lock(conn, &config.node_id).await? {
+        let locked = metadata_db::bounded(
+            "pg_try_advisory_lock",
+            config.db_timeout,
+            metadata_db::try_advisory_lock(conn, &config.node_id),
+        )
+        .await?;
+        if locked {
             return Ok(LockOutcome::Acquired);
         }
         let waited = started.elapsed();
@@ -246,7 +337,7 @@ async fn heartbeat_loop(
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     // A heartbeat that takes this long means the session is unusable (half-open TCP).
-    let deadline = (config.heartbeat_interval * 5).max(Duration::from_secs(5));
+    let deadline = config.db_timeout;
     let mut ticker = tokio::time::interval(config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // registration just set heartbeat_at
@@ -269,8 +360,12 @@ async fn heartbeat_loop(
                     node_id = config.node_id.as_str(),
                     "worker row vanished; re-registering"
                 );
-                if let Err(err) =
-                    metadata_db::register(&mut *conn, &config.node_id, &config.info).await
+                if let Err(err) = metadata_db::bounded(
+                    "register",
+                    deadline,
+                    metadata_db::register(&mut *conn, &config.node_id, &config.info),
+                )
+                .await
                 {
                     return SessionEnd::Lost(err);
                 }

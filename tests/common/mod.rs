@@ -8,6 +8,7 @@ use amp_operator::metadata_db;
 use amp_operator::testing::postgres::TempPostgres;
 use sqlx::PgPool;
 
+pub mod blackhole;
 pub mod cluster;
 
 pub const AMPD: &str = env!("CARGO_BIN_EXE_ampd");

@@ -1,0 +1,122 @@
+//! No password in any log line: real `ampd worker` and `ampd admin-api` processes given
+//! every accepted form of a database URL with a password, in text and JSON log formats,
+//! through connection failures that make them log errors.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const SECRET: &str = "SECRETpw42";
+
+/// URLs pointing at a closed port, so every connection attempt fails and gets logged.
+fn urls(addr: &str) -> Vec<String> {
+    vec![
+        format!("postgres://amp@{addr}/amp?password={SECRET}"),
+        format!("postgres://amp:{SECRET}@{addr}/amp"),
+        // Percent-encoded: `SECRETpw42` with an `@` in the middle.
+        format!("postgres://amp:SECRET%40pw42@{addr}/amp"),
+        // A libpq-only parameter sqlx would log with its value.
+        format!("postgres://amp@{addr}/amp?sslpassword={SECRET}&password={SECRET}"),
+    ]
+}
+
+fn assert_clean(what: &str, stderr: &str) {
+    for secret in [SECRET, "SECRET@pw42", "SECRET%40pw42"] {
+        assert!(
+            !stderr.contains(secret),
+            "{what}: {secret} leaked:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn worker_logs_never_show_the_password() {
+    let addr = free_addr();
+    for format in ["text", "json"] {
+        for url in urls(&addr) {
+            let mut cmd = Command::new(AMPD);
+            cmd.args(["--log-format", format, "worker", "--node-id", "w1"])
+                .args(["--database-url", &url, "--max-backoff", "300ms"])
+                .env_remove("AMP_DATABASE_URL")
+                .env_remove("AMP_NODE_ID")
+                .env("RUST_LOG", "debug");
+            let worker = Proc::spawn("worker", &mut cmd);
+            std::thread::sleep(Duration::from_millis(1500));
+            let (_, _, stderr) = worker.terminate();
+            assert!(
+                stderr.contains("metadata DB unreachable"),
+                "the failure was logged ({format}, {url}):\n{stderr}"
+            );
+            assert!(
+                stderr.contains("***"),
+                "the URL was logged redacted:\n{stderr}"
+            );
+            assert_clean(&format!("worker {format} {url}"), &stderr);
+        }
+    }
+}
+
+#[test]
+fn invalid_urls_and_dsns_exit_2_without_the_password() {
+    for format in ["text", "json"] {
+        for url in [
+            format!("postgres://amp:{SECRET}@db:notaport/amp"),
+            format!("host=db user=amp password={SECRET} dbname=amp"),
+            format!("host=db password='{SECRET} x' dbname=amp"),
+        ] {
+            let out = Command::new(AMPD)
+                .args(["--log-format", format, "worker", "--node-id", "w1"])
+                .args(["--database-url", &url])
+                .env_remove("AMP_DATABASE_URL")
+                .env_remove("AMP_NODE_ID")
+                .output()
+                .expect("run ampd");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+            assert!(stderr.contains("invalid database URL"), "{stderr}");
+            assert_clean(&format!("invalid {format} {url}"), &stderr);
+        }
+    }
+}
+
+#[tokio::test]
+async fn admin_api_logs_never_show_the_password() {
+    let addr = free_addr();
+    for format in ["text", "json"] {
+        for url in urls(&addr) {
+            let listen = free_addr();
+            let api = Proc::spawn(
+                "admin-api",
+                Command::new(AMPD)
+                    .args(["--log-format", format, "admin-api", "--listen", &listen])
+                    .args(["--database-url", &url])
+                    .env_remove("AMP_DATABASE_URL")
+                    .env("RUST_LOG", "debug"),
+            );
+            let up =
+                amp_operator::testing::postgres::eventually(Duration::from_secs(15), || async {
+                    http_get(&listen, "/healthz").ok().map(|_| ())
+                })
+                .await;
+            assert!(up.is_some(), "admin API listening");
+            // Each makes it try (and fail) to reach the database, and log why.
+            let (status, body) = http_get(&listen, "/workers").expect("GET /workers");
+            assert_eq!(status, 503, "{body}");
+            assert_clean("503 body", &body);
+            let (_, body) = http_get(&listen, "/readyz").expect("GET /readyz");
+            assert_clean("/readyz body", &body);
+            let (_, stderr) = {
+                let (_, out, err) = api.terminate();
+                (out, err)
+            };
+            assert!(
+                stderr.contains("metadata DB query failed"),
+                "the failure was logged:\n{stderr}"
+            );
+            assert_clean(&format!("admin-api {format} {url}"), &stderr);
+        }
+    }
+}
