@@ -538,3 +538,30 @@ async fn bearer_auth_cases_open_probes_and_a_readyz_without_details() {
     let (code, body) = get_with_auth(&addr, "/readyz", None);
     assert_eq!((code, body.as_str()), (503, "metadata DB unreachable"));
 }
+
+/// A streamed list outlives the per-query `--db-timeout`: a client that reads 100,000
+/// rows slowly still gets all of them (the stream has its own, longer, statement limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_of_a_large_fleet_gets_the_whole_list() {
+    let (pg, pool) = migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info) SELECT format('worker-%s', lpad(i::text, 6, '0')), '{\"version\":\"v1\"}'
+         FROM generate_series(0, 99999) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &["--db-timeout", "1s"]).await;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "GET /workers HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    let n = s.read(&mut first).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let raw = [&first[..n], &rest[..]].concat();
+    let text = String::from_utf8(raw).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let v: Value = serde_json::from_str(body).expect("a complete JSON document");
+    assert_eq!(v["workers"].as_array().unwrap().len(), 100_000);
+}

@@ -346,23 +346,46 @@ pub async fn list_workers_page<'e>(
 /// Every worker by node id, one row at a time from a single statement (one consistent
 /// snapshot), so a reader serving 100,000 rows never holds them all.
 /// `after` skips node ids up to and including it.
+///
+/// The pool's `statement_timeout` bounds a query; a stream lasts as long as its client
+/// reads, so the statement gets [`STREAM_STATEMENT_TIMEOUT`] instead (in its own
+/// read-only transaction), and a slow reader of a large fleet is not cut off at 3 s.
 pub fn stream_workers(
     pool: PgPool,
     after: Option<String>,
 ) -> impl futures::Stream<Item = Result<WorkerRow, DbError>> + Send + 'static {
     async_stream::stream! {
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                yield Err(DbError::Query { op: "stream workers", source: e });
+                return;
+            }
+        };
+        // set_config(..., true) is SET LOCAL: it ends with the transaction.
+        let set = sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(format!("{}ms", STREAM_STATEMENT_TIMEOUT.as_millis()))
+            .execute(&mut *tx)
+            .await;
+        if let Err(e) = set {
+            yield Err(DbError::Query { op: "stream workers", source: e });
+            return;
+        }
         let mut rows = sqlx::query_as::<_, WorkerRow>(concat!(
             "SELECT ",
             worker_columns!(),
             " FROM workers WHERE $1::text IS NULL OR node_id > $1 ORDER BY node_id"
         ))
         .bind(after)
-        .fetch(&pool);
+        .fetch(&mut *tx);
         while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.transpose() {
             yield row.map_err(DbError::query("stream workers"));
         }
     }
 }
+
+/// How long one streamed list may take (a slow client reading a large fleet).
+pub const STREAM_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One worker, or None when the id is not registered.
 pub async fn get_worker<'e>(
