@@ -57,7 +57,7 @@ pub struct OperatorArgs {
     pub gc_after: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]
     pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
     #[arg(long, default_value_t = 8)]
