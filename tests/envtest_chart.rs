@@ -262,3 +262,182 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
         ],
     );
 }
+
+const CRDS: [&str; 2] = ["ampworkers.amp.io", "ampworkerfleets.amp.io"];
+
+fn install(kc: &Path, release: &str, ns: &str, tag: &str) -> Vec<Value> {
+    helm(
+        kc,
+        &[
+            "install",
+            release,
+            "charts/amp",
+            "-n",
+            ns,
+            "--create-namespace",
+            "--set",
+            &format!("image.tag={tag}"),
+            "--timeout",
+            "120s",
+        ],
+    );
+    yaml_objects(&helm(kc, &["get", "manifest", release, "-n", ns]))
+}
+
+fn upgrade(kc: &Path, release: &str, ns: &str, tag: &str) -> Vec<Value> {
+    helm(
+        kc,
+        &[
+            "upgrade",
+            release,
+            "charts/amp",
+            "-n",
+            ns,
+            "--set",
+            &format!("image.tag={tag}"),
+            "--timeout",
+            "120s",
+        ],
+    );
+    yaml_objects(&helm(kc, &["get", "manifest", release, "-n", ns]))
+}
+
+fn crd_names(manifest: &[Value]) -> Vec<String> {
+    manifest
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The release that owns a CRD (Helm's ownership annotations), "" for none.
+fn crd_owner(kc: &Path, crd: &str) -> String {
+    let o = get_json(kc, &["get", "crd", crd]);
+    let ann = &o["metadata"]["annotations"];
+    match (
+        ann["meta.helm.sh/release-namespace"].as_str(),
+        ann["meta.helm.sh/release-name"].as_str(),
+    ) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        _ => String::new(),
+    }
+}
+
+/// The version the namespace's one fleet expects (its name follows the release's).
+fn fleet_version(kc: &Path, ns: &str) -> Value {
+    let list = get_json(kc, &["get", "ampworkerfleets", "-n", ns]);
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "fleets in {ns}: {list}");
+    items[0]["spec"]["version"].clone()
+}
+
+/// README order: `kubectl apply -f crds/`, then `helm install` with default values. The
+/// release must install, leave the CRDs to whoever applied them, and upgrade/uninstall
+/// without touching them.
+#[tokio::test]
+async fn crds_applied_beforehand_are_left_alone_by_the_release() {
+    let Some(plane) = plane("crds_applied_beforehand_are_left_alone_by_the_release").await else {
+        return;
+    };
+    let kc = plane.kubeconfig();
+    kubectl(kc, &["apply", "--server-side", "-f", "crds/"], None);
+    for crd in CRDS {
+        kubectl(
+            kc,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=30s",
+            ],
+            None,
+        );
+    }
+
+    let manifest = install(kc, "amp", "amp", "0.1.0");
+    assert_eq!(
+        crd_names(&manifest),
+        Vec::<String>::new(),
+        "the release took over pre-applied CRDs"
+    );
+    assert_all_created(
+        kc,
+        &helm(kc, &["get", "manifest", "amp", "-n", "amp"]),
+        "amp",
+    );
+    assert_eq!(fleet_version(kc, "amp"), "0.1.0");
+
+    let manifest = upgrade(kc, "amp", "amp", "0.2.0");
+    assert_eq!(crd_names(&manifest), Vec::<String>::new());
+    assert_eq!(fleet_version(kc, "amp"), "0.2.0");
+
+    helm(kc, &["uninstall", "amp", "-n", "amp", "--timeout", "60s"]);
+    for crd in CRDS {
+        assert_eq!(crd_owner(kc, crd), "", "{crd} gained a Helm owner");
+    }
+}
+
+/// Two releases of the chart, each in its own namespace: the first owns (and upgrades)
+/// the CRDs, the second installs, upgrades and uninstalls beside it without touching them.
+#[tokio::test]
+async fn a_second_release_in_another_namespace_installs_beside_the_first() {
+    let Some(plane) =
+        plane("a_second_release_in_another_namespace_installs_beside_the_first").await
+    else {
+        return;
+    };
+    let kc = plane.kubeconfig();
+
+    let first = install(kc, "one", "team-one", "0.1.0");
+    assert_eq!(
+        crd_names(&first).len(),
+        2,
+        "the first release installs the CRDs"
+    );
+    for crd in CRDS {
+        assert_eq!(crd_owner(kc, crd), "team-one/one");
+        kubectl(
+            kc,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=30s",
+            ],
+            None,
+        );
+    }
+
+    let second = install(kc, "two", "team-two", "0.1.0");
+    assert_eq!(
+        crd_names(&second),
+        Vec::<String>::new(),
+        "the second release took the CRDs"
+    );
+    assert_eq!(fleet_version(kc, "team-two"), "0.1.0");
+    let second = upgrade(kc, "two", "team-two", "0.2.0");
+    assert_eq!(crd_names(&second), Vec::<String>::new());
+    assert_eq!(fleet_version(kc, "team-two"), "0.2.0");
+
+    // The owner still renders (and so updates) its CRDs on upgrade.
+    let first = upgrade(kc, "one", "team-one", "0.2.0");
+    assert_eq!(
+        crd_names(&first).len(),
+        2,
+        "the owner stopped managing its CRDs"
+    );
+
+    helm(
+        kc,
+        &["uninstall", "two", "-n", "team-two", "--timeout", "60s"],
+    );
+    for crd in CRDS {
+        assert_eq!(crd_owner(kc, crd), "team-one/one");
+    }
+    assert_eq!(fleet_version(kc, "team-one"), "0.2.0");
+}
