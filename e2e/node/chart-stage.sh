@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# CI stage "chart on a real node": charts/amp with real pods on the one-node cluster of
+# e2e/node/up.sh, images built here (e2e/node/images.sh). In order:
+#   1. CRDs applied beforehand (README order), then `helm install --wait` with default
+#      values (bundled PostgreSQL) and two operator replicas: install -> fleet Ready
+#   2. the leader operator pod deleted: the standby takes the Lease, writes no duplicate
+#      events, and keeps the fleet Ready
+#   3. the installed-chart e2e test (a worker pod deleted, its restart counted)
+#   4. `helm upgrade` to a second image tag: every worker rolls, every AmpWorker reports
+#      the new version, the fleet is Ready again (timed)
+#   5. a second release in another namespace installs beside the first
+#   6. `helm uninstall` of both keeps the CRDs and the AmpWorkers
+# Prints figures (seconds, image size). Stops the node on exit unless AMP_NODE_KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. e2e/node/lib.sh
+export PATH=$PWD/.ci/bin:$PATH
+
+T1=${AMP_NODE_TAG1:-0.1.0-node.1}
+T2=${AMP_NODE_TAG2:-0.1.0-node.2}
+NS=amp
+NS2=amp-two
+stage_start=$(date +%s.%N)
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
+say() { printf '\n--- %s\n' "$*"; }
+fail() {
+  printf 'chart-stage: FAILED: %s\n' "$*" >&2
+  kc get pods,ampworkers,ampworkerfleets -A -o wide >&2 || true
+  kc get events -n "$NS" --sort-by=.lastTimestamp 2>/dev/null | tail -n 30 >&2 || true
+  exit 1
+}
+cleanup() {
+  if [ "${AMP_NODE_KEEP:-0}" != 1 ]; then bash e2e/node/down.sh >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+# jsonpath of one object
+jp() { kc get "$1" -n "${3:-$NS}" -o "jsonpath=$2" 2>/dev/null; }
+
+# fleet_ready NS VERSION: Ready=True for the current generation, expecting VERSION.
+fleet_ready() {
+  local fleet
+  fleet=$(kc get ampworkerfleets -n "$1" -o json) || return 1
+  python3 - "$2" "$fleet" <<'EOF'
+import json, sys
+want, items = sys.argv[1], json.loads(sys.argv[2])["items"]
+ok = len(items) == 1
+for f in items:
+    st = f.get("status") or {}
+    ready = [c for c in st.get("conditions", []) if c["type"] == "Ready"]
+    ok = ok and f["spec"].get("version") == want \
+        and st.get("observedGeneration") == f["metadata"]["generation"] \
+        and bool(ready) and ready[0]["status"] == "True"
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# workers_on NS VERSION COUNT: COUNT AmpWorkers, all Ready and reporting VERSION.
+workers_on() {
+  local got
+  got=$(kc get ampworkers -n "$1" -o jsonpath='{range .items[*]}{.status.state}/{.status.info.version}{"\n"}{end}') || return 1
+  [ "$(grep -cx "Ready/$2" <<< "$got")" = "$3" ] && [ "$(grep -c . <<< "$got")" = "$3" ]
+}
+
+until_ok() { # SECONDS WHAT CMD...
+  local secs=$1 what=$2 end; shift 2
+  end=$(( $(date +%s) + secs ))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$end" ] || fail "$what (not within ${secs}s)"
+    sleep 1
+  done
+}
+
+say "node"
+t=$(date +%s.%N)
+bash e2e/node/up.sh >/dev/null
+node_up=$(since "$t")
+echo "node Ready in ${node_up}s"
+
+say "images (buildah, no Docker)"
+t=$(date +%s.%N)
+bash e2e/node/images.sh amp "$T1"
+bash e2e/node/images.sh amp "$T2"
+bash e2e/node/images.sh postgres
+images_s=$(since "$t")
+image_size=$(STORAGE_DRIVER=vfs buildah images --format '{{.Size}}' "localhost/amp:$T1" | head -n 1)
+base_size=$(STORAGE_DRIVER=vfs buildah images --format '{{.Size}}' localhost/amp-node/debian:bookworm | head -n 1)
+echo "images built and imported in ${images_s}s; localhost/amp:$T1 $image_size (Debian base $base_size)"
+values=(--set "image.repository=localhost/amp" --set image.pullPolicy=Never
+        --set postgresql.image=localhost/amp-node/postgres:15)
+
+say "1. CRDs applied beforehand, helm install --wait (default values, 2 operator replicas)"
+kc apply --server-side -f crds/ >/dev/null
+t=$(date +%s.%N)
+helm --kubeconfig "$NODE_DIR/kubeconfig" install amp charts/amp -n "$NS" --create-namespace \
+  "${values[@]}" --set "image.tag=$T1" --set operator.replicas=2 --wait --timeout 5m \
+  || fail "helm install"
+helm_wait=$(since "$t")
+until_ok 180 "fleet Ready on $T1" fleet_ready "$NS" "$T1"
+until_ok 60 "3 AmpWorkers Ready on $T1" workers_on "$NS" "$T1" 3
+install_ready=$(since "$t")
+[ -z "$(jp crd/ampworkers.amp.io '{.metadata.annotations.meta\.helm\.sh/release-name}' default)" ] \
+  || fail "the release took over the pre-applied CRDs"
+echo "helm install --wait ${helm_wait}s; install -> fleet Ready with 3 AmpWorkers ${install_ready}s"
+
+say "2. the leader operator pod deleted"
+lease=$(kc get leases -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.holderIdentity}{"\n"}{end}' | grep -- '-operator' | head -n 1)
+lease_name=${lease%% *}
+leader=${lease#* }
+[ -n "$leader" ] && kc get pod "$leader" -n "$NS" >/dev/null || fail "no operator Lease holder ($lease)"
+events_before=$(kc get events.events.k8s.io -n "$NS" -o json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin)["items"] if e.get("reportingController") == "amp-operator"))')
+t=$(date +%s.%N)
+kc delete pod "$leader" -n "$NS" --wait=false >/dev/null
+new_leader() {
+  local h
+  h=$(jp "lease/$lease_name" '{.spec.holderIdentity}')
+  [ -n "$h" ] && [ "$h" != "$leader" ]
+}
+until_ok 60 "another operator replica holding the Lease" new_leader
+failover=$(since "$t")
+successor=$(jp "lease/$lease_name" '{.spec.holderIdentity}')
+sleep 10 # ten poll intervals under the new leader
+until_ok 30 "fleet Ready under the new leader" fleet_ready "$NS" "$T1"
+dupes=$(kc get events.events.k8s.io -n "$NS" -o json | python3 -c '
+import json, sys
+print(sum(1 for e in json.load(sys.stdin)["items"]
+          if e.get("reportingController") == "amp-operator" and e.get("reportingInstance") == sys.argv[1]))' "$successor")
+[ "$dupes" = 0 ] || fail "the new leader $successor wrote $dupes events for an unchanged fleet"
+echo "leader $leader deleted: $successor took the Lease in ${failover}s, 0 new events ($events_before before)"
+
+say "3. installed-chart e2e test (a worker pod deleted, its restart counted)"
+KUBECONFIG=$NODE_DIR/kubeconfig E2E_CHART_NAMESPACE=$NS E2E_CHART_RELEASE=amp \
+  cargo test --locked --features e2e,testing --test operator_e2e -- --include-ignored --exact \
+  installed_chart_fleet_is_ready_and_a_pod_restart_is_counted \
+  || fail "installed-chart e2e test"
+
+say "4. helm upgrade to $T2"
+t=$(date +%s.%N)
+helm --kubeconfig "$NODE_DIR/kubeconfig" upgrade amp charts/amp -n "$NS" --reuse-values \
+  --set "image.tag=$T2" --wait --timeout 5m || fail "helm upgrade"
+until_ok 300 "fleet Ready on $T2" fleet_ready "$NS" "$T2"
+until_ok 60 "3 AmpWorkers Ready on $T2" workers_on "$NS" "$T2" 3
+rollout=$(since "$t")
+for i in 0 1 2; do
+  image=$(jp "pod/amp-worker-$i" '{.spec.containers[0].image}')
+  [ "$image" = "localhost/amp:$T2" ] || fail "amp-worker-$i runs $image"
+done
+echo "helm upgrade -> 3 workers rolled, fleet Ready on $T2: ${rollout}s"
+
+say "5. a second release in another namespace"
+t=$(date +%s.%N)
+helm --kubeconfig "$NODE_DIR/kubeconfig" install two charts/amp -n "$NS2" --create-namespace \
+  "${values[@]}" --set "image.tag=$T1" --set worker.replicas=1 --wait --timeout 5m \
+  || fail "second release"
+until_ok 180 "second fleet Ready" fleet_ready "$NS2" "$T1"
+echo "second release installed and Ready in $(since "$t")s"
+
+say "6. helm uninstall keeps the CRDs and the AmpWorkers"
+workers_before=$(kc get ampworkers -n "$NS" -o name | sort)
+helm --kubeconfig "$NODE_DIR/kubeconfig" uninstall two -n "$NS2" --wait --timeout 2m || fail "uninstall two"
+helm --kubeconfig "$NODE_DIR/kubeconfig" uninstall amp -n "$NS" --wait --timeout 2m || fail "uninstall amp"
+kc get crd ampworkers.amp.io ampworkerfleets.amp.io >/dev/null || fail "CRDs removed by uninstall"
+[ "$(kc get ampworkers -n "$NS" -o name | sort)" = "$workers_before" ] || fail "AmpWorkers removed by uninstall"
+echo "uninstalled: CRDs and $(wc -l <<< "$workers_before") AmpWorkers kept"
+
+say "figures"
+cat <<EOF
+node up                         ${node_up} s
+images built + imported         ${images_s} s (amp $image_size, base $base_size)
+helm install --wait             ${helm_wait} s
+install -> fleet Ready          ${install_ready} s
+operator failover (pod deleted) ${failover} s
+upgrade -> 3 workers rolled     ${rollout} s
+stage wall time                 $(since "$stage_start") s
+EOF
