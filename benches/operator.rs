@@ -16,7 +16,8 @@
 //!   AMP_ENVTEST_AUDIT=1 AMP_BENCH_SETTLE=0 AMP_BENCH_WRITE_COST=0 cargo bench --bench operator
 //!
 //! The audit log is off unless AMP_ENVTEST_AUDIT=1 (writing it costs the API server CPU
-//! and would distort the CPU figure). AMP_BENCH_OPERATOR_ARGS adds `ampd operator` flags.
+//! and would distort the CPU figure). AMP_BENCH_OPERATOR_ARGS adds `ampd operator` flags;
+//! AMP_BENCH_OPERATOR_WRAPPER=heaptrack runs it under a heap profiler.
 
 mod support;
 use support::{env_or, free_addr, proc_status_kib};
@@ -37,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VICTIM: &str = "worker-00042";
 const EXPECTED: &str = "v1.1.0";
+const FLEET: &str = "amp";
 
 /// utime + stime of `pid` in seconds.
 fn cpu_secs(pid: u32) -> f64 {
@@ -138,7 +140,7 @@ async fn bench() {
     let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
     let fleet: AmpWorkerFleet = serde_json::from_value(serde_json::json!({
         "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet",
-        "metadata": {"name": "amp"}, "spec": {"version": EXPECTED}
+        "metadata": {"name": FLEET}, "spec": {"version": EXPECTED}
     }))
     .expect("fleet");
     fleets
@@ -176,7 +178,17 @@ async fn bench() {
         .map(str::to_owned)
         .collect();
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ampd"))
+    // AMP_BENCH_OPERATOR_WRAPPER runs the operator under a profiler (e.g. `heaptrack`);
+    // the RSS figures are then the wrapper's.
+    let mut command = match std::env::var("AMP_BENCH_OPERATOR_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(env!("CARGO_BIN_EXE_ampd"));
+            c
+        }
+        _ => std::process::Command::new(env!("CARGO_BIN_EXE_ampd")),
+    };
+    let mut child = command
         .arg("operator")
         .args(&extra)
         .env("KUBECONFIG", plane.kubeconfig())
@@ -333,6 +345,29 @@ async fn bench() {
         mib(rss_max),
         mib(rss_peak),
         mib(rss_discovery)
+    );
+    // What etcd stores for the fleet: the object as the API server serves it.
+    let fleet_bytes = client
+        .request_text(
+            http::Request::get(format!(
+                "/apis/amp.io/v1alpha1/namespaces/{ns}/ampworkerfleets/{FLEET}"
+            ))
+            .body(Vec::new())
+            .expect("request"),
+        )
+        .await
+        .map_or(0, |t| t.len());
+    let mismatched = fleets
+        .get(FLEET)
+        .await
+        .ok()
+        .and_then(|f| f.status)
+        .map_or((0, 0), |s| (s.mismatched_count, s.mismatched.len()));
+    println!(
+        "AmpWorkerFleet object: {:.1} KiB (status.mismatchedCount {}, {} ids listed)",
+        fleet_bytes as f64 / 1024.0,
+        mismatched.0,
+        mismatched.1
     );
     match stale_after {
         Some(d) => println!(

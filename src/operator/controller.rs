@@ -326,12 +326,16 @@ impl Reconciler {
 
     async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {
         let this = &*self;
-        let mut jobs: Vec<futures::future::BoxFuture<'_, Outcome>> = Vec::new();
-        for (obj, status) in plan.creates {
-            jobs.push(Box::pin(this.create(obj, status)));
-        }
-        for w in plan.worker_writes {
-            jobs.push(Box::pin(async move {
+        type Job<'a> = futures::future::BoxFuture<'a, Outcome>;
+        // Jobs are made (and their futures allocated) only when buffer_unordered pulls
+        // them: a discovery of 10,000 workers must not hold 10,000 request futures
+        // (~7.5 KB each) at once.
+        let creates = plan
+            .creates
+            .into_iter()
+            .map(move |(obj, status)| -> Job<'_> { Box::pin(this.create(obj, status)) });
+        let worker_writes = plan.worker_writes.into_iter().map(move |w| -> Job<'_> {
+            Box::pin(async move {
                 let written = this
                     .write_status(&this.workers_api, "status", &w.name, w.uid.as_deref(), &w.status, &w.events)
                     .await;
@@ -349,10 +353,10 @@ impl Reconciler {
                         }
                     }
                 }
-            }));
-        }
-        for f in plan.fleet_writes {
-            jobs.push(Box::pin(async move {
+            })
+        });
+        let fleet_writes = plan.fleet_writes.into_iter().map(move |f| -> Job<'_> {
+            Box::pin(async move {
                 let written = this
                     .write_status(&this.fleets_api, "fleet_status", &f.name, f.uid.as_deref(), &f.status, &f.events)
                     .await;
@@ -370,10 +374,10 @@ impl Reconciler {
                         }
                     }
                 }
-            }));
-        }
-        for d in plan.deletes {
-            jobs.push(Box::pin(async move {
+            })
+        });
+        let deletes = plan.deletes.into_iter().map(move |d| -> Job<'_> {
+            Box::pin(async move {
                 let params = DeleteParams {
                     preconditions: d.uid.clone().map(|uid| Preconditions {
                         uid: Some(uid),
@@ -397,13 +401,18 @@ impl Reconciler {
                         }
                     }
                 }
-            }));
-        }
-
+            })
+        });
         // Last: buffer_unordered starts jobs in order, so refreshes never delay a transition.
-        for r in plan.refreshes {
-            jobs.push(Box::pin(this.refresh(r)));
-        }
+        let refreshes = plan
+            .refreshes
+            .into_iter()
+            .map(move |r| -> Job<'_> { Box::pin(this.refresh(r)) });
+        let jobs = creates
+            .chain(worker_writes)
+            .chain(fleet_writes)
+            .chain(deletes)
+            .chain(refreshes);
 
         let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
             .buffer_unordered(self.config.write_concurrency.max(1))
