@@ -38,6 +38,8 @@ pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
 /// Reason of the Warning event on an object whose name a discovered worker needs.
 pub const NAME_COLLISION_REASON: &str = "NameCollision";
 
+type Job<'a> = futures::future::BoxFuture<'a, Outcome>;
+
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
     pub namespace: String,
@@ -324,17 +326,17 @@ impl Reconciler {
         retry.until = Instant::now() + retry.backoff.next_delay();
     }
 
-    async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {
-        let this = &*self;
-        type Job<'a> = futures::future::BoxFuture<'a, Outcome>;
+    /// The plan's writes as jobs, transitions first and refreshes last.
+    fn jobs<'a>(&'a self, plan: Plan) -> impl Iterator<Item = Job<'a>> + Send + 'a {
+        let this = self;
         // Jobs are made (and their futures allocated) only when buffer_unordered pulls
         // them: a discovery of 10,000 workers must not hold 10,000 request futures
         // (~7.5 KB each) at once.
         let creates = plan
             .creates
             .into_iter()
-            .map(move |(obj, status)| -> Job<'_> { Box::pin(this.create(obj, status)) });
-        let worker_writes = plan.worker_writes.into_iter().map(move |w| -> Job<'_> {
+            .map(move |(obj, status)| -> Job<'a> { Box::pin(this.create(obj, status)) });
+        let worker_writes = plan.worker_writes.into_iter().map(move |w| -> Job<'a> {
             Box::pin(async move {
                 let written = this
                     .write_status(&this.workers_api, "status", &w.name, w.uid.as_deref(), &w.status, &w.events)
@@ -355,7 +357,7 @@ impl Reconciler {
                 }
             })
         });
-        let fleet_writes = plan.fleet_writes.into_iter().map(move |f| -> Job<'_> {
+        let fleet_writes = plan.fleet_writes.into_iter().map(move |f| -> Job<'a> {
             Box::pin(async move {
                 let written = this
                     .write_status(&this.fleets_api, "fleet_status", &f.name, f.uid.as_deref(), &f.status, &f.events)
@@ -376,7 +378,7 @@ impl Reconciler {
                 }
             })
         });
-        let deletes = plan.deletes.into_iter().map(move |d| -> Job<'_> {
+        let deletes = plan.deletes.into_iter().map(move |d| -> Job<'a> {
             Box::pin(async move {
                 let params = DeleteParams {
                     preconditions: d.uid.clone().map(|uid| Preconditions {
@@ -407,13 +409,16 @@ impl Reconciler {
         let refreshes = plan
             .refreshes
             .into_iter()
-            .map(move |r| -> Job<'_> { Box::pin(this.refresh(r)) });
-        let jobs = creates
+            .map(move |r| -> Job<'a> { Box::pin(this.refresh(r)) });
+        creates
             .chain(worker_writes)
             .chain(fleet_writes)
             .chain(deletes)
-            .chain(refreshes);
+            .chain(refreshes)
+    }
 
+    async fn execute(&mut self, plan: Plan, report: &mut CycleReport) {
+        let jobs = self.jobs(plan);
         let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
             .buffer_unordered(self.config.write_concurrency.max(1))
             .collect()
