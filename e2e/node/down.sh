@@ -47,6 +47,14 @@ ip link delete cni0 2>/dev/null
 # The rules kube-proxy and the CNI plugins added (their chains only; the host's stay).
 kube_proxy=$(cat "$NODE_DIR/bin" 2>/dev/null)/kube-proxy
 [ -x "$kube_proxy" ] && "$kube_proxy" --cleanup >/dev/null 2>&1
+# kubelet's own chains (kube-proxy --cleanup leaves them).
+for table in filter nat mangle; do
+  for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+    iptables -t "$table" -S 2>/dev/null | grep -E "^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j $chain( |$)" \
+      | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule" 2>/dev/null; done
+    iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null
+  done
+done
 iptables-save 2>/dev/null | grep -oE 'CNI-[0-9a-f]{24}' | sort -u | while read -r chain; do
   iptables -t nat -S POSTROUTING 2>/dev/null | grep -- "-j $chain" | sed 's/^-A/-D/' \
     | while read -r rule; do eval iptables -t nat "$rule" 2>/dev/null; done
