@@ -67,6 +67,21 @@ fn assert_all_created(kubeconfig: &Path, manifest: &str, ns: &str) -> usize {
     objects.len()
 }
 
+fn wait_established(kc: &Path, crds: &[&str]) {
+    for crd in crds {
+        kubectl(
+            kc,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=30s",
+            ],
+            None,
+        );
+    }
+}
+
 fn get_json(kubeconfig: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
@@ -110,18 +125,7 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
     );
     let manifest = helm(kc, &["get", "manifest", "amp", "-n", "amp"]);
     let created = assert_all_created(kc, &manifest, "amp");
-    for crd in ["ampworkers.amp.io", "ampworkerfleets.amp.io"] {
-        kubectl(
-            kc,
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=30s",
-            ],
-            None,
-        );
-    }
+    wait_established(kc, &CRDS);
     let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
     assert_eq!(fleet["spec"]["version"], "0.1.0");
     println!("default values: {created} release objects created, fleet hook applied");
@@ -181,21 +185,13 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
     // out of the install (the migration Job would never finish without a kubelet) and
     // checked by a server-side dry run instead.
     kubectl(kc, &["apply", "-f", "-"], Some(MONITORING_CRDS));
-    for crd in [
-        "servicemonitors.monitoring.coreos.com",
-        "prometheusrules.monitoring.coreos.com",
-    ] {
-        kubectl(
-            kc,
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=30s",
-            ],
-            None,
-        );
-    }
+    wait_established(
+        kc,
+        &[
+            "servicemonitors.monitoring.coreos.com",
+            "prometheusrules.monitoring.coreos.com",
+        ],
+    );
     helm(
         kc,
         &[
@@ -265,41 +261,25 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
 
 const CRDS: [&str; 2] = ["ampworkers.amp.io", "ampworkerfleets.amp.io"];
 
-fn install(kc: &Path, release: &str, ns: &str, tag: &str) -> Vec<Value> {
-    helm(
-        kc,
-        &[
-            "install",
-            release,
-            "charts/amp",
-            "-n",
-            ns,
-            "--create-namespace",
-            "--set",
-            &format!("image.tag={tag}"),
-            "--timeout",
-            "120s",
-        ],
-    );
+/// `helm install|upgrade RELEASE charts/amp -n NS --set image.tag=TAG`; the release's
+/// manifest afterwards.
+fn release(kc: &Path, verb: &str, release: &str, ns: &str, tag: &str) -> Vec<Value> {
+    let tag = format!("image.tag={tag}");
+    let mut args = vec![verb, release, "charts/amp", "-n", ns, "--set", &tag];
+    args.extend(["--timeout", "120s"]);
+    if verb == "install" {
+        args.push("--create-namespace");
+    }
+    helm(kc, &args);
     yaml_objects(&helm(kc, &["get", "manifest", release, "-n", ns]))
 }
 
-fn upgrade(kc: &Path, release: &str, ns: &str, tag: &str) -> Vec<Value> {
-    helm(
-        kc,
-        &[
-            "upgrade",
-            release,
-            "charts/amp",
-            "-n",
-            ns,
-            "--set",
-            &format!("image.tag={tag}"),
-            "--timeout",
-            "120s",
-        ],
-    );
-    yaml_objects(&helm(kc, &["get", "manifest", release, "-n", ns]))
+fn install(kc: &Path, name: &str, ns: &str, tag: &str) -> Vec<Value> {
+    release(kc, "install", name, ns, tag)
+}
+
+fn upgrade(kc: &Path, name: &str, ns: &str, tag: &str) -> Vec<Value> {
+    release(kc, "upgrade", name, ns, tag)
 }
 
 fn crd_names(manifest: &[Value]) -> Vec<String> {
@@ -346,18 +326,7 @@ async fn crds_applied_beforehand_are_left_alone_by_the_release() {
     };
     let kc = plane.kubeconfig();
     kubectl(kc, &["apply", "--server-side", "-f", "crds/"], None);
-    for crd in CRDS {
-        kubectl(
-            kc,
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=30s",
-            ],
-            None,
-        );
-    }
+    wait_established(kc, &CRDS);
 
     let manifest = install(kc, "amp", "amp", "0.1.0");
     assert_eq!(
@@ -401,17 +370,8 @@ async fn a_second_release_in_another_namespace_installs_beside_the_first() {
     );
     for crd in CRDS {
         assert_eq!(crd_owner(kc, crd), "team-one/one");
-        kubectl(
-            kc,
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=30s",
-            ],
-            None,
-        );
     }
+    wait_established(kc, &CRDS);
 
     let second = install(kc, "two", "team-two", "0.1.0");
     assert_eq!(
