@@ -21,6 +21,11 @@ for tool in containerd runc ctr iptables conntrack openssl python3 kubectl; do
 done
 [ -x /usr/lib/cni/bridge ] || node_fail "CNI plugins missing: apt-get install -y containernetworking-plugins"
 
+# NODE_BIN, else KUBEBUILDER_ASSETS when it holds the node binaries too, else unpacked
+# from ../shared/envtest into target/envtest/bin.
+if [ -z "$NODE_BIN" ] && [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kubelet" ]; then
+  NODE_BIN=$KUBEBUILDER_ASSETS
+fi
 if [ -z "$NODE_BIN" ]; then
   NODE_BIN=$(bash scripts/envtest-assets.sh --node) || node_fail "Kubernetes binaries (../shared/envtest)"
 fi
