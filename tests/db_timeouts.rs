@@ -250,3 +250,27 @@ async fn the_operator_shows_unknown_within_poll_interval_plus_timeout_on_a_black
         "RELIABILITY: operator on a blackholed DB: Unknown (MetadataDbUnavailable) {took:.1?} after the cut (poll 1 s + --db-timeout 3s); Healthy again {recovered:.1?} after the network returned"
     );
 }
+
+/// A zero timeout would fail every DB call: every role refuses it as a usage error
+/// (exit 2) before touching the database.
+#[test]
+fn a_zero_db_timeout_is_refused_by_every_role() {
+    for role in [
+        &["worker", "--node-id", "w1"][..],
+        &["admin-api"][..],
+        &["operator"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ampd"))
+            .args(role)
+            .args(["--database-url", "postgres://amp@127.0.0.1:1/amp"])
+            .args(["--db-timeout", "0s"])
+            .output()
+            .expect("run ampd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{role:?}: {stderr}");
+        assert!(
+            stderr.contains("--db-timeout") && stderr.contains("must be greater than 0"),
+            "{role:?}: {stderr}"
+        );
+    }
+}
