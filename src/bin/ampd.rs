@@ -1,7 +1,7 @@
 // jemalloc instead of glibc malloc: the operator plans every worker each poll, and
-// glibc kept that churn (and the discovery peak) as RSS: 147 MiB at 10,000 workers
-// against 119 MiB with jemalloc returning dirty pages within a second
-// (docs/benchmarks.md, "Operator on a real API server").
+// glibc kept that churn (and the discovery peak) as RSS; jemalloc returning freed
+// pages within a second took the operator at 10,000 workers from 147 MiB to about
+// 100-120 MiB (docs/benchmarks.md, "Operator on a real API server").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
