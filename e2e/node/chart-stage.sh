@@ -62,13 +62,9 @@ workers_on() {
   [ "$(grep -cx "Ready/$2" <<< "$got")" = "$3" ] && [ "$(grep -c . <<< "$got")" = "$3" ]
 }
 
-until_ok() { # SECONDS WHAT CMD...
-  local secs=$1 what=$2 end; shift 2
-  end=$(( $(date +%s) + secs ))
-  until "$@"; do
-    [ "$(date +%s)" -lt "$end" ] || fail "$what (not within ${secs}s)"
-    sleep 1
-  done
+until_ok() { # SECONDS WHAT CMD...: like wait_for, failing with the cluster's state
+  local secs=$1 what=$2; shift 2
+  poll "$secs" 1 "$@" || fail "$what (not within ${secs}s)"
 }
 
 say "node"

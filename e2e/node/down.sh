@@ -47,18 +47,18 @@ ip link delete cni0 2>/dev/null
 # The rules kube-proxy and the CNI plugins added (their chains only; the host's stay).
 kube_proxy=$(cat "$NODE_DIR/bin" 2>/dev/null)/kube-proxy
 [ -x "$kube_proxy" ] && "$kube_proxy" --cleanup >/dev/null 2>&1
-# kubelet's own chains (kube-proxy --cleanup leaves them).
+# drop_chain TABLE CHAIN: the built-in chains' jumps to CHAIN, then CHAIN itself.
+drop_chain() {
+  iptables -t "$1" -S 2>/dev/null | grep -E "^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j $2( |$)" \
+    | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$1" "$rule" 2>/dev/null; done
+  iptables -t "$1" -F "$2" 2>/dev/null && iptables -t "$1" -X "$2" 2>/dev/null
+}
+# kubelet's own chains (kube-proxy --cleanup leaves them), then the CNI plugins' ones.
 for table in filter nat mangle; do
-  for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
-    iptables -t "$table" -S 2>/dev/null | grep -E "^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j $chain( |$)" \
-      | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule" 2>/dev/null; done
-    iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null
-  done
+  for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do drop_chain "$table" "$chain"; done
 done
-iptables-save 2>/dev/null | grep -oE 'CNI-[0-9a-f]{24}' | sort -u | while read -r chain; do
-  iptables -t nat -S POSTROUTING 2>/dev/null | grep -- "-j $chain" | sed 's/^-A/-D/' \
-    | while read -r rule; do eval iptables -t nat "$rule" 2>/dev/null; done
-  iptables -t nat -F "$chain" 2>/dev/null; iptables -t nat -X "$chain" 2>/dev/null
+iptables-save -t nat 2>/dev/null | grep -oE 'CNI-[0-9a-f]{24}' | sort -u | while read -r chain; do
+  drop_chain nat "$chain"
 done
 
 if [ "${1:-}" = --purge ]; then

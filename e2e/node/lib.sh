@@ -33,13 +33,20 @@ start() {
   echo $! > "$NODE_DIR/pids/$name.pid"
 }
 
+# poll SECONDS INTERVAL CMD...: runs CMD (quietly) every INTERVAL seconds until it
+# succeeds; non-zero when SECONDS pass first.
+poll() {
+  local end=$(( $(date +%s) + $1 )) interval=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep "$interval"
+  done
+}
+
 # wait_for WHAT SECONDS CMD...: polls CMD until it succeeds; fails loudly with the logs.
 wait_for() {
-  local what=$1 secs=$2 i; shift 2
-  for i in $(seq 1 $((secs * 5))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
+  local what=$1 secs=$2; shift 2
+  poll "$secs" 0.2 "$@" && return 0
   node_log "$what not ready within ${secs}s; last log lines:"
   tail -n 30 "$NODE_DIR"/logs/*.log >&2 2>/dev/null || true
   node_fail "$what"
