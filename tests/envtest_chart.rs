@@ -50,10 +50,9 @@ fn helm(kubeconfig: &Path, args: &[&str]) -> String {
 }
 
 /// Every object of the release's manifest exists in the cluster.
-fn assert_all_created(kubeconfig: &Path, manifest: &str, ns: &str) -> usize {
-    let objects = yaml_objects(manifest);
+fn assert_all_created(kubeconfig: &Path, objects: &[Value], ns: &str) -> usize {
     assert!(!objects.is_empty(), "empty manifest");
-    for o in &objects {
+    for o in objects {
         let kind = o["kind"].as_str().unwrap();
         let name = o["metadata"]["name"].as_str().unwrap();
         let (ok, _, err) = run(
@@ -123,7 +122,7 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
             "120s",
         ],
     );
-    let manifest = helm(kc, &["get", "manifest", "amp", "-n", "amp"]);
+    let manifest = yaml_objects(&helm(kc, &["get", "manifest", "amp", "-n", "amp"]));
     let created = assert_all_created(kc, &manifest, "amp");
     wait_established(kc, &CRDS);
     let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
@@ -210,9 +209,9 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
             "120s",
         ],
     );
-    let manifest = helm(kc, &["get", "manifest", "amp", "-n", "amp-all"]);
+    let manifest = yaml_objects(&helm(kc, &["get", "manifest", "amp", "-n", "amp-all"]));
     let created = assert_all_created(kc, &manifest, "amp-all");
-    let kinds: Vec<String> = yaml_objects(&manifest)
+    let kinds: Vec<String> = manifest
         .iter()
         .map(|o| o["kind"].as_str().unwrap().to_owned())
         .collect();
@@ -334,11 +333,7 @@ async fn crds_applied_beforehand_are_left_alone_by_the_release() {
         Vec::<String>::new(),
         "the release took over pre-applied CRDs"
     );
-    assert_all_created(
-        kc,
-        &helm(kc, &["get", "manifest", "amp", "-n", "amp"]),
-        "amp",
-    );
+    assert_all_created(kc, &manifest, "amp");
     assert_eq!(fleet_version(kc, "amp"), "0.1.0");
 
     let manifest = upgrade(kc, "amp", "amp", "0.2.0");
