@@ -328,18 +328,17 @@ impl Reconciler {
 
     /// The plan's writes as jobs, transitions first and refreshes last.
     fn jobs<'a>(&'a self, plan: Plan) -> impl Iterator<Item = Job<'a>> + Send + 'a {
-        let this = self;
         // Jobs are made (and their futures allocated) only when buffer_unordered pulls
         // them: a discovery of 10,000 workers must not hold 10,000 request futures
         // (~7.5 KB each) at once.
         let creates = plan
             .creates
             .into_iter()
-            .map(move |(obj, status)| -> Job<'a> { Box::pin(this.create(obj, status)) });
+            .map(move |(obj, status)| -> Job<'a> { Box::pin(self.create(obj, status)) });
         let worker_writes = plan.worker_writes.into_iter().map(move |w| -> Job<'a> {
             Box::pin(async move {
-                let written = this
-                    .write_status(&this.workers_api, "status", &w.name, w.uid.as_deref(), &w.status, &w.events)
+                let written = self
+                    .write_status(&self.workers_api, "status", &w.name, w.uid.as_deref(), &w.status, &w.events)
                     .await;
                 match written {
                     Ok(events) => Outcome::WorkerStatus {
@@ -359,8 +358,8 @@ impl Reconciler {
         });
         let fleet_writes = plan.fleet_writes.into_iter().map(move |f| -> Job<'a> {
             Box::pin(async move {
-                let written = this
-                    .write_status(&this.fleets_api, "fleet_status", &f.name, f.uid.as_deref(), &f.status, &f.events)
+                let written = self
+                    .write_status(&self.fleets_api, "fleet_status", &f.name, f.uid.as_deref(), &f.status, &f.events)
                     .await;
                 match written {
                     Ok(events) => Outcome::FleetStatus {
@@ -387,15 +386,15 @@ impl Reconciler {
                     }),
                     ..DeleteParams::default()
                 };
-                match this.workers_api.delete(&d.name, &params).await {
+                match self.workers_api.delete(&d.name, &params).await {
                     Ok(_) => {
-                        this.metrics.count_write("delete", true);
+                        self.metrics.count_write("delete", true);
                         tracing::info!(ampworker = %d.name, why = %d.why, "deleted discovered AmpWorker");
                         Outcome::Deleted
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => Outcome::Deleted,
                     Err(err) => {
-                        this.metrics.count_write("delete", false);
+                        self.metrics.count_write("delete", false);
                         tracing::warn!(ampworker = %d.name, error = %err, "delete failed; will retry");
                         Outcome::Failed {
                             key: RetryKey::Delete(d.name.clone()),
@@ -409,7 +408,7 @@ impl Reconciler {
         let refreshes = plan
             .refreshes
             .into_iter()
-            .map(move |r| -> Job<'a> { Box::pin(this.refresh(r)) });
+            .map(move |r| -> Job<'a> { Box::pin(self.refresh(r)) });
         creates
             .chain(worker_writes)
             .chain(fleet_writes)
