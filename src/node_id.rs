@@ -26,6 +26,10 @@ pub enum InvalidNodeId {
         "invalid node id {id:?}: must match {PATTERN} (start with a letter; then letters, digits, '_', '-', '.')"
     )]
     Pattern { id: String },
+    #[error(
+        "invalid node id {id:?}: must start with a letter, then letters, digits, '_', '-', '.'"
+    )]
+    AmpPattern { id: String },
 }
 
 /// A node id that matches [`PATTERN`] and is at most [`MAX_LEN`] characters.
@@ -64,6 +68,51 @@ impl NodeId {
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         i64::from_be_bytes(first)
+    }
+}
+
+/// A node id as Amp itself accepts it: what every reader of the metadata DB (Admin API,
+/// paging tokens, ampctl, the operator) must take. Amp's validator allows a Unicode letter
+/// first, then Unicode letters, digits, '_', '-', '.', with no length limit; our own
+/// worker still writes only [`NodeId`]s (the seeds' ASCII rule).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AmpNodeId(String);
+
+/// Amp's rule as a regular expression (the CRD's `spec.nodeId` pattern): `\p{L}` and
+/// `\p{N}` are what Rust's `char::is_alphabetic`/`is_alphanumeric` test, near enough for a
+/// schema; [`AmpNodeId::parse`] is the authority.
+pub const AMP_PATTERN: &str = r"^\p{L}[\p{L}\p{N}_.-]*$";
+
+impl AmpNodeId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidNodeId> {
+        let mut chars = raw.chars();
+        let Some(first) = chars.next() else {
+            return Err(InvalidNodeId::Empty);
+        };
+        let rest_ok = chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !first.is_alphabetic() || !rest_ok {
+            return Err(InvalidNodeId::AmpPattern {
+                id: raw.chars().take(MAX_LEN).collect(),
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<NodeId> for AmpNodeId {
+    fn from(id: NodeId) -> Self {
+        Self(id.0)
+    }
+}
+
+impl fmt::Display for AmpNodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -136,6 +185,24 @@ mod tests {
         // Pinned so an accidental change of the derivation (which would let an old and a
         // new worker hold "the same" id at once during an upgrade) fails this test.
         assert_eq!(a.advisory_lock_key(), LOCK_KEY_WORKER_01);
+    }
+
+    #[test]
+    fn readers_accept_what_amp_accepts() {
+        for ok in ["worker-01", "ünicode", "Ωmega_1.2", "日本語ワーカー", "w٣"] {
+            assert_eq!(AmpNodeId::parse(ok).unwrap().as_str(), ok);
+        }
+        assert!(AmpNodeId::parse(&"a".repeat(10_000)).is_ok());
+        assert_eq!(AmpNodeId::parse(""), Err(InvalidNodeId::Empty));
+        for bad in ["1worker", "-w", "_w", ".w", "wor ker", "a/b", "w\n", "w;drop", "٣w"] {
+            let err = AmpNodeId::parse(bad).unwrap_err();
+            assert!(matches!(err, InvalidNodeId::AmpPattern { .. }), "{bad:?}: {err}");
+        }
+        // Every id our own worker writes is one Amp accepts.
+        assert_eq!(
+            AmpNodeId::from(NodeId::parse("Worker_1.eu").unwrap()).as_str(),
+            "Worker_1.eu"
+        );
     }
 
     const LOCK_KEY_WORKER_01: i64 = 7_723_169_916_119_340_787;
