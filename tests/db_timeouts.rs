@@ -120,7 +120,10 @@ async fn a_worker_drops_a_blackholed_session_and_heartbeats_within_5s_of_the_net
     let db_back = db_now(&pool).await;
     let id = amp_operator::node_id::NodeId::parse("worker-01").unwrap();
     let beating = eventually(Duration::from_secs(30), || async {
-        let row = metadata_db::get_worker(&pool, &id).await.ok().flatten()?;
+        let row = metadata_db::get_worker(&pool, id.as_str())
+            .await
+            .ok()
+            .flatten()?;
         (row.heartbeat_at > db_back).then_some(row)
     })
     .await;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::metadata_db::{self, DbError};
-use crate::node_id::NodeId;
+use crate::node_id::AmpNodeId;
 
 pub use metrics::ApiMetrics;
 use wire::{ErrorBody, Worker, WorkerList};
@@ -330,11 +330,12 @@ async fn get_worker(
 ) -> Result<Json<Worker>, ApiError> {
     let Path(raw) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.body_text()))?;
-    let node_id = NodeId::parse(&raw)
+    // Whatever Amp accepts (Unicode letters, any length): the row may be Amp's.
+    let node_id = AmpNodeId::parse(&raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.to_string()))?;
     let id = node_id.clone();
     let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
-        Box::pin(async move { metadata_db::get_worker(c, &id).await })
+        Box::pin(async move { metadata_db::get_worker(c, id.as_str()).await })
     })
     .await
     .map_err(ApiError::db)?;

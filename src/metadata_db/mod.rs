@@ -2,8 +2,10 @@
 //!
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
+mod migrations;
 mod redact;
 mod rows;
+pub mod schema;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,11 +17,10 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
+pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
-pub use rows::{WorkerInfo, WorkerRow};
-
-/// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub use rows::{MAX_INFO_FIELD_BYTES, WorkerInfo, WorkerRow};
+pub use schema::{Flavour, ForeignSchema, SchemaReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -36,6 +37,12 @@ pub enum DbError {
     },
     #[error("metadata DB query `{op}` timed out after {after:?}")]
     Timeout { op: &'static str, after: Duration },
+    #[error(
+        "found {} that cannot be served: {} (the Admin API and the operator read node_id, info, created_at, registered_at and heartbeat_at; Amp v0.0.23 and later have them)",
+        .0.describe(),
+        .0.unservable.join(", ")
+    )]
+    UnservableSchema(ForeignSchema),
 }
 
 impl DbError {
@@ -271,15 +278,16 @@ pub async fn connect_one(
         })
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
-    Ok(())
-}
-
 /// Column list shared by every worker query (a macro so queries stay `&'static str`).
+///
+/// The casts let one query serve every schema flavour (see [`schema`]): Amp before
+/// v0.0.34 stored `heartbeat_at` as `timestamp without time zone` in UTC wall time, and
+/// sqlx sessions run with `TimeZone=UTC`, so `::timestamptz` reads it as the right
+/// instant; on `timestamptz` columns the cast is a no-op. `json` reads like `jsonb`.
 macro_rules! worker_columns {
     () => {
-        "node_id, info, created_at, registered_at, heartbeat_at"
+        "node_id::text AS node_id, info::jsonb AS info, created_at::timestamptz AS created_at, \
+         registered_at::timestamptz AS registered_at, heartbeat_at::timestamptz AS heartbeat_at"
     };
 }
 
@@ -399,14 +407,14 @@ pub const STREAM_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 /// One worker, or None when the id is not registered.
 pub async fn get_worker<'e>(
     db: impl Executor<'e, Database = Postgres>,
-    node_id: &NodeId,
+    node_id: &str,
 ) -> Result<Option<WorkerRow>, DbError> {
     sqlx::query_as::<_, WorkerRow>(concat!(
         "SELECT ",
         worker_columns!(),
         " FROM workers WHERE node_id = $1"
     ))
-    .bind(node_id.as_str())
+    .bind(node_id)
     .fetch_optional(db)
     .await
     .map_err(DbError::query("get worker"))
@@ -456,35 +464,60 @@ async fn fleet_snapshot_on(conn: &mut PgConnection) -> Result<FleetSnapshot, DbE
     Ok(FleetSnapshot { db_now, workers })
 }
 
-/// `pg_try_advisory_lock` on this session: true when the lock is now ours.
+/// The duplicate guard on this session: true when the node id is now ours.
+///
+/// The key is Amp's, `hashtextextended(node_id, 0)`, so one node id runs once across a
+/// fleet mixing Amp's workers and ours. Releases before this one keyed the lock by a
+/// SHA-256 prefix ([`NodeId::legacy_advisory_lock_key`]): this release takes that key
+/// too, so during a rolling upgrade an old and a new worker exclude each other as well.
+/// Both or neither: when the second is held elsewhere, the first is given back.
 pub async fn try_advisory_lock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(node_id.advisory_lock_key())
-        .fetch_one(conn)
+    let amp: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(node_id.as_str())
+        .fetch_one(&mut *conn)
         .await
-        .map_err(DbError::query("pg_try_advisory_lock"))
+        .map_err(DbError::query("pg_try_advisory_lock"))?;
+    if !amp {
+        return Ok(false);
+    }
+    let legacy: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(node_id.legacy_advisory_lock_key())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(DbError::query("pg_try_advisory_lock"))?;
+    if !legacy {
+        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(node_id.as_str())
+            .execute(conn)
+            .await
+            .map_err(DbError::query("pg_advisory_unlock"))?;
+    }
+    Ok(legacy)
 }
 
-/// Releases the lock taken by [`try_advisory_lock`] on this session.
+/// Releases both keys taken by [`try_advisory_lock`] on this session.
 pub async fn advisory_unlock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
-    sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-        .bind(node_id.advisory_lock_key())
-        .fetch_one(conn)
-        .await
-        .map_err(DbError::query("pg_advisory_unlock"))
+    sqlx::query_scalar(
+        "SELECT pg_advisory_unlock(hashtextextended($1, 0)) AND pg_advisory_unlock($2)",
+    )
+    .bind(node_id.as_str())
+    .bind(node_id.legacy_advisory_lock_key())
+    .fetch_one(conn)
+    .await
+    .map_err(DbError::query("pg_advisory_unlock"))
 }
 
-/// Whether some session currently holds the advisory lock for `node_id`.
+/// Whether some session (an Amp worker's or ours) holds the node id's lock, by Amp's key.
 pub async fn advisory_lock_held<'e>(
     db: impl Executor<'e, Database = Postgres>,
-    node_id: &NodeId,
+    node_id: &str,
 ) -> Result<bool, DbError> {
-    let key = node_id.advisory_lock_key();
+    // A one-bigint advisory lock shows as classid (high 32 bits), objid (low), objsubid 1.
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND ((classid::bigint << 32) | objid::bigint) = $1)",
+           AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))",
     )
-    .bind(key)
+    .bind(node_id)
     .fetch_one(db)
     .await
     .map_err(DbError::query("inspect pg_locks"))

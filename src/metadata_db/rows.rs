@@ -6,6 +6,12 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+/// Longest `info` field we pass on, in bytes. Nothing bounds what a writer puts in
+/// `info` (Amp's or a person's `UPDATE`); a 2 MB version would make every AmpWorker
+/// status write fail (objects are at most 1.5 MiB) and every list answer huge. Real
+/// values are under 64 bytes.
+pub const MAX_INFO_FIELD_BYTES: usize = 256;
+
 /// `info` as stored. Every field is optional because rows written by older workers may
 /// lack some; readers show "unknown" instead of failing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,25 +20,52 @@ pub struct WorkerInfo {
     pub commit_sha: Option<String>,
     pub commit_timestamp: Option<String>,
     pub build_date: Option<String>,
+    /// Fields cut to [`MAX_INFO_FIELD_BYTES`]: (key, original length in bytes).
+    #[serde(skip)]
+    pub oversized: Vec<(&'static str, usize)>,
 }
 
 impl WorkerInfo {
-    /// Reads whatever shape the JSONB has: strings are taken as they are, other scalars
-    /// are printed, missing/null/objects become None. Never fails.
+    /// Reads whatever shape the JSONB has: strings are taken as they are, other values
+    /// (numbers, objects, ...) as their JSON text, missing/null become None; each cut to
+    /// [`MAX_INFO_FIELD_BYTES`]. Never fails.
     pub fn from_json(value: &Value) -> Self {
-        let field = |key: &str| match value.get(key) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            _ => None,
+        let mut oversized = Vec::new();
+        let mut field = |key: &'static str| {
+            let text = match value.get(key)? {
+                Value::Null => return None,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if text.len() > MAX_INFO_FIELD_BYTES {
+                oversized.push((key, text.len()));
+            }
+            Some(cut_to(text, MAX_INFO_FIELD_BYTES))
         };
         Self {
             version: field("version"),
             commit_sha: field("commit_sha"),
-            commit_timestamp: field("commit_timestamp"),
+            // Amp writes 9 fractional digits and `±HH:MM`; every reader shows the
+            // contract's whole-second `Z` form (jq's `fromdateiso8601` parses only that).
+            commit_timestamp: field("commit_timestamp")
+                .as_deref()
+                .map(crate::timestamps::normalize),
             build_date: field("build_date"),
+            oversized,
         }
     }
+}
+
+/// `text` cut at a character boundary to at most `max` bytes.
+fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let end = (0..=max)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(end);
+    }
+    text
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,17 +107,62 @@ mod tests {
             WorkerInfo::from_json(&json!("garbage")),
             WorkerInfo::default()
         );
-        let info = WorkerInfo::from_json(
-            &json!({"version": "v1", "commit_sha": 42, "build_date": null, "extra": 1}),
-        );
+        let info = WorkerInfo::from_json(&json!({
+            "version": "v1", "commit_sha": 42, "build_date": null, "extra": 1,
+            "commit_timestamp": {"seconds": 1}
+        }));
         assert_eq!(
             info,
             WorkerInfo {
                 version: Some("v1".into()),
                 commit_sha: Some("42".into()),
-                commit_timestamp: None,
-                build_date: None
+                commit_timestamp: Some(r#"{"seconds":1}"#.into()),
+                build_date: None,
+                oversized: vec![],
             }
         );
+    }
+
+    #[test]
+    fn commit_timestamps_are_normalised_as_every_other_timestamp() {
+        let amp = WorkerInfo::from_json(&json!({
+            "version": "nightly-188bfd4",
+            "commit_timestamp": "2026-03-12T10:38:36.123456789+01:00"
+        }));
+        assert_eq!(amp.version.as_deref(), Some("nightly-188bfd4"));
+        assert_eq!(
+            amp.commit_timestamp.as_deref(),
+            Some("2026-03-12T09:38:36Z")
+        );
+        let ours =
+            WorkerInfo::from_json(&json!({"commit_timestamp": "2026-11-23T10:38:36.000000000Z"}));
+        assert_eq!(
+            ours.commit_timestamp.as_deref(),
+            Some("2026-11-23T10:38:36Z")
+        );
+        // Not a timestamp: shown as written.
+        let odd = WorkerInfo::from_json(&json!({"commit_timestamp": "yesterday"}));
+        assert_eq!(odd.commit_timestamp.as_deref(), Some("yesterday"));
+    }
+
+    #[test]
+    fn oversized_fields_are_cut_and_reported() {
+        let huge = "v".repeat(2 * 1024 * 1024);
+        let info = WorkerInfo::from_json(&json!({"version": huge, "commit_sha": "abc"}));
+        assert_eq!(
+            info.version.as_deref(),
+            Some("v".repeat(MAX_INFO_FIELD_BYTES).as_str())
+        );
+        assert_eq!(info.commit_sha.as_deref(), Some("abc"));
+        assert_eq!(info.oversized, [("version", 2 * 1024 * 1024)]);
+        // Cut at a character boundary, never inside one.
+        let wide = "é".repeat(200); // 400 bytes
+        let info = WorkerInfo::from_json(&json!({"build_date": wide}));
+        assert_eq!(info.build_date.as_deref(), Some("é".repeat(128).as_str()));
+        assert_eq!(info.oversized, [("build_date", 400)]);
+        // Exactly the bound is kept whole.
+        let exact = "x".repeat(MAX_INFO_FIELD_BYTES);
+        let info = WorkerInfo::from_json(&json!({"version": exact}));
+        assert!(info.oversized.is_empty());
     }
 }

@@ -55,11 +55,9 @@ pub const NODE_ID_ANNOTATION: &str = "amp.io/node-id";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerSpec {
-    /// The worker's node id, as registered in the metadata DB. Immutable.
-    #[schemars(
-        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$"),
-        length(min = 1, max = 128)
-    )]
+    /// The worker's node id, as registered in the metadata DB. Immutable. Amp's rule: a
+    /// letter first (any script), then letters, digits, '_', '-' and '.'.
+    #[schemars(regex(pattern = r"^\p{L}[\p{L}\p{N}_.-]*$"), length(min = 1))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("nodeId is immutable"))]
     pub node_id: String,
     /// Version this worker must run; defaults to the version of the fleet selecting it.

@@ -18,8 +18,8 @@ use super::crd::{
 use super::fleet_status::{FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, timeout_secs, transition_events,
-    write_need,
+    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, info_cut_events, timeout_secs,
+    transition_events, write_need,
 };
 use crate::metadata_db::WorkerRow;
 
@@ -162,7 +162,8 @@ pub type ConditionCounts = BTreeMap<(String, String), i64>;
 #[derive(Debug, Default)]
 pub struct Plan {
     /// New AmpWorkers with the status to apply once created.
-    pub creates: Vec<(AmpWorker, AmpWorkerStatus)>,
+    /// Objects to create, with their first status and the events to publish with it.
+    pub creates: Vec<(AmpWorker, AmpWorkerStatus, Vec<StatusEvent>)>,
     /// Transitions: written first, whatever the refresh budget.
     pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
     /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
@@ -385,14 +386,19 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 == Some(super::status::ConditionStatus::True);
         heartbeating += usize::from(is_healthy);
         if is_new {
-            plan.creates.push((w.clone(), desired));
+            let events = info_cut_events(row, None, &desired);
+            plan.creates.push((w.clone(), desired, events));
             continue;
         }
         match write_need(stored, &desired, config.status_refresh) {
             WriteNeed::Transition => plan.worker_writes.push(StatusWrite {
                 name: w.name_any(),
                 uid: w.metadata.uid.clone(),
-                events: transition_events(stored, &desired),
+                events: [
+                    transition_events(stored, &desired),
+                    info_cut_events(row, stored, &desired),
+                ]
+                .concat(),
                 status: desired,
             }),
             WriteNeed::Refresh => {

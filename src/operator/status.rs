@@ -371,6 +371,38 @@ pub struct StatusEvent {
     pub note: String,
 }
 
+/// One Warning when the row's `info` had to be cut to fit a Kubernetes object, published
+/// with the write that first shows the cut value (a status that already shows it is
+/// stored, so later cycles stay quiet).
+pub fn info_cut_events(
+    row: Option<&WorkerRow>,
+    stored: Option<&AmpWorkerStatus>,
+    desired: &AmpWorkerStatus,
+) -> Vec<StatusEvent> {
+    let Some(row) = row.filter(|r| !r.info.oversized.is_empty()) else {
+        return Vec::new();
+    };
+    if stored.is_some_and(|s| s.info == desired.info) {
+        return Vec::new();
+    }
+    let fields: Vec<String> = row
+        .info
+        .oversized
+        .iter()
+        .map(|(key, len)| format!("info.{key} ({len} bytes)"))
+        .collect();
+    vec![StatusEvent {
+        reason: "InfoTruncated",
+        warning: true,
+        note: format!(
+            "the metadata DB row of worker {} has {}; the status shows the first {} bytes",
+            row.node_id,
+            fields.join(", "),
+            crate::metadata_db::MAX_INFO_FIELD_BYTES
+        ),
+    }]
+}
+
 /// Events for what changed between the stored and the desired status.
 pub fn transition_events(
     stored: Option<&AmpWorkerStatus>,

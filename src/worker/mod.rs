@@ -58,13 +58,17 @@ pub enum WorkerError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(
-        "failed to acquire advisory lock for node id {node_id:?} (key {key}): another worker holds it; gave up after {waited:?}"
+        "failed to acquire advisory lock for node id {node_id:?}: another worker (Amp's or ours) holds it; gave up after {waited:?}"
     )]
-    LockHeld {
-        node_id: String,
-        key: i64,
-        waited: Duration,
-    },
+    LockHeld { node_id: String, waited: Duration },
+    #[error(
+        "refusing to register: this metadata DB has Amp's job scheduler (a `jobs` table), which assigns jobs to every worker with a fresh heartbeat, and `ampd worker` of amp-operator runs no jobs, so they would never run; run Amp's own `ampd worker` here and observe it with `ampd operator` / `ampd admin-api`"
+    )]
+    AmpSchedulesJobs,
+    #[error(
+        "refusing to register: found {0}, which amp-operator did not create and does not write; run Amp's own `ampd worker` against it, or point this worker at a DB prepared by `ampd migrate`"
+    )]
+    ForeignSchema(String),
     #[error("cannot serve probes on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -76,7 +80,10 @@ impl WorkerError {
     /// Exit code: 2 for bad input, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::InvalidNodeId(_) | WorkerError::Db(DbError::InvalidUrl { .. }) => 2,
+            WorkerError::InvalidNodeId(_)
+            | WorkerError::Db(DbError::InvalidUrl { .. })
+            | WorkerError::AmpSchedulesJobs
+            | WorkerError::ForeignSchema(_) => 2,
             _ => 1,
         }
     }
@@ -143,7 +150,7 @@ pub async fn run(
     let mut backoff = Backoff::with_jitter_seed(
         Duration::from_millis(250),
         config.max_backoff,
-        config.node_id.advisory_lock_key() as u64,
+        config.node_id.legacy_advisory_lock_key() as u64,
     );
     let timeout = config.db_timeout;
     // Our last session: after a timeout we drop it, but the server may keep it (and our
@@ -204,13 +211,29 @@ pub async fn run(
                 }
             }
         }
+        match metadata_db::bounded(
+            "inspect schema",
+            timeout,
+            metadata_db::schema::inspect(&mut conn),
+        )
+        .await
+        {
+            Ok(report) => refuse_foreign(&report)?,
+            Err(err) => {
+                let delay = retry_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "reading the schema failed");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         match acquire_lock(&mut conn, &config, &shutdown).await {
             Ok(LockOutcome::Acquired) => {}
             Ok(LockOutcome::Cancelled) => return Ok(()),
             Ok(LockOutcome::HeldElsewhere(waited)) => {
                 return Err(WorkerError::LockHeld {
                     node_id: node.to_owned(),
-                    key: config.node_id.advisory_lock_key(),
                     waited,
                 });
             }
@@ -279,6 +302,17 @@ pub async fn run(
                 // Dropping the connection is enough: the server releases session locks.
             }
         }
+    }
+}
+
+/// Our worker writes only to a schema of ours, and never where Amp schedules jobs.
+fn refuse_foreign(report: &metadata_db::SchemaReport) -> Result<(), WorkerError> {
+    if report.schedules_jobs {
+        return Err(WorkerError::AmpSchedulesJobs);
+    }
+    match &report.flavour {
+        metadata_db::Flavour::Foreign(found) => Err(WorkerError::ForeignSchema(found.describe())),
+        _ => Ok(()),
     }
 }
 

@@ -133,7 +133,10 @@ pub async fn wait_registered(
 ) -> metadata_db::WorkerRow {
     let id = amp_operator::node_id::NodeId::parse(node_id).expect("valid id");
     amp_operator::testing::postgres::eventually(timeout, || async {
-        metadata_db::get_worker(pool, &id).await.ok().flatten()
+        metadata_db::get_worker(pool, id.as_str())
+            .await
+            .ok()
+            .flatten()
     })
     .await
     .unwrap_or_else(|| panic!("{node_id} did not register within {timeout:?}"))

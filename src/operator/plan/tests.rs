@@ -98,7 +98,7 @@ fn unclaimed_rows_are_discovered_with_mapped_names() {
     let created: Vec<(String, String)> = p
         .creates
         .iter()
-        .map(|(w, _)| (w.name_any(), w.spec.node_id.clone()))
+        .map(|(w, _, _)| (w.name_any(), w.spec.node_id.clone()))
         .collect();
     assert_eq!(
         created,
@@ -107,7 +107,8 @@ fn unclaimed_rows_are_discovered_with_mapped_names() {
             ("worker-1".to_string(), "worker-1".to_string()),
         ]
     );
-    let (w, status) = &p.creates[0];
+    let (w, status, events) = &p.creates[0];
+    assert!(events.is_empty());
     assert_eq!(
         w.labels().get(DISCOVERED_LABEL).map(String::as_str),
         Some("true")

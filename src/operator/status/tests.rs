@@ -14,6 +14,7 @@ fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> Wo
             commit_sha: Some("8b065bde".into()),
             commit_timestamp: None,
             build_date: Some("2025-10-30".into()),
+            oversized: vec![],
         },
         created_at: t(0),
         registered_at: registered,
