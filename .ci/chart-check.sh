@@ -129,8 +129,27 @@ dsec = [x for x in d if x["kind"] == "StatefulSet" and x["metadata"]["name"] == 
 assert dsec["runAsUser"] == 65532 and dsec["fsGroup"] == 65532, "hardened defaults kept"
 tests = [x for x in d if x["kind"] == "Pod" and x["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
 assert len(tests) == 1 and tests[0]["spec"]["containers"][0]["command"] == ["ampctl"], "helm test pod"
+# existingAmp.enabled: nothing that writes to Amp's DB, the operator and Admin API on the
+# reader URL, the fleet on the version the user set.
+e = docs("existing-amp")
+kinds = sorted({x["kind"] for x in e})
+for absent in ("StatefulSet", "Job", "Secret", "PersistentVolumeClaim"):
+    assert absent not in kinds, f"existingAmp renders a {absent}"
+assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "Deployment") == ["amp-admin-api", "amp-operator"]
+assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "ServiceAccount") == ["amp-admin-api", "amp-operator"]
+for dep in (x for x in e if x["kind"] == "Deployment"):
+    env = {v["name"]: v for v in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    ref = env["AMP_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "amp-metadata-db", "key": "reader-url"}, ref
+assert one(e, "AmpWorkerFleet")["spec"]["version"] == "v0.0.35-275-g188bfd41"
 print("switches ok")
 PY
+
+step "existingAmp.enabled refuses to render without the fleet's version"
+if msg=$(helm template amp "$chart" --set existingAmp.enabled=true --set externalDatabase.existingSecret=db 2>&1); then
+  die "existingAmp.enabled rendered without fleet.version"
+fi
+grep -q "set fleet.version to the version your Amp workers report" <<<"$msg" || die "unexpected message: $msg"
 
 step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \

@@ -64,7 +64,11 @@ async fn the_operator_mirrors_amp_s_own_workers() {
     ];
     let mut sims = Vec::new();
     for (id, info) in &workers {
-        sims.push(AmpWorkerSim::start(&pg.url(), id, info.clone()).await.unwrap());
+        sims.push(
+            AmpWorkerSim::start(&pg.url(), id, info.clone())
+                .await
+                .unwrap(),
+        );
     }
     let url = read_only_url(&pg, &pool).await;
     let _op = Proc::spawn("operator", &mut operator(plane.kubeconfig(), &ns, &url));

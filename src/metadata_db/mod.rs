@@ -172,7 +172,7 @@ pub fn parse_db_timeout(raw: &str) -> Result<Duration, String> {
     }
 }
 
-/// A lazy reader pool whose every call is bounded: `statement_timeout` on the server
+/// A lazy, read-only reader pool (Admin API, operator) whose every call is bounded: `statement_timeout` on the server
 /// (a slow query is cancelled there, not left running) and `acquire_timeout`. A dead
 /// network path is bounded by [`within`] on the client side, which the server cannot do.
 pub fn connect_pool_lazy_bounded(
@@ -182,8 +182,12 @@ pub fn connect_pool_lazy_bounded(
     timeout: Duration,
 ) -> Result<PgPool, DbError> {
     let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
-    let options = connect_options(url, application_name)?
-        .options([("statement_timeout", statement_timeout.as_str())]);
+    let options = connect_options(url, application_name)?.options([
+        ("statement_timeout", statement_timeout.as_str()),
+        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
+        // when the URL's role could (docs/amp.md still asks for a read-only role).
+        ("default_transaction_read_only", "on"),
+    ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeout)
