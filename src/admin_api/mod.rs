@@ -161,13 +161,11 @@ struct ListQuery {
     /// Page size (1 to 10000). Without it, every worker in one streamed answer.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
-    /// The `continue` value of the previous page.
+    /// The `continue` value of the previous page (a node id).
+    // No `pattern`: Amp's rule needs Unicode classes (`\p{L}`) that many OpenAPI tools'
+    // regex engines lack; the description and the 400 answer carry the rule.
     #[serde(rename = "continue")]
-    #[param(
-        rename = "continue",
-        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
-        max_length = 128
-    )]
+    #[param(rename = "continue", min_length = 1)]
     continue_token: Option<String>,
 }
 
@@ -301,13 +299,9 @@ async fn stream_all(
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // read through the raw path (to control the 400 body); declared for the document
 struct WorkerPath {
-    /// Node id.
-    #[param(
-        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
-        max_length = 128,
-        min_length = 1,
-        example = "worker-01"
-    )]
+    /// Node id, as Amp accepts it: a letter (any script) first, then letters, digits,
+    /// '_', '-' and '.'; no length limit. Ids our own workers write are ASCII.
+    #[param(min_length = 1, example = "worker-01")]
     id: String,
 }
 

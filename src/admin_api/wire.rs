@@ -28,7 +28,8 @@ pub struct WorkerInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Worker {
-    #[schema(example = "worker-01", pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$")]
+    /// Amp's rule: a letter (any script) first, then letters, digits, '_', '-', '.'.
+    #[schema(example = "worker-01")]
     pub node_id: String,
     pub info: WorkerInfo,
     /// First registration; never changes.
