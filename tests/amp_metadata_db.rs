@@ -403,3 +403,88 @@ async fn a_pre_v0_0_34_heartbeat_is_read_as_the_utc_instant_it_is() {
     let row = &snapshot.workers[0];
     assert!((snapshot.db_now - row.heartbeat_at).num_seconds() <= 3);
 }
+
+/// The guide's bash block that contains `marker`, verbatim.
+fn seed_block(marker: &str) -> String {
+    const GUIDE: &str = include_str!("seeds/worker-troubleshooting.md");
+    let blocks: Vec<&str> = GUIDE
+        .split("```bash\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    let found: Vec<&&str> = blocks.iter().filter(|b| b.contains(marker)).collect();
+    assert_eq!(found.len(), 1, "blocks containing {marker:?}");
+    found[0].to_string()
+}
+
+fn run_seed(script: &str, admin_url: &str) -> String {
+    let ampctl_dir = std::path::Path::new(env!("CARGO_BIN_EXE_ampctl"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        ampctl_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .env("PATH", path)
+        .env("AMP_ADMIN_URL", admin_url)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_jq_workflows_run_verbatim_on_amp_s_db() {
+    let (pg, pool) = amp_db(AmpSchema::Current).await;
+    let _live = [
+        AmpWorkerSim::start(&pg.url(), "amp-a", amp_info("v0.0.35-275-g188bfd41"))
+            .await
+            .unwrap(),
+        AmpWorkerSim::start(&pg.url(), "ünicode-wörker", amp_info("nightly-188bfd4"))
+            .await
+            .unwrap(),
+    ];
+    // A worker that died two minutes ago (its row stays, as Amp leaves it).
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    amp_db::register(&mut conn, "amp-gone", &json!({}))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE workers SET heartbeat_at = now() - interval '120 seconds' WHERE node_id = 'amp-gone'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (_api, addr) = start_admin_api(&pg.url(), &[]).await;
+    let url = format!("http://{addr}");
+
+    let stale = run_seed(
+        &seed_block("# Find workers without recent heartbeats"),
+        &url,
+    );
+    let gone: String = sqlx::query_scalar(
+        "SELECT to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM workers WHERE node_id = 'amp-gone'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stale,
+        format!("⚠ Stale worker: amp-gone (last seen: {gone})\n")
+    );
+
+    // Per-worker inspect by node id, the Unicode one included; a row without `info`.
+    let versions = run_seed(
+        &seed_block("# Get unique versions across all workers"),
+        &url,
+    );
+    assert_eq!(
+        versions,
+        "nightly-188bfd4\nunknown\nv0.0.35-275-g188bfd41\n"
+    );
+}

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::admin_api::wire::{Worker, WorkerList};
 use crate::admin_client::{AdminClient, ClientError};
 use crate::build_info::BuildInfo;
-use crate::node_id::NodeId;
+use crate::node_id::AmpNodeId;
 
 #[derive(Debug, Parser)]
 #[command(name = "ampctl", about = "Inspect the Amp worker fleet through the Admin API", version = BuildInfo::current().version)]
@@ -238,7 +238,8 @@ async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, Ctl
 }
 
 async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<ExitCode, CtlError> {
-    let id = NodeId::parse(&args.id).map_err(|e| CtlError::Usage(e.to_string()))?;
+    // Amp's rule, not our worker's: the id may be one Amp's own worker registered.
+    let id = AmpNodeId::parse(&args.id).map_err(|e| CtlError::Usage(e.to_string()))?;
     let fetched = match client.get_worker(id.as_str()).await {
         Err(err) if err.is_not_found() => return Err(CtlError::NotFound(id.to_string())),
         other => other?,
