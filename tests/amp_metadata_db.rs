@@ -181,7 +181,7 @@ async fn migrate_keeps_our_history_out_of_sqlx_migrations() {
 #[tokio::test(flavor = "multi_thread")]
 async fn our_worker_is_refused_a_node_id_an_amp_worker_holds() {
     let (pg, pool) = migrated_db().await;
-    common::register_row(&pool, "amp-b", "v0.0.35").await;
+    common::register_row_unlocked(&pool, "amp-b", "v0.0.35").await;
     let row_before = metadata_db::get_worker(&pool, "amp-b").await.unwrap();
     let (_amp_session, locked) = amp_db::hold_amp_lock(&pg.url(), "amp-b").await.unwrap();
     assert!(locked);

@@ -135,9 +135,10 @@ async fn a_worker_drops_a_blackholed_session_and_heartbeats_within_5s_of_the_net
         "heartbeating after {resumed:?}"
     );
     assert_eq!(row.created_at, first.created_at, "no data lost");
-    // Exactly one lock, held by the new session (the abandoned one was ended).
+    // One session holds the node id (both of its keys): the new one; the abandoned one
+    // was ended.
     let holders: Vec<(i32, Option<String>)> = sqlx::query_as(
-        "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        "SELECT DISTINCT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
           WHERE l.locktype = 'advisory' AND l.granted",
     )
     .fetch_all(&pool)

@@ -144,7 +144,11 @@ async fn invalid_node_ids_are_refused_before_any_db_access() {
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_survives_a_postgres_restart() {
     let (mut pg, pool) = migrated_db().await;
-    let mut w = spawn_worker(&pg.url(), "worker-r", "v1");
+    let probes = free_addr();
+    let mut w = Proc::spawn(
+        "worker-r",
+        worker(&pg.url(), "worker-r", "v1").args(["--listen", &probes]),
+    );
     let before = wait_registered(&pool, "worker-r", Duration::from_secs(10)).await;
     pool.close().await;
 
@@ -163,14 +167,26 @@ async fn worker_survives_a_postgres_restart() {
             .fetch_one(&pool)
             .await
             .ok()?;
-        (row.registered_at > before.registered_at && (db_now - row.heartbeat_at).num_seconds() < 2)
+        (row.heartbeat_at > before.heartbeat_at + chrono::Duration::seconds(3)
+            && (db_now - row.heartbeat_at).num_seconds() < 2)
             .then_some(row)
     })
     .await
     .expect("heartbeats resume after the restart");
     let took = back.elapsed();
     assert!(took < Duration::from_secs(10), "resumed after {took:?}");
+    // A reconnect is not a restart: the process kept running, so `registered_at` (which
+    // the seeds and RESTARTS read as "the process started") stays; it is counted apart.
     assert_eq!(resumed.created_at, before.created_at);
+    assert_eq!(resumed.registered_at, before.registered_at);
+    assert_eq!(resumed.info, before.info);
+    let (_, metrics) = http_get(&probes, "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "amp_worker_reconnects_total 1"),
+        "{metrics}"
+    );
     assert!(
         metadata_db::advisory_lock_held(&pool, "worker-r")
             .await

@@ -165,7 +165,8 @@ struct ListQuery {
     // No `pattern`: Amp's rule needs Unicode classes (`\p{L}`) that many OpenAPI tools'
     // regex engines lack; the description and the 400 answer carry the rule.
     #[serde(rename = "continue")]
-    #[param(rename = "continue", min_length = 1)]
+    // Only NUL is excluded: PostgreSQL text cannot hold it, so no node id has it.
+    #[param(rename = "continue", min_length = 1, pattern = r"^[^\x00]+$")]
     continue_token: Option<String>,
 }
 

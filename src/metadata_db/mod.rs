@@ -19,7 +19,7 @@ use crate::node_id::NodeId;
 
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
-pub use rows::{MAX_INFO_FIELD_BYTES, WorkerInfo, WorkerRow};
+pub use rows::{LockState, MAX_INFO_FIELD_BYTES, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +318,22 @@ pub async fn register<'e>(
     .map_err(DbError::query("register"))
 }
 
+/// A reconnecting worker's heartbeat that keeps `registered_at` (the process did not
+/// restart); None when the row vanished and the worker must register again.
+pub async fn resume<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+) -> Result<Option<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "UPDATE workers SET heartbeat_at = now() WHERE node_id = $1 RETURNING ",
+        worker_columns!()
+    ))
+    .bind(node_id.as_str())
+    .fetch_optional(db)
+    .await
+    .map_err(DbError::query("resume"))
+}
+
 /// Sets `heartbeat_at = now()`. Returns false when the row no longer exists (deleted by
 /// an administrator), so the caller can re-register.
 pub async fn heartbeat<'e>(
@@ -340,6 +356,28 @@ pub async fn list_workers<'e>(
         "SELECT ",
         worker_columns!(),
         " FROM workers ORDER BY node_id"
+    ))
+    .fetch_all(db)
+    .await
+    .map_err(DbError::query("list workers"))
+}
+
+/// Every worker by node id, with whether a session holds its node id lock (Amp's key,
+/// advisory locks of this database only): one scan of `pg_locks` per call, hashed
+/// against the rows, so the cost is linear in the fleet. `pg_locks` needs no privilege.
+async fn list_workers_with_locks<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+) -> Result<Vec<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "WITH held AS (
+           SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND objsubid = 1
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+         SELECT ",
+        worker_columns!(),
+        ", held.key IS NOT NULL AS lock_held
+           FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)
+          ORDER BY node_id"
     ))
     .fetch_all(db)
     .await
@@ -461,7 +499,7 @@ async fn fleet_snapshot_on(conn: &mut PgConnection) -> Result<FleetSnapshot, DbE
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::query("read database clock"))?;
-    let workers = list_workers(&mut *tx).await?;
+    let workers = list_workers_with_locks(&mut *tx).await?;
     tx.commit()
         .await
         .map_err(DbError::query("commit snapshot"))?;

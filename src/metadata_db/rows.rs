@@ -68,6 +68,17 @@ fn cut_to(mut text: String, max: usize) -> String {
     text
 }
 
+/// Whether a session holds the row's node id lock (Amp's key): the lock lives exactly as
+/// long as a worker process's session, so it tells a stopped worker from a hung one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LockState {
+    /// Not read (only the operator's fleet snapshot reads `pg_locks`).
+    #[default]
+    Unknown,
+    Held,
+    Free,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRow {
     /// As stored. Rows are written only through validated [`crate::node_id::NodeId`]s and
@@ -77,6 +88,7 @@ pub struct WorkerRow {
     pub created_at: DateTime<Utc>,
     pub registered_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+    pub lock: LockState,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
@@ -90,6 +102,12 @@ impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
             created_at: row.try_get("created_at")?,
             registered_at: row.try_get("registered_at")?,
             heartbeat_at: row.try_get("heartbeat_at")?,
+            // Only the fleet snapshot selects `lock_held`.
+            lock: match row.try_get::<Option<bool>, _>("lock_held") {
+                Ok(Some(true)) => LockState::Held,
+                Ok(Some(false)) => LockState::Free,
+                _ => LockState::Unknown,
+            },
         })
     }
 }

@@ -156,6 +156,9 @@ pub async fn run(
     // Our last session: after a timeout we drop it, but the server may keep it (and our
     // lock) alive for a long time when the network lost our FIN.
     let mut previous: Option<metadata_db::SessionId> = None;
+    // `registered_at` means "this process started" (the seeds detect restarts by it): a
+    // reconnect after a DB blip resumes the row instead of registering again.
+    let mut registered = false;
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
@@ -258,20 +261,20 @@ pub async fn run(
                 continue;
             }
         }
-        match metadata_db::bounded(
-            "register",
-            timeout,
-            metadata_db::register(&mut conn, &config.node_id, &config.info),
-        )
-        .await
-        {
-            Ok(row) => info!(
-                node_id = node,
-                version = %config.info.version,
-                created_at = %row.created_at,
-                registered_at = %row.registered_at,
-                "registered"
-            ),
+        match join_registry(&mut conn, &config, registered).await {
+            Ok(row) => {
+                if registered {
+                    probes.count_reconnect();
+                }
+                registered = true;
+                info!(
+                    node_id = node,
+                    version = %config.info.version,
+                    created_at = %row.created_at,
+                    registered_at = %row.registered_at,
+                    "registered"
+                );
+            }
             Err(err) => {
                 let delay = retry_delay();
                 warn!(node_id = node, error = %err, retry_in = ?delay, "registration failed");
@@ -314,6 +317,32 @@ fn refuse_foreign(report: &metadata_db::SchemaReport) -> Result<(), WorkerError>
         metadata_db::Flavour::Foreign(found) => Err(WorkerError::ForeignSchema(found.describe())),
         _ => Ok(()),
     }
+}
+
+/// Registers on a process's first session; on a reconnect, resumes the existing row
+/// (heartbeat only) and registers only when the row vanished meanwhile.
+async fn join_registry(
+    conn: &mut PgConnection,
+    config: &WorkerConfig,
+    registered: bool,
+) -> Result<metadata_db::WorkerRow, DbError> {
+    let timeout = config.db_timeout;
+    if registered
+        && let Some(row) = metadata_db::bounded(
+            "resume",
+            timeout,
+            metadata_db::resume(&mut *conn, &config.node_id),
+        )
+        .await?
+    {
+        return Ok(row);
+    }
+    metadata_db::bounded(
+        "register",
+        timeout,
+        metadata_db::register(conn, &config.node_id, &config.info),
+    )
+    .await
 }
 
 enum LockOutcome {

@@ -168,8 +168,26 @@ pub fn free_addr() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
-/// Registers `id` directly in the DB (no worker process), as version `version`.
+/// Registers `id` directly in the DB (no worker process), as version `version`, and holds
+/// its node id lock (Amp's key) on a session of its own until the test process ends, as
+/// a running worker does: the operator reads a free lock as a stopped worker.
 pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
+    register_row_unlocked(pool, id, version).await;
+    let mut conn = pool.acquire().await.expect("lock session").detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .expect("lock");
+    assert!(locked, "{id} is locked by someone else");
+    LIVE_SESSIONS.lock().expect("sessions").push(conn);
+}
+
+/// Sessions that hold the locks of [`register_row`]'s rows.
+static LIVE_SESSIONS: std::sync::Mutex<Vec<sqlx::PgConnection>> = std::sync::Mutex::new(Vec::new());
+
+/// [`register_row`] without the lock: a worker that registered and is gone.
+pub async fn register_row_unlocked(pool: &PgPool, id: &str, version: &str) {
     let info = amp_operator::build_info::BuildInfo {
         version: version.into(),
         commit_sha: "8b065bde".into(),

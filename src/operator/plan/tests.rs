@@ -17,6 +17,7 @@ fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> WorkerRow {
         created_at: t(-1000),
         registered_at: t(-1000),
         heartbeat_at: heartbeat,
+        lock: Default::default(),
     }
 }
 
