@@ -13,9 +13,8 @@ use crate::timestamps::{truncate, whole_seconds};
 
 /// Build metadata reported by the worker. A field the worker did not report is the
 /// string `"unknown"`, as in Amp's own Admin API: Amp's ampctl fails on `null` there.
-/// Reading, `null` and absent fields (older servers) are taken as not reported.
+// Reading, `null` and absent fields (older servers of ours) are taken as not reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
 pub struct WorkerInfo {
     /// `git describe` of the worker build, e.g. `v0.0.22-15-g8b065bde`; `unknown` when
     /// not reported.
