@@ -52,13 +52,23 @@ async fn json_shapes_errors_and_exit_codes() {
         v,
         json!({"workers": [
             {"node_id": "legacy",
-             "info": {"version": null, "commit_sha": null, "commit_timestamp": null, "build_date": null},
+             "info": {"version": "unknown", "commit_sha": "unknown", "commit_timestamp": "unknown", "build_date": "unknown"},
              "created_at": "2026-01-01T00:00:00Z", "registered_at": "2026-01-01T00:00:00Z", "heartbeat_at": "2026-01-01T00:00:00Z"},
             {"node_id": "worker-02",
              "info": {"version": "v2", "commit_sha": "bbb", "commit_timestamp": "2025-10-29T09:00:00Z", "build_date": "2025-10-30"},
              "created_at": "2026-11-22T10:00:00Z", "registered_at": "2026-11-22T11:00:00Z", "heartbeat_at": "2026-11-22T12:00:00Z"}
         ]}),
-        "sorted by node id, whole seconds (truncated), nulls for missing info"
+        "sorted by node id, whole seconds (truncated), \"unknown\" for missing info"
+    );
+    // A row whose info is `{}`, byte for byte: every info field is the string "unknown",
+    // as Amp's Admin API answers it (Amp's own ampctl fails on null there).
+    assert_eq!(
+        http_get(&addr, "/workers/legacy").unwrap(),
+        (
+            200,
+            r#"{"node_id":"legacy","info":{"version":"unknown","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-01-01T00:00:00Z","registered_at":"2026-01-01T00:00:00Z","heartbeat_at":"2026-01-01T00:00:00Z"}"#
+                .to_owned()
+        )
     );
     let ts = Regex::new(r#""\w+_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ""#).unwrap();
     assert_eq!(ts.find_iter(&body).count(), 6, "{body}");

@@ -8,6 +8,7 @@ use amp_operator::metadata_db;
 use amp_operator::testing::postgres::TempPostgres;
 use sqlx::PgPool;
 
+pub mod amp_api;
 pub mod blackhole;
 pub mod cluster;
 
