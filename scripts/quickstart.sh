@@ -48,7 +48,9 @@ else
     kube=envtest
   else
     why=$(tail -n 1 "${TMPDIR:-/tmp}/amp-quickstart-assets.$$")
-    kube_missing="no cluster (KUBECONFIG ${KUBECONFIG:+does not answer}${KUBECONFIG:-unset}) and no envtest binaries (${why#envtest-assets: }): run ./scripts/kind-up.sh and export the KUBECONFIG it prints, or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd"
+    cluster="KUBECONFIG unset"
+    [ -n "${KUBECONFIG:-}" ] && cluster="KUBECONFIG=$KUBECONFIG does not answer"
+    kube_missing="no cluster ($cluster) and no envtest binaries (${why#envtest-assets: }): run ./scripts/kind-up.sh (Docker) then KUBECONFIG=~/.kube/config ./scripts/quickstart.sh, or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd"
   fi
   rm -f "${TMPDIR:-/tmp}/amp-quickstart-assets.$$"
 fi
@@ -166,19 +168,19 @@ EOF
   echo "\$ kubectl get ampworkerfleets -n $ns"
   kubectl get ampworkerfleets -n "$ns"
   where="the cluster in KUBECONFIG"
-  [ "$kube" = envtest ] && where="an embedded control plane (etcd + kube-apiserver, no pods)"
+  [ "$kube" = envtest ] && where="embedded control plane: etcd + kube-apiserver, no pods"
   cat <<EOF
 
-The operator (ampd operator) mirrors each worker into an AmpWorker on $where.
-The fleet expects $fleet_version: worker-02 runs v0.0.21-8-ga1b2c3d4, so it is
+ampd operator mirrors each worker into an AmpWorker ($where).
+The fleet expects $fleet_version; worker-02 runs v0.0.21-8-ga1b2c3d4, so it is
 VersionMismatch and the fleet is not Ready. Try, from another shell:
 
   export KUBECONFIG=$KUBECONFIG
   export AMP_ADMIN_URL=$AMP_ADMIN_URL
-  kubectl wait --for=condition=Ready ampworkerfleet/amp -n $ns --timeout=10s  # times out: worker-02 is behind
+  kubectl wait --for=condition=Ready ampworkerfleet/amp -n $ns --timeout=10s   # times out
   $ampctl worker check --expect-version $fleet_version   # ❌ worker-02, exit 1
-  kill ${pid_of[worker-01]}   # stops worker-01; 30 s after its last heartbeat:
-  kubectl get ampworkers -n $ns -w                        # worker-01 turns Stale
+  kill ${pid_of[worker-01]}   # stop worker-01, then watch it turn Stale 30 s after its last heartbeat:
+  kubectl get ampworkers -n $ns -w
 EOF
 else
   echo
