@@ -179,7 +179,7 @@ VersionMismatch and the fleet is not Ready. Try, from another shell:
   export AMP_ADMIN_URL=$AMP_ADMIN_URL
   kubectl wait --for=condition=Ready ampworkerfleet/amp -n $ns --timeout=10s   # times out
   $ampctl worker check --expect-version $fleet_version   # ❌ worker-02, exit 1
-  kill ${pid_of[worker-01]}   # stop worker-01, then watch it turn Stale 30 s after its last heartbeat:
+  kill ${pid_of[worker-01]}   # stop worker-01: Stopped at once (its lock is released); kill -STOP freezes it instead: Stale after 30 s
   kubectl get ampworkers -n $ns -w
 EOF
 else
