@@ -47,6 +47,7 @@ fn controller(fake: &FakeApiServer, pool: &PgPool) -> Reconciler {
                 status_refresh: chrono::Duration::seconds(60),
                 refresh_budget: 20.0,
                 gc_after: Some(chrono::Duration::hours(24)),
+                gc_stopped_after: Some(chrono::Duration::minutes(15)),
             },
             // One write at a time: requests arrive in a deterministic order.
             write_concurrency: 1,
@@ -649,6 +650,7 @@ fn controller_with_metrics(
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
                 gc_after: Some(chrono::Duration::hours(24)),
+                gc_stopped_after: Some(chrono::Duration::minutes(15)),
                 refresh_budget: 20.0,
             },
             write_concurrency: 1,

@@ -32,6 +32,7 @@ fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::J
                 status_refresh: chrono::Duration::seconds(60),
                 refresh_budget: 20.0,
                 gc_after: None,
+                gc_stopped_after: None,
             },
             write_concurrency: 8,
             identity: "operator".into(),

@@ -55,6 +55,10 @@ pub struct OperatorArgs {
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
     #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
     pub gc_after: Duration,
+    /// Delete discovered AmpWorkers whose worker stopped this long ago (no process holds
+    /// its node id lock: scaled down, retired); 0 disables. The row is never deleted.
+    #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub gc_stopped_after: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
     #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]

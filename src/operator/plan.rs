@@ -21,7 +21,7 @@ use super::status::{
     DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, info_cut_events, timeout_secs,
     transition_events, write_need,
 };
-use crate::metadata_db::WorkerRow;
+use crate::metadata_db::{LockState, WorkerRow};
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -33,6 +33,9 @@ pub struct PlanConfig {
     pub refresh_budget: f64,
     /// Discovered AmpWorkers whose worker is gone longer than this are deleted.
     pub gc_after: Option<chrono::Duration>,
+    /// Discovered AmpWorkers whose worker stopped (no process holds its lock) longer
+    /// than this ago are deleted: a retired worker's object goes, its row stays.
+    pub gc_stopped_after: Option<chrono::Duration>,
 }
 
 /// What the operator last wrote, by object uid: the reflector may lag behind our own
@@ -200,6 +203,14 @@ impl FleetSel<'_> {
     }
 }
 
+/// How often `heartbeatAt` alone is rewritten for this worker: `--status-refresh`, but
+/// never more than half its heartbeat timeout, so a Ready worker's LAST HEARTBEAT stays
+/// under the timeout that STATUS is judged by (while the refresh budget keeps up).
+fn refresh_interval(config: &PlanConfig, spec: &AmpWorkerSpec) -> chrono::Duration {
+    let half_timeout = chrono::Duration::milliseconds(timeout_secs(spec) * 500);
+    config.status_refresh.min(half_timeout)
+}
+
 fn is_discovered(w: &AmpWorker) -> bool {
     w.labels().get(DISCOVERED_LABEL).map(String::as_str) == Some("true")
 }
@@ -269,13 +280,25 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         }
     };
 
-    // Discovery: a row nobody claims gets an AmpWorker (unless it is long gone).
+    let stopped_since = |row: Option<&WorkerRow>| -> bool {
+        match (config.gc_stopped_after, db_now, row) {
+            (Some(after), Some(now), Some(r)) => {
+                r.lock == LockState::Free && now - r.heartbeat_at > after
+            }
+            _ => false,
+        }
+    };
+
+    // Discovery: a row nobody claims gets an AmpWorker, for workers that run, not for
+    // history: never for a stopped one (so deleting a retired worker's object sticks),
+    // nor for one long gone.
     let mut new_workers: Vec<AmpWorker> = Vec::new();
     if db_now.is_some() {
         let mut unclaimed: Vec<&WorkerRow> = input
             .rows
             .iter()
             .filter(|r| !by_node.contains_key(r.node_id.as_str()))
+            .filter(|r| r.lock != LockState::Free)
             .filter(|r| !gone_since(Some(r.heartbeat_at)))
             .collect();
         unclaimed.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -336,6 +359,11 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                     "worker {:?} gone longer than --gc-after",
                     w.spec.node_id
                 ))
+            } else if stopped_since(row) {
+                Some(format!(
+                    "worker {:?} stopped longer than --gc-stopped-after",
+                    w.spec.node_id
+                ))
             } else {
                 None
             };
@@ -390,7 +418,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
             plan.creates.push((w.clone(), desired, events));
             continue;
         }
-        match write_need(stored, &desired, config.status_refresh) {
+        match write_need(stored, &desired, refresh_interval(config, &w.spec)) {
             WriteNeed::Transition => plan.worker_writes.push(StatusWrite {
                 name: w.name_any(),
                 uid: w.metadata.uid.clone(),
@@ -436,7 +464,13 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         plan.refresh_stats.oldest_shown_age_secs =
             ((now - *oldest).num_milliseconds() as f64 / 1000.0).max(0.0);
     }
-    let floor = config.status_refresh.num_milliseconds() as f64 / 1000.0;
+    // The floor for workers with the default timeout (most fleets).
+    let default_spec = AmpWorkerSpec {
+        node_id: String::new(),
+        expected_version: None,
+        heartbeat_timeout_seconds: None,
+    };
+    let floor = refresh_interval(config, &default_spec).num_milliseconds() as f64 / 1000.0;
     plan.refresh_stats.interval_secs = if config.refresh_budget > 0.0 {
         floor.max(heartbeating as f64 / config.refresh_budget)
     } else {
