@@ -517,8 +517,10 @@ fn a_new_worker_and_a_condition_change_are_transitions() {
 #[test]
 fn the_refresh_interval_stretches_with_the_fleet() {
     let mut cfg = config();
+    // The floor is half the default 30 s timeout (under --status-refresh's 60 s).
     for (n, budget, expect) in [
-        (10, 20.0, 60.0),
+        (10, 20.0, 15.0),
+        (300, 20.0, 15.0),
         (1_200, 20.0, 60.0),
         (10_000, 20.0, 500.0),
         (50_000, 20.0, 2_500.0),
