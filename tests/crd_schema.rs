@@ -125,7 +125,14 @@ fn ampworker_printer_columns_read_like_kubectl_get_nodes() {
             col("Last Heartbeat", "date", ".status.heartbeatAt", 0),
             col("Age", "date", ".metadata.creationTimestamp", 0),
             col("Commit", "string", ".status.info.commitSha", 1),
+            col("Pod", "string", ".status.placement.pod", 1),
+            col("Node", "string", ".status.placement.node", 1),
         ]
+    );
+    // `kubectl get aw --field-selector spec.nodeId=GPU_Worker.A1`.
+    assert_eq!(
+        crd("AmpWorker")["spec"]["versions"][0]["selectableFields"],
+        json!([{"jsonPath": ".spec.nodeId"}])
     );
 }
 

@@ -398,3 +398,26 @@ fn piped_text_logs_have_no_ansi_and_a_fatal_error_is_printed_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_reports_where_it_runs_from_the_downward_api() {
+    let (pg, pool) = migrated_db().await;
+    let _w = Proc::spawn(
+        "worker-p",
+        worker(&pg.url(), "worker-p", "v1")
+            .env("POD_NAME", "amp-worker-0")
+            .env("POD_NAMESPACE", "amp")
+            .env("NODE_NAME", "node-a")
+            .env("POD_IP", "10.0.0.7"),
+    );
+    wait_registered(&pool, "worker-p", Duration::from_secs(10)).await;
+    let info: serde_json::Value =
+        sqlx::query_scalar("SELECT info FROM workers WHERE node_id = 'worker-p'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        info["placement"],
+        serde_json::json!({"pod": "amp-worker-0", "namespace": "amp", "node": "node-a", "pod_ip": "10.0.0.7"})
+    );
+}

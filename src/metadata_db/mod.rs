@@ -19,7 +19,7 @@ use crate::node_id::NodeId;
 
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
-pub use rows::{LockState, MAX_INFO_FIELD_BYTES, WorkerInfo, WorkerRow};
+pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -301,8 +301,15 @@ pub async fn register<'e>(
     db: impl Executor<'e, Database = Postgres>,
     node_id: &NodeId,
     info: &BuildInfo,
+    placement: Option<&Placement>,
 ) -> Result<WorkerRow, DbError> {
-    let info = serde_json::to_value(info).expect("BuildInfo serializes to JSON");
+    let mut info = serde_json::to_value(info).expect("BuildInfo serializes to JSON");
+    if let (Some(placement), Some(map)) = (placement, info.as_object_mut()) {
+        map.insert(
+            "placement".into(),
+            serde_json::to_value(placement).expect("Placement serializes to JSON"),
+        );
+    }
     sqlx::query_as::<_, WorkerRow>(concat!(
         "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
          VALUES ($1, $2, now(), now(), now())

@@ -20,9 +20,57 @@ pub struct WorkerInfo {
     pub commit_sha: Option<String>,
     pub commit_timestamp: Option<String>,
     pub build_date: Option<String>,
+    /// Where the worker runs, as it reported (our worker, from the downward API).
+    #[serde(skip)]
+    pub placement: Option<Placement>,
     /// Fields cut to [`MAX_INFO_FIELD_BYTES`]: (key, original length in bytes).
     #[serde(skip)]
     pub oversized: Vec<(&'static str, usize)>,
+}
+
+/// `info.placement` as our worker writes it: its Pod, namespace, Kubernetes node and Pod
+/// IP. Amp's workers do not report one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
+}
+
+impl Placement {
+    /// From the environment the chart sets with the downward API; None outside a Pod.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let placement = Self {
+            pod: var("POD_NAME"),
+            namespace: var("POD_NAMESPACE"),
+            node: var("NODE_NAME"),
+            pod_ip: var("POD_IP"),
+        };
+        (placement != Self::default()).then_some(placement)
+    }
+
+    /// Strings only, each bounded like every other `info` field.
+    fn from_json(value: &Value) -> Option<Self> {
+        let field = |key: &str| match value.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => {
+                Some(cut_to(s.clone(), MAX_INFO_FIELD_BYTES))
+            }
+            _ => None,
+        };
+        let placement = Self {
+            pod: field("pod"),
+            namespace: field("namespace"),
+            node: field("node"),
+            pod_ip: field("pod_ip"),
+        };
+        (placement != Self::default()).then_some(placement)
+    }
 }
 
 impl WorkerInfo {
@@ -51,6 +99,7 @@ impl WorkerInfo {
                 .as_deref()
                 .map(crate::timestamps::normalize),
             build_date: field("build_date"),
+            placement: value.get("placement").and_then(Placement::from_json),
             oversized,
         }
     }
@@ -136,8 +185,21 @@ mod tests {
                 commit_sha: Some("42".into()),
                 commit_timestamp: Some(r#"{"seconds":1}"#.into()),
                 build_date: None,
+                placement: None,
                 oversized: vec![],
             }
+        );
+        let placed = WorkerInfo::from_json(&json!({
+            "version": "v1",
+            "placement": {"pod": "amp-worker-0", "node": "node-a", "pod_ip": 7, "namespace": ""}
+        }));
+        assert_eq!(
+            placed.placement,
+            Some(Placement {
+                pod: Some("amp-worker-0".into()),
+                node: Some("node-a".into()),
+                ..Default::default()
+            })
         );
     }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub use super::conditions::{ConditionStatus, Reason};
-use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo};
+use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacement};
 use crate::metadata_db::{LockState, WorkerRow};
 use crate::timestamps::{format_timestamp, truncate};
 
@@ -114,6 +114,12 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
                 .as_deref()
                 .map(crate::timestamps::normalize),
             build_date: row.info.build_date.clone(),
+        });
+        status.placement = row.info.placement.as_ref().map(|p| WorkerPlacement {
+            pod: p.pod.clone(),
+            namespace: p.namespace.clone(),
+            node: p.node.clone(),
+            pod_ip: p.pod_ip.clone(),
         });
         status.created_at = Some(truncate(row.created_at));
         status.registered_at = Some(registered_at);

@@ -100,6 +100,8 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     pub db_timeout: Duration,
     pub info: BuildInfo,
+    /// Pod, namespace, node and IP from the downward API, reported in `info.placement`.
+    pub placement: Option<metadata_db::Placement>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -113,6 +115,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_backoff", &self.max_backoff)
             .field("db_timeout", &self.db_timeout)
             .field("info", &self.info)
+            .field("placement", &self.placement)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +138,7 @@ impl WorkerConfig {
             max_backoff: args.max_backoff,
             db_timeout: args.db_timeout,
             info,
+            placement: metadata_db::Placement::from_env(),
         })
     }
 }
@@ -340,7 +344,12 @@ async fn join_registry(
     metadata_db::bounded(
         "register",
         timeout,
-        metadata_db::register(conn, &config.node_id, &config.info),
+        metadata_db::register(
+            conn,
+            &config.node_id,
+            &config.info,
+            config.placement.as_ref(),
+        ),
     )
     .await
 }
@@ -426,7 +435,12 @@ async fn heartbeat_loop(
                 if let Err(err) = metadata_db::bounded(
                     "register",
                     deadline,
-                    metadata_db::register(&mut *conn, &config.node_id, &config.info),
+                    metadata_db::register(
+                        &mut *conn,
+                        &config.node_id,
+                        &config.info,
+                        config.placement.as_ref(),
+                    ),
                 )
                 .await
                 {

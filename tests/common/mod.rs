@@ -196,7 +196,7 @@ pub async fn register_row_unlocked(pool: &PgPool, id: &str, version: &str) {
         build_date: "2025-10-30".into(),
     };
     let id = amp_operator::node_id::NodeId::parse(id).expect("valid id");
-    metadata_db::register(pool, &id, &info)
+    metadata_db::register(pool, &id, &info, None)
         .await
         .expect("register");
 }

@@ -14,6 +14,7 @@ fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> Wo
             commit_sha: Some("8b065bde".into()),
             commit_timestamp: None,
             build_date: Some("2025-10-30".into()),
+            placement: None,
             oversized: vec![],
         },
         created_at: t(0),
@@ -697,4 +698,38 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
             .collect::<Vec<_>>(),
         ["WorkerRecovered", "WorkerRestarted"]
     );
+}
+
+#[test]
+fn placement_is_mirrored_from_what_the_worker_reported() {
+    let mut r = row("v2", t(0), t(100));
+    r.info.placement = Some(crate::metadata_db::Placement {
+        pod: Some("amp-worker-0".into()),
+        node: Some("node-a".into()),
+        ..Default::default()
+    });
+    let s = run(
+        Some(&r),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(
+        s.placement,
+        Some(WorkerPlacement {
+            pod: Some("amp-worker-0".into()),
+            node: Some("node-a".into()),
+            ..Default::default()
+        })
+    );
+    // Amp's workers report none: no placement, nothing invented.
+    let s = run(
+        Some(&row("v2", t(0), t(100))),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.placement, None);
 }
