@@ -144,7 +144,8 @@ fn quickstart_oneshot_shows_the_operator_on_envtest_and_leaves_nothing() {
         out.contains("$ kubectl get ampworkerfleets -n amp-quickstart"),
         "{shown}"
     );
-    assert!(line_with("amp ", "2/2"), "{shown}");
+    // READY counts Ready workers: worker-02 is on another version.
+    assert!(line_with("amp ", "1/2"), "{shown}");
     assert!(out.contains("export KUBECONFIG="), "{shown}");
     for next in ["kubectl wait", "worker check", "Stale"] {
         assert!(

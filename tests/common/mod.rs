@@ -171,21 +171,40 @@ pub fn free_addr() -> String {
 
 /// Registers `id` directly in the DB (no worker process), as version `version`, and holds
 /// its node id lock (Amp's key) on a session of its own until the test process ends, as
-/// a running worker does: the operator reads a free lock as a stopped worker.
+/// a running worker does: the operator reads a free lock as a stopped worker. Calling it
+/// again for the same id is a restart: the previous "process" session ends first.
 pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
+    let previous = LIVE_SESSIONS.lock().expect("sessions").remove(id);
+    if let Some(old) = previous {
+        use sqlx::Connection;
+        let _ = old.close().await;
+    }
     register_row_unlocked(pool, id, version).await;
     let mut conn = pool.acquire().await.expect("lock session").detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-        .bind(id)
-        .fetch_one(&mut conn)
-        .await
-        .expect("lock");
+    // The ended session's backend may take a moment to exit and free the lock.
+    let mut locked = false;
+    for _ in 0..50 {
+        locked = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("lock");
+        if locked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(locked, "{id} is locked by someone else");
-    LIVE_SESSIONS.lock().expect("sessions").push(conn);
+    LIVE_SESSIONS
+        .lock()
+        .expect("sessions")
+        .insert(id.to_owned(), conn);
 }
 
-/// Sessions that hold the locks of [`register_row`]'s rows.
-static LIVE_SESSIONS: std::sync::Mutex<Vec<sqlx::PgConnection>> = std::sync::Mutex::new(Vec::new());
+/// Sessions that hold the locks of [`register_row`]'s rows, by node id.
+static LIVE_SESSIONS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, sqlx::PgConnection>>,
+> = std::sync::LazyLock::new(Default::default);
 
 /// [`register_row`] without the lock: a worker that registered and is gone.
 pub async fn register_row_unlocked(pool: &PgPool, id: &str, version: &str) {
