@@ -6,6 +6,7 @@ mod migrations;
 mod redact;
 mod rows;
 pub mod schema;
+mod snapshot;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};
+pub use snapshot::{
+    InfoCache, OPERATOR_SNAPSHOT_SQL, OperatorSnapshot, SnapshotRow, operator_snapshot_within,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
