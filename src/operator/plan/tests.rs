@@ -1,19 +1,22 @@
 use super::*;
 use crate::metadata_db::WorkerInfo;
 use crate::operator::crd::AmpWorkerFleetSpec;
+use crate::operator::crd::{AmpWorkerSpec, DISCOVERED_LABEL, NODE_ID_ANNOTATION};
+use crate::operator::naming::object_name;
 use chrono::TimeZone;
+use kube::ResourceExt;
 
 fn t(s: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(s)
 }
 
-fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> WorkerRow {
-    WorkerRow {
+fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> SnapshotRow {
+    SnapshotRow {
         node_id: node.into(),
-        info: WorkerInfo {
+        info: Arc::new(WorkerInfo {
             version: Some(version.into()),
             ..Default::default()
-        },
+        }),
         created_at: t(-1000),
         registered_at: t(-1000),
         heartbeat_at: heartbeat,
@@ -73,7 +76,7 @@ fn available(now: DateTime<Utc>) -> DbView {
 
 fn run(
     db: &DbView,
-    rows: &[WorkerRow],
+    rows: &[SnapshotRow],
     workers: &[Arc<AmpWorker>],
     fleets: &[Arc<AmpWorkerFleet>],
     written: &Written,
@@ -342,7 +345,7 @@ fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
 /// One cycle at DB time `at` with `allowance` refreshes.
 fn cycle_at(
     at: DateTime<Utc>,
-    rows: &[WorkerRow],
+    rows: &[SnapshotRow],
     workers: &[Arc<AmpWorker>],
     written: &Written,
     allowance: usize,
@@ -383,7 +386,10 @@ fn fleet_of(n: usize) -> Vec<Arc<AmpWorker>> {
 }
 
 /// Workers whose stored heartbeat is `stored_at[i]`, all heartbeating at `now_hb`.
-fn stored_fleet(stored_at: &[i64], now_hb: i64) -> (Vec<Arc<AmpWorker>>, Vec<WorkerRow>, Written) {
+fn stored_fleet(
+    stored_at: &[i64],
+    now_hb: i64,
+) -> (Vec<Arc<AmpWorker>>, Vec<SnapshotRow>, Written) {
     let workers = fleet_of(stored_at.len());
     let mut written = Written::default();
     for (w, at) in workers.iter().zip(stored_at) {
@@ -466,7 +472,7 @@ fn transitions_are_written_whatever_the_refresh_budget() {
     let (workers, mut rows, written) = stored_fleet(&[0, 0, 0, 0, 0], 100);
     rows[1].heartbeat_at = t(0);
     rows[3].registered_at = t(90);
-    rows[4].info.version = Some("v2".into());
+    Arc::make_mut(&mut rows[4].info).version = Some("v2".into());
     let p = cycle_at(t(100), &rows, &workers, &written, 0);
     let written_now: Vec<(&str, Option<&str>)> = p
         .worker_writes
@@ -528,7 +534,7 @@ fn the_refresh_interval_stretches_with_the_fleet() {
     ] {
         cfg.refresh_budget = budget;
         let workers = fleet_of(n);
-        let rows: Vec<WorkerRow> = workers
+        let rows: Vec<SnapshotRow> = workers
             .iter()
             .map(|w| row(&w.spec.node_id, "v1", t(0)))
             .collect();
@@ -594,7 +600,7 @@ fn stale_is_detected_on_time_while_refreshes_are_queued() {
     let mut max_gap = 0;
     let mut total = 0usize;
     for sec in 0..=400 {
-        let rows: Vec<WorkerRow> = workers
+        let rows: Vec<SnapshotRow> = workers
             .iter()
             .map(|w| {
                 let hb = if w.spec.node_id == victim {
@@ -690,7 +696,7 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     assert!(written.workers.is_empty());
 }
 
-fn with_lock(mut r: WorkerRow, lock: crate::metadata_db::LockState) -> WorkerRow {
+fn with_lock(mut r: SnapshotRow, lock: crate::metadata_db::LockState) -> SnapshotRow {
     r.lock = lock;
     r
 }
