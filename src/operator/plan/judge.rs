@@ -106,6 +106,12 @@ pub(super) enum Verdict<'a> {
 }
 
 impl Judgements {
+    /// How many workers have a remembered judgement (for tests).
+    #[cfg(test)]
+    pub(super) fn by_uid_len(&self) -> usize {
+        self.by_uid.len()
+    }
+
     pub(super) fn start_cycle(&mut self) {
         self.cycle += 1;
     }
