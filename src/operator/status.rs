@@ -485,32 +485,44 @@ pub fn transition_events(
     let Some(stored) = stored else {
         return Vec::new();
     };
+    let mut events = health_events(stored, desired);
+    events.extend(registration_events(stored, desired));
+    events
+}
+
+fn healthy_note(desired: &AmpWorkerStatus) -> String {
+    find(&desired.conditions, HEALTHY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn is_stopped(s: &AmpWorkerStatus) -> bool {
+    s.state.as_deref() == Some("Stopped")
+}
+
+/// WorkerStopped (Normal), WorkerStale (Warning), WorkerRecovered.
+fn health_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
     let node = desired.node_id.as_deref().unwrap_or("?");
     let mut events = Vec::new();
-    let healthy_note = || {
-        find(&desired.conditions, HEALTHY)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    };
-    let stopped = |s: &AmpWorkerStatus| s.state.as_deref() == Some("Stopped");
-    if stopped(desired) && !stopped(stored) {
+    if is_stopped(desired) && !is_stopped(stored) {
         // A clean stop (or a lost session) is an operation, not an alarm.
         events.push(StatusEvent {
             reason: "WorkerStopped",
             warning: false,
-            note: healthy_note(),
+            note: healthy_note(desired),
         });
     }
     match (
         condition_status(&stored.conditions, HEALTHY),
         condition_status(&desired.conditions, HEALTHY),
     ) {
-        (Some(ConditionStatus::True), Some(ConditionStatus::False)) if !stopped(desired) => events
-            .push(StatusEvent {
+        (Some(ConditionStatus::True), Some(ConditionStatus::False)) if !is_stopped(desired) => {
+            events.push(StatusEvent {
                 reason: "WorkerStale",
                 warning: true,
-                note: healthy_note(),
-            }),
+                note: healthy_note(desired),
+            })
+        }
         (Some(ConditionStatus::False), Some(ConditionStatus::True)) => events.push(StatusEvent {
             reason: "WorkerRecovered",
             warning: false,
@@ -518,6 +530,13 @@ pub fn transition_events(
         }),
         _ => {}
     }
+    events
+}
+
+/// WorkerRestarted, VersionChanged, VersionMismatch (Warning).
+fn registration_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
+    let node = desired.node_id.as_deref().unwrap_or("?");
+    let mut events = Vec::new();
     if desired.restart_count > stored.restart_count {
         events.push(StatusEvent {
             reason: "WorkerRestarted",

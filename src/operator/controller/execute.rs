@@ -171,6 +171,14 @@ impl Reconciler {
             .collect()
             .await;
         for outcome in outcomes {
+            self.record(outcome, report);
+        }
+        self.retries.prune();
+    }
+
+    /// Remembers what landed (the watch may lag behind it) and backs off what failed.
+    fn record(&mut self, outcome: Outcome, report: &mut CycleReport) {
+        {
             match outcome {
                 Outcome::Created {
                     node_id,
@@ -233,7 +241,6 @@ impl Reconciler {
                 }
             }
         }
-        self.retries.prune();
     }
 
     async fn create(

@@ -183,6 +183,17 @@ pub(super) fn judge<'a>(
             .by_uid
             .insert(uid.clone(), key.into_memo(memos.cycle, object, s, facts));
     }
+    verdict(s, need, desired, healthy, pending)
+}
+
+/// What to do with a freshly built status, by how it differs from the stored one.
+fn verdict<'a>(
+    s: &Subject<'a>,
+    need: WriteNeed,
+    desired: AmpWorkerStatus,
+    healthy: bool,
+    pending: &mut Pending<'a>,
+) -> Verdict<'a> {
     match need {
         WriteNeed::Transition => Verdict::Write(StatusWrite {
             name: s.worker.name_any(),
