@@ -46,7 +46,8 @@ pub(super) fn collect(
 fn user_owned(c: &Cycle, w: &AmpWorker) -> bool {
     c.by_node
         .get(w.spec.node_id.as_str())
-        .is_some_and(|ws| ws.iter().any(|o| !is_discovered(o)))
+        .copied()
+        .unwrap_or(false)
 }
 
 /// The last heartbeat known: the row's, else the one shown, else the object's creation.

@@ -175,15 +175,15 @@ pub(super) struct Cycle<'a> {
     config: &'a PlanConfig,
     db_now: Option<DateTime<Utc>>,
     rows: HashMap<&'a str, &'a SnapshotRow>,
-    /// AmpWorkers by the node id they claim.
-    by_node: HashMap<&'a str, Vec<&'a AmpWorker>>,
+    /// The node ids AmpWorkers claim: true when a user created one of the claimants.
+    by_node: HashMap<&'a str, bool>,
 }
 
 impl<'a> Cycle<'a> {
     fn new(input: &'a PlanInput<'a>, config: &'a PlanConfig) -> Self {
-        let mut by_node: HashMap<&str, Vec<&AmpWorker>> = HashMap::new();
+        let mut by_node: HashMap<&str, bool> = HashMap::with_capacity(input.workers.len());
         for w in input.workers {
-            by_node.entry(w.spec.node_id.as_str()).or_default().push(w);
+            *by_node.entry(w.spec.node_id.as_str()).or_default() |= !discovery::is_discovered(w);
         }
         Self {
             input,
@@ -247,10 +247,11 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     let mut pending = Pending::default();
     let mut plan = Plan::default();
     memos.start_cycle();
-    let mut existing: Vec<&Arc<AmpWorker>> = input.workers.iter().collect();
-    existing.sort_by(|a, b| name_of(a).cmp(name_of(b)));
-    let candidates = existing
-        .into_iter()
+    // Existing objects in the store's order: only what they produce is sorted (by
+    // name, below), not the 10,000 that produce nothing.
+    let candidates = input
+        .workers
+        .iter()
         .map(|w| (w.as_ref(), Some(w)))
         .chain(new_workers.iter().map(|w| (w, None)));
     for (w, object) in candidates {
@@ -285,20 +286,14 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
         }
     }
     memos.end_cycle();
+    plan.worker_writes
+        .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
     plan.worker_conditions = condition_counts(&counts);
     (plan.refreshes, plan.refresh_stats) =
         refresh::schedule(pending, input.refresh_allowance, c.db_now, config);
     fleets::plan_fleets(input, &fleets, tallies, &mut plan);
     plan
-}
-
-/// The name `name_any` gives, borrowed (sorting 10,000 workers allocates nothing).
-fn name_of(w: &AmpWorker) -> &str {
-    w.metadata
-        .name
-        .as_deref()
-        .or(w.metadata.generate_name.as_deref())
-        .unwrap_or_default()
 }
 
 const STATUSES: [ConditionStatus; 3] = [
