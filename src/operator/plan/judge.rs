@@ -93,7 +93,9 @@ impl Facts {
 /// The order of [`Facts::conditions`], as `desired_status` builds them.
 pub(super) const CONDITION_TYPES: [&str; 4] = ["Registered", "Healthy", "VersionMatched", "Ready"];
 
-/// What a judgement asks of the cycle.
+/// What a judgement asks of the cycle. Each is moved once into the plan, never kept in
+/// bulk, so the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Verdict<'a> {
     Create(
         AmpWorker,
@@ -208,7 +210,7 @@ fn verdict<'a>(
         WriteNeed::Refresh => Verdict::Due(Due {
             old: s.stored.and_then(|st| st.heartbeat_at),
             worker: s.worker,
-            status: DueStatus::Built(desired),
+            status: DueStatus::Built(Box::new(desired)),
         }),
         WriteNeed::None => {
             if healthy && let Some(hb) = s.stored.and_then(|st| st.heartbeat_at) {

@@ -19,9 +19,10 @@ pub(super) fn refresh_interval(config: &PlanConfig, spec: &AmpWorkerSpec) -> chr
 }
 
 /// The status a due refresh results in: built by the judgement already, or the stored
-/// one with the new heartbeat (built only if the refresh is written this cycle).
+/// one with the new heartbeat (built only if the refresh is written this cycle). Boxed:
+/// thousands of due refreshes may wait, most of them `Stored`.
 pub(super) enum DueStatus<'a> {
-    Built(AmpWorkerStatus),
+    Built(Box<AmpWorkerStatus>),
     Stored(&'a AmpWorkerStatus, DateTime<Utc>),
 }
 
@@ -35,7 +36,7 @@ pub(super) struct Due<'a> {
 impl Due<'_> {
     fn into_refresh(self) -> Option<Refresh> {
         let status = match self.status {
-            DueStatus::Built(s) => s,
+            DueStatus::Built(s) => *s,
             DueStatus::Stored(stored, heartbeat_at) => AmpWorkerStatus {
                 heartbeat_at: Some(heartbeat_at),
                 ..stored.clone()
