@@ -32,11 +32,12 @@ use std::time::{Duration, Instant};
 use amp_operator::metadata_db;
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet};
 use amp_operator::testing::envtest::ControlPlane;
-use amp_operator::testing::postgres::TempPostgres;
+use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
+use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VICTIM: &str = "worker-00042";
@@ -116,7 +117,15 @@ async fn bench() {
         if audit { "on" } else { "off" }
     );
 
-    let pg = TempPostgres::start().expect("start PostgreSQL");
+    // Every worker holds its node id lock (a free one is a stopped worker, which is not
+    // discovered): the lock table must hold one per worker.
+    let pg = TempPostgres::start_with(
+        PgSettings::default()
+            .set("fsync", "off")
+            .set("max_connections", 200)
+            .set("max_locks_per_transaction", 64 + n / 100),
+    )
+    .expect("start PostgreSQL");
     let pool = metadata_db::connect_pool(&pg.url(), "bench", 4)
         .await
         .expect("connect");
@@ -135,6 +144,16 @@ async fn bench() {
     .execute(&pool)
     .await
     .expect("insert workers");
+
+    // One session holds every worker's lock for the whole run, as running workers do
+    // (the victim too: it hangs, it does not stop, so it goes Stale).
+    let mut locks = sqlx::PgConnection::connect(&pg.url())
+        .await
+        .expect("lock session");
+    sqlx::query("SELECT count(pg_advisory_lock(hashtextextended(node_id, 0))) FROM workers")
+        .execute(&mut locks)
+        .await
+        .expect("take every node id lock");
 
     let plane = ControlPlane::start().await.expect("envtest control plane");
     let (apiserver, etcd) = plane.pids().expect("a control plane of our own");
@@ -398,6 +417,7 @@ async fn bench() {
     let _ = child.kill();
     let _ = child.wait();
     heartbeats.abort();
+    drop(locks);
 
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
@@ -411,7 +431,7 @@ async fn snapshot_execution_ms(pool: &sqlx::PgPool) -> f64 {
     for _ in 0..5 {
         let sql = format!(
             "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-            metadata_db::FLEET_SNAPSHOT_SQL
+            metadata_db::OPERATOR_SNAPSHOT_SQL
         );
         // A constant of ours, not input: nothing to inject.
         let plan: Option<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
