@@ -40,19 +40,19 @@ pub struct SnapshotRow {
     pub lock: LockState,
 }
 
-/// `info` as last read, by node id, with the registration it belongs to.
+type InfoMap = HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>;
+
+/// `info` as last read, by node id, with the registration it belongs to. Shared with
+/// the read while it runs (the read may be dropped at its bound; the cache is not).
 #[derive(Debug, Default)]
 pub struct InfoCache {
-    by_node: HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>,
+    by_node: Arc<InfoMap>,
 }
 
-impl InfoCache {
-    fn get(&self, node_id: &str, registered_at: DateTime<Utc>) -> Option<Arc<WorkerInfo>> {
-        self.by_node
-            .get(node_id)
-            .filter(|(at, _)| *at == registered_at)
-            .map(|(_, info)| info.clone())
-    }
+fn cached(map: &InfoMap, node_id: &str, registered_at: DateTime<Utc>) -> Option<Arc<WorkerInfo>> {
+    map.get(node_id)
+        .filter(|(at, _)| *at == registered_at)
+        .map(|(_, info)| info.clone())
 }
 
 /// Rows plus `now()`, from one REPEATABLE READ transaction: the narrow statement and
@@ -69,18 +69,27 @@ pub async fn operator_snapshot_within(
     timeout: Duration,
     cache: &mut InfoCache,
 ) -> Result<OperatorSnapshot, DbError> {
-    // The read owns the cache while it runs (the bound may drop it half way: then
-    // every `info` is read again next time, which is correct, only slower).
-    let mut owned = std::mem::take(cache);
-    let (result, owned) = within(pool, "fleet snapshot", timeout, move |conn| {
-        Box::pin(async move {
-            let result = operator_snapshot_on(conn, &mut owned).await;
-            Ok((result, owned))
-        })
+    let known = cache.by_node.clone();
+    let read = within(pool, "fleet snapshot", timeout, move |conn| {
+        Box::pin(operator_snapshot_on(conn, known))
     })
     .await?;
-    *cache = owned;
-    result
+    // The read is over and dropped its handle: the map is ours alone again.
+    let map = Arc::make_mut(&mut cache.by_node);
+    for (node_id, registered_at, info) in read.fresh {
+        map.insert(node_id, (registered_at, Arc::new(info)));
+    }
+    Ok(OperatorSnapshot {
+        db_now: read.db_now,
+        rows: with_info(read.narrow, map),
+    })
+}
+
+/// What one read brings back: every row narrow, and the `info` the cache lacked.
+struct Read {
+    db_now: DateTime<Utc>,
+    narrow: Vec<Narrow>,
+    fresh: Vec<(String, DateTime<Utc>, WorkerInfo)>,
 }
 
 struct Narrow {
@@ -107,8 +116,8 @@ fn narrow(row: &PgRow) -> Result<Narrow, sqlx::Error> {
 
 async fn operator_snapshot_on(
     conn: &mut PgConnection,
-    cache: &mut InfoCache,
-) -> Result<OperatorSnapshot, DbError> {
+    known: Arc<InfoMap>,
+) -> Result<Read, DbError> {
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -124,29 +133,27 @@ async fn operator_snapshot_on(
         .map_err(DbError::query("list workers"))?;
     let changed: Vec<&str> = narrow
         .iter()
-        .filter(|r| cache.get(&r.node_id, r.registered_at).is_none())
+        .filter(|r| cached(&known, &r.node_id, r.registered_at).is_none())
         .map(|r| r.node_id.as_str())
         .collect();
+    let mut fresh = Vec::new();
     if !changed.is_empty() {
-        let fresh = sqlx::query(INFO_SQL)
+        let rows = sqlx::query(INFO_SQL)
             .bind(&changed)
             .fetch_all(&mut *tx)
             .await
             .map_err(DbError::query("read worker info"))?;
-        for r in fresh {
-            let (node_id, registered_at, info) =
-                info_of(&r).map_err(DbError::query("read worker info"))?;
-            cache
-                .by_node
-                .insert(node_id, (registered_at, Arc::new(info)));
+        for r in rows {
+            fresh.push(info_of(&r).map_err(DbError::query("read worker info"))?);
         }
     }
     tx.commit()
         .await
         .map_err(DbError::query("commit snapshot"))?;
-    Ok(OperatorSnapshot {
+    Ok(Read {
         db_now,
-        rows: with_info(narrow, cache),
+        narrow,
+        fresh,
     })
 }
 
@@ -161,11 +168,11 @@ fn info_of(row: &PgRow) -> Result<(String, DateTime<Utc>, WorkerInfo), sqlx::Err
 }
 
 /// The rows with their (shared) `info`; the cache forgets rows that are gone.
-fn with_info(narrow: Vec<Narrow>, cache: &mut InfoCache) -> Vec<SnapshotRow> {
+fn with_info(narrow: Vec<Narrow>, map: &mut InfoMap) -> Vec<SnapshotRow> {
     let rows: Vec<SnapshotRow> = narrow
         .into_iter()
         .map(|r| SnapshotRow {
-            info: cache.get(&r.node_id, r.registered_at).unwrap_or_default(),
+            info: cached(map, &r.node_id, r.registered_at).unwrap_or_default(),
             node_id: r.node_id,
             created_at: r.created_at,
             registered_at: r.registered_at,
@@ -173,10 +180,10 @@ fn with_info(narrow: Vec<Narrow>, cache: &mut InfoCache) -> Vec<SnapshotRow> {
             lock: r.lock,
         })
         .collect();
-    if cache.by_node.len() > rows.len() {
+    if map.len() > rows.len() {
         let live: std::collections::HashSet<&str> =
             rows.iter().map(|r| r.node_id.as_str()).collect();
-        cache.by_node.retain(|node, _| live.contains(node.as_str()));
+        map.retain(|node, _| live.contains(node.as_str()));
     }
     rows
 }
