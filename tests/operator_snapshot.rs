@@ -38,7 +38,10 @@ async fn info_is_read_once_per_registration_and_shared_after() {
         .await
         .unwrap();
     let second = read(&pool, &mut cache).await;
-    assert!(Arc::ptr_eq(&row(&first, "w1").info, &row(&second, "w1").info));
+    assert!(Arc::ptr_eq(
+        &row(&first, "w1").info,
+        &row(&second, "w1").info
+    ));
     assert!(row(&second, "w1").heartbeat_at >= row(&first, "w1").heartbeat_at);
 
     // A new registration brings its new `info`; the other row keeps its shared one.
@@ -46,7 +49,10 @@ async fn info_is_read_once_per_registration_and_shared_after() {
     common::register_row(&pool, "w1", "v2").await;
     let third = read(&pool, &mut cache).await;
     assert_eq!(row(&third, "w1").info.version.as_deref(), Some("v2"));
-    assert!(Arc::ptr_eq(&row(&first, "w2").info, &row(&third, "w2").info));
+    assert!(Arc::ptr_eq(
+        &row(&first, "w2").info,
+        &row(&third, "w2").info
+    ));
 
     // A row that is gone is gone from the snapshot (and the cache).
     sqlx::query("DELETE FROM workers WHERE node_id = 'w2'")
@@ -75,5 +81,9 @@ async fn a_first_read_of_thousands_of_rows_reads_every_info_at_once() {
     assert_eq!(s.rows.len(), 5000);
     assert!(s.rows.iter().all(|r| r.info.version.is_some()));
     // Generous on a shared machine; `node_id = ANY(5,000 ids)` took seconds here.
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
