@@ -177,6 +177,9 @@ impl Reconciler {
     }
 
     /// Remembers what landed (the watch may lag behind it) and backs off what failed.
+    // One piece on purpose: one exhaustive match over the outcomes, a few lines of
+    // bookkeeping per arm; split, a new outcome could be recorded in one place and
+    // forgotten in another.
     fn record(&mut self, outcome: Outcome, report: &mut CycleReport) {
         {
             match outcome {
