@@ -10,14 +10,16 @@ const AMPCTL: &str = env!("CARGO_BIN_EXE_ampctl");
 const DB: &str = "postgres://amp@127.0.0.1:1/amp";
 
 /// (binary, arguments before the flag, flag, too small, too large, the range's words).
-fn cases() -> Vec<(
+type Case = (
     &'static str,
     Vec<&'static str>,
     &'static str,
     &'static str,
     &'static str,
     &'static str,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     let worker = vec!["worker", "--node-id", "w", "--database-url", DB];
     let operator = vec!["operator", "--database-url", DB];
     let api = vec!["admin-api", "--database-url", DB];

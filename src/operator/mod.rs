@@ -68,6 +68,21 @@ pub struct OperatorArgs {
     pub write_concurrency: usize,
 }
 
+/// A Kubernetes error as a person reads it: the API server's message, or the transport's
+/// innermost cause, never a Debug dump.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => {
+            let mut cause: &dyn std::error::Error = other;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error(
@@ -76,8 +91,14 @@ pub enum OperatorError {
     CrdMissing { kind: &'static str },
     #[error("cannot reach the Kubernetes API server: {0}")]
     Kube(#[source] kube::Error),
-    #[error("cannot load a kubeconfig or in-cluster config: {0}")]
+    #[error("cannot reach the Kubernetes API server at {server}: {message}")]
+    KubeAt { server: String, message: String },
+    #[error(
+        "no Kubernetes cluster configured ({0}): set KUBECONFIG to a cluster's kubeconfig, or run in a Pod; for a local cluster: ./scripts/kind-up.sh"
+    )]
     KubeConfig(String),
+    #[error("namespace {0:?} not found: kubectl create namespace {0}")]
+    NamespaceMissing(String),
     #[error(transparent)]
     Db(#[from] crate::metadata_db::DbError),
     #[error("cannot listen on {addr}: {source}")]
@@ -92,6 +113,17 @@ pub enum OperatorError {
 }
 
 impl OperatorError {
+    /// Names the API server in a Kubernetes error (one line to act on), the rest as is.
+    pub fn at(self, server: &str) -> Self {
+        match self {
+            Self::Kube(e) => Self::KubeAt {
+                server: server.trim_end_matches('/').to_owned(),
+                message: kube_message(&e),
+            },
+            other => other,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::InvalidOption(_) | Self::Db(crate::metadata_db::DbError::InvalidUrl { .. }) => 2,

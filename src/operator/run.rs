@@ -29,10 +29,13 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         2,
         args.db_timeout,
     )?;
-    let client = Client::try_default()
+    let (client, server) = kube_client().await?;
+    check_namespace(&client, &args.namespace)
         .await
-        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
-    check_crds(&client, &args.namespace).await?;
+        .map_err(|e| e.at(&server))?;
+    check_crds(&client, &args.namespace)
+        .await
+        .map_err(|e| e.at(&server))?;
 
     let metrics = Arc::new(OperatorMetrics::new());
     let probes = Arc::new(OperatorProbes {
@@ -205,6 +208,34 @@ fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorEr
 }
 
 /// Fails fast with the fix when a CRD is missing; any other API error is reported as is.
+/// The client from KUBECONFIG or the in-cluster config, and the server's URL for errors.
+async fn kube_client() -> Result<(Client, String), OperatorError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
+    Ok((client, server))
+}
+
+/// Refuses a namespace that does not exist (nothing could be written there). Reading a
+/// Namespace needs a cluster-wide permission the chart's Role does not grant: a 403 tells
+/// nothing, and the watches would then fail loudly anyway.
+pub async fn check_namespace(client: &Client, namespace: &str) -> Result<(), OperatorError> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match namespaces.get_metadata(namespace).await {
+        Ok(_) => Ok(()),
+        // Only the API server's own answer for a missing namespace (not an unknown path).
+        Err(kube::Error::Api(e))
+            if e.code == 404 && e.message == format!("namespaces \"{namespace}\" not found") =>
+        {
+            Err(OperatorError::NamespaceMissing(namespace.to_owned()))
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Ok(()),
+        Err(e) => Err(OperatorError::Kube(e)),
+    }
+}
+
 pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), OperatorError> {
     let params = ListParams::default().limit(1);
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), namespace);
