@@ -35,7 +35,8 @@ pub struct OperatorArgs {
     /// Name of the coordination.k8s.io Lease (in --namespace).
     #[arg(long, env = "AMP_LEASE_NAME", default_value = "amp-operator")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the pod name in the chart).
+    /// This replica's identity in the Lease (the pod name in the chart). Default:
+    /// $HOSTNAME, else amp-operator-<pid>.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Lease duration; a dead leader is replaced after at most this long.

@@ -151,9 +151,7 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             continue;
         }
         let report = controller.cycle(workers.state(), fleets.state()).await;
-        if report.wrote_anything() || report.errors > 0 {
-            tracing::info!(?report, "cycle wrote changes");
-        }
+        log_cycle(&report);
     }
     // Dropping the receiver makes the lease manager release the lease for a fast failover.
     drop(leader);
@@ -162,6 +160,33 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// A cycle's counts as fields: INFO when it wrote or failed something, DEBUG otherwise
+/// (a steady fleet's cycles are routine).
+fn log_cycle(report: &super::controller::CycleReport) {
+    macro_rules! cycle_event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                db_available = report.db_available,
+                created = report.created,
+                status_writes = report.status_writes,
+                refreshes = report.refreshes,
+                fleet_writes = report.fleet_writes,
+                deleted = report.deleted,
+                events = report.events,
+                errors = report.errors,
+                collisions = report.collisions,
+                "cycle"
+            )
+        };
+    }
+    if report.wrote_anything() || report.errors > 0 {
+        cycle_event!(tracing::Level::INFO);
+    } else {
+        cycle_event!(tracing::Level::DEBUG);
+    }
 }
 
 fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorError> {
