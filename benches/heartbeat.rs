@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use amp_operator::build_info::BuildInfo;
 use amp_operator::metadata_db;
 use amp_operator::node_id::NodeId;
-use amp_operator::testing::postgres::{PgSettings, TempPostgres};
+use amp_operator::testing::postgres::{PgAccess, PgOptions, PgSettings, TempPostgres};
 
 /// utime + stime, in clock ticks, of the postmaster and all its children.
 fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
@@ -60,10 +60,26 @@ async fn main() {
     let with_index = env_or("AMP_BENCH_HEARTBEAT_INDEX", "off".to_string()) == "on";
     let sessions: usize = env_or("AMP_BENCH_CONNECTIONS", workers).clamp(1, workers);
 
+    // off: a plain server; verify-full: a TLS-only server (hostssl), verified as in production.
+    let tls = env_or("AMP_BENCH_DB_TLS", "off".to_string()) == "verify-full";
+
     // Durable settings (fsync on) as in production; only the connection limit is raised.
-    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", sessions + 50))
-        .expect("postgres");
-    let pool = metadata_db::connect_pool(&pg.url(), "bench", 4)
+    let pg = TempPostgres::start_opts(PgOptions {
+        settings: PgSettings::default().set("max_connections", sessions + 50),
+        access: if tls {
+            PgAccess::TlsOnly
+        } else {
+            PgAccess::Plain
+        },
+        ..PgOptions::default()
+    })
+    .expect("postgres");
+    let url = if tls {
+        pg.url_verify_full("postgres")
+    } else {
+        pg.url()
+    };
+    let pool = metadata_db::connect_pool(&url, "bench", 4)
         .await
         .expect("pool");
     metadata_db::migrate(&pool).await.expect("migrate");
@@ -77,10 +93,11 @@ async fn main() {
     let info = BuildInfo::current();
 
     println!(
-        "heartbeat bench: {workers} workers over {sessions} sessions, {seconds} s at 1 Hz, synchronous_commit={sync_commit}, heartbeat_at index {}",
-        if with_index { "on" } else { "off" }
+        "heartbeat bench: {workers} workers over {sessions} sessions, {seconds} s at 1 Hz, synchronous_commit={sync_commit}, heartbeat_at index {}, TLS {}",
+        if with_index { "on" } else { "off" },
+        if tls { "verify-full" } else { "off" }
     );
-    let options = metadata_db::connect_options(&pg.url(), "bench-worker")
+    let options = metadata_db::connect_options(&url, "bench-worker")
         .unwrap()
         .options([("synchronous_commit", sync_commit.as_str())]);
 
@@ -92,7 +109,7 @@ async fn main() {
             .step_by(sessions)
             .map(|i| NodeId::parse(&format!("bench-worker-{i:05}")).unwrap())
             .collect();
-        let mut conn = metadata_db::connect_one(&options, &pg.url())
+        let mut conn = metadata_db::connect_one(&options, &url)
             .await
             .expect("connect");
         for id in &ids {

@@ -2,8 +2,10 @@
 //!
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
+mod connect_error;
 mod redact;
 mod rows;
+mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,8 +17,10 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
+pub use connect_error::describe as describe_sqlx_error;
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{WorkerInfo, WorkerRow};
+pub use tls::TlsConfigError;
 
 /// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -25,11 +29,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum DbError {
     #[error("invalid database URL {url}: {source}")]
     InvalidUrl { url: String, source: sqlx::Error },
-    #[error("cannot connect to the metadata DB at {url}: {source}")]
+    #[error("invalid TLS settings for the metadata DB: {0}")]
+    Tls(#[from] TlsConfigError),
+    #[error(
+        "cannot connect to the metadata DB at {url}: {}",
+        connect_error::describe(source)
+    )]
     Connect { url: String, source: sqlx::Error },
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("metadata DB query `{op}` failed: {source}")]
+    #[error("metadata DB query `{op}` failed: {}", connect_error::describe(source))]
     Query {
         op: &'static str,
         source: sqlx::Error,
@@ -67,7 +76,7 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
         )));
     }
     let url = &without_unknown_params(url);
-    let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+    let options = tls::apply(PgConnectOptions::from_str(url).map_err(invalid)?, url)?;
     Ok(options
         .application_name(application_name)
         .options(SESSION_KEEPALIVES)

@@ -3,4 +3,5 @@
 
 pub mod envtest;
 pub mod fake_apiserver;
+pub mod pg_tls;
 pub mod postgres;
