@@ -269,6 +269,20 @@ async fn client_certificates_authenticate_the_worker_and_the_operator() {
             redact_url(&without)
         )
     );
+    // A certificate of the right CA for another name (the server's own: CN amp-test-postgres).
+    let files = pg.tls_files().expect("files");
+    let other_cn = format!(
+        "{without}&sslcert={}&sslkey={}",
+        files.server_cert.display(),
+        files.server_key.display()
+    );
+    assert_eq!(
+        connect_error(&other_cn).await,
+        format!(
+            "cannot connect to the metadata DB at {}: pg_hba: certificate authentication failed for user \"amp\"; the client certificate's CN must be the database user name",
+            redact_url(&other_cn)
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

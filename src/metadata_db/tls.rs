@@ -46,6 +46,10 @@ pub enum TlsConfigError {
         "sslrootcert=system is not supported; leave sslrootcert out to verify against the system's CA store"
     )]
     SystemRoots,
+    #[error(
+        "{setting} {path} is an encrypted private key; sslpassword is not supported: store it decrypted (openssl pkey -in KEY -out KEY.plain) in a Secret"
+    )]
+    EncryptedKey { setting: String, path: String },
 }
 
 /// One libpq TLS setting: its URL keys (sqlx's aliases included) and environment variable.
@@ -141,6 +145,9 @@ pub(crate) fn apply_with_env(
         for r in [&root, &cert, &key].into_iter().flatten() {
             check_readable(r)?;
         }
+        if let Some(key) = &key {
+            check_not_encrypted(key)?;
+        }
     }
     Ok(options.ssl_mode(effective_mode(mode, root.is_some())))
 }
@@ -173,6 +180,30 @@ fn check_readable(r: &Resolved) -> Result<(), TlsConfigError> {
             path: r.value.clone(),
             reason: e.kind().to_string(),
         })
+}
+
+/// rustls reads unencrypted keys only; sqlx would say "no keys found pem file".
+/// The key's text is only searched, never put into a message.
+fn check_not_encrypted(r: &Resolved) -> Result<(), TlsConfigError> {
+    let inline = r.value.trim_start().starts_with("-----BEGIN");
+    let text = if inline {
+        r.value.clone()
+    } else {
+        std::fs::read(&r.value)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(TlsConfigError::EncryptedKey {
+            setting: r.from.clone(),
+            path: if inline {
+                "(inline PEM)".to_owned()
+            } else {
+                r.value.clone()
+            },
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,5 +300,38 @@ mod tests {
         assert_eq!(mode_of(url, &[]), Ok("Disable".to_owned()));
         let url = "postgres://amp@db/amp?sslrootcert=system";
         assert_eq!(mode_of(url, &[]), Err(TlsConfigError::SystemRoots));
+    }
+
+    #[test]
+    fn encrypted_keys_are_refused_without_showing_them() {
+        let cert = ca_file();
+        let key = ca_file();
+        let body = "MIIFHzBJBgkqhkiG9w0BBQ0wPDAbBgkqhkiG9w0BBQwwDgQI";
+        let pem = format!(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n-----END ENCRYPTED PRIVATE KEY-----\n"
+        );
+        std::fs::write(key.path(), &pem).expect("write key");
+        let url = format!(
+            "postgres://amp@db/amp?sslcert={}&sslkey={}&sslpassword=pw",
+            cert.path().display(),
+            key.path().display()
+        );
+        let err = mode_of(&url, &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "sslkey {} is an encrypted private key; sslpassword is not supported: store it decrypted (openssl pkey -in KEY -out KEY.plain) in a Secret",
+                key.path().display()
+            )
+        );
+        let env = [("PGSSLCERT", "/dev/null"), ("PGSSLKEY", pem.as_str())];
+        let err = mode_of("postgres://amp@db/amp", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("PGSSLKEY (inline PEM) is an encrypted"),
+            "{err}"
+        );
+        assert!(!err.contains(body), "{err}");
     }
 }
