@@ -70,6 +70,8 @@ pub struct TempPostgres {
     run_as: Option<(u32, u32)>,
     settings: PgSettings,
     tls: Option<PgTlsFiles>,
+    /// [`Self::url_for`] gives verify-full URLs (`AMP_TEST_PG_TLS=verify-full`).
+    verify_by_default: bool,
     running: bool,
 }
 
@@ -83,11 +85,22 @@ impl TempPostgres {
         )
     }
 
+    /// `AMP_TEST_PG_TLS=verify-full` makes these servers TLS-only (`hostssl`) and their
+    /// [`Self::url`] verify-full, so a whole suite (e.g. `e2e/run.sh`) runs with TLS
+    /// required; by default TLS is offered and plain connections are accepted.
     pub fn start_with(settings: PgSettings) -> Result<Self, PgHarnessError> {
-        Self::start_opts(PgOptions {
+        let required = std::env::var("AMP_TEST_PG_TLS").is_ok_and(|v| v == "verify-full");
+        let mut pg = Self::start_opts(PgOptions {
             settings,
+            access: if required {
+                PgAccess::TlsOnly
+            } else {
+                PgAccess::TlsOffered
+            },
             ..PgOptions::default()
-        })
+        })?;
+        pg.verify_by_default = required;
+        Ok(pg)
     }
 
     /// The default settings (fsync off) with the given access rules.
@@ -119,6 +132,7 @@ impl TempPostgres {
             run_as,
             settings: opts.settings,
             tls: None,
+            verify_by_default: false,
             running: false,
         };
         pg.initdb()?;
@@ -136,7 +150,17 @@ impl TempPostgres {
         self.url_for("postgres")
     }
 
+    /// With `AMP_TEST_PG_TLS=verify-full` (see [`TempPostgres::start_with`]) the URL
+    /// verifies the server as libpq's `verify-full` against this run's CA.
     pub fn url_for(&self, database: &str) -> String {
+        if self.verify_by_default {
+            self.url_verify_full(database)
+        } else {
+            self.base_url(database)
+        }
+    }
+
+    fn base_url(&self, database: &str) -> String {
         format!("postgres://amp@127.0.0.1:{}/{database}", self.port)
     }
 
@@ -145,7 +169,7 @@ impl TempPostgres {
         let ca = self.tls.as_ref().map(|t| t.ca.display().to_string());
         format!(
             "{}?sslmode=verify-full&sslrootcert={}",
-            self.url_for(database),
+            self.base_url(database),
             ca.unwrap_or_default()
         )
     }
