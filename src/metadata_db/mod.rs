@@ -17,7 +17,6 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use connect_error::describe as describe_sqlx_error;
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{WorkerInfo, WorkerRow};
 pub use tls::TlsConfigError;
