@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use amp_operator::admin_client::AdminClient;
 use amp_operator::metadata_db;
-use amp_operator::testing::postgres::TempPostgres;
+use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 
 async fn fill(pool: &sqlx::PgPool, n: usize) {
     sqlx::query("TRUNCATE workers")
@@ -52,8 +52,14 @@ async fn main() {
     let ampd = env!("CARGO_BIN_EXE_ampd");
     let ampctl = env!("CARGO_BIN_EXE_ampctl");
 
-    let pg = TempPostgres::start().expect("start PostgreSQL");
-    let pool = metadata_db::connect_pool(&pg.url(), "bench", 2)
+    // AMP_BENCH_DB_TLS=verify-full: a TLS-only server, verified (default: plain).
+    let (_pg, url) = TempPostgres::start_bench(
+        PgSettings::default()
+            .set("fsync", "off")
+            .set("max_connections", 200),
+    )
+    .expect("start PostgreSQL");
+    let pool = metadata_db::connect_pool(&url, "bench", 2)
         .await
         .expect("connect");
     metadata_db::migrate(&pool).await.expect("migrate");
@@ -63,7 +69,7 @@ async fn main() {
     let url = format!("http://{addr}");
     let mut api = Command::new(ampd)
         .args(["admin-api", "--listen", &addr, "--log-format", "json"])
-        .env("AMP_DATABASE_URL", pg.url())
+        .env("AMP_DATABASE_URL", &url)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use amp_operator::build_info::BuildInfo;
 use amp_operator::metadata_db;
 use amp_operator::node_id::NodeId;
-use amp_operator::testing::postgres::{PgAccess, PgOptions, PgSettings, TempPostgres};
+use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 
 /// utime + stime, in clock ticks, of the postmaster and all its children.
 fn postgres_cpu_ticks(data_dir: &std::path::Path) -> u64 {
@@ -60,25 +60,13 @@ async fn main() {
     let with_index = env_or("AMP_BENCH_HEARTBEAT_INDEX", "off".to_string()) == "on";
     let sessions: usize = env_or("AMP_BENCH_CONNECTIONS", workers).clamp(1, workers);
 
-    // off: a plain server; verify-full: a TLS-only server (hostssl), verified as in production.
+    // AMP_BENCH_DB_TLS: off (plain server) or verify-full (TLS-only server, verified).
     let tls = env_or("AMP_BENCH_DB_TLS", "off".to_string()) == "verify-full";
 
     // Durable settings (fsync on) as in production; only the connection limit is raised.
-    let pg = TempPostgres::start_opts(PgOptions {
-        settings: PgSettings::default().set("max_connections", sessions + 50),
-        access: if tls {
-            PgAccess::TlsOnly
-        } else {
-            PgAccess::Plain
-        },
-        ..PgOptions::default()
-    })
-    .expect("postgres");
-    let url = if tls {
-        pg.url_verify_full("postgres")
-    } else {
-        pg.url()
-    };
+    let (pg, url) =
+        TempPostgres::start_bench(PgSettings::default().set("max_connections", sessions + 50))
+            .expect("postgres");
     let pool = metadata_db::connect_pool(&url, "bench", 4)
         .await
         .expect("pool");

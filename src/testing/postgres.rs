@@ -114,6 +114,24 @@ impl TempPostgres {
         })
     }
 
+    /// A server for a benchmark and the URL to reach it: plain by default, so figures
+    /// stay comparable with earlier ones; `AMP_BENCH_DB_TLS=verify-full` makes it
+    /// TLS-only and the URL verify-full (the production setting for managed databases).
+    pub fn start_bench(settings: PgSettings) -> Result<(Self, String), PgHarnessError> {
+        let tls = std::env::var("AMP_BENCH_DB_TLS").is_ok_and(|v| v == "verify-full");
+        let pg = Self::start_opts(PgOptions {
+            settings,
+            access: if tls { PgAccess::TlsOnly } else { PgAccess::Plain },
+            ..PgOptions::default()
+        })?;
+        let url = if tls {
+            pg.url_verify_full("postgres")
+        } else {
+            pg.base_url("postgres")
+        };
+        Ok((pg, url))
+    }
+
     pub fn start_opts(opts: PgOptions) -> Result<Self, PgHarnessError> {
         let bin = find_bin_dir().ok_or(PgHarnessError::BinariesNotFound)?;
         let run_as = service_user()?;
