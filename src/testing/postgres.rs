@@ -121,7 +121,11 @@ impl TempPostgres {
         let tls = std::env::var("AMP_BENCH_DB_TLS").is_ok_and(|v| v == "verify-full");
         let pg = Self::start_opts(PgOptions {
             settings,
-            access: if tls { PgAccess::TlsOnly } else { PgAccess::Plain },
+            access: if tls {
+                PgAccess::TlsOnly
+            } else {
+                PgAccess::Plain
+            },
             ..PgOptions::default()
         })?;
         let url = if tls {
