@@ -312,6 +312,19 @@ async fn bench() {
         fleet_w / elapsed,
         events / elapsed
     );
+    // Mean over the window of a histogram (its _sum and _count deltas), in ms.
+    let mean_ms = |name: &str| {
+        let d = |suffix: &str| {
+            let series = format!("amp_operator_{name}_seconds_{suffix}");
+            get(&m1, &series) - get(&m0, &series)
+        };
+        1000.0 * d("sum") / d("count").max(1.0)
+    };
+    println!(
+        "cycle: mean {:.1} ms, of which the metadata DB snapshot read {:.1} ms",
+        mean_ms("reconcile_duration"),
+        mean_ms("poll_duration")
+    );
     println!(
         "refresh: expected interval {:.0} s, oldest LAST HEARTBEAT shown {:.0} s, {} due refreshes deferred",
         get(&m1, "amp_operator_status_refresh_interval_seconds"),
