@@ -50,6 +50,8 @@ pub enum TlsConfigError {
         "{setting} {path} is an encrypted private key; sslpassword is not supported: store it decrypted (openssl pkey -in KEY -out KEY.plain) in a Secret"
     )]
     EncryptedKey { setting: String, path: String },
+    #[error("{setting} file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate { setting: String, path: String },
 }
 
 /// One libpq TLS setting: its URL keys (sqlx's aliases included) and environment variable.
@@ -148,6 +150,9 @@ pub(crate) fn apply_with_env(
         if let Some(key) = &key {
             check_not_encrypted(key)?;
         }
+        for r in [&root, &cert].into_iter().flatten() {
+            check_has_certificate(r)?;
+        }
     }
     Ok(options.ssl_mode(effective_mode(mode, root.is_some())))
 }
@@ -180,6 +185,22 @@ fn check_readable(r: &Resolved) -> Result<(), TlsConfigError> {
             path: r.value.clone(),
             reason: e.kind().to_string(),
         })
+}
+
+/// A bundle without a certificate would only show up as "unknown issuer" at the
+/// handshake, pointing at the wrong fix.
+fn check_has_certificate(r: &Resolved) -> Result<(), TlsConfigError> {
+    if r.value.trim_start().starts_with("-----BEGIN") {
+        return Ok(());
+    }
+    let text = std::fs::read(&r.value).unwrap_or_default();
+    if String::from_utf8_lossy(&text).contains("-----BEGIN CERTIFICATE-----") {
+        return Ok(());
+    }
+    Err(TlsConfigError::NoCertificate {
+        setting: r.from.clone(),
+        path: r.value.clone(),
+    })
 }
 
 /// rustls reads unencrypted keys only; sqlx would say "no keys found pem file".
@@ -222,8 +243,31 @@ mod tests {
         apply_with_env(options, url, &lookup).map(|o| format!("{:?}", o.get_ssl_mode()))
     }
 
+    /// A file that looks like a PEM certificate (its content is checked only that far).
     fn ca_file() -> tempfile::NamedTempFile {
-        tempfile::NamedTempFile::new().expect("temp file")
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(
+            file.path(),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        file
+    }
+
+    #[test]
+    fn a_bundle_without_a_certificate_is_an_error() {
+        let empty = tempfile::NamedTempFile::new().expect("temp file");
+        let url = format!(
+            "postgres://amp@db/amp?sslmode=verify-full&sslrootcert={}",
+            empty.path().display()
+        );
+        assert_eq!(
+            mode_of(&url, &[]).unwrap_err().to_string(),
+            format!(
+                "sslrootcert file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                empty.path().display()
+            )
+        );
     }
 
     #[test]
