@@ -194,14 +194,9 @@ mod tests {
         }
         assert!(AmpNodeId::parse(&"a".repeat(10_000)).is_ok());
         assert_eq!(AmpNodeId::parse(""), Err(InvalidNodeId::Empty));
-        for bad in [
-            "1worker", "-w", "_w", ".w", "wor ker", "a/b", "w\n", "w;drop", "٣w",
-        ] {
+        for bad in ["1worker", "-w", "_w", ".w", "wor ker", "a/b", "w\n", "w;drop", "٣w"] {
             let err = AmpNodeId::parse(bad).unwrap_err();
-            assert!(
-                matches!(err, InvalidNodeId::AmpPattern { .. }),
-                "{bad:?}: {err}"
-            );
+            assert!(matches!(err, InvalidNodeId::AmpPattern { .. }), "{bad:?}: {err}");
         }
         // Every id our own worker writes is one Amp accepts.
         assert_eq!(
