@@ -156,8 +156,27 @@ for x, spec, ct in db_containers(c):
     assert vol["defaultMode"] == 0o444 and vol["sources"] == [{"configMap": {"name": "rds-ca-bundle", "items": [{"key": "global-bundle.pem", "path": "ca.crt"}]}}], vol
 for x, spec, ct in db_containers(d):
     assert not tls_env(ct) and "volumes" not in spec and "volumeMounts" not in ct, "default: no DB TLS"
+# existingAmp.enabled: nothing that writes to Amp's DB, the operator and Admin API on the
+# reader URL, the fleet on the version the user set.
+e = docs("existing-amp")
+kinds = sorted({x["kind"] for x in e})
+for absent in ("StatefulSet", "Job", "Secret", "PersistentVolumeClaim"):
+    assert absent not in kinds, f"existingAmp renders a {absent}"
+assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "Deployment") == ["amp-admin-api", "amp-operator"]
+assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "ServiceAccount") == ["amp-admin-api", "amp-operator"]
+for dep in (x for x in e if x["kind"] == "Deployment"):
+    env = {v["name"]: v for v in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    ref = env["AMP_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "amp-metadata-db", "key": "reader-url"}, ref
+assert one(e, "AmpWorkerFleet")["spec"]["version"] == "v0.0.35-275-g188bfd41"
 print("switches ok")
 PY
+
+step "existingAmp.enabled refuses to render without the fleet's version"
+if msg=$(helm template amp "$chart" --set existingAmp.enabled=true --set externalDatabase.existingSecret=db 2>&1); then
+  die "existingAmp.enabled rendered without fleet.version"
+fi
+grep -q "set fleet.version to the version your Amp workers report" <<<"$msg" || die "unexpected message: $msg"
 
 step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \

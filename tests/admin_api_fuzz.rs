@@ -45,6 +45,11 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     for seed in ["1610", "1611"] {
         let har = reports.path().join(format!("requests-{seed}.har"));
         let out = Command::new(&st)
+            .arg("--config-file")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/schemathesis.toml"
+            ))
             .args([
                 "run",
                 &format!("http://{addr}/openapi.json"),

@@ -50,9 +50,30 @@ fn node_id_has_the_pattern_bounds_and_the_immutability_rule() {
     let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["required"], json!(["nodeId"]));
     let node_id = &spec["properties"]["nodeId"];
-    assert_eq!(node_id["pattern"], r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$");
+    // Amp's rule, not ours: the operator mirrors whatever node ids Amp's workers wrote.
+    assert_eq!(node_id["pattern"], amp_operator::node_id::AMP_PATTERN);
     assert_eq!(node_id["minLength"], 1);
-    assert_eq!(node_id["maxLength"], 128);
+    assert_eq!(node_id.get("maxLength"), None, "Amp sets no length limit");
+    let pattern = regex::Regex::new(node_id["pattern"].as_str().unwrap()).unwrap();
+    let long = "a".repeat(200);
+    for id in [
+        "worker-01",
+        "ünicode-wörker",
+        "日本語",
+        "Ωmega_1.2",
+        &long,
+        "1w",
+        "-w",
+        "w x",
+        "w/1",
+        "",
+    ] {
+        assert_eq!(
+            pattern.is_match(id),
+            amp_operator::node_id::AmpNodeId::parse(id).is_ok(),
+            "the CRD pattern and AmpNodeId disagree on {id:?}"
+        );
+    }
     assert_eq!(
         node_id["x-kubernetes-validations"],
         json!([{"rule": "self == oldSelf", "message": "nodeId is immutable"}])
@@ -104,7 +125,14 @@ fn ampworker_printer_columns_read_like_kubectl_get_nodes() {
             col("Last Heartbeat", "date", ".status.heartbeatAt", 0),
             col("Age", "date", ".metadata.creationTimestamp", 0),
             col("Commit", "string", ".status.info.commitSha", 1),
+            col("Pod", "string", ".status.placement.pod", 1),
+            col("Node", "string", ".status.placement.node", 1),
         ]
+    );
+    // `kubectl get aw --field-selector spec.nodeId=GPU_Worker.A1`.
+    assert_eq!(
+        crd("AmpWorker")["spec"]["versions"][0]["selectableFields"],
+        json!([{"jsonPath": ".spec.nodeId"}])
     );
 }
 

@@ -396,3 +396,120 @@ async fn a_second_release_in_another_namespace_installs_beside_the_first() {
     }
     assert_eq!(fleet_version(kc, "team-one"), "0.2.0");
 }
+
+/// docs/amp.md: `existingAmp.enabled` against a metadata DB Amp's own workers write. The
+/// release installs (no migration Job, no workers, no bundled DB), and the operator as the
+/// chart configures it, on a read-only role, judges Amp's workers with the fleet's version.
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_amp_mode_installs_and_its_fleet_judges_amp_s_workers() {
+    use amp_operator::testing::amp_db::{self, AmpSchema, AmpWorkerSim, amp_info};
+    use amp_operator::testing::postgres::{TempPostgres, eventually};
+
+    let Some(plane) = plane("existing_amp_mode_installs_and_its_fleet_judges_amp_s_workers").await
+    else {
+        return;
+    };
+    let kc = plane.kubeconfig();
+    let pg = TempPostgres::start().unwrap();
+    let pool = amp_operator::metadata_db::connect_pool(&pg.url(), "tests", 2)
+        .await
+        .unwrap();
+    amp_db::create(&pool, AmpSchema::Current).await.unwrap();
+    let version = "v0.0.35-275-g188bfd41";
+    let _sims = [
+        AmpWorkerSim::start(&pg.url(), "amp-0", amp_info(version))
+            .await
+            .unwrap(),
+        AmpWorkerSim::start(&pg.url(), "amp-1", amp_info(version))
+            .await
+            .unwrap(),
+    ];
+    for statement in [
+        "CREATE ROLE amp_reader LOGIN",
+        "GRANT SELECT ON workers TO amp_reader",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let reader = format!("postgres://amp_reader@127.0.0.1:{}/postgres", pg.port());
+
+    kubectl(kc, &["create", "namespace", "amp"], None);
+    kubectl(
+        kc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "amp-metadata-db",
+            "-n",
+            "amp",
+            &format!("--from-literal=url={}", pg.url()),
+            &format!("--from-literal=reader-url={reader}"),
+        ],
+        None,
+    );
+    helm(
+        kc,
+        &[
+            "install",
+            "amp",
+            "charts/amp",
+            "-n",
+            "amp",
+            "-f",
+            "charts/amp/ci/existing-amp-values.yaml",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let manifest = yaml_objects(&helm(kc, &["get", "manifest", "amp", "-n", "amp"]));
+    assert_all_created(kc, &manifest, "amp");
+    let kinds: Vec<&str> = manifest.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for absent in ["StatefulSet", "Job", "Secret"] {
+        assert!(
+            !kinds.contains(&absent),
+            "existingAmp installed a {absent}: {kinds:?}"
+        );
+    }
+    wait_established(kc, &CRDS);
+    assert_eq!(fleet_version(kc, "amp"), version);
+
+    let operator = manifest
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "amp-operator")
+        .expect("the operator Deployment");
+    let env: Vec<(String, String)> = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let _op = common::Proc::spawn(
+        "operator",
+        std::process::Command::new(common::AMPD)
+            .arg("operator")
+            .envs(env)
+            .env("KUBECONFIG", kc)
+            .env("AMP_DATABASE_URL", &reader)
+            .env("AMP_NAMESPACE", "amp")
+            .env("POD_NAME", "amp-operator-0")
+            .env("AMP_OPERATOR_LISTEN", common::free_addr())
+            .env_remove("KUBERNETES_SERVICE_HOST"),
+    );
+    let ready = eventually(std::time::Duration::from_secs(60), || async {
+        let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
+        let conditions = fleet["status"]["conditions"].as_array()?.clone();
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(fleet)
+    })
+    .await
+    .expect("the fleet turns Ready on Amp's workers");
+    assert_eq!(ready["status"]["workers"], 2, "{ready}");
+    assert_eq!(ready["status"]["updatedWorkers"], 2, "{ready}");
+}

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use amp_operator::operator::crd::{
-    AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount, WorkerBuildInfo,
+    AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount,
+    WorkerBuildInfo, WorkerPlacement,
 };
 use amp_operator::testing::envtest::{self, ControlPlane};
 use amp_operator::testing::postgres::eventually;
@@ -21,7 +22,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 const LEASE: &str = "amp-operator";
@@ -519,6 +520,12 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         created_at: Some("2026-11-22T09:00:00Z".parse().unwrap()),
         registered_at: Some("2026-11-22T09:30:00Z".parse().unwrap()),
         heartbeat_at: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+        placement: Some(WorkerPlacement {
+            pod: Some("amp-worker-1".into()),
+            namespace: Some("amp".into()),
+            node: Some("node-a".into()),
+            pod_ip: Some("10.0.0.7".into()),
+        }),
         restart_count: 3,
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
@@ -533,6 +540,20 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         .unwrap();
     let back = workers.get("worker-1").await.unwrap();
     assert_eq!(back.status, Some(status));
+    // spec.nodeId is a selectable field: the object behind a mapped name is found by id.
+    let found = workers
+        .list(&ListParams::default().fields("spec.nodeId=Worker_1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        ["worker-1"]
+    );
+    let none = workers
+        .list(&ListParams::default().fields("spec.nodeId=Worker_2"))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
 
     let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
     fleets

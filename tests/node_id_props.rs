@@ -38,7 +38,7 @@ proptest! {
     #[test]
     fn lock_keys_differ_for_distinct_ids(a in "[a-z][a-z0-9-]{0,30}", b in "[a-z][a-z0-9-]{0,30}") {
         prop_assume!(a != b);
-        prop_assert_ne!(NodeId::parse(&a).unwrap().advisory_lock_key(), NodeId::parse(&b).unwrap().advisory_lock_key());
+        prop_assert_ne!(NodeId::parse(&a).unwrap().legacy_advisory_lock_key(), NodeId::parse(&b).unwrap().legacy_advisory_lock_key());
     }
 }
 

@@ -47,6 +47,7 @@ fn controller(fake: &FakeApiServer, pool: &PgPool) -> Reconciler {
                 status_refresh: chrono::Duration::seconds(60),
                 refresh_budget: 20.0,
                 gc_after: Some(chrono::Duration::hours(24)),
+                gc_stopped_after: Some(chrono::Duration::minutes(15)),
             },
             // One write at a time: requests arrive in a deterministic order.
             write_concurrency: 1,
@@ -359,15 +360,28 @@ async fn a_db_outage_is_unknown_not_stale_and_recovers_without_events() {
     wait_until_up(&pool).await;
     cycle(&mut ctl, &fake).await;
     let reqs = fake.take_requests();
-    assert_eq!(calls(&reqs).len(), 2, "{:?}", calls(&reqs));
+    assert_eq!(
+        calls(&reqs),
+        vec![
+            call("PATCH", format!("{WORKERS}/alive/status{APPLY}")),
+            call("PATCH", format!("{WORKERS}/dead/status{APPLY}")),
+            call("POST", format!("{EVENTS}?")),
+        ],
+    );
+    // "alive" has not reconnected yet (no heartbeat since the return): its free lock says
+    // nothing, and it is not judged stale for the outage. No event for it.
     assert_eq!(
         conditions(&reqs[0].body)[1],
         c("Healthy", "True", "HeartbeatFresh")
     );
+    // "dead" was stale before the outage; the restart ended its session, so no process
+    // holds its node id any more: Stopped, with one Normal event (not a stale alarm).
     assert_eq!(
         conditions(&reqs[1].body)[1],
-        c("Healthy", "False", "HeartbeatStale")
+        c("Healthy", "False", "WorkerStopped")
     );
+    assert_eq!(reqs[2].body["reason"], "WorkerStopped");
+    assert_eq!(reqs[2].body["regarding"]["name"], "dead");
 }
 
 /// The pool reconnects on its own once the server is back.
@@ -450,9 +464,10 @@ async fn a_rollout_from_v1_to_v2_goes_reconciling_then_ready() {
             &status["readyWorkers"],
             &status["updatedWorkers"]
         ),
-        (&json!(3), &json!(3), &json!(0))
+        (&json!(3), &json!(0), &json!(0))
     );
-    assert_eq!(status["readySummary"], "3/3");
+    // READY counts Ready workers: none is on v2 yet.
+    assert_eq!(status["readySummary"], "0/3");
     assert_eq!(status["versions"], json!([{"version": "v1", "count": 3}]));
     assert_eq!(status["mismatched"], json!(["w1", "w2", "w3"]));
     assert_eq!(
@@ -649,6 +664,7 @@ fn controller_with_metrics(
             plan: PlanConfig {
                 status_refresh: chrono::Duration::seconds(60),
                 gc_after: Some(chrono::Duration::hours(24)),
+                gc_stopped_after: Some(chrono::Duration::minutes(15)),
                 refresh_budget: 20.0,
             },
             write_concurrency: 1,

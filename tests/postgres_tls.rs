@@ -99,6 +99,7 @@ fn operator(pool: &PgPool, fake: &FakeApiServer) -> Reconciler {
                 status_refresh: chrono::Duration::seconds(60),
                 refresh_budget: 20.0,
                 gc_after: None,
+                gc_stopped_after: None,
             },
             write_concurrency: 1,
             identity: "operator-0".into(),

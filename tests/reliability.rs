@@ -32,6 +32,7 @@ fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::J
                 status_refresh: chrono::Duration::seconds(60),
                 refresh_budget: 20.0,
                 gc_after: None,
+                gc_stopped_after: None,
             },
             write_concurrency: 8,
             identity: "operator".into(),
@@ -135,18 +136,23 @@ async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage_and_the_operat
             "no data lost for {}",
             after.node_id
         );
-        assert!(
-            after.registered_at > before.registered_at,
-            "{} re-registered",
+        // A reconnect is not a restart: RESTARTS and the seeds' restart check read this.
+        assert_eq!(
+            before.registered_at, after.registered_at,
+            "{} re-registered after a DB outage",
             after.node_id
         );
     }
-    let locks: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(locks, FLEET as i64, "every worker holds its lock again");
+    let locks: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        locks, FLEET as i64,
+        "every worker's session holds its lock again"
+    );
 
     // The operator: back to Ready for all, and no WorkerStale for workers alive throughout.
     let recovered = eventually(Duration::from_secs(10), || async {
@@ -164,6 +170,18 @@ async fn fifty_workers_resume_within_five_seconds_of_a_20s_outage_and_the_operat
         .filter(|r| r.body["reason"] == "WorkerStale")
         .count();
     assert_eq!(stale_events, 0, "a DB outage must not raise WorkerStale");
+    for reason in ["WorkerRestarted", "WorkerStopped"] {
+        let n = requests
+            .iter()
+            .filter(|r| r.body["reason"] == reason)
+            .count();
+        assert_eq!(n, 0, "a DB outage must not raise {reason}");
+    }
+    let restarted = requests
+        .iter()
+        .filter(|r| r.body["status"]["restartCount"].as_i64().unwrap_or(0) > 0)
+        .count();
+    assert_eq!(restarted, 0, "no status counted a restart");
     let went_false = requests
         .iter()
         .filter(|r| {

@@ -6,11 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use amp_operator::testing::postgres::eventually;
+use common::amp_api::{AmpApi, AmpWorker};
 use common::*;
 use regex::Regex;
 
@@ -33,13 +34,34 @@ struct Run {
     code: Option<i32>,
 }
 
-struct Shell<'a> {
-    dir: &'a Path,
+struct Shell {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
     path: String,
     admin_url: String,
 }
 
-impl Shell<'_> {
+impl Shell {
+    /// A work directory, and a PATH whose `ampctl` is ours, against `admin_url`.
+    fn new(admin_url: String) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(AMPCTL, bin.join("ampctl")).unwrap();
+        let dir = tmp.path().join("work");
+        std::fs::create_dir(&dir).unwrap();
+        Self {
+            _tmp: tmp,
+            dir,
+            path: format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+            admin_url,
+        }
+    }
+
     fn bash(&self, script: &str, timeout_secs: Option<u32>) -> Run {
         let file = self.dir.join("block.sh");
         std::fs::write(&file, script).unwrap();
@@ -53,7 +75,7 @@ impl Shell<'_> {
         };
         let out = cmd
             .arg(&file)
-            .current_dir(self.dir)
+            .current_dir(&self.dir)
             .env("PATH", &self.path)
             .env("AMP_ADMIN_URL", &self.admin_url)
             .output()
@@ -83,8 +105,6 @@ fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
 
-// Each block has its own expectation, so each regex is built once, inside its arm.
-#[allow(clippy::regex_creation_in_loops)]
 #[tokio::test(flavor = "multi_thread")]
 async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
     if let Ok(shared) = std::fs::read_to_string("../shared/seeds/000_065a41b21abc8929.txt") {
@@ -127,22 +147,50 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
         .unwrap();
 
     let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
+    let sh = Shell::new(format!("http://{addr}"));
+    guide_gives_the_documented_results(&sh, &["worker-01", "worker-02", "worker-03", "worker-04"]);
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(AMPCTL, bin.join("ampctl")).unwrap();
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let sh = Shell {
-        dir: &work,
-        path: format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-        admin_url: format!("http://{addr}"),
-    };
+/// The same workflows, verbatim, against Amp's own Admin API wire format (the stand-in
+/// of tests/common/amp_api.rs): its list carries only node ids and `+00:00` fractional
+/// heartbeats, which ampctl `--json` rewrites into the whole-second `Z` form jq's
+/// `fromdateiso8601` parses, so the stale-worker filters work there too.
+#[test]
+fn every_seed_workflow_runs_verbatim_against_amps_admin_api() {
+    let now = chrono::Utc::now();
+    let created = now - chrono::TimeDelta::hours(3);
+    let mut w1 = AmpWorker::live("worker-01", V22, created);
+    w1.registered_at = now - chrono::TimeDelta::minutes(10);
+    let mut w4 = AmpWorker::live("worker-04", V22, created);
+    w4.heartbeat_at = Some(now - chrono::TimeDelta::minutes(2));
+    let fleet = vec![
+        w1,
+        AmpWorker::live("worker-02", V22, created),
+        AmpWorker::live("worker-03", V21, created),
+        w4,
+    ];
+    let api = AmpApi::start(fleet, &[], Duration::ZERO);
+    let sh = Shell::new(api.url());
+    // Amp lists the newest registration first.
+    guide_gives_the_documented_results(&sh, &["worker-04", "worker-03", "worker-02", "worker-01"]);
+}
+
+/// One line per worker in the server's `order`.
+fn per_worker(order: &[&str], line: impl Fn(&str) -> String) -> String {
+    order.iter().map(|id| line(id) + "\n").collect()
+}
+
+fn version_of(id: &str) -> &'static str {
+    if id == "worker-03" { V21 } else { V22 }
+}
+
+/// Every bash block of the guide on the fleet both tests set up (worker-01 restarted,
+/// 01/02/04 on v0.0.22, 03 on v0.0.21, 04 stopped and stale), listed in `order`; then
+/// the ampctl one-command equivalents, with the same answers.
+#[allow(clippy::regex_creation_in_loops)]
+fn guide_gives_the_documented_results(sh: &Shell, order: &[&str]) {
+    let blocks = blocks();
+    let work = &sh.dir;
     let ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ";
     let mut ran = BTreeMap::new();
 
@@ -174,7 +222,8 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
             2 => assert_eq!(
                 out,
                 &format!(
-                    "{V22}\nworker-01: {V22}\nworker-02: {V22}\nworker-03: {V21}\nworker-04: {V22}\n"
+                    "{V22}\n{}",
+                    per_worker(order, |id| format!("{id}: {}", version_of(id)))
                 ),
                 "{ctx}"
             ),
@@ -219,21 +268,24 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
             ),
             10 => assert_eq!(
                 out,
-                &format!(
-                    "worker-01: {V22}\nworker-02: {V22}\nworker-03: {V21}\nworker-04: {V22}\n"
-                ),
+                &per_worker(order, |id| format!("{id}: {}", version_of(id))),
                 "{ctx}"
             ),
             11 => assert_eq!(out, "", "no duplicate node ids: {ctx}"),
             12 => assert_eq!(out, "worker-04\n", "{ctx}"),
             13 => assert_eq!(
                 out,
-                &format!(
-                    "worker-01: sha-{V22}\nworker-02: sha-{V22}\nworker-03: sha-{V21}\nworker-04: sha-{V22}\n"
-                ),
+                &per_worker(order, |id| format!("{id}: sha-{}", version_of(id))),
                 "{ctx}"
             ),
-            14 => assert_eq!(out, "worker-01\nworker-02\nworker-04\n", "{ctx}"),
+            14 => {
+                let on_v22: Vec<&str> = order
+                    .iter()
+                    .copied()
+                    .filter(|id| version_of(id) == V22)
+                    .collect();
+                assert_eq!(out, &per_worker(&on_v22, str::to_owned), "{ctx}");
+            }
             16 => {
                 let re = Regex::new(&format!(r"^ALERT: Worker worker-04 inactive since {ts}\n$"))
                     .unwrap();
@@ -260,7 +312,11 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
                 assert_eq!(
                     out,
                     &format!(
-                        "Verifying deployment: {V22}\n✓ worker-01: {V22}\n✓ worker-02: {V22}\n❌ worker-03: {V21} (expected: {V22})\n✓ worker-04: {V22}\n"
+                        "Verifying deployment: {V22}\n{}",
+                        per_worker(order, |id| match version_of(id) {
+                            V22 => format!("✓ {id}: {V22}"),
+                            v => format!("❌ {id}: {v} (expected: {V22})"),
+                        })
                     ),
                     "{ctx}"
                 );
@@ -328,16 +384,19 @@ async fn every_seed_workflow_runs_verbatim_and_matches_ampctl() {
     assert_eq!(health.code, Some(1));
     let health_lines = lines(&health.stdout);
     assert_eq!(health_lines.len(), 4, "{}", health.stdout);
-    assert!(
-        Regex::new(r"^❌ worker-04: heartbeat \d+ seconds old \(threshold: 30\)$")
-            .unwrap()
-            .is_match(health_lines[3])
-    );
-    assert!(
-        health_lines[..3].iter().all(|l| l.starts_with("✓ ")),
-        "{}",
-        health.stdout
-    );
+    let stale_re =
+        Regex::new(r"^❌ worker-04: heartbeat \d+ seconds old \(threshold: 30\)$").unwrap();
+    for (id, line) in order.iter().zip(&health_lines) {
+        if *id == "worker-04" {
+            assert!(stale_re.is_match(line), "{}", health.stdout);
+        } else {
+            assert!(
+                line.starts_with(&format!("✓ {id}: healthy (")),
+                "{}",
+                health.stdout
+            );
+        }
+    }
     // The guide's check-workers.sh with its jq made compact (-c) gives the same verdicts.
     let fixed = blocks[19].replace("jq -r '.workers[]'", "jq -c '.workers[]'");
     let fixed_run = sh.bash(&fixed, None);

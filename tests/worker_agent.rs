@@ -6,13 +6,12 @@ mod common;
 use std::time::Duration;
 
 use amp_operator::metadata_db;
-use amp_operator::node_id::NodeId;
 use amp_operator::testing::postgres::eventually;
 use chrono::{DateTime, Utc};
 use common::*;
 
 async fn heartbeat_at(pool: &sqlx::PgPool, id: &str) -> DateTime<Utc> {
-    metadata_db::get_worker(pool, &NodeId::parse(id).unwrap())
+    metadata_db::get_worker(pool, id)
         .await
         .unwrap()
         .expect("row")
@@ -47,9 +46,7 @@ async fn lifecycle_timestamps_follow_the_contract() {
     // Restart with a new version: created_at kept, registered_at moves, info replaced.
     let second = spawn_worker(&pg.url(), "worker-01", "v0.0.22-15-g8b065bde");
     let row2 = eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-01").unwrap())
-            .await
-            .ok()??;
+        let row = metadata_db::get_worker(&pool, "worker-01").await.ok()??;
         (row.registered_at > row1.registered_at).then_some(row)
     })
     .await
@@ -81,7 +78,7 @@ async fn duplicate_node_id_is_refused_without_touching_the_row() {
     );
 
     // The running worker is untouched: same info, same registered_at, still heartbeating.
-    let after = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap())
+    let after = metadata_db::get_worker(&pool, "worker-dup")
         .await
         .unwrap()
         .unwrap();
@@ -98,16 +95,14 @@ async fn duplicate_node_id_is_refused_without_touching_the_row() {
     let (status, _, _) = first.terminate();
     assert!(status.success());
     assert!(
-        !metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-dup").unwrap())
+        !metadata_db::advisory_lock_held(&pool, "worker-dup")
             .await
             .unwrap(),
         "lock released on shutdown"
     );
     let _next = spawn_worker(&pg.url(), "worker-dup", "v2");
     eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-dup").unwrap())
-            .await
-            .ok()??;
+        let row = metadata_db::get_worker(&pool, "worker-dup").await.ok()??;
         (row.info.version.as_deref() == Some("v2")).then_some(())
     })
     .await
@@ -149,7 +144,11 @@ async fn invalid_node_ids_are_refused_before_any_db_access() {
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_survives_a_postgres_restart() {
     let (mut pg, pool) = migrated_db().await;
-    let mut w = spawn_worker(&pg.url(), "worker-r", "v1");
+    let probes = free_addr();
+    let mut w = Proc::spawn(
+        "worker-r",
+        worker(&pg.url(), "worker-r", "v1").args(["--listen", &probes]),
+    );
     let before = wait_registered(&pool, "worker-r", Duration::from_secs(10)).await;
     pool.close().await;
 
@@ -163,23 +162,33 @@ async fn worker_survives_a_postgres_restart() {
         .await
         .unwrap();
     let resumed = eventually(Duration::from_secs(10), || async {
-        let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-r").unwrap())
-            .await
-            .ok()??;
+        let row = metadata_db::get_worker(&pool, "worker-r").await.ok()??;
         let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&pool)
             .await
             .ok()?;
-        (row.registered_at > before.registered_at && (db_now - row.heartbeat_at).num_seconds() < 2)
+        (row.heartbeat_at > before.heartbeat_at + chrono::Duration::seconds(3)
+            && (db_now - row.heartbeat_at).num_seconds() < 2)
             .then_some(row)
     })
     .await
     .expect("heartbeats resume after the restart");
     let took = back.elapsed();
     assert!(took < Duration::from_secs(10), "resumed after {took:?}");
+    // A reconnect is not a restart: the process kept running, so `registered_at` (which
+    // the seeds and RESTARTS read as "the process started") stays; it is counted apart.
     assert_eq!(resumed.created_at, before.created_at);
+    assert_eq!(resumed.registered_at, before.registered_at);
+    assert_eq!(resumed.info, before.info);
+    let (_, metrics) = http_get(&probes, "/metrics").unwrap();
     assert!(
-        metadata_db::advisory_lock_held(&pool, &NodeId::parse("worker-r").unwrap())
+        metrics
+            .lines()
+            .any(|l| l == "amp_worker_reconnects_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metadata_db::advisory_lock_held(&pool, "worker-r")
             .await
             .unwrap(),
         "lock re-taken"
@@ -277,16 +286,17 @@ async fn twenty_racing_workers_with_one_id_leave_exactly_one_holder() {
         (1, 19),
         "exactly one holds the id"
     );
-    let holders: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+    // One session holds both keys: Amp's and the one releases before this one used.
+    let (holders, locks): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT l.pid), count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'ampd-worker/worker-race'",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(holders, 1);
+    assert_eq!((holders, locks), (1, 2));
     // The row carries the winner's version and is still heartbeating.
-    let row = metadata_db::get_worker(&pool, &NodeId::parse("worker-race").unwrap())
+    let row = metadata_db::get_worker(&pool, "worker-race")
         .await
         .unwrap()
         .unwrap();
@@ -387,4 +397,27 @@ fn piped_text_logs_have_no_ansi_and_a_fatal_error_is_printed_once() {
             "{stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_reports_where_it_runs_from_the_downward_api() {
+    let (pg, pool) = migrated_db().await;
+    let _w = Proc::spawn(
+        "worker-p",
+        worker(&pg.url(), "worker-p", "v1")
+            .env("POD_NAME", "amp-worker-0")
+            .env("POD_NAMESPACE", "amp")
+            .env("NODE_NAME", "node-a")
+            .env("POD_IP", "10.0.0.7"),
+    );
+    wait_registered(&pool, "worker-p", Duration::from_secs(10)).await;
+    let info: serde_json::Value =
+        sqlx::query_scalar("SELECT info FROM workers WHERE node_id = 'worker-p'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        info["placement"],
+        serde_json::json!({"pod": "amp-worker-0", "namespace": "amp", "node": "node-a", "pod_ip": "10.0.0.7"})
+    );
 }

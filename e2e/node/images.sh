@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/node/lib.sh
+. scripts/lib/cargo.sh
 
 export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 cache=${AMP_NODE_CACHE:-$HOME/.cache/amp-node}
@@ -84,9 +85,12 @@ build_amp() {
   local tag=$1 ctx=$NODE_DIR/images/amp-bin
   [ -n "$tag" ] || node_fail "usage: images.sh amp TAG"
   build_base
-  cargo build --release --locked --bins -q
+  local ampd ampctl
+  # Where cargo put them (CARGO_TARGET_DIR), not a hard-coded target/release.
+  ampd=$(cargo_bin ampd --release --locked --bins) || node_fail "cargo build --release"
+  ampctl=$(cargo_bin ampctl --release --locked --bins) || node_fail "cargo build --release"
   mkdir -p "$ctx/out"
-  install -m 0755 target/release/ampd target/release/ampctl "$ctx/out/"
+  install -m 0755 "$ampd" "$ampctl" "$ctx/out/"
   buildah bud --quiet --layers=false \
     --build-context "build=$ctx" \
     --build-arg "RUNTIME_BASE=$BASE" \

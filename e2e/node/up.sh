@@ -35,6 +35,32 @@ done
 mkdir -p "$NODE_DIR"/{pki,pids,logs,etcd,cni/net.d,cni/ipam,containerd,kubelet,manifests}
 echo "$NODE_BIN" > "$NODE_DIR/bin"
 
+# --- ports: every one checked before anything starts -----------------------------------
+# etcd's are free ones (only the API server uses them), kept in etcd.ports so that a
+# second up.sh finds a running etcd, or restarts it where the API server expects it.
+ETCD_PORT= ETCD_PEER_PORT=
+if [ -f "$NODE_DIR/etcd.ports" ]; then read -r ETCD_PORT ETCD_PEER_PORT < "$NODE_DIR/etcd.ports"; fi
+if ! running etcd && [ -n "$(port_listeners tcp "${ETCD_PORT:-0}")$(port_listeners tcp "${ETCD_PEER_PORT:-0}")" ]; then
+  ETCD_PORT=
+fi
+if [ -z "$ETCD_PORT" ] || [ -z "$ETCD_PEER_PORT" ]; then
+  ETCD_PORT=$(free_port)
+  until ETCD_PEER_PORT=$(free_port) && [ "$ETCD_PEER_PORT" != "$ETCD_PORT" ]; do :; done
+  echo "$ETCD_PORT $ETCD_PEER_PORT" > "$NODE_DIR/etcd.ports"
+fi
+# The others are the components' well-known ports, which their peers expect.
+need_port etcd tcp 127.0.0.1 "$ETCD_PORT"
+need_port etcd tcp 127.0.0.1 "$ETCD_PEER_PORT"
+need_port kube-apiserver tcp 0.0.0.0 "$API_PORT"
+need_port kube-controller-manager tcp 127.0.0.1 10257
+need_port kube-scheduler tcp 127.0.0.1 10259
+need_port kubelet tcp 0.0.0.0 10250
+need_port kubelet tcp 127.0.0.1 10248
+need_port kube-proxy tcp 0.0.0.0 10256
+need_port kube-proxy tcp 127.0.0.1 10249
+need_port dns udp "$HOST_IP" 53
+need_port dns tcp "$HOST_IP" 53
+
 # --- certificates: one CA for everything, a cert per identity -------------------------
 pki=$NODE_DIR/pki
 if [ ! -f "$pki/ca.crt" ]; then
@@ -96,7 +122,7 @@ modprobe br_netfilter 2>/dev/null && sysctl -qw net.bridge.bridge-nf-call-iptabl
 # --- etcd + kube-apiserver -------------------------------------------------------------
 start etcd "$NODE_BIN/etcd" --data-dir "$NODE_DIR/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" --unsafe-no-fsync
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync
 start kube-apiserver "$NODE_BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --bind-address 0.0.0.0 --advertise-address "$HOST_IP" --secure-port "$API_PORT" \

@@ -1,8 +1,11 @@
-# Sourced by scripts/test.sh and e2e/run.sh: one shared envtest control plane per run.
+# Sourced by scripts/test.sh, e2e/run.sh and scripts/quickstart.sh: one shared envtest
+# control plane per run.
 #   envtest_start DIR   prepares the binaries, starts amp-envtest, exports
 #                       AMP_ENVTEST_KUBECONFIG=DIR/kubeconfig and ENVTEST_PID
 #   envtest_stop        stops it (SIGTERM; it stops etcd and kube-apiserver by PID)
-# Returns non-zero with the reason on stderr when it cannot start.
+# Returns non-zero with the reason on stderr when it cannot start. AMP_ENVTEST_BIN names
+# a built amp-envtest; else cargo builds it and says where it is (CARGO_TARGET_DIR).
+. "$(dirname "${BASH_SOURCE[0]}")/cargo.sh"
 
 envtest_start() {
   local dir=$1 assets
@@ -10,10 +13,13 @@ envtest_start() {
     assets=$(./scripts/envtest-assets.sh) || return 1
     export KUBEBUILDER_ASSETS=$assets
   fi
-  cargo build --locked -q --features testing --bin amp-envtest || return 1
+  local bin=${AMP_ENVTEST_BIN:-}
+  if [ -z "$bin" ]; then
+    bin=$(cargo_bin amp-envtest --locked --features testing --bin amp-envtest) || return 1
+  fi
   mkdir -p "$dir"
   rm -f "$dir/kubeconfig"
-  target/debug/amp-envtest "$dir/kubeconfig" >"$dir/amp-envtest.log" 2>&1 &
+  "$bin" "$dir/kubeconfig" >"$dir/amp-envtest.log" 2>&1 &
   ENVTEST_PID=$!
   local i
   for i in $(seq 1 600); do

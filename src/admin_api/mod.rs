@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::metadata_db::{self, DbError};
-use crate::node_id::NodeId;
+use crate::node_id::AmpNodeId;
 
 pub use metrics::ApiMetrics;
 use wire::{ErrorBody, Worker, WorkerList};
@@ -45,16 +45,16 @@ pub struct AdminApiArgs {
     #[arg(long, env = "AMP_AUTH_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auth_metrics: bool,
     /// Time a client has to send its request headers before it is dropped.
-    #[arg(long, env = "AMP_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
     pub http_header_timeout: Duration,
     /// Time a request may take before it is answered 408.
-    #[arg(long, env = "AMP_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
     pub http_request_timeout: Duration,
     /// Open connections served at once (more wait in the listen backlog).
-    #[arg(long, env = "AMP_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "AMP_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = crate::cli::bounds::count::<1, 1_000_000>)]
     pub http_max_connections: usize,
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_STALE_AFTER", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Bound of every metadata DB call (pool acquire included; also the server-side
     /// statement_timeout): past it the request answers 503 instead of hanging.
@@ -161,13 +161,12 @@ struct ListQuery {
     /// Page size (1 to 10000). Without it, every worker in one streamed answer.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
-    /// The `continue` value of the previous page.
+    /// The `continue` value of the previous page (a node id).
+    // No `pattern`: Amp's rule needs Unicode classes (`\p{L}`) that many OpenAPI tools'
+    // regex engines lack; the description and the 400 answer carry the rule.
     #[serde(rename = "continue")]
-    #[param(
-        rename = "continue",
-        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
-        max_length = 128
-    )]
+    // Only NUL is excluded: PostgreSQL text cannot hold it, so no node id has it.
+    #[param(rename = "continue", min_length = 1, pattern = r"^[^\x00]+$")]
     continue_token: Option<String>,
 }
 
@@ -301,13 +300,9 @@ async fn stream_all(
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // read through the raw path (to control the 400 body); declared for the document
 struct WorkerPath {
-    /// Node id.
-    #[param(
-        pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$",
-        max_length = 128,
-        min_length = 1,
-        example = "worker-01"
-    )]
+    /// Node id, as Amp accepts it: a letter (any script) first, then letters, digits,
+    /// '_', '-' and '.'; no length limit. Ids our own workers write are ASCII.
+    #[param(min_length = 1, example = "worker-01")]
     id: String,
 }
 
@@ -330,11 +325,12 @@ async fn get_worker(
 ) -> Result<Json<Worker>, ApiError> {
     let Path(raw) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.body_text()))?;
-    let node_id = NodeId::parse(&raw)
+    // Whatever Amp accepts (Unicode letters, any length): the row may be Amp's.
+    let node_id = AmpNodeId::parse(&raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.to_string()))?;
     let id = node_id.clone();
     let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
-        Box::pin(async move { metadata_db::get_worker(c, &id).await })
+        Box::pin(async move { metadata_db::get_worker(c, id.as_str()).await })
     })
     .await
     .map_err(ApiError::db)?;

@@ -7,28 +7,42 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::build_info::UNKNOWN;
 use crate::metadata_db::WorkerRow;
 use crate::timestamps::{truncate, whole_seconds};
 
-/// Build metadata reported by the worker. Fields are null in rows written by workers
-/// that did not report them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Build metadata reported by the worker. A field the worker did not report is the
+/// string `"unknown"`, as in Amp's own Admin API: Amp's ampctl fails on `null` there.
+// Reading, `null` and absent fields (older servers of ours) are taken as not reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerInfo {
-    /// `git describe` of the worker build, e.g. `v0.0.22-15-g8b065bde`.
-    #[schema(example = "v0.0.22-15-g8b065bde")]
+    /// `git describe` of the worker build, e.g. `v0.0.22-15-g8b065bde`; `unknown` when
+    /// not reported.
+    #[serde(serialize_with = "unknown_if_none")]
+    #[schema(value_type = String, required = true, example = "v0.0.22-15-g8b065bde")]
     pub version: Option<String>,
-    #[schema(example = "8b065bde")]
+    /// `unknown` when not reported.
+    #[serde(serialize_with = "unknown_if_none")]
+    #[schema(value_type = String, required = true, example = "8b065bde")]
     pub commit_sha: Option<String>,
-    #[schema(example = "2025-10-29T09:00:00Z")]
+    /// `unknown` when not reported.
+    #[serde(serialize_with = "unknown_if_none")]
+    #[schema(value_type = String, required = true, example = "2025-10-29T09:00:00Z")]
     pub commit_timestamp: Option<String>,
-    /// A date, not a date-time.
-    #[schema(example = "2025-10-30")]
+    /// A date, not a date-time; `unknown` when not reported.
+    #[serde(serialize_with = "unknown_if_none")]
+    #[schema(value_type = String, required = true, example = "2025-10-30")]
     pub build_date: Option<String>,
+}
+
+fn unknown_if_none<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or(UNKNOWN))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Worker {
-    #[schema(example = "worker-01", pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$")]
+    /// Amp's rule: a letter (any script) first, then letters, digits, '_', '-', '.'.
+    #[schema(example = "worker-01")]
     pub node_id: String,
     pub info: WorkerInfo,
     /// First registration; never changes.
@@ -96,7 +110,7 @@ mod tests {
                 version: Some("v1".into()),
                 commit_sha: None,
                 commit_timestamp: None,
-                build_date: None,
+                build_date: Some(UNKNOWN.into()),
             },
             created_at: truncate(ts),
             registered_at: truncate(ts),
@@ -104,9 +118,26 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&w).unwrap(),
-            r#"{"node_id":"worker-01","info":{"version":"v1","commit_sha":null,"commit_timestamp":null,"build_date":null},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z"}"#
+            r#"{"node_id":"worker-01","info":{"version":"v1","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z"}"#
         );
+        // "unknown" reads back as the string (a CSV export then matches jq's `@csv`).
         let back: Worker = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
-        assert_eq!(back, w);
+        assert_eq!(back.info.commit_sha.as_deref(), Some(UNKNOWN));
+        assert_eq!(back.info.build_date, w.info.build_date);
+        assert_eq!(back.heartbeat_at, w.heartbeat_at);
+    }
+
+    #[test]
+    fn info_reads_null_absent_and_amp_shapes() {
+        let none = WorkerInfo::default();
+        assert_eq!(serde_json::from_str::<WorkerInfo>("{}").unwrap(), none);
+        assert_eq!(
+            serde_json::from_str::<WorkerInfo>(r#"{"version":null,"build_date":"2025-10-30"}"#)
+                .unwrap(),
+            WorkerInfo {
+                build_date: Some("2025-10-30".into()),
+                ..none
+            }
+        );
     }
 }

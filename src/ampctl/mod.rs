@@ -3,21 +3,21 @@
 //! Exit codes: 0 success; 1 the answer is bad news (unknown worker, failed check, more
 //! than one version with `--expect-single`); 2 the question could not be answered (bad
 //! flags, invalid node id, Admin API unreachable, slow, or not speaking its protocol).
+//!
+//! It works against our Admin API and against Amp's own (see [`crate::admin_client`]);
+//! `ls` and `get` are aliases, as in Amp's ampctl, so its users' scripts keep working.
 
+mod commands;
 mod escape;
 pub mod render;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::admin_api::wire::{Worker, WorkerList};
 use crate::admin_client::{AdminClient, ClientError};
 use crate::build_info::BuildInfo;
-use crate::node_id::NodeId;
 
 #[derive(Debug, Parser)]
 #[command(name = "ampctl", about = "Inspect the Amp worker fleet through the Admin API", version = BuildInfo::current().version)]
@@ -34,7 +34,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// Give up on a request after this long.
-    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AMP_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: TopCommand,
@@ -50,8 +50,10 @@ pub enum TopCommand {
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// List workers (table, JSON or CSV).
+    #[command(visible_alias = "ls")]
     List(ListArgs),
     /// Show one worker.
+    #[command(visible_alias = "get")]
     Inspect(InspectArgs),
     /// Count workers per version (like `sort | uniq -c | sort -rn`).
     Versions(VersionsArgs),
@@ -68,19 +70,19 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print exactly the API's JSON (same as --output json).
+    /// Print the API's JSON document, timestamps in whole seconds (same as --output json).
     #[arg(long, conflicts_with = "output")]
     pub json: bool,
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<Output>,
     /// Only workers whose last heartbeat is older than this (e.g. 30s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Option<Duration>,
     /// Redraw the table until interrupted.
     #[arg(long, short = 'w', conflicts_with_all = ["json", "output"])]
     pub watch: bool,
     /// Redraw period for --watch.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "watch")]
+    #[arg(long, default_value = "5s", value_parser = crate::cli::bounds::bounded::<500, 3_600_000>, requires = "watch")]
     pub interval: Duration,
 }
 
@@ -88,7 +90,7 @@ pub struct ListArgs {
 pub struct InspectArgs {
     /// Node id.
     pub id: String,
-    /// Print exactly the API's JSON object.
+    /// Print the API's JSON object, timestamps in whole seconds.
     #[arg(long)]
     pub json: bool,
 }
@@ -105,7 +107,7 @@ pub struct VersionsArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Heartbeat age above which a worker fails the check.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Every worker must run this version.
     #[arg(long)]
@@ -126,7 +128,7 @@ pub enum CtlError {
 }
 
 impl CtlError {
-    fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::NotFound(_) => 1,
             _ => 2,
@@ -160,144 +162,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     let client = AdminClient::new(&cli.admin_url, cli.auth_token, cli.timeout)?;
     let TopCommand::Worker(command) = cli.command;
     match command {
-        WorkerCommand::List(args) if args.watch => watch(&client, args.interval).await,
-        WorkerCommand::List(args) => list(&client, args).await,
-        WorkerCommand::Inspect(args) => inspect(&client, args).await,
-        WorkerCommand::Versions(args) => versions(&client, args).await,
-        WorkerCommand::Check(args) => check(&client, args).await,
+        WorkerCommand::List(args) if args.watch => commands::watch(&client, args.interval).await,
+        WorkerCommand::List(args) => commands::list(&client, args).await,
+        WorkerCommand::Inspect(args) => commands::inspect(&client, args).await,
+        WorkerCommand::Versions(args) => commands::versions(&client, args).await,
+        WorkerCommand::Check(args) => commands::check(&client, args).await,
     }
-}
-
-fn print(out: &str) -> Result<(), CtlError> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
-}
-
-/// The API's bytes, newline-terminated.
-fn print_body(body: &[u8]) -> Result<(), CtlError> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(body)?;
-    if !body.ends_with(b"\n") {
-        stdout.write_all(b"\n")?;
-    }
-    stdout.flush()?;
-    Ok(())
-}
-
-/// The workers with server-supplied text escaped, for human-readable output.
-fn terminal(workers: &[Worker]) -> Vec<Worker> {
-    workers.iter().map(escape::for_terminal).collect()
-}
-
-async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
-    let mut workers = client.list_workers().await?;
-    let now = Utc::now();
-    let output = if args.json {
-        Output::Json
-    } else {
-        args.output.unwrap_or(Output::Table)
-    };
-    if let Some(threshold) = args.stale_after {
-        let secs = threshold.as_secs() as i64;
-        workers.retain(|w| render::is_stale(w, now, secs));
-    }
-    match output {
-        // Exactly the API's shape (`{"workers":[...]}`), whatever the number of pages.
-        Output::Json => print_body(
-            &serde_json::to_vec(&WorkerList {
-                workers,
-                continue_token: None,
-            })
-            .map_err(std::io::Error::other)?,
-        )?,
-        Output::Csv => print(&render::csv(&workers))?,
-        Output::Table => print(&render::table(&terminal(&workers), now))?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, CtlError> {
-    loop {
-        let frame = match client.list_workers().await {
-            Ok(workers) => render::table(&terminal(&workers), Utc::now()),
-            Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
-        };
-        // Clear screen, home cursor, header like watch(1).
-        print(&format!(
-            "\x1b[2J\x1b[HEvery {}: ampctl worker list    {}\n\n{frame}",
-            humantime::format_duration(interval),
-            crate::timestamps::format_timestamp(&Utc::now())
-        ))?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
-async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<ExitCode, CtlError> {
-    let id = NodeId::parse(&args.id).map_err(|e| CtlError::Usage(e.to_string()))?;
-    let fetched = match client.get_worker(id.as_str()).await {
-        Err(err) if err.is_not_found() => return Err(CtlError::NotFound(id.to_string())),
-        other => other?,
-    };
-    if args.json {
-        print_body(&fetched.body)?;
-    } else {
-        print(&render::inspect(
-            &escape::for_terminal(&fetched.value),
-            Utc::now(),
-        ))?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn versions(client: &AdminClient, args: VersionsArgs) -> Result<ExitCode, CtlError> {
-    let workers: Vec<Worker> = client.list_workers().await?;
-    let counts = render::version_counts(&workers);
-    if args.json {
-        let json = serde_json::json!({
-            "versions": counts.iter().map(|(c, v)| serde_json::json!({"version": v, "count": c})).collect::<Vec<_>>(),
-            "mismatch": counts.len() > 1,
-        });
-        print(&format!("{json}\n"))?;
-    } else {
-        let shown: Vec<(usize, String)> = counts
-            .iter()
-            .map(|(n, v)| (*n, escape::escape_control(v)))
-            .collect();
-        print(&render::versions_text(&shown))?;
-    }
-    if counts.len() > 1 {
-        eprintln!("⚠ version mismatch: {} versions running", counts.len());
-        if args.expect_single {
-            return Ok(ExitCode::from(1));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
-    let workers = client.list_workers().await?;
-    if workers.is_empty() {
-        // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
-        print("❌ no workers registered\n")?;
-        return Ok(ExitCode::from(1));
-    }
-    let findings = render::check(
-        &terminal(&workers),
-        Utc::now(),
-        args.stale_after.as_secs() as i64,
-        args.expect_version.as_deref(),
-    );
-    let out: String = findings.iter().map(|f| f.line() + "\n").collect();
-    print(&out)?;
-    let problems = findings.iter().filter(|f| f.is_problem()).count();
-    if problems > 0 {
-        eprintln!("{problems} problem(s) across {} worker(s)", workers.len());
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,12 @@ pub fn heartbeat_age_secs(w: &Worker, now: DateTime<Utc>) -> i64 {
 }
 
 pub fn is_stale(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> bool {
-    heartbeat_age_secs(w, now) > threshold_secs
+    older_than(w.heartbeat_at, now, threshold_secs)
+}
+
+/// Whether `ts` is more than `threshold_secs` whole seconds before `now`.
+pub fn older_than(ts: DateTime<Utc>, now: DateTime<Utc>, threshold_secs: i64) -> bool {
+    (now - ts).num_seconds().max(0) > threshold_secs
 }
 
 /// kubectl-style table: header row, aligned columns, no borders.

@@ -1,10 +1,22 @@
 //! `amp-envtest KUBECONFIG_OUT`: starts a throwaway etcd + kube-apiserver with the CRDs
 //! installed, copies its admin kubeconfig to KUBECONFIG_OUT once ready, and runs until
-//! SIGTERM/SIGINT, then stops both. scripts/test.sh and e2e/run.sh share one per run.
+//! SIGTERM/SIGINT, then stops both. scripts/test.sh, e2e/run.sh and scripts/quickstart.sh
+//! start one per run. Ports are free ones unless `AMP_ENVTEST_PORTS=ETCD_CLIENT,ETCD_PEER,
+//! APISERVER` fixes them. When etcd or kube-apiserver exits during start-up, the first
+//! line of stderr names it and its own error, at once.
 
 use std::process::ExitCode;
 
-use amp_operator::testing::envtest::ControlPlane;
+use amp_operator::testing::envtest::{ControlPlane, Ports, StartOptions};
+
+/// Fixed ports from `AMP_ENVTEST_PORTS`, if set.
+fn fixed_ports() -> Result<Option<Ports>, String> {
+    match std::env::var("AMP_ENVTEST_PORTS") {
+        Ok(text) => Ports::parse(&text).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("AMP_ENVTEST_PORTS: {e}")),
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,8 +24,20 @@ async fn main() -> ExitCode {
         eprintln!("usage: amp-envtest KUBECONFIG_OUT");
         return ExitCode::from(2);
     };
+    let ports = match fixed_ports() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("amp-envtest: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let started = std::time::Instant::now();
-    let plane = match ControlPlane::start().await {
+    let options = StartOptions {
+        install_crds: true,
+        ports,
+        ..StartOptions::default()
+    };
+    let plane = match ControlPlane::start_with_options(options).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("amp-envtest: {e}");

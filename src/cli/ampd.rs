@@ -128,10 +128,12 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
+/// Prints one line: what was applied, or the foreign schema found and left alone.
 async fn migrate(url: &str) -> Result<(), metadata_db::DbError> {
     let pool = metadata_db::connect_pool(url, "ampd-migrate", 2).await?;
-    metadata_db::migrate(&pool).await?;
-    tracing::info!(database = %metadata_db::redact_url(url), "migrations applied");
+    let outcome = metadata_db::migrate(&pool).await?;
+    tracing::info!(database = %metadata_db::redact_url(url), outcome = ?outcome, "migrate done");
+    println!("{}", outcome.summary());
     Ok(())
 }
 

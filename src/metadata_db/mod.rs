@@ -3,8 +3,10 @@
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
 mod connect_error;
+mod migrations;
 mod redact;
 mod rows;
+pub mod schema;
 mod tls;
 
 use std::str::FromStr;
@@ -17,12 +19,11 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
+pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
-pub use rows::{WorkerInfo, WorkerRow};
+pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
+pub use schema::{Flavour, ForeignSchema, SchemaReport};
 pub use tls::TlsConfigError;
-
-/// Embedded `migrations/`; applying is idempotent and serialised by sqlx's own lock.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -44,6 +45,12 @@ pub enum DbError {
     },
     #[error("metadata DB query `{op}` timed out after {after:?}")]
     Timeout { op: &'static str, after: Duration },
+    #[error(
+        "found {} that cannot be served: {} (the Admin API and the operator read node_id, info, created_at, registered_at and heartbeat_at; Amp v0.0.23 and later have them)",
+        .0.describe(),
+        .0.unservable.join(", ")
+    )]
+    UnservableSchema(ForeignSchema),
 }
 
 impl DbError {
@@ -173,7 +180,7 @@ pub fn parse_db_timeout(raw: &str) -> Result<Duration, String> {
     }
 }
 
-/// A lazy reader pool whose every call is bounded: `statement_timeout` on the server
+/// A lazy, read-only reader pool (Admin API, operator) whose every call is bounded: `statement_timeout` on the server
 /// (a slow query is cancelled there, not left running) and `acquire_timeout`. A dead
 /// network path is bounded by [`within`] on the client side, which the server cannot do.
 pub fn connect_pool_lazy_bounded(
@@ -183,8 +190,12 @@ pub fn connect_pool_lazy_bounded(
     timeout: Duration,
 ) -> Result<PgPool, DbError> {
     let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
-    let options = connect_options(url, application_name)?
-        .options([("statement_timeout", statement_timeout.as_str())]);
+    let options = connect_options(url, application_name)?.options([
+        ("statement_timeout", statement_timeout.as_str()),
+        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
+        // when the URL's role could (docs/amp.md still asks for a read-only role).
+        ("default_transaction_read_only", "on"),
+    ]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeout)
@@ -279,15 +290,16 @@ pub async fn connect_one(
         })
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
-    Ok(())
-}
-
 /// Column list shared by every worker query (a macro so queries stay `&'static str`).
+///
+/// The casts let one query serve every schema flavour (see [`schema`]): Amp before
+/// v0.0.34 stored `heartbeat_at` as `timestamp without time zone` in UTC wall time, and
+/// sqlx sessions run with `TimeZone=UTC`, so `::timestamptz` reads it as the right
+/// instant; on `timestamptz` columns the cast is a no-op. `json` reads like `jsonb`.
 macro_rules! worker_columns {
     () => {
-        "node_id, info, created_at, registered_at, heartbeat_at"
+        "node_id::text AS node_id, info::jsonb AS info, created_at::timestamptz AS created_at, \
+         registered_at::timestamptz AS registered_at, heartbeat_at::timestamptz AS heartbeat_at"
     };
 }
 
@@ -297,8 +309,15 @@ pub async fn register<'e>(
     db: impl Executor<'e, Database = Postgres>,
     node_id: &NodeId,
     info: &BuildInfo,
+    placement: Option<&Placement>,
 ) -> Result<WorkerRow, DbError> {
-    let info = serde_json::to_value(info).expect("BuildInfo serializes to JSON");
+    let mut info = serde_json::to_value(info).expect("BuildInfo serializes to JSON");
+    if let (Some(placement), Some(map)) = (placement, info.as_object_mut()) {
+        map.insert(
+            "placement".into(),
+            serde_json::to_value(placement).expect("Placement serializes to JSON"),
+        );
+    }
     sqlx::query_as::<_, WorkerRow>(concat!(
         "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
          VALUES ($1, $2, now(), now(), now())
@@ -312,6 +331,22 @@ pub async fn register<'e>(
     .fetch_one(db)
     .await
     .map_err(DbError::query("register"))
+}
+
+/// A reconnecting worker's heartbeat that keeps `registered_at` (the process did not
+/// restart); None when the row vanished and the worker must register again.
+pub async fn resume<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+    node_id: &NodeId,
+) -> Result<Option<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "UPDATE workers SET heartbeat_at = now() WHERE node_id = $1 RETURNING ",
+        worker_columns!()
+    ))
+    .bind(node_id.as_str())
+    .fetch_optional(db)
+    .await
+    .map_err(DbError::query("resume"))
 }
 
 /// Sets `heartbeat_at = now()`. Returns false when the row no longer exists (deleted by
@@ -336,6 +371,28 @@ pub async fn list_workers<'e>(
         "SELECT ",
         worker_columns!(),
         " FROM workers ORDER BY node_id"
+    ))
+    .fetch_all(db)
+    .await
+    .map_err(DbError::query("list workers"))
+}
+
+/// Every worker by node id, with whether a session holds its node id lock (Amp's key,
+/// advisory locks of this database only): one scan of `pg_locks` per call, hashed
+/// against the rows, so the cost is linear in the fleet. `pg_locks` needs no privilege.
+async fn list_workers_with_locks<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+) -> Result<Vec<WorkerRow>, DbError> {
+    sqlx::query_as::<_, WorkerRow>(concat!(
+        "WITH held AS (
+           SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND objsubid = 1
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+         SELECT ",
+        worker_columns!(),
+        ", held.key IS NOT NULL AS lock_held
+           FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)
+          ORDER BY node_id"
     ))
     .fetch_all(db)
     .await
@@ -407,14 +464,14 @@ pub const STREAM_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 /// One worker, or None when the id is not registered.
 pub async fn get_worker<'e>(
     db: impl Executor<'e, Database = Postgres>,
-    node_id: &NodeId,
+    node_id: &str,
 ) -> Result<Option<WorkerRow>, DbError> {
     sqlx::query_as::<_, WorkerRow>(concat!(
         "SELECT ",
         worker_columns!(),
         " FROM workers WHERE node_id = $1"
     ))
-    .bind(node_id.as_str())
+    .bind(node_id)
     .fetch_optional(db)
     .await
     .map_err(DbError::query("get worker"))
@@ -457,42 +514,67 @@ async fn fleet_snapshot_on(conn: &mut PgConnection) -> Result<FleetSnapshot, DbE
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::query("read database clock"))?;
-    let workers = list_workers(&mut *tx).await?;
+    let workers = list_workers_with_locks(&mut *tx).await?;
     tx.commit()
         .await
         .map_err(DbError::query("commit snapshot"))?;
     Ok(FleetSnapshot { db_now, workers })
 }
 
-/// `pg_try_advisory_lock` on this session: true when the lock is now ours.
+/// The duplicate guard on this session: true when the node id is now ours.
+///
+/// The key is Amp's, `hashtextextended(node_id, 0)`, so one node id runs once across a
+/// fleet mixing Amp's workers and ours. Releases before this one keyed the lock by a
+/// SHA-256 prefix ([`NodeId::legacy_advisory_lock_key`]): this release takes that key
+/// too, so during a rolling upgrade an old and a new worker exclude each other as well.
+/// Both or neither: when the second is held elsewhere, the first is given back.
 pub async fn try_advisory_lock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(node_id.advisory_lock_key())
-        .fetch_one(conn)
+    let amp: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(node_id.as_str())
+        .fetch_one(&mut *conn)
         .await
-        .map_err(DbError::query("pg_try_advisory_lock"))
+        .map_err(DbError::query("pg_try_advisory_lock"))?;
+    if !amp {
+        return Ok(false);
+    }
+    let legacy: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(node_id.legacy_advisory_lock_key())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(DbError::query("pg_try_advisory_lock"))?;
+    if !legacy {
+        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(node_id.as_str())
+            .execute(conn)
+            .await
+            .map_err(DbError::query("pg_advisory_unlock"))?;
+    }
+    Ok(legacy)
 }
 
-/// Releases the lock taken by [`try_advisory_lock`] on this session.
+/// Releases both keys taken by [`try_advisory_lock`] on this session.
 pub async fn advisory_unlock(conn: &mut PgConnection, node_id: &NodeId) -> Result<bool, DbError> {
-    sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-        .bind(node_id.advisory_lock_key())
-        .fetch_one(conn)
-        .await
-        .map_err(DbError::query("pg_advisory_unlock"))
+    sqlx::query_scalar(
+        "SELECT pg_advisory_unlock(hashtextextended($1, 0)) AND pg_advisory_unlock($2)",
+    )
+    .bind(node_id.as_str())
+    .bind(node_id.legacy_advisory_lock_key())
+    .fetch_one(conn)
+    .await
+    .map_err(DbError::query("pg_advisory_unlock"))
 }
 
-/// Whether some session currently holds the advisory lock for `node_id`.
+/// Whether some session (an Amp worker's or ours) holds the node id's lock, by Amp's key.
 pub async fn advisory_lock_held<'e>(
     db: impl Executor<'e, Database = Postgres>,
-    node_id: &NodeId,
+    node_id: &str,
 ) -> Result<bool, DbError> {
-    let key = node_id.advisory_lock_key();
+    // A one-bigint advisory lock shows as classid (high 32 bits), objid (low), objsubid 1.
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND ((classid::bigint << 32) | objid::bigint) = $1)",
+           AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))",
     )
-    .bind(key)
+    .bind(node_id)
     .fetch_one(db)
     .await
     .map_err(DbError::query("inspect pg_locks"))

@@ -60,6 +60,7 @@ reasons!(
     MetadataDbUnavailable,
     HeartbeatFresh,
     HeartbeatStale,
+    WorkerStopped,
     NoExpectedVersion,
     VersionMatches,
     VersionMismatch,

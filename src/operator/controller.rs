@@ -308,7 +308,7 @@ impl Reconciler {
 
     fn drop_backed_off(&self, plan: &mut Plan) {
         plan.creates
-            .retain(|(w, _)| !self.backed_off(&RetryKey::Create(w.name_any())));
+            .retain(|(w, _, _)| !self.backed_off(&RetryKey::Create(w.name_any())));
         plan.worker_writes
             .retain(|w| !self.backed_off(&RetryKey::Status(w.name.clone())));
         plan.refreshes
@@ -339,7 +339,9 @@ impl Reconciler {
         let creates = plan
             .creates
             .into_iter()
-            .map(move |(obj, status)| -> Job<'a> { Box::pin(self.create(obj, status)) });
+            .map(move |(obj, status, events)| -> Job<'a> {
+                Box::pin(self.create(obj, status, events))
+            });
         let worker_writes = plan.worker_writes.into_iter().map(move |w| -> Job<'a> {
             Box::pin(async move {
                 let written = self
@@ -494,7 +496,12 @@ impl Reconciler {
             .retain(|_, b| Instant::now() < b.until + MAX_WRITE_BACKOFF + b.backoff.max());
     }
 
-    async fn create(&self, obj: AmpWorker, status: AmpWorkerStatus) -> Outcome {
+    async fn create(
+        &self,
+        obj: AmpWorker,
+        status: AmpWorkerStatus,
+        events: Vec<StatusEvent>,
+    ) -> Outcome {
         let name = obj.name_any();
         let node_id = obj.spec.node_id.clone();
         let created = match self.workers_api.create(&PostParams::default(), &obj).await {
@@ -529,7 +536,7 @@ impl Reconciler {
                 &name,
                 created.metadata.uid.as_deref(),
                 &status,
-                &[],
+                &events,
             )
             .await;
         let status = match written {

@@ -51,15 +51,28 @@ pub const NODE_ID_ANNOTATION: &str = "amp.io/node-id";
         type_ = "string",
         json_path = ".status.info.commitSha",
         priority = 1
-    )
+    ),
+    printcolumn(
+        name = "Pod",
+        type_ = "string",
+        json_path = ".status.placement.pod",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Node",
+        type_ = "string",
+        json_path = ".status.placement.node",
+        priority = 1
+    ),
+    // `kubectl get aw --field-selector spec.nodeId=GPU_Worker.A1` finds a worker whose
+    // object name was mapped to fit DNS.
+    selectable = ".spec.nodeId"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerSpec {
-    /// The worker's node id, as registered in the metadata DB. Immutable.
-    #[schemars(
-        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_\-\.]*$"),
-        length(min = 1, max = 128)
-    )]
+    /// The worker's node id, as registered in the metadata DB. Immutable. Amp's rule: a
+    /// letter first (any script), then letters, digits, '_', '-' and '.'.
+    #[schemars(regex(pattern = r"^\p{L}[\p{L}\p{N}_.-]*$"), length(min = 1))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("nodeId is immutable"))]
     pub node_id: String,
     /// Version this worker must run; defaults to the version of the fleet selecting it.
@@ -83,6 +96,24 @@ pub struct WorkerBuildInfo {
     pub commit_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_date: Option<String>,
+}
+
+/// Where a worker runs.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPlacement {
+    /// The worker's Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The Pod's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Kubernetes node the Pod runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The Pod's IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
 }
 
 /// Observed state, mirrored from the metadata DB and judged by the database clock.
@@ -122,7 +153,12 @@ pub struct AmpWorkerStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub heartbeat_at: Option<DateTime<Utc>>,
-    /// Re-registrations observed by the operator.
+    /// Where the worker runs (Pod, namespace, Kubernetes node, Pod IP), as the worker
+    /// reported it; absent for workers that report none (Amp's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<WorkerPlacement>,
+    /// Process restarts observed by the operator (registeredAt moved; a reconnect after a
+    /// DB outage does not count).
     #[serde(default)]
     pub restart_count: i64,
     #[serde(default)]

@@ -79,6 +79,37 @@ fn is_healthy(w: &AmpWorkerStatus) -> bool {
         && condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::True)
 }
 
+fn is_ready(w: &AmpWorkerStatus) -> bool {
+    condition_status(&w.conditions, READY) == Some(ConditionStatus::True)
+}
+
+fn is_stopped(w: &AmpWorkerStatus) -> bool {
+    w.state.as_deref() == Some("Stopped")
+}
+
+/// Sorted node ids of `workers`.
+fn node_ids<'a>(workers: impl Iterator<Item = &'a &'a AmpWorkerStatus>) -> Vec<String> {
+    let mut ids: Vec<String> = workers
+        .map(|w| w.node_id.clone().unwrap_or_default())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The first [`MESSAGE_NODE_IDS`] ids, then how many more: messages stay short at any size.
+fn first_names(ids: &[String]) -> String {
+    let mut names = ids
+        .iter()
+        .take(MESSAGE_NODE_IDS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > MESSAGE_NODE_IDS {
+        names.push_str(&format!(" and {} more", ids.len() - MESSAGE_NODE_IDS));
+    }
+    names
+}
+
 fn version_of(w: &AmpWorkerStatus) -> &str {
     w.info
         .as_ref()
@@ -95,10 +126,17 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         .progress_deadline_seconds
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS);
 
-    let total = i.workers.len() as i64;
-    let ready = i.workers.iter().filter(|w| is_healthy(w)).count() as i64;
-    let updated = i
+    // A stopped worker (no process holds its node id) is retired or between runs: the
+    // fleet judges the workers that run, and minReady still guards the rollout.
+    let members: Vec<&AmpWorkerStatus> = i
         .workers
+        .iter()
+        .copied()
+        .filter(|w| !is_stopped(w))
+        .collect();
+    let total = members.len() as i64;
+    let ready = members.iter().filter(|w| is_ready(w)).count() as i64;
+    let updated = members
         .iter()
         .filter(|w| is_healthy(w) && version_of(w) == expected)
         .count() as i64;
@@ -108,14 +146,9 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
         .any(|w| condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::Unknown));
 
     let (versions, unlisted_version_workers) =
-        version_distribution(i.workers.iter().map(|w| version_of(w)));
-    let mut mismatched: Vec<String> = i
-        .workers
-        .iter()
-        .filter(|w| version_of(w) != expected)
-        .map(|w| w.node_id.clone().unwrap_or_default())
-        .collect();
-    mismatched.sort();
+        version_distribution(members.iter().map(|w| version_of(w)));
+    let mut mismatched = node_ids(members.iter().filter(|w| version_of(w) != expected));
+    let not_ready = node_ids(members.iter().filter(|w| !is_ready(w)));
 
     let complete =
         i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
@@ -131,7 +164,10 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     };
     let past_deadline = (i.now - last_progress).num_seconds() > deadline;
 
-    let progress_msg = format!("{updated} of {total} workers run {expected} and are healthy");
+    let mut progress_msg = format!("{updated} of {total} workers run {expected} and are healthy");
+    if !not_ready.is_empty() {
+        progress_msg.push_str(&format!("; not ready: {}", first_names(&not_ready)));
+    }
     let (state, ready_c, reconciling_c, stalled_c) = if let Some(err) = i.selector_error {
         let msg = format!("spec.selector is invalid: {err}");
         (
@@ -210,23 +246,12 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
             };
             (Reason::ProgressDeadlineExceeded, msg)
         } else {
-            let mut names = mismatched
-                .iter()
-                .take(MESSAGE_NODE_IDS)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if mismatched.len() > MESSAGE_NODE_IDS {
-                names.push_str(&format!(
-                    " and {} more",
-                    mismatched.len() - MESSAGE_NODE_IDS
-                ));
-            }
             (
                 Reason::VersionMismatch,
                 format!(
-                    "{} of {total} workers not on {expected} after {deadline}s: {names}",
-                    mismatched.len()
+                    "{} of {total} workers not on {expected} after {deadline}s: {}",
+                    mismatched.len(),
+                    first_names(&mismatched)
                 ),
             )
         };
@@ -294,26 +319,24 @@ pub fn fleet_events(
     desired: &AmpWorkerFleetStatus,
     version: &str,
 ) -> Vec<StatusEvent> {
-    let Some(stored) = stored.filter(|s| !s.conditions.is_empty()) else {
-        return Vec::new();
-    };
-    let was = |t| condition_status(&stored.conditions, t);
-    let is = |t| condition_status(&desired.conditions, t);
-    let mut events = Vec::new();
     let rolling = desired.conditions.iter().any(|c| {
         c.type_ == RECONCILING
             && ConditionStatus::parse(&c.status) == ConditionStatus::True
             && Reason::parse(&c.reason) == Some(Reason::RolloutInProgress)
     });
+    let Some(stored) = stored.filter(|s| !s.conditions.is_empty()) else {
+        // A fleet created in the middle of a rollout: the rollout starts for it now.
+        return if rolling && desired.mismatched_count > 0 {
+            vec![rollout_started(desired, version)]
+        } else {
+            Vec::new()
+        };
+    };
+    let was = |t| condition_status(&stored.conditions, t);
+    let is = |t| condition_status(&desired.conditions, t);
+    let mut events = db_events(stored, desired);
     if rolling && was(RECONCILING) != Some(ConditionStatus::True) {
-        events.push(StatusEvent {
-            reason: "RolloutStarted",
-            warning: false,
-            note: format!(
-                "rolling out {version}: {}",
-                message_of(desired, RECONCILING)
-            ),
-        });
+        events.push(rollout_started(desired, version));
     }
     if is(READY) == Some(ConditionStatus::True) && was(READY) != Some(ConditionStatus::True) {
         events.push(StatusEvent {
@@ -330,6 +353,44 @@ pub fn fleet_events(
         });
     }
     events
+}
+
+fn rollout_started(desired: &AmpWorkerFleetStatus, version: &str) -> StatusEvent {
+    StatusEvent {
+        reason: "RolloutStarted",
+        warning: false,
+        note: format!(
+            "rolling out {version}: {}",
+            message_of(desired, RECONCILING)
+        ),
+    }
+}
+
+/// One Warning when the metadata DB becomes unreadable, one Normal when it returns: an
+/// outage is otherwise visible only as `Unknown` conditions.
+fn db_events(stored: &AmpWorkerFleetStatus, desired: &AmpWorkerFleetStatus) -> Vec<StatusEvent> {
+    let db_down = |s: &AmpWorkerFleetStatus| {
+        s.conditions.iter().any(|c| {
+            c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::MetadataDbUnavailable)
+        })
+    };
+    match (db_down(stored), db_down(desired)) {
+        (false, true) => vec![StatusEvent {
+            reason: "MetadataDbUnavailable",
+            warning: true,
+            note: "the metadata DB cannot be read; worker health is Unknown until it returns"
+                .into(),
+        }],
+        (true, false) => vec![StatusEvent {
+            reason: "MetadataDbAvailable",
+            warning: false,
+            note: format!(
+                "the metadata DB is readable again: {}",
+                message_of(desired, READY)
+            ),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@ use super::crd::{
 use super::fleet_status::{FleetInputs, desired_fleet_status, fleet_events};
 use super::naming::object_name;
 use super::status::{
-    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, timeout_secs, transition_events,
-    write_need,
+    DbView, StatusEvent, WorkerInputs, WriteNeed, desired_status, info_cut_events, timeout_secs,
+    transition_events, write_need,
 };
-use crate::metadata_db::WorkerRow;
+use crate::metadata_db::{LockState, WorkerRow};
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -33,6 +33,9 @@ pub struct PlanConfig {
     pub refresh_budget: f64,
     /// Discovered AmpWorkers whose worker is gone longer than this are deleted.
     pub gc_after: Option<chrono::Duration>,
+    /// Discovered AmpWorkers whose worker stopped (no process holds its lock) longer
+    /// than this ago are deleted: a retired worker's object goes, its row stays.
+    pub gc_stopped_after: Option<chrono::Duration>,
 }
 
 /// What the operator last wrote, by object uid: the reflector may lag behind our own
@@ -162,7 +165,8 @@ pub type ConditionCounts = BTreeMap<(String, String), i64>;
 #[derive(Debug, Default)]
 pub struct Plan {
     /// New AmpWorkers with the status to apply once created.
-    pub creates: Vec<(AmpWorker, AmpWorkerStatus)>,
+    /// Objects to create, with their first status and the events to publish with it.
+    pub creates: Vec<(AmpWorker, AmpWorkerStatus, Vec<StatusEvent>)>,
     /// Transitions: written first, whatever the refresh budget.
     pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
     /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
@@ -197,6 +201,14 @@ impl FleetSel<'_> {
             Err(_) => false,
         }
     }
+}
+
+/// How often `heartbeatAt` alone is rewritten for this worker: `--status-refresh`, but
+/// never more than half its heartbeat timeout, so a Ready worker's LAST HEARTBEAT stays
+/// under the timeout that STATUS is judged by (while the refresh budget keeps up).
+fn refresh_interval(config: &PlanConfig, spec: &AmpWorkerSpec) -> chrono::Duration {
+    let half_timeout = chrono::Duration::milliseconds(timeout_secs(spec) * 500);
+    config.status_refresh.min(half_timeout)
 }
 
 fn is_discovered(w: &AmpWorker) -> bool {
@@ -268,13 +280,25 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         }
     };
 
-    // Discovery: a row nobody claims gets an AmpWorker (unless it is long gone).
+    let stopped_since = |row: Option<&WorkerRow>| -> bool {
+        match (config.gc_stopped_after, db_now, row) {
+            (Some(after), Some(now), Some(r)) => {
+                r.lock == LockState::Free && now - r.heartbeat_at > after
+            }
+            _ => false,
+        }
+    };
+
+    // Discovery: a row nobody claims gets an AmpWorker, for workers that run, not for
+    // history: never for a stopped one (so deleting a retired worker's object sticks),
+    // nor for one long gone.
     let mut new_workers: Vec<AmpWorker> = Vec::new();
     if db_now.is_some() {
         let mut unclaimed: Vec<&WorkerRow> = input
             .rows
             .iter()
             .filter(|r| !by_node.contains_key(r.node_id.as_str()))
+            .filter(|r| r.lock != LockState::Free)
             .filter(|r| !gone_since(Some(r.heartbeat_at)))
             .collect();
         unclaimed.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -335,6 +359,11 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                     "worker {:?} gone longer than --gc-after",
                     w.spec.node_id
                 ))
+            } else if stopped_since(row) {
+                Some(format!(
+                    "worker {:?} stopped longer than --gc-stopped-after",
+                    w.spec.node_id
+                ))
             } else {
                 None
             };
@@ -385,14 +414,19 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
                 == Some(super::status::ConditionStatus::True);
         heartbeating += usize::from(is_healthy);
         if is_new {
-            plan.creates.push((w.clone(), desired));
+            let events = info_cut_events(row, None, &desired);
+            plan.creates.push((w.clone(), desired, events));
             continue;
         }
-        match write_need(stored, &desired, config.status_refresh) {
+        match write_need(stored, &desired, refresh_interval(config, &w.spec)) {
             WriteNeed::Transition => plan.worker_writes.push(StatusWrite {
                 name: w.name_any(),
                 uid: w.metadata.uid.clone(),
-                events: transition_events(stored, &desired),
+                events: [
+                    transition_events(stored, &desired),
+                    info_cut_events(row, stored, &desired),
+                ]
+                .concat(),
                 status: desired,
             }),
             WriteNeed::Refresh => {
@@ -430,7 +464,13 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         plan.refresh_stats.oldest_shown_age_secs =
             ((now - *oldest).num_milliseconds() as f64 / 1000.0).max(0.0);
     }
-    let floor = config.status_refresh.num_milliseconds() as f64 / 1000.0;
+    // The floor for workers with the default timeout (most fleets).
+    let default_spec = AmpWorkerSpec {
+        node_id: String::new(),
+        expected_version: None,
+        heartbeat_timeout_seconds: None,
+    };
+    let floor = refresh_interval(config, &default_spec).num_milliseconds() as f64 / 1000.0;
     plan.refresh_stats.interval_secs = if config.refresh_budget > 0.0 {
         floor.max(heartbeating as f64 / config.refresh_budget)
     } else {

@@ -193,6 +193,11 @@ fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorEr
             } else {
                 Some(to_chrono(args.gc_after, "--gc-after")?)
             },
+            gc_stopped_after: if args.gc_stopped_after.is_zero() {
+                None
+            } else {
+                Some(to_chrono(args.gc_stopped_after, "--gc-stopped-after")?)
+            },
         },
         write_concurrency: args.write_concurrency,
         identity,

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub use super::conditions::{ConditionStatus, Reason};
-use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo};
-use crate::metadata_db::WorkerRow;
+use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacement};
+use crate::metadata_db::{LockState, WorkerRow};
 use crate::timestamps::{format_timestamp, truncate};
 
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
@@ -135,6 +135,12 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
                 .map(crate::timestamps::normalize),
             build_date: row.info.build_date.clone(),
         });
+        status.placement = row.info.placement.as_ref().map(|p| WorkerPlacement {
+            pod: p.pod.clone(),
+            namespace: p.namespace.clone(),
+            node: p.node.clone(),
+            pod_ip: p.pod_ip.clone(),
+        });
         status.created_at = Some(truncate(row.created_at));
         status.registered_at = Some(registered_at);
         status.heartbeat_at = Some(truncate(row.heartbeat_at));
@@ -187,26 +193,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             },
             Some(row),
         ) => {
-            let judged_from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
-            let age_ms = (*db_now - judged_from).num_milliseconds();
-            let healthy = if age_ms <= timeout * 1000 {
-                cond(
-                    HEALTHY,
-                    ConditionStatus::True,
-                    Reason::HeartbeatFresh,
-                    format!("heartbeat within the {timeout}s timeout"),
-                )
-            } else {
-                cond(
-                    HEALTHY,
-                    ConditionStatus::False,
-                    Reason::HeartbeatStale,
-                    format!(
-                        "no heartbeat for more than {timeout}s (last at {})",
-                        format_timestamp(&row.heartbeat_at)
-                    ),
-                )
-            };
+            let healthy = judge_heartbeat(row, *db_now, *recovered_at, timeout);
             (
                 cond(
                     REGISTERED,
@@ -296,6 +283,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             (ConditionStatus::Unknown, _) => "Unknown",
             (_, Reason::NotRegistered) => "NotRegistered",
             (_, Reason::HeartbeatStale) => "Stale",
+            (_, Reason::WorkerStopped) => "Stopped",
             (_, Reason::VersionMismatch) => "VersionMismatch",
             _ => "Unknown",
         }
@@ -306,6 +294,49 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
         .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
         .collect();
     status
+}
+
+/// `Healthy` from the row: a worker whose node id lock no session holds has stopped
+/// (cleanly, or its session is gone), at once; one holding it is judged by heartbeat age.
+fn judge_heartbeat(
+    row: &WorkerRow,
+    db_now: DateTime<Utc>,
+    recovered_at: Option<DateTime<Utc>>,
+    timeout: i64,
+) -> Cond {
+    // Right after a DB outage workers are still reconnecting: their locks come back with
+    // their first heartbeat, so a free lock says nothing until then.
+    let reconnecting = recovered_at.is_some_and(|r| row.heartbeat_at < r);
+    if row.lock == LockState::Free && !reconnecting {
+        return cond(
+            HEALTHY,
+            ConditionStatus::False,
+            Reason::WorkerStopped,
+            format!(
+                "no process holds the node id (its lock is free): the worker stopped; last heartbeat at {}",
+                format_timestamp(&row.heartbeat_at)
+            ),
+        );
+    }
+    let judged_from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
+    if (db_now - judged_from).num_milliseconds() <= timeout * 1000 {
+        cond(
+            HEALTHY,
+            ConditionStatus::True,
+            Reason::HeartbeatFresh,
+            format!("heartbeat within the {timeout}s timeout"),
+        )
+    } else {
+        cond(
+            HEALTHY,
+            ConditionStatus::False,
+            Reason::HeartbeatStale,
+            format!(
+                "no heartbeat for more than {timeout}s (last at {})",
+                format_timestamp(&row.heartbeat_at)
+            ),
+        )
+    }
 }
 
 /// `lastTransitionTime` moves only when the condition's status changes.
@@ -391,6 +422,38 @@ pub struct StatusEvent {
     pub note: String,
 }
 
+/// One Warning when the row's `info` had to be cut to fit a Kubernetes object, published
+/// with the write that first shows the cut value (a status that already shows it is
+/// stored, so later cycles stay quiet).
+pub fn info_cut_events(
+    row: Option<&WorkerRow>,
+    stored: Option<&AmpWorkerStatus>,
+    desired: &AmpWorkerStatus,
+) -> Vec<StatusEvent> {
+    let Some(row) = row.filter(|r| !r.info.oversized.is_empty()) else {
+        return Vec::new();
+    };
+    if stored.is_some_and(|s| s.info == desired.info) {
+        return Vec::new();
+    }
+    let fields: Vec<String> = row
+        .info
+        .oversized
+        .iter()
+        .map(|(key, len)| format!("info.{key} ({len} bytes)"))
+        .collect();
+    vec![StatusEvent {
+        reason: "InfoTruncated",
+        warning: true,
+        note: format!(
+            "the metadata DB row of worker {} has {}; the status shows the first {} bytes",
+            row.node_id,
+            fields.join(", "),
+            crate::metadata_db::MAX_INFO_FIELD_BYTES
+        ),
+    }]
+}
+
 /// Events for what changed between the stored and the desired status.
 pub fn transition_events(
     stored: Option<&AmpWorkerStatus>,
@@ -401,17 +464,30 @@ pub fn transition_events(
     };
     let node = desired.node_id.as_deref().unwrap_or("?");
     let mut events = Vec::new();
+    let healthy_note = || {
+        find(&desired.conditions, HEALTHY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    let stopped = |s: &AmpWorkerStatus| s.state.as_deref() == Some("Stopped");
+    if stopped(desired) && !stopped(stored) {
+        // A clean stop (or a lost session) is an operation, not an alarm.
+        events.push(StatusEvent {
+            reason: "WorkerStopped",
+            warning: false,
+            note: healthy_note(),
+        });
+    }
     match (
         condition_status(&stored.conditions, HEALTHY),
         condition_status(&desired.conditions, HEALTHY),
     ) {
-        (Some(ConditionStatus::True), Some(ConditionStatus::False)) => events.push(StatusEvent {
-            reason: "WorkerStale",
-            warning: true,
-            note: find(&desired.conditions, HEALTHY)
-                .map(|c| c.message.clone())
-                .unwrap_or_default(),
-        }),
+        (Some(ConditionStatus::True), Some(ConditionStatus::False)) if !stopped(desired) => events
+            .push(StatusEvent {
+                reason: "WorkerStale",
+                warning: true,
+                note: healthy_note(),
+            }),
         (Some(ConditionStatus::False), Some(ConditionStatus::True)) => events.push(StatusEvent {
             reason: "WorkerRecovered",
             warning: false,

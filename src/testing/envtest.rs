@@ -51,6 +51,17 @@ pub enum EnvTestError {
     },
     #[error("generate envtest certificates: {0}")]
     Certificates(#[from] rcgen::Error),
+    /// A process exited before the control plane was ready: the first line is the cause
+    /// in the process's own words (e.g. etcd's `bind: address already in use`).
+    #[error(
+        "{what} exited during start-up ({status}): {cause}\nlast lines of {what}'s log:\n{log_tail}"
+    )]
+    Exited {
+        what: &'static str,
+        status: String,
+        cause: String,
+        log_tail: String,
+    },
     #[error("{what} did not become ready within {timeout:?}; last log lines:\n{log_tail}")]
     NotReady {
         what: &'static str,
@@ -74,6 +85,74 @@ fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> EnvTestError
     }
 }
 
+impl EnvTestError {
+    /// Whether a port we picked as free was taken by someone else before our process
+    /// bound it (a race with other processes picking ports): worth another attempt.
+    fn is_port_collision(&self) -> bool {
+        matches!(self, EnvTestError::Exited { cause, .. } if cause.contains("address already in use"))
+    }
+}
+
+/// Loopback ports of a control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub apiserver: u16,
+}
+
+impl Ports {
+    /// Three ports free right now (the OS picks them; another process may still take
+    /// one before etcd or the API server binds it, which start-up detects).
+    pub fn free() -> Result<Self, EnvTestError> {
+        // Held together so the OS cannot hand out the same port twice.
+        let listeners = [free_listener()?, free_listener()?, free_listener()?];
+        let port = |i: usize| -> Result<u16, EnvTestError> {
+            Ok(listeners[i]
+                .local_addr()
+                .map_err(io("read bound port"))?
+                .port())
+        };
+        Ok(Self {
+            etcd_client: port(0)?,
+            etcd_peer: port(1)?,
+            apiserver: port(2)?,
+        })
+    }
+
+    /// `ETCD_CLIENT,ETCD_PEER,APISERVER`, e.g. `AMP_ENVTEST_PORTS=2379,2380,6443`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ports: Vec<u16> = text
+            .split(',')
+            .map(|p| p.trim().parse::<u16>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("ports {text:?}: {e} (want ETCD_CLIENT,ETCD_PEER,APISERVER)"))?;
+        match ports[..] {
+            [etcd_client, etcd_peer, apiserver] => Ok(Self {
+                etcd_client,
+                etcd_peer,
+                apiserver,
+            }),
+            _ => Err(format!(
+                "ports {text:?}: want three (ETCD_CLIENT,ETCD_PEER,APISERVER)"
+            )),
+        }
+    }
+}
+
+/// How [`ControlPlane::start_with_options`] starts a control plane.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Server-side apply `crds/` and wait until Established.
+    pub install_crds: bool,
+    /// Fixed ports; `None` picks free ones (and picks again when one was taken before
+    /// use). A fixed port that is busy fails at once with etcd's or the API server's
+    /// own error.
+    pub ports: Option<Ports>,
+    /// Extra etcd flags (tests use a bogus one to make etcd exit at start-up).
+    pub extra_etcd_args: Vec<String>,
+}
+
 /// A control plane: one this process started (stopped on drop) or a shared one.
 pub struct ControlPlane {
     kubeconfig: PathBuf,
@@ -85,12 +164,19 @@ struct Running {
     etcd: Child,
     apiserver: Child,
     watchdog: Child,
+    /// False once start-up failed: nothing worth a graceful stop is left, and a
+    /// kube-apiserver still starting ignores SIGTERM for seconds.
+    graceful: bool,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         for child in [&mut self.apiserver, &mut self.etcd] {
-            stop_child(child);
+            if self.graceful {
+                stop_child(child);
+            } else {
+                kill_child(child);
+            }
         }
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
@@ -98,7 +184,18 @@ impl Drop for Running {
     }
 }
 
+fn kill_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 fn stop_child(child: &mut Child) {
+    // Already reaped: its pid may belong to another process by now.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     // SAFETY: signalling our own child by its pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -113,7 +210,8 @@ fn stop_child(child: &mut Child) {
 }
 
 /// The directory holding `kube-apiserver` and `etcd`: `KUBEBUILDER_ASSETS`, else the
-/// one scripts/envtest-assets.sh fills (`target/envtest/bin`).
+/// one scripts/envtest-assets.sh fills (`<target dir>/envtest/bin`): the target dir of
+/// `CARGO_TARGET_DIR`, of the running executable, or the checkout's `target/`.
 pub fn assets_dir() -> Result<PathBuf, EnvTestError> {
     let complete = |d: &Path| d.join("kube-apiserver").is_file() && d.join("etcd").is_file();
     let mut looked = Vec::new();
@@ -123,19 +221,47 @@ pub fn assets_dir() -> Result<PathBuf, EnvTestError> {
         }
         looked.push(format!("$KUBEBUILDER_ASSETS={}", dir.display()));
     }
-    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envtest/bin");
-    if complete(&default) {
-        return Ok(default);
+    for dir in target_dirs() {
+        let bin = dir.join("envtest/bin");
+        if complete(&bin) {
+            return Ok(bin);
+        }
+        let shown = bin.display().to_string();
+        if !looked.contains(&shown) {
+            looked.push(shown);
+        }
     }
-    looked.push(default.display().to_string());
     Err(EnvTestError::AssetsNotFound {
         looked: looked.join(", "),
     })
 }
 
-fn free_port() -> Result<u16, EnvTestError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
-    Ok(l.local_addr().map_err(io("read bound port"))?.port())
+/// Where cargo may have put its output: `CARGO_TARGET_DIR` (relative to the checkout),
+/// the target dir above the running executable (`<target>/debug/deps/test-…` or
+/// `<target>/debug/amp-envtest`), then the checkout's `target/`.
+fn target_dirs() -> Vec<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        dirs.push(manifest.join(dir));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // The first ancestor holding CACHEDIR.TAG, which cargo writes into every target dir.
+        if let Some(dir) = exe
+            .ancestors()
+            .skip(1)
+            .take(4)
+            .find(|d| d.join("CACHEDIR.TAG").is_file())
+        {
+            dirs.push(dir.to_owned());
+        }
+    }
+    dirs.push(manifest.join("target"));
+    dirs
+}
+
+fn free_listener() -> Result<std::net::TcpListener, EnvTestError> {
+    std::net::TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))
 }
 
 fn random_token() -> Result<String, EnvTestError> {
@@ -184,6 +310,45 @@ fn write_certificates(dir: &Path) -> Result<(), EnvTestError> {
     Ok(())
 }
 
+/// The line of a process's log that says why it stopped, in its own words: etcd's JSON
+/// `fatal`/`error` entry (`msg: error`), a klog `E`/`F` line (kube-apiserver), else the
+/// first line that reads like an error (Go's flag package), else the last line.
+fn exit_cause(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let json_error = |line: &str| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let level = v.get("level")?.as_str()?;
+        if !matches!(level, "fatal" | "panic" | "error") {
+            return None;
+        }
+        let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or(level);
+        Some(match v.get("error").and_then(|e| e.as_str()) {
+            Some(e) => format!("{msg}: {e}"),
+            None => msg.to_owned(),
+        })
+    };
+    let klog_error = |line: &str| -> Option<String> {
+        let b = line.as_bytes();
+        let is_klog =
+            b.len() > 5 && matches!(b[0], b'E' | b'F') && b[1..5].iter().all(u8::is_ascii_digit);
+        is_klog.then(|| line.split_once("] ").map_or(line, |(_, m)| m).to_owned())
+    };
+    let reads_like_error = |line: &&&str| {
+        let l = line.to_ascii_lowercase();
+        ["error", "fatal", "failed", "flag provided but not defined"]
+            .iter()
+            .any(|w| l.contains(w))
+    };
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| json_error(l).or_else(|| klog_error(l)))
+        .or_else(|| lines.iter().find(reads_like_error).map(|l| l.to_string()))
+        .or_else(|| lines.last().map(|l| l.to_string()))
+        .unwrap_or_else(|| "(its log is empty)".to_owned())
+}
+
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -222,18 +387,68 @@ fn spawn_watchdog(pids: &[u32], dir: &Path) -> Result<Child, EnvTestError> {
         .map_err(io("start the envtest watchdog"))
 }
 
+impl Running {
+    /// Fails with the process's own last words when etcd or kube-apiserver has exited.
+    fn check_alive(&mut self) -> Result<(), EnvTestError> {
+        let d = self.dir.path().to_owned();
+        for (what, child, log) in [
+            ("etcd", &mut self.etcd, "etcd.log"),
+            ("kube-apiserver", &mut self.apiserver, "apiserver.log"),
+        ] {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(EnvTestError::Exited {
+                    what,
+                    status: status.to_string(),
+                    cause: exit_cause(&d.join(log)),
+                    log_tail: log_tail(&d.join(log)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ControlPlane {
     /// Starts etcd and kube-apiserver, waits for `/readyz` and installs `crds/`.
     pub async fn start() -> Result<Self, EnvTestError> {
-        Self::start_with(true).await
+        Self::start_with_options(StartOptions {
+            install_crds: true,
+            ..StartOptions::default()
+        })
+        .await
     }
 
     /// Like [`ControlPlane::start`], without the CRDs (for tests of installers: Helm).
     pub async fn start_without_crds() -> Result<Self, EnvTestError> {
-        Self::start_with(false).await
+        Self::start_with_options(StartOptions::default()).await
     }
 
-    async fn start_with(install_crds: bool) -> Result<Self, EnvTestError> {
+    /// Starts a control plane as `options` say. When etcd or kube-apiserver exits during
+    /// start-up, the error names it and its own cause at once (no readiness timeout).
+    /// Freely chosen ports are chosen again (up to three attempts) when another process
+    /// took one first.
+    pub async fn start_with_options(options: StartOptions) -> Result<Self, EnvTestError> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            let ports = match options.ports {
+                Some(p) => p,
+                None => Ports::free()?,
+            };
+            match Self::start_once(&options, ports).await {
+                Err(e)
+                    if options.ports.is_none() && attempt < ATTEMPTS && e.is_port_collision() =>
+                {
+                    tracing::warn!(error = %e, attempt, "envtest: a chosen port was taken before use; choosing again");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(options: &StartOptions, ports: Ports) -> Result<Self, EnvTestError> {
+        let install_crds = options.install_crds;
         let assets = assets_dir()?;
         let started_at = Instant::now();
         let dir = tempfile::Builder::new()
@@ -249,7 +464,11 @@ impl ControlPlane {
         )?;
 
         write(&d.join("audit-policy.yaml"), AUDIT_POLICY)?;
-        let (client_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let Ports {
+            etcd_client: client_port,
+            etcd_peer: peer_port,
+            apiserver: api_port,
+        } = ports;
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd_args: Vec<String> = vec![
@@ -263,6 +482,7 @@ impl ControlPlane {
             "--unsafe-no-fsync".into(),
             "--log-level=warn".into(),
         ];
+        let etcd_args = [etcd_args, options.extra_etcd_args.clone()].concat();
         let mut etcd = spawn_logged(&assets.join("etcd"), &etcd_args, &d.join("etcd.log"))?;
         let f = |name: &str| d.join(name).display().to_string();
         let api_args: Vec<String> = vec![
@@ -312,18 +532,25 @@ impl ControlPlane {
                 &token,
             ),
         )?;
-        let plane = Self {
+        let mut plane = Self {
             kubeconfig,
             started: Some(Running {
                 dir,
                 etcd,
                 apiserver,
                 watchdog,
+                graceful: true,
             }),
         };
-        plane.wait_ready().await?;
-        if install_crds {
-            plane.install_crds().await?;
+        let ready = match plane.wait_ready().await {
+            Ok(()) if install_crds => plane.install_crds().await,
+            other => other,
+        };
+        if let Err(e) = ready {
+            if let Some(running) = plane.started.as_mut() {
+                running.graceful = false;
+            }
+            return Err(e);
         }
         tracing::info!(elapsed = ?started_at.elapsed(), "envtest control plane ready");
         Ok(plane)
@@ -331,7 +558,7 @@ impl ControlPlane {
 
     /// A control plane someone else runs (its admin kubeconfig).
     pub async fn connect(kubeconfig: impl Into<PathBuf>) -> Result<Self, EnvTestError> {
-        let plane = Self {
+        let mut plane = Self {
             kubeconfig: kubeconfig.into(),
             started: None,
         };
@@ -429,7 +656,8 @@ impl ControlPlane {
         Ok(name)
     }
 
-    async fn wait_ready(&self) -> Result<(), EnvTestError> {
+    /// Polls `/readyz`; a process of ours that exits meanwhile fails at once.
+    async fn wait_ready(&mut self) -> Result<(), EnvTestError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let client = self.client().await?;
         loop {
@@ -439,10 +667,16 @@ impl ControlPlane {
                     what: "build /readyz request".into(),
                     message: e.to_string(),
                 })?;
-            if let Ok(body) = client.request_text(req).await
+            // Bounded: an API server that accepted the connection but waits for a dead etcd
+            // must not hold up the check below.
+            if let Ok(Ok(body)) =
+                tokio::time::timeout(Duration::from_secs(1), client.request_text(req)).await
                 && body.trim() == "ok"
             {
                 return Ok(());
+            }
+            if let Some(running) = self.started.as_mut() {
+                running.check_alive()?;
             }
             if Instant::now() > deadline {
                 let log_tail = self

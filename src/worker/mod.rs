@@ -31,15 +31,15 @@ pub struct WorkerArgs {
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
     pub database_url: crate::metadata_db::DatabaseUrl,
     /// Heartbeat period.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 60_000>)]
     pub heartbeat_interval: Duration,
     /// How long to keep retrying when another session holds this node id's lock
     /// (a replaced pod's session can linger until PostgreSQL's keepalives drop it).
-    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = crate::cli::bounds::bounded::<0, 3_600_000>)]
     pub lock_wait: Duration,
     /// Upper bound of the reconnect backoff: bounds how long a worker takes to resume
     /// after the database returns.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_MAX_BACKOFF", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 300_000>)]
     pub max_backoff: Duration,
     /// Bound of every metadata DB call (connect, lock, register, heartbeat). A call that
     /// takes longer means a dead path (a network that drops packets sends no FIN and no
@@ -58,13 +58,17 @@ pub enum WorkerError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(
-        "failed to acquire advisory lock for node id {node_id:?} (key {key}): another worker holds it; gave up after {waited:?}"
+        "failed to acquire advisory lock for node id {node_id:?}: another worker (Amp's or ours) holds it; gave up after {waited:?}"
     )]
-    LockHeld {
-        node_id: String,
-        key: i64,
-        waited: Duration,
-    },
+    LockHeld { node_id: String, waited: Duration },
+    #[error(
+        "refusing to register: this metadata DB has Amp's job scheduler (a `jobs` table), which assigns jobs to every worker with a fresh heartbeat, and `ampd worker` of amp-operator runs no jobs, so they would never run; run Amp's own `ampd worker` here and observe it with `ampd operator` / `ampd admin-api`"
+    )]
+    AmpSchedulesJobs,
+    #[error(
+        "refusing to register: found {0}, which amp-operator did not create and does not write; run Amp's own `ampd worker` against it, or point this worker at a DB prepared by `ampd migrate`"
+    )]
+    ForeignSchema(String),
     #[error("cannot serve probes on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -76,7 +80,10 @@ impl WorkerError {
     /// Exit code: 2 for bad input, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::InvalidNodeId(_) | WorkerError::Db(DbError::InvalidUrl { .. }) => 2,
+            WorkerError::InvalidNodeId(_)
+            | WorkerError::Db(DbError::InvalidUrl { .. })
+            | WorkerError::AmpSchedulesJobs
+            | WorkerError::ForeignSchema(_) => 2,
             _ => 1,
         }
     }
@@ -93,6 +100,8 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     pub db_timeout: Duration,
     pub info: BuildInfo,
+    /// Pod, namespace, node and IP from the downward API, reported in `info.placement`.
+    pub placement: Option<metadata_db::Placement>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -106,6 +115,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_backoff", &self.max_backoff)
             .field("db_timeout", &self.db_timeout)
             .field("info", &self.info)
+            .field("placement", &self.placement)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +138,7 @@ impl WorkerConfig {
             max_backoff: args.max_backoff,
             db_timeout: args.db_timeout,
             info,
+            placement: metadata_db::Placement::from_env(),
         })
     }
 }
@@ -143,12 +154,15 @@ pub async fn run(
     let mut backoff = Backoff::with_jitter_seed(
         Duration::from_millis(250),
         config.max_backoff,
-        config.node_id.advisory_lock_key() as u64,
+        config.node_id.legacy_advisory_lock_key() as u64,
     );
     let timeout = config.db_timeout;
     // Our last session: after a timeout we drop it, but the server may keep it (and our
     // lock) alive for a long time when the network lost our FIN.
     let mut previous: Option<metadata_db::SessionId> = None;
+    // `registered_at` means "this process started" (the seeds detect restarts by it): a
+    // reconnect after a DB blip resumes the row instead of registering again.
+    let mut registered = false;
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
@@ -204,13 +218,29 @@ pub async fn run(
                 }
             }
         }
+        match metadata_db::bounded(
+            "inspect schema",
+            timeout,
+            metadata_db::schema::inspect(&mut conn),
+        )
+        .await
+        {
+            Ok(report) => refuse_foreign(&report)?,
+            Err(err) => {
+                let delay = retry_delay();
+                warn!(node_id = node, error = %err, retry_in = ?delay, "reading the schema failed");
+                if sleep_or_cancel(&shutdown, delay).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         match acquire_lock(&mut conn, &config, &shutdown).await {
             Ok(LockOutcome::Acquired) => {}
             Ok(LockOutcome::Cancelled) => return Ok(()),
             Ok(LockOutcome::HeldElsewhere(waited)) => {
                 return Err(WorkerError::LockHeld {
                     node_id: node.to_owned(),
-                    key: config.node_id.advisory_lock_key(),
                     waited,
                 });
             }
@@ -235,20 +265,20 @@ pub async fn run(
                 continue;
             }
         }
-        match metadata_db::bounded(
-            "register",
-            timeout,
-            metadata_db::register(&mut conn, &config.node_id, &config.info),
-        )
-        .await
-        {
-            Ok(row) => info!(
-                node_id = node,
-                version = %config.info.version,
-                created_at = %row.created_at,
-                registered_at = %row.registered_at,
-                "registered"
-            ),
+        match join_registry(&mut conn, &config, registered).await {
+            Ok(row) => {
+                if registered {
+                    probes.count_reconnect();
+                }
+                registered = true;
+                info!(
+                    node_id = node,
+                    version = %config.info.version,
+                    created_at = %row.created_at,
+                    registered_at = %row.registered_at,
+                    "registered"
+                );
+            }
             Err(err) => {
                 let delay = retry_delay();
                 warn!(node_id = node, error = %err, retry_in = ?delay, "registration failed");
@@ -280,6 +310,48 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Our worker writes only to a schema of ours, and never where Amp schedules jobs.
+fn refuse_foreign(report: &metadata_db::SchemaReport) -> Result<(), WorkerError> {
+    if report.schedules_jobs {
+        return Err(WorkerError::AmpSchedulesJobs);
+    }
+    match &report.flavour {
+        metadata_db::Flavour::Foreign(found) => Err(WorkerError::ForeignSchema(found.describe())),
+        _ => Ok(()),
+    }
+}
+
+/// Registers on a process's first session; on a reconnect, resumes the existing row
+/// (heartbeat only) and registers only when the row vanished meanwhile.
+async fn join_registry(
+    conn: &mut PgConnection,
+    config: &WorkerConfig,
+    registered: bool,
+) -> Result<metadata_db::WorkerRow, DbError> {
+    let timeout = config.db_timeout;
+    if registered
+        && let Some(row) = metadata_db::bounded(
+            "resume",
+            timeout,
+            metadata_db::resume(&mut *conn, &config.node_id),
+        )
+        .await?
+    {
+        return Ok(row);
+    }
+    metadata_db::bounded(
+        "register",
+        timeout,
+        metadata_db::register(
+            conn,
+            &config.node_id,
+            &config.info,
+            config.placement.as_ref(),
+        ),
+    )
+    .await
 }
 
 enum LockOutcome {
@@ -363,7 +435,12 @@ async fn heartbeat_loop(
                 if let Err(err) = metadata_db::bounded(
                     "register",
                     deadline,
-                    metadata_db::register(&mut *conn, &config.node_id, &config.info),
+                    metadata_db::register(
+                        &mut *conn,
+                        &config.node_id,
+                        &config.info,
+                        config.placement.as_ref(),
+                    ),
                 )
                 .await
                 {

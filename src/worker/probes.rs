@@ -20,6 +20,7 @@ pub struct WorkerProbes {
     heartbeats: Counter,
     heartbeat_seconds: Histogram,
     session_up: Gauge,
+    reconnects: Counter,
 }
 
 impl Default for WorkerProbes {
@@ -45,12 +46,19 @@ impl WorkerProbes {
             "1 while the lock-holding DB session is registered",
             session_up.clone(),
         );
+        let reconnects = Counter::default();
+        registry.register(
+            "reconnects",
+            "Sessions re-established after losing the DB (the process did not restart)",
+            reconnects.clone(),
+        );
         Self {
             ready: AtomicBool::new(false),
             registry,
             heartbeats,
             heartbeat_seconds,
             session_up,
+            reconnects,
         }
     }
 
@@ -61,6 +69,10 @@ impl WorkerProbes {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn count_reconnect(&self) {
+        self.reconnects.inc();
     }
 
     pub fn observe_heartbeat(&self, took: Duration) {

@@ -8,6 +8,7 @@ use amp_operator::metadata_db;
 use amp_operator::testing::postgres::TempPostgres;
 use sqlx::PgPool;
 
+pub mod amp_api;
 pub mod blackhole;
 pub mod cluster;
 
@@ -133,7 +134,10 @@ pub async fn wait_registered(
 ) -> metadata_db::WorkerRow {
     let id = amp_operator::node_id::NodeId::parse(node_id).expect("valid id");
     amp_operator::testing::postgres::eventually(timeout, || async {
-        metadata_db::get_worker(pool, &id).await.ok().flatten()
+        metadata_db::get_worker(pool, id.as_str())
+            .await
+            .ok()
+            .flatten()
     })
     .await
     .unwrap_or_else(|| panic!("{node_id} did not register within {timeout:?}"))
@@ -165,8 +169,45 @@ pub fn free_addr() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
-/// Registers `id` directly in the DB (no worker process), as version `version`.
+/// Registers `id` directly in the DB (no worker process), as version `version`, and holds
+/// its node id lock (Amp's key) on a session of its own until the test process ends, as
+/// a running worker does: the operator reads a free lock as a stopped worker. Calling it
+/// again for the same id is a restart: the previous "process" session ends first.
 pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
+    let previous = LIVE_SESSIONS.lock().expect("sessions").remove(id);
+    if let Some(old) = previous {
+        use sqlx::Connection;
+        let _ = old.close().await;
+    }
+    register_row_unlocked(pool, id, version).await;
+    let mut conn = pool.acquire().await.expect("lock session").detach();
+    // The ended session's backend may take a moment to exit and free the lock.
+    let mut locked = false;
+    for _ in 0..50 {
+        locked = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("lock");
+        if locked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(locked, "{id} is locked by someone else");
+    LIVE_SESSIONS
+        .lock()
+        .expect("sessions")
+        .insert(id.to_owned(), conn);
+}
+
+/// Sessions that hold the locks of [`register_row`]'s rows, by node id.
+static LIVE_SESSIONS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, sqlx::PgConnection>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// [`register_row`] without the lock: a worker that registered and is gone.
+pub async fn register_row_unlocked(pool: &PgPool, id: &str, version: &str) {
     let info = amp_operator::build_info::BuildInfo {
         version: version.into(),
         commit_sha: "8b065bde".into(),
@@ -174,7 +215,7 @@ pub async fn register_row(pool: &PgPool, id: &str, version: &str) {
         build_date: "2025-10-30".into(),
     };
     let id = amp_operator::node_id::NodeId::parse(id).expect("valid id");
-    metadata_db::register(pool, &id, &info)
+    metadata_db::register(pool, &id, &info, None)
         .await
         .expect("register");
 }

@@ -56,21 +56,45 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.worker.image.tag | default .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{- /* existingAmp.enabled: attach to the metadata DB Amp's own services manage. Nothing
+       of ours writes there: no bundled DB, no migration Job, no worker StatefulSet. */ -}}
+{{- define "amp.bundledDb" -}}
+{{- if and .Values.postgresql.enabled (not .Values.existingAmp.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "amp.runsWorkers" -}}
+{{- if and .Values.worker.enabled (not .Values.existingAmp.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "amp.runsMigrations" -}}
+{{- if and .Values.migrations.enabled (not .Values.existingAmp.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- /* The fleet's version: the worker image tag for our workers; for Amp's, only the
+       user knows it. */ -}}
+{{- define "amp.fleetVersion" -}}
+{{- if .Values.existingAmp.enabled -}}
+{{- required "existingAmp.enabled: set fleet.version to the version your Amp workers report (the `version` of `ampctl worker versions`, or SELECT DISTINCT info->>'version' FROM workers), or fleet.enabled=false" .Values.fleet.version -}}
+{{- else -}}
+{{- .Values.fleet.version | default (include "amp.workerTag" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* Secret holding the database URLs: the bundled DB's or the user's. */ -}}
 {{- define "amp.dbSecret" -}}
-{{- if .Values.postgresql.enabled -}}
+{{- if include "amp.bundledDb" . -}}
 {{ .Values.postgresql.auth.existingSecret | default (printf "%s-db" (include "amp.fullname" .)) }}
 {{- else -}}
-{{- required "externalDatabase.existingSecret is required when postgresql.enabled is false" .Values.externalDatabase.existingSecret -}}
+{{- required "externalDatabase.existingSecret is required when postgresql.enabled is false or existingAmp.enabled is true" .Values.externalDatabase.existingSecret -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "amp.dbUrlKey" -}}
-{{- if .Values.postgresql.enabled -}}url{{- else -}}{{ .Values.externalDatabase.urlKey }}{{- end -}}
+{{- if include "amp.bundledDb" . -}}url{{- else -}}{{ .Values.externalDatabase.urlKey }}{{- end -}}
 {{- end -}}
 
 {{- define "amp.dbReaderUrlKey" -}}
-{{- if .Values.postgresql.enabled -}}reader-url{{- else -}}{{ .Values.externalDatabase.readerUrlKey | default .Values.externalDatabase.urlKey }}{{- end -}}
+{{- if include "amp.bundledDb" . -}}reader-url{{- else -}}{{ .Values.externalDatabase.readerUrlKey | default .Values.externalDatabase.urlKey }}{{- end -}}
 {{- end -}}
 
 {{- define "amp.podSecurityContext" -}}

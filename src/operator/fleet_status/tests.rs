@@ -19,16 +19,38 @@ fn condition(type_: &str, status: &str) -> Condition {
     }
 }
 
-/// A worker's status as the worker status logic would produce it.
+/// The version most fleets below expect: a worker's Ready needs it, as the worker status
+/// logic decides with its fleet's version.
+const FLEET_VERSION: &str = "v2";
+
+/// A worker's status as the worker status logic would produce it for a fleet on
+/// [`FLEET_VERSION`].
 fn worker(node: &str, version: &str, healthy: &str) -> AmpWorkerStatus {
+    let ready = if healthy == "True" && version == FLEET_VERSION {
+        "True"
+    } else {
+        "False"
+    };
     AmpWorkerStatus {
         node_id: Some(node.into()),
         info: Some(WorkerBuildInfo {
             version: Some(version.into()),
             ..Default::default()
         }),
-        conditions: vec![condition(REGISTERED, "True"), condition(HEALTHY, healthy)],
+        conditions: vec![
+            condition(REGISTERED, "True"),
+            condition(HEALTHY, healthy),
+            condition(READY, ready),
+        ],
         ..Default::default()
+    }
+}
+
+/// A worker whose lock no process holds.
+fn stopped(node: &str, version: &str) -> AmpWorkerStatus {
+    AmpWorkerStatus {
+        state: Some("Stopped".into()),
+        ..worker(node, version, "False")
     }
 }
 
@@ -126,7 +148,9 @@ fn partly_updated_is_reconciling_with_counts_and_mismatches() {
         ]
     );
     assert_eq!(s.state.as_deref(), Some("Progressing"));
-    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (3, 3, 1));
+    // READY counts Ready workers (as a Deployment's does), not merely healthy ones.
+    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (3, 1, 1));
+    assert_eq!(s.ready_summary.as_deref(), Some("1/3"));
     assert_eq!(
         s.versions,
         vec![
@@ -143,7 +167,7 @@ fn partly_updated_is_reconciling_with_counts_and_mismatches() {
     assert_eq!(s.mismatched, vec!["w2".to_string(), "w3".to_string()]);
     assert_eq!(
         s.conditions[1].message,
-        "1 of 3 workers run v2 and are healthy"
+        "1 of 3 workers run v2 and are healthy; not ready: w2, w3"
     );
     assert_eq!(
         s.last_progress_time
@@ -179,7 +203,7 @@ fn stale_worker_on_the_right_version_is_not_updated_and_stalls_after_the_deadlin
     );
     assert_eq!(
         past.conditions[2].message,
-        "1 of 2 workers run v2 and are healthy; no progress for 600s"
+        "1 of 2 workers run v2 and are healthy; not ready: w2; no progress for 600s"
     );
     assert_eq!(past.state.as_deref(), Some("Stalled"));
 }
@@ -377,7 +401,7 @@ fn rollout_events_started_then_completed() {
         vec![StatusEvent {
             reason: "RolloutStarted",
             warning: false,
-            note: "rolling out v2: 0 of 2 workers run v2 and are healthy".into()
+            note: "rolling out v2: 0 of 2 workers run v2 and are healthy; not ready: w1, w2".into()
         }]
     );
     let v2 = [worker("w1", "v2", "True"), worker("w2", "v2", "True")];
@@ -497,4 +521,91 @@ fn the_fleet_object_stays_under_64_kib_at_any_fleet_size() {
     assert!(bytes <= 64 * 1024, "fleet object is {bytes} bytes");
     assert_eq!(fleet.status.as_ref().unwrap().mismatched_count, 50_000);
     println!("fleet object at 50,000 mismatched workers: {bytes} bytes");
+}
+
+#[test]
+fn stopped_workers_are_not_members_but_min_ready_still_guards() {
+    // w3 was scaled away on the old version: the fleet judges w1 and w2.
+    let ws = [
+        worker("w1", "v2", "True"),
+        worker("w2", "v2", "True"),
+        stopped("w3", "v1"),
+    ];
+    let s = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (2, 2, 2));
+    assert_eq!(s.mismatched_count, 0);
+    assert_eq!(
+        s.versions,
+        vec![VersionCount {
+            version: "v2".into(),
+            count: 2
+        }]
+    );
+    // Every worker stopped: nothing runs, so minReady (1) keeps the fleet from Ready.
+    let all_gone = [stopped("w1", "v2"), stopped("w2", "v2")];
+    let s = run(&spec("v2"), &all_gone, None, t(0));
+    assert_eq!(s.state.as_deref(), Some("Progressing"));
+    assert_eq!(conds(&s)[0], c("Ready", "False", "WaitingForWorkers"));
+}
+
+#[test]
+fn messages_name_the_workers_that_keep_the_fleet_from_ready() {
+    let ws: Vec<AmpWorkerStatus> = (1..=7)
+        .map(|i| worker(&format!("w{i}"), "v1", "True"))
+        .chain([worker("w8", "v2", "True")])
+        .collect();
+    let s = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(
+        s.conditions[0].message,
+        "1 of 8 workers run v2 and are healthy; not ready: w1, w2, w3, w4, w5 and 2 more"
+    );
+}
+
+#[test]
+fn a_fleet_created_mid_rollout_announces_it_and_db_outages_are_events() {
+    let ws = [worker("w1", "v1", "True"), worker("w2", "v2", "True")];
+    let first = run(&spec("v2"), &ws, None, t(0));
+    assert_eq!(
+        fleet_events(None, &first, "v2"),
+        vec![StatusEvent {
+            reason: "RolloutStarted",
+            warning: false,
+            note: "rolling out v2: 1 of 2 workers run v2 and are healthy; not ready: w1".into()
+        }]
+    );
+    // A fleet created with every worker on its version: nothing to announce.
+    let done = run(&spec("v2"), &[worker("w2", "v2", "True")], None, t(0));
+    assert!(fleet_events(None, &done, "v2").is_empty());
+
+    let unknown = |node: &str| AmpWorkerStatus {
+        conditions: vec![condition(REGISTERED, "True"), condition(HEALTHY, "Unknown")],
+        ..worker(node, "v2", "Unknown")
+    };
+    let down = run(&spec("v2"), &[unknown("w2")], Some(&done), t(10));
+    let events = fleet_events(Some(&done), &down, "v2");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.reason, e.warning))
+            .collect::<Vec<_>>(),
+        [("MetadataDbUnavailable", true)]
+    );
+    // Still down: no repeat.
+    let still = run(&spec("v2"), &[unknown("w2")], Some(&down), t(20));
+    assert!(fleet_events(Some(&down), &still, "v2").is_empty());
+    let back = run(
+        &spec("v2"),
+        &[worker("w2", "v2", "True")],
+        Some(&still),
+        t(30),
+    );
+    let events = fleet_events(Some(&still), &back, "v2");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.reason, e.warning))
+            .collect::<Vec<_>>(),
+        [("MetadataDbAvailable", false), ("RolloutCompleted", false)]
+    );
 }

@@ -17,6 +17,7 @@ fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> WorkerRow {
         created_at: t(-1000),
         registered_at: t(-1000),
         heartbeat_at: heartbeat,
+        lock: Default::default(),
     }
 }
 
@@ -59,6 +60,7 @@ fn config() -> PlanConfig {
         status_refresh: chrono::Duration::seconds(60),
         refresh_budget: 20.0,
         gc_after: Some(chrono::Duration::hours(24)),
+        gc_stopped_after: Some(chrono::Duration::minutes(15)),
     }
 }
 
@@ -98,7 +100,7 @@ fn unclaimed_rows_are_discovered_with_mapped_names() {
     let created: Vec<(String, String)> = p
         .creates
         .iter()
-        .map(|(w, _)| (w.name_any(), w.spec.node_id.clone()))
+        .map(|(w, _, _)| (w.name_any(), w.spec.node_id.clone()))
         .collect();
     assert_eq!(
         created,
@@ -107,7 +109,8 @@ fn unclaimed_rows_are_discovered_with_mapped_names() {
             ("worker-1".to_string(), "worker-1".to_string()),
         ]
     );
-    let (w, status) = &p.creates[0];
+    let (w, status, events) = &p.creates[0];
+    assert!(events.is_empty());
     assert_eq!(
         w.labels().get(DISCOVERED_LABEL).map(String::as_str),
         Some("true")
@@ -430,11 +433,16 @@ fn heartbeat_only_changes_are_refreshes_not_transitions() {
 
 #[test]
 fn refreshes_are_not_due_before_the_refresh_interval() {
-    let (workers, rows, written) = stored_fleet(&[0, 0], 59);
-    let p = cycle_at(t(59), &rows, &workers, &written, usize::MAX);
+    // --status-refresh is 60 s, but never more than half the 30 s heartbeat timeout: a
+    // Ready worker's LAST HEARTBEAT must stay under the timeout STATUS is judged by.
+    let (workers, rows, written) = stored_fleet(&[0, 0], 14);
+    let p = cycle_at(t(14), &rows, &workers, &written, usize::MAX);
     assert!(p.is_empty(), "{p:?}");
     assert_eq!(p.refresh_stats.due, 0);
-    assert_eq!(p.refresh_stats.oldest_shown_age_secs, 59.0);
+    assert_eq!(p.refresh_stats.oldest_shown_age_secs, 14.0);
+    let (workers, rows, written) = stored_fleet(&[0, 0], 15);
+    let p = cycle_at(t(15), &rows, &workers, &written, usize::MAX);
+    assert_eq!(p.refresh_stats.due, 2);
 }
 
 #[test]
@@ -515,8 +523,10 @@ fn a_new_worker_and_a_condition_change_are_transitions() {
 #[test]
 fn the_refresh_interval_stretches_with_the_fleet() {
     let mut cfg = config();
+    // The floor is half the default 30 s timeout (under --status-refresh's 60 s).
     for (n, budget, expect) in [
-        (10, 20.0, 60.0),
+        (10, 20.0, 15.0),
+        (300, 20.0, 15.0),
         (1_200, 20.0, 60.0),
         (10_000, 20.0, 500.0),
         (50_000, 20.0, 2_500.0),
@@ -684,4 +694,54 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     // Gone from the cache: forgotten.
     written.retain_uids(&cached[..1], &[]);
     assert!(written.workers.is_empty());
+}
+
+fn with_lock(mut r: WorkerRow, lock: crate::metadata_db::LockState) -> WorkerRow {
+    r.lock = lock;
+    r
+}
+
+#[test]
+fn discovery_is_for_running_workers_so_a_retired_worker_stays_deleted() {
+    use crate::metadata_db::LockState::{Free, Held};
+    let rows = [
+        with_lock(row("running", "v1", t(-1)), Held),
+        // Stopped a second ago: its object was deleted by a person after a scale-down.
+        with_lock(row("retired", "v1", t(-1)), Free),
+    ];
+    let p = run(&available(t(0)), &rows, &[], &[], &Written::default());
+    let created: Vec<String> = p.creates.iter().map(|(w, _, _)| w.name_any()).collect();
+    assert_eq!(created, ["running"]);
+}
+
+#[test]
+fn stopped_workers_are_collected_after_gc_stopped_after_and_rows_are_kept() {
+    use crate::metadata_db::LockState::{Free, Held};
+    let objects = [
+        existing("stopped-long", "stopped-long", true),
+        existing("stopped-now", "stopped-now", true),
+        existing("hung", "hung", true),
+        existing("mine", "mine", false),
+    ];
+    let rows = [
+        with_lock(row("stopped-long", "v1", t(-16 * 60)), Free),
+        with_lock(row("stopped-now", "v1", t(-60)), Free),
+        // Held without heartbeats: hung, not retired; Stale, kept.
+        with_lock(row("hung", "v1", t(-16 * 60)), Held),
+        // A user's own AmpWorker is never collected.
+        with_lock(row("mine", "v1", t(-16 * 60)), Free),
+    ];
+    let p = run(&available(t(0)), &rows, &objects, &[], &Written::default());
+    let deleted: Vec<(String, String)> = p
+        .deletes
+        .iter()
+        .map(|d| (d.name.clone(), d.why.clone()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [(
+            "stopped-long".to_string(),
+            "worker \"stopped-long\" stopped longer than --gc-stopped-after".to_string()
+        )]
+    );
 }

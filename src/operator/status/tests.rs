@@ -1,5 +1,5 @@
 use super::*;
-use crate::metadata_db::WorkerInfo;
+use crate::metadata_db::{LockState, WorkerInfo};
 use chrono::TimeZone;
 
 fn t(s: u32) -> DateTime<Utc> {
@@ -14,10 +14,13 @@ fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> Wo
             commit_sha: Some("8b065bde".into()),
             commit_timestamp: None,
             build_date: Some("2025-10-30".into()),
+            placement: None,
+            oversized: vec![],
         },
         created_at: t(0),
         registered_at: registered,
         heartbeat_at: heartbeat,
+        lock: Default::default(),
     }
 }
 
@@ -549,4 +552,190 @@ fn write_need_separates_transitions_from_heartbeat_refreshes() {
         write_need(Some(&stored), &restarted, refresh),
         WriteNeed::Transition
     );
+}
+
+fn locked(mut r: WorkerRow, lock: LockState) -> WorkerRow {
+    r.lock = lock;
+    r
+}
+
+#[test]
+fn a_free_lock_is_a_stopped_worker_at_once_and_a_held_one_is_judged_by_heartbeat() {
+    // Stopped one second after its last heartbeat: well inside the 30 s timeout.
+    let stopped = locked(row("v2", t(0), t(100)), LockState::Free);
+    let s = run(
+        Some(&stopped),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.state.as_deref(), Some("Stopped"));
+    assert_eq!(
+        conds(&s),
+        vec![
+            c("Registered", "True", "WorkerRegistered"),
+            c("Healthy", "False", "WorkerStopped"),
+            c("VersionMatched", "True", "VersionMatches"),
+            c("Ready", "False", "WorkerStopped"),
+        ]
+    );
+    assert_eq!(
+        s.conditions[1].message,
+        "no process holds the node id (its lock is free): the worker stopped; last heartbeat at 2026-11-22T10:01:40Z"
+    );
+    // Held, heartbeats stopped past the timeout: hung or cut off, i.e. Stale.
+    let hung = locked(row("v2", t(0), t(100)), LockState::Held);
+    let s = run(
+        Some(&hung),
+        &available(t(131)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.state.as_deref(), Some("Stale"));
+    let s = run(
+        Some(&hung),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    // Not read (Admin API rows, writers without locks in unit tests): heartbeat only.
+    let unknown = locked(row("v2", t(0), t(100)), LockState::Unknown);
+    let s = run(
+        Some(&unknown),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+}
+
+#[test]
+fn after_an_outage_a_free_lock_waits_for_the_worker_to_reconnect() {
+    // The DB came back at 200; the worker's last heartbeat is from before the outage, so
+    // its free lock means "not reconnected yet", not "stopped".
+    let r = locked(row("v2", t(0), t(100)), LockState::Free);
+    let db = DbView::Available {
+        db_now: t(202),
+        recovered_at: Some(t(200)),
+    };
+    let s = run(Some(&r), &db, &spec(Some("v2")), None, t(500));
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    // Once it has heartbeated after the return, a free lock is a stop again.
+    let r = locked(row("v2", t(0), t(201)), LockState::Free);
+    let s = run(Some(&r), &db, &spec(Some("v2")), None, t(500));
+    assert_eq!(s.state.as_deref(), Some("Stopped"));
+}
+
+#[test]
+fn a_stop_is_one_normal_event_not_a_stale_warning() {
+    let live = locked(row("v2", t(0), t(100)), LockState::Held);
+    let ready = run(
+        Some(&live),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    let gone = locked(row("v2", t(0), t(100)), LockState::Free);
+    let stopped = run(
+        Some(&gone),
+        &available(t(102)),
+        &spec(Some("v2")),
+        Some(&ready),
+        t(501),
+    );
+    let events = transition_events(Some(&ready), &stopped);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.reason, e.warning))
+            .collect::<Vec<_>>(),
+        [("WorkerStopped", false)]
+    );
+    // A hung worker that is then killed: Stale, then one WorkerStopped.
+    let stale = run(
+        Some(&live),
+        &available(t(140)),
+        &spec(Some("v2")),
+        Some(&ready),
+        t(502),
+    );
+    assert_eq!(
+        transition_events(Some(&ready), &stale)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerStale"]
+    );
+    let killed = run(
+        Some(&gone),
+        &available(t(141)),
+        &spec(Some("v2")),
+        Some(&stale),
+        t(503),
+    );
+    assert_eq!(
+        transition_events(Some(&stale), &killed)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerStopped"]
+    );
+    // Restarted: the lock is held again and registeredAt moved.
+    let back = locked(row("v2", t(200), t(200)), LockState::Held);
+    let restarted = run(
+        Some(&back),
+        &available(t(201)),
+        &spec(Some("v2")),
+        Some(&killed),
+        t(504),
+    );
+    assert_eq!(restarted.state.as_deref(), Some("Ready"));
+    assert_eq!(restarted.restart_count, killed.restart_count + 1);
+    assert_eq!(
+        transition_events(Some(&killed), &restarted)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>(),
+        ["WorkerRecovered", "WorkerRestarted"]
+    );
+}
+
+#[test]
+fn placement_is_mirrored_from_what_the_worker_reported() {
+    let mut r = row("v2", t(0), t(100));
+    r.info.placement = Some(crate::metadata_db::Placement {
+        pod: Some("amp-worker-0".into()),
+        node: Some("node-a".into()),
+        ..Default::default()
+    });
+    let s = run(
+        Some(&r),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(
+        s.placement,
+        Some(WorkerPlacement {
+            pod: Some("amp-worker-0".into()),
+            node: Some("node-a".into()),
+            ..Default::default()
+        })
+    );
+    // Amp's workers report none: no placement, nothing invented.
+    let s = run(
+        Some(&row("v2", t(0), t(100))),
+        &available(t(101)),
+        &spec(Some("v2")),
+        None,
+        t(500),
+    );
+    assert_eq!(s.placement, None);
 }

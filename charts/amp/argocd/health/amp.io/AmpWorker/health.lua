@@ -40,6 +40,13 @@ if ready.status == "Unknown" then
   hs.message = ready.message
   return hs
 end
+if ready.reason == "WorkerStopped" then
+  -- No process holds the node id: stopped on purpose (scale-down, retirement) or its
+  -- session is gone. Not an alarm by itself; a hung worker (Stale) is.
+  hs.status = "Suspended"
+  hs.message = describe(ready)
+  return hs
+end
 hs.status = "Degraded"
 hs.message = describe(ready)
 return hs

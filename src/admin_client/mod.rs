@@ -2,6 +2,16 @@
 //!
 //! Every error names the URL it was talking to, and tells apart "nobody answered",
 //! "too slow", "the API said no" and "that was not the Admin API".
+//!
+//! It speaks both wire formats: ours, and Amp's own Admin API (a list of node ids and
+//! heartbeats only, details per worker, fractional `+00:00` timestamps); see
+//! [`listing`].
+
+mod doc;
+mod listing;
+
+pub use doc::{Doc, TIMESTAMP_FIELDS};
+pub use listing::{ListPage, Listed, Listing, whole_second_worker};
 
 use std::time::Duration;
 
@@ -9,7 +19,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::admin_api::wire::{ErrorBody, Worker, WorkerList};
+use crate::admin_api::wire::{ErrorBody, Worker};
 
 /// Answers larger than this are refused (10k workers are ~3 MiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -17,6 +27,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub const PAGE_SIZE: u32 = 1000;
 /// Pages followed before giving up (10 million workers at [`PAGE_SIZE`]).
 const MAX_PAGES: usize = 10_000;
+/// `GET /workers/{id}` requests in flight at once when a list lacks details (Amp's):
+/// enough to hide the round trips, few enough not to swamp the server or the DB behind it.
+pub const DETAIL_CONCURRENCY: usize = 16;
+/// The error code of a worker that is not (or no longer) registered.
+pub const WORKER_NOT_FOUND: &str = "WORKER_NOT_FOUND";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -91,39 +106,68 @@ impl AdminClient {
         })
     }
 
-    /// Every worker, in node-id order, following `continue` through pages of
-    /// [`PAGE_SIZE`]: each answer stays small however large the fleet, and an Admin API
-    /// that ignores `limit` (older ones) simply answers everything in the first page.
+    /// Every worker with its details, in the server's order (ours: by node id; Amp's: by
+    /// registration, newest first). See [`AdminClient::list`] and [`AdminClient::complete`].
     pub async fn list_workers(&self) -> Result<Vec<Worker>, ClientError> {
-        let mut workers = Vec::new();
+        let listing = self.list().await?;
+        self.complete(listing.into_entries()).await
+    }
+
+    /// Every list entry, following `continue` through pages of [`PAGE_SIZE`]: each
+    /// answer stays small however large the fleet, and an Admin API that ignores `limit`
+    /// (Amp's, older ones of ours) simply answers everything in the first page.
+    pub async fn list(&self) -> Result<Listing, ClientError> {
+        let mut listing = Listing::default();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self.list_workers_page(PAGE_SIZE, token.as_deref()).await?;
-            workers.extend(page.value.workers);
-            match page.value.continue_token {
-                None => return Ok(workers),
+            let next = page.value.continue_token.clone();
+            listing.pages.push(page);
+            match next {
+                None => return Ok(listing),
                 // A server that hands back the token it was given would loop forever.
                 Some(next) if token.as_deref() == Some(next.as_str()) => {
-                    return Err(ClientError::InvalidBody {
-                        url: self
-                            .base
-                            .join("workers")
-                            .map(|u| u.to_string())
-                            .unwrap_or_default(),
-                        detail: "the same continue token was returned twice".into(),
-                    });
+                    return Err(self.invalid_list("the same continue token was returned twice"));
                 }
                 Some(next) => token = Some(next),
             }
         }
-        Err(ClientError::InvalidBody {
+        Err(self.invalid_list(&format!("more than {MAX_PAGES} pages of workers")))
+    }
+
+    /// Whole workers for list entries, in list order: entries that carried everything
+    /// (our Admin API) as they are; for the others (Amp's list), `GET /workers/{id}`
+    /// with at most [`DETAIL_CONCURRENCY`] requests in flight. A worker gone between the
+    /// list and its details (`WORKER_NOT_FOUND`) is left out, as a later list would.
+    pub async fn complete(&self, entries: Vec<Listed>) -> Result<Vec<Worker>, ClientError> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(entries)
+            .map(|entry| async move {
+                if let Some(worker) = entry.complete() {
+                    return Ok(Some(worker));
+                }
+                match self.get_worker(&entry.node_id).await {
+                    Ok(fetched) => Ok(Some(whole_second_worker(fetched.value))),
+                    Err(ClientError::Api { code, .. }) if code == WORKER_NOT_FOUND => Ok(None),
+                    Err(err) => Err(err),
+                }
+            })
+            .buffered(DETAIL_CONCURRENCY)
+            .try_filter_map(|worker| async move { Ok(worker) })
+            .try_collect()
+            .await
+    }
+
+    /// "That was not the Admin API" about `GET /workers` (or a worker object of it).
+    pub fn invalid_list(&self, detail: &str) -> ClientError {
+        ClientError::InvalidBody {
             url: self
                 .base
                 .join("workers")
                 .map(|u| u.to_string())
                 .unwrap_or_default(),
-            detail: format!("more than {MAX_PAGES} pages of workers"),
-        })
+            detail: detail.to_owned(),
+        }
     }
 
     /// One page of `GET /workers?limit=N[&continue=TOKEN]`.
@@ -131,7 +175,7 @@ impl AdminClient {
         &self,
         limit: u32,
         continue_token: Option<&str>,
-    ) -> Result<Fetched<WorkerList>, ClientError> {
+    ) -> Result<Fetched<ListPage>, ClientError> {
         let mut url = self
             .base
             .join("workers")

@@ -1,0 +1,158 @@
+//! The `ampctl worker` commands. Each reads only what it shows: `list --json` and the
+//! stale filter need just the list, while the table, CSV, `versions` and `check` need
+//! every worker's details, which Amp's Admin API answers one worker at a time.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{CheckArgs, CtlError, InspectArgs, ListArgs, Output, VersionsArgs, escape, render};
+use crate::admin_api::wire::Worker;
+use crate::admin_client::{AdminClient, Doc, Listed};
+use crate::node_id::AmpNodeId;
+
+fn print(out: &str) -> Result<(), CtlError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// A JSON document, newline-terminated.
+fn print_body(body: &[u8]) -> Result<(), CtlError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(body)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The workers with server-supplied text escaped, for human-readable output.
+fn terminal(workers: &[Worker]) -> Vec<Worker> {
+    workers.iter().map(escape::for_terminal).collect()
+}
+
+fn stale_filter(stale_after: Option<Duration>, now: DateTime<Utc>) -> impl Fn(&Listed) -> bool {
+    move |entry| {
+        stale_after.is_none_or(|t| render::older_than(entry.heartbeat_at, now, t.as_secs() as i64))
+    }
+}
+
+pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
+    let listing = client.list().await?;
+    let now = Utc::now();
+    let output = if args.json {
+        Output::Json
+    } else {
+        args.output.unwrap_or(Output::Table)
+    };
+    // Heartbeats come with every list, so the filter runs before any detail request.
+    let keep = stale_filter(args.stale_after, now);
+    if output == Output::Json {
+        // The server's document (pages joined), timestamps in our whole-second form.
+        let body = listing
+            .document(keep)
+            .map_err(|e| client.invalid_list(&e.to_string()))?;
+        print_body(&body)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let entries: Vec<Listed> = listing.into_entries().into_iter().filter(keep).collect();
+    let workers = client.complete(entries).await?;
+    match output {
+        Output::Csv => print(&render::csv(&workers))?,
+        _ => print(&render::table(&terminal(&workers), now))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, CtlError> {
+    loop {
+        let frame = match client.list_workers().await {
+            Ok(workers) => render::table(&terminal(&workers), Utc::now()),
+            Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
+        };
+        // Clear screen, home cursor, header like watch(1).
+        print(&format!(
+            "\x1b[2J\x1b[HEvery {}: ampctl worker list    {}\n\n{frame}",
+            humantime::format_duration(interval),
+            crate::timestamps::format_timestamp(&Utc::now())
+        ))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<ExitCode, CtlError> {
+    // Amp's rule (Unicode letters allowed): ids Amp's workers registered must be reachable.
+    let id = AmpNodeId::parse(&args.id).map_err(|e| CtlError::Usage(e.to_string()))?;
+    let fetched = match client.get_worker(id.as_str()).await {
+        Err(err) if err.is_not_found() => return Err(CtlError::NotFound(id.to_string())),
+        other => other?,
+    };
+    if args.json {
+        // The server's object, timestamps in our whole-second form (already so from ours).
+        let mut doc: Doc = serde_json::from_slice(&fetched.body)
+            .map_err(|e| client.invalid_list(&e.to_string()))?;
+        doc.rewrite_timestamps();
+        print_body(&serde_json::to_vec(&doc).map_err(std::io::Error::other)?)?;
+    } else {
+        let worker = crate::admin_client::whole_second_worker(fetched.value);
+        print(&render::inspect(&escape::for_terminal(&worker), Utc::now()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn versions(
+    client: &AdminClient,
+    args: VersionsArgs,
+) -> Result<ExitCode, CtlError> {
+    let workers: Vec<Worker> = client.list_workers().await?;
+    let counts = render::version_counts(&workers);
+    if args.json {
+        let json = serde_json::json!({
+            "versions": counts.iter().map(|(c, v)| serde_json::json!({"version": v, "count": c})).collect::<Vec<_>>(),
+            "mismatch": counts.len() > 1,
+        });
+        print(&format!("{json}\n"))?;
+    } else {
+        let shown: Vec<(usize, String)> = counts
+            .iter()
+            .map(|(n, v)| (*n, escape::escape_control(v)))
+            .collect();
+        print(&render::versions_text(&shown))?;
+    }
+    if counts.len() > 1 {
+        eprintln!("⚠ version mismatch: {} versions running", counts.len());
+        if args.expect_single {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
+    let workers = client.list_workers().await?;
+    if workers.is_empty() {
+        // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
+        print("❌ no workers registered\n")?;
+        return Ok(ExitCode::from(1));
+    }
+    let findings = render::check(
+        &terminal(&workers),
+        Utc::now(),
+        args.stale_after.as_secs() as i64,
+        args.expect_version.as_deref(),
+    );
+    let out: String = findings.iter().map(|f| f.line() + "\n").collect();
+    print(&out)?;
+    let problems = findings.iter().filter(|f| f.is_problem()).count();
+    if problems > 0 {
+        eprintln!("{problems} problem(s) across {} worker(s)", workers.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

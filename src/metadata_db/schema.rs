@@ -1,0 +1,303 @@
+//! Which `workers` schema this metadata DB has, and whether we may write to it.
+//!
+//! Three flavours exist in the wild: ours (created by `ampd migrate`), the one Amp's own
+//! services create and migrate (`id` identity key, history in `_sqlx_migrations` with
+//! 14-digit versions), and Amp's before v0.0.34 (`heartbeat_at` without time zone, UTC
+//! wall time). Readers serve all three through the same queries (see `READ_COLUMNS` in
+//! the parent module); only `migrate` and the worker ask which one they face, here.
+
+use sqlx::PgConnection;
+
+use super::DbError;
+
+/// The table that records OUR migrations. Never `_sqlx_migrations`: Amp's services
+/// record theirs there and refuse to start on versions they do not know (and so would
+/// we), so two migrators sharing it break each other.
+pub const MIGRATIONS_TABLE: &str = "amp_operator_migrations";
+
+/// Where sqlx records migrations by default (Amp's history; ours before this release).
+pub const SQLX_DEFAULT_TABLE: &str = "_sqlx_migrations";
+
+/// Columns the Admin API and the operator read, with the types they can decode.
+const SERVED_COLUMNS: &[(&str, &[&str])] = &[
+    ("node_id", &["text", "character varying"]),
+    ("info", &["jsonb", "json"]),
+    (
+        "created_at",
+        &["timestamp with time zone", "timestamp without time zone"],
+    ),
+    (
+        "registered_at",
+        &["timestamp with time zone", "timestamp without time zone"],
+    ),
+    (
+        "heartbeat_at",
+        &["timestamp with time zone", "timestamp without time zone"],
+    ),
+];
+
+/// Who manages the `workers` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flavour {
+    /// No `workers` table yet: ours to create.
+    Empty,
+    /// Created by our migrations (recorded in [`MIGRATIONS_TABLE`], or in
+    /// `_sqlx_migrations` by a release before that table existed).
+    Ours { legacy_history: bool },
+    /// Someone else's (Amp's services): read it, never write it.
+    Foreign(ForeignSchema),
+}
+
+/// What we found in a `workers` table we do not manage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignSchema {
+    /// Highest version in `_sqlx_migrations`, when that table exists (Amp's history).
+    pub sqlx_version: Option<i64>,
+    /// `heartbeat_at` is `timestamp without time zone` (Amp before v0.0.34).
+    pub wall_clock_heartbeat: bool,
+    /// Served columns that are missing or of a type we cannot read, e.g.
+    /// `heartbeat_at (missing)`; empty when the Admin API and operator can serve it.
+    pub unservable: Vec<String>,
+}
+
+impl ForeignSchema {
+    /// One line for `ampd migrate` and the logs.
+    pub fn describe(&self) -> String {
+        let history = match self.sqlx_version {
+            Some(v) => format!("migration history in {SQLX_DEFAULT_TABLE} up to {v}"),
+            None => "no migration history".to_owned(),
+        };
+        let clock = if self.wall_clock_heartbeat {
+            ", heartbeat_at without time zone (Amp before v0.0.34), read as UTC"
+        } else {
+            ""
+        };
+        format!("an Amp-managed workers table ({history}{clock})")
+    }
+}
+
+/// Everything `migrate` and the worker need to know, from one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaReport {
+    pub flavour: Flavour,
+    /// Amp's job scheduler tables are present: it assigns jobs to any fresh heartbeat.
+    pub schedules_jobs: bool,
+}
+
+/// Reads the catalog (no writes, no locks beyond catalog reads).
+pub async fn inspect(conn: &mut PgConnection) -> Result<SchemaReport, DbError> {
+    let columns = workers_columns(conn).await?;
+    let schedules_jobs = relation_exists(conn, "jobs").await?;
+    let ours_recorded = relation_exists(conn, MIGRATIONS_TABLE).await?;
+    let sqlx_versions = if relation_exists(conn, SQLX_DEFAULT_TABLE).await? {
+        Some(sqlx_history(conn).await?)
+    } else {
+        None
+    };
+    let flavour = classify(&columns, ours_recorded, sqlx_versions.as_deref());
+    Ok(SchemaReport {
+        flavour,
+        schedules_jobs,
+    })
+}
+
+/// Pure decision from what the catalog holds (unit-tested below).
+fn classify(
+    columns: &[(String, String)],
+    ours_recorded: bool,
+    sqlx_versions: Option<&[i64]>,
+) -> Flavour {
+    let only_ours_in_sqlx = sqlx_versions
+        .is_some_and(|v| !v.is_empty() && v.iter().all(|version| is_our_version(*version)));
+    if ours_recorded {
+        return Flavour::Ours {
+            legacy_history: false,
+        };
+    }
+    if only_ours_in_sqlx {
+        return Flavour::Ours {
+            legacy_history: true,
+        };
+    }
+    let foreign_history = sqlx_versions.is_some_and(|v| !v.is_empty());
+    if columns.is_empty() && !foreign_history {
+        return Flavour::Empty;
+    }
+    Flavour::Foreign(ForeignSchema {
+        sqlx_version: sqlx_versions.and_then(|v| v.iter().copied().max()),
+        wall_clock_heartbeat: columns
+            .iter()
+            .any(|(n, t)| n == "heartbeat_at" && t == "timestamp without time zone"),
+        unservable: unservable(columns),
+    })
+}
+
+/// Our migration versions are small sequence numbers; Amp's are 14-digit timestamps.
+fn is_our_version(version: i64) -> bool {
+    super::MIGRATOR.iter().any(|m| m.version == version)
+}
+
+fn unservable(columns: &[(String, String)]) -> Vec<String> {
+    SERVED_COLUMNS
+        .iter()
+        .filter_map(
+            |(name, types)| match columns.iter().find(|(n, _)| n == name) {
+                None => Some(format!("{name} (missing)")),
+                Some((_, t)) if !types.contains(&t.as_str()) => Some(format!("{name} ({t})")),
+                Some(_) => None,
+            },
+        )
+        .collect()
+}
+
+/// `(name, type)` of every column of the `workers` table the search path finds.
+async fn workers_columns(conn: &mut PgConnection) -> Result<Vec<(String, String)>, DbError> {
+    sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, NULL)
+           FROM pg_attribute a
+          WHERE a.attrelid = to_regclass('workers') AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(DbError::query("read the workers table's columns"))
+}
+
+async fn relation_exists(conn: &mut PgConnection, name: &str) -> Result<bool, DbError> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .map_err(DbError::query("look up a table"))
+}
+
+async fn sqlx_history(conn: &mut PgConnection) -> Result<Vec<i64>, DbError> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(conn)
+        .await
+        .map_err(DbError::query("read _sqlx_migrations"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    fn amp_columns(heartbeat_type: &str) -> Vec<(String, String)> {
+        cols(&[
+            ("id", "bigint"),
+            ("node_id", "text"),
+            ("heartbeat_at", heartbeat_type),
+            ("info", "jsonb"),
+            ("created_at", "timestamp with time zone"),
+            ("registered_at", "timestamp with time zone"),
+        ])
+    }
+
+    #[test]
+    fn an_empty_database_is_ours_to_create() {
+        assert_eq!(classify(&[], false, None), Flavour::Empty);
+        assert_eq!(classify(&[], false, Some(&[])), Flavour::Empty);
+    }
+
+    #[test]
+    fn our_history_wins_wherever_it_is_recorded() {
+        let ours = amp_columns("timestamp with time zone");
+        assert_eq!(
+            classify(&ours, true, None),
+            Flavour::Ours {
+                legacy_history: false
+            }
+        );
+        assert_eq!(
+            classify(&ours, false, Some(&[1, 2])),
+            Flavour::Ours {
+                legacy_history: true
+            }
+        );
+    }
+
+    #[test]
+    fn amp_history_or_an_unrecorded_table_is_foreign() {
+        let amp = classify(
+            &amp_columns("timestamp with time zone"),
+            false,
+            Some(&[20241021142330, 20260312000000]),
+        );
+        assert_eq!(
+            amp,
+            Flavour::Foreign(ForeignSchema {
+                sqlx_version: Some(20260312000000),
+                wall_clock_heartbeat: false,
+                unservable: vec![],
+            })
+        );
+        // A workers table nobody recorded is not ours either.
+        assert!(matches!(
+            classify(&amp_columns("timestamp with time zone"), false, None),
+            Flavour::Foreign(_)
+        ));
+        // Amp's history without a workers table: foreign, and nothing to serve.
+        let Flavour::Foreign(bare) = classify(&[], false, Some(&[20241021142330])) else {
+            panic!("foreign expected");
+        };
+        assert_eq!(bare.unservable.len(), 5);
+    }
+
+    #[test]
+    fn old_amp_schemas_are_recognised() {
+        let Flavour::Foreign(wall) = classify(
+            &amp_columns("timestamp without time zone"),
+            false,
+            Some(&[20250101000000]),
+        ) else {
+            panic!("foreign expected");
+        };
+        assert!(wall.wall_clock_heartbeat && wall.unservable.is_empty());
+        assert!(
+            wall.describe().contains("before v0.0.34"),
+            "{}",
+            wall.describe()
+        );
+        // Before v0.0.23: last_heartbeat, no info or lifecycle columns.
+        let Flavour::Foreign(ancient) = classify(
+            &cols(&[
+                ("id", "bigint"),
+                ("node_id", "text"),
+                ("last_heartbeat", "timestamp without time zone"),
+            ]),
+            false,
+            Some(&[20241021142330]),
+        ) else {
+            panic!("foreign expected");
+        };
+        assert_eq!(
+            ancient.unservable,
+            [
+                "info (missing)",
+                "created_at (missing)",
+                "registered_at (missing)",
+                "heartbeat_at (missing)"
+            ]
+        );
+        let Flavour::Foreign(odd) = classify(
+            &cols(&[
+                ("node_id", "integer"),
+                ("info", "jsonb"),
+                ("created_at", "timestamp with time zone"),
+                ("registered_at", "timestamp with time zone"),
+                ("heartbeat_at", "text"),
+            ]),
+            false,
+            None,
+        ) else {
+            panic!("foreign expected");
+        };
+        assert_eq!(odd.unservable, ["node_id (integer)", "heartbeat_at (text)"]);
+    }
+}

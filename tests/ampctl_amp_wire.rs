@@ -1,0 +1,373 @@
+//! ampctl against Amp's own Admin API wire format (the stand-in in tests/common/amp_api.rs,
+//! written from the facts sheet): every `ampctl worker` command and output format, exact
+//! output and exit codes, details fetched only when a command shows them, and never more
+//! than `DETAIL_CONCURRENCY` at once.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use amp_operator::admin_client::DETAIL_CONCURRENCY;
+use amp_operator::timestamps::{format_timestamp, truncate};
+use chrono::{DateTime, TimeDelta, Utc};
+use common::amp_api::{AmpApi, AmpWorker};
+
+const AMPCTL: &str = env!("CARGO_BIN_EXE_ampctl");
+const V22: &str = "v0.0.22-15-g8b065bde";
+const V21: &str = "v0.0.21-8-ga1b2c3d4";
+const UNICODE: &str = "ünicode-wörker";
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn ampctl(url: &str, args: &[&str]) -> Run {
+    let out = Command::new(AMPCTL)
+        .args(["--admin-url", url])
+        .args(args)
+        .env_remove("AMP_AUTH_TOKEN")
+        .output()
+        .expect("run ampctl");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Our contract's form of a stand-in timestamp.
+fn z(ts: DateTime<Utc>) -> String {
+    format_timestamp(&truncate(ts))
+}
+
+/// Times whose ages read the same for the whole test (`3d`, `2h`, `5m`, `3h ago`), with
+/// microseconds, as Amp stores them.
+struct Clock {
+    created: DateTime<Utc>,
+    restarted: DateTime<Utc>,
+    fresh: DateTime<Utc>,
+    stale: DateTime<Utc>,
+}
+
+impl Clock {
+    fn now() -> Self {
+        let t0 = Utc::now();
+        let micros = |d: TimeDelta| t0 - d - TimeDelta::microseconds(204_046);
+        Self {
+            created: micros(TimeDelta::hours(84)),
+            restarted: micros(TimeDelta::minutes(150)),
+            fresh: micros(TimeDelta::seconds(330)),
+            stale: micros(TimeDelta::minutes(210)),
+        }
+    }
+}
+
+/// Registered in this order, so Amp lists them the other way round.
+fn fleet(c: &Clock) -> Vec<AmpWorker> {
+    let at = |id: &str, version: &str| AmpWorker {
+        heartbeat_at: Some(c.fresh),
+        ..AmpWorker::live(id, version, c.created)
+    };
+    let mut w1 = at("worker-01", V22);
+    w1.registered_at = c.restarted;
+    let mut unicode = at(UNICODE, "");
+    unicode.info.clear();
+    let mut w4 = at("worker-04", V22);
+    w4.heartbeat_at = Some(c.stale);
+    vec![w1, at("worker-02", V22), at("worker-03", V21), unicode, w4]
+}
+
+#[test]
+fn list_json_is_amps_document_with_whole_second_timestamps_and_no_detail_requests() {
+    let c = Clock::now();
+    let api = AmpApi::start(fleet(&c), &[], Duration::ZERO);
+    let (fresh, stale) = (z(c.fresh), z(c.stale));
+    let expected = format!(
+        r#"{{"workers":[{{"node_id":"worker-04","heartbeat_at":"{stale}"}},{{"node_id":"{UNICODE}","heartbeat_at":"{fresh}"}},{{"node_id":"worker-03","heartbeat_at":"{fresh}"}},{{"node_id":"worker-02","heartbeat_at":"{fresh}"}},{{"node_id":"worker-01","heartbeat_at":"{fresh}"}}]}}
+"#
+    );
+    for args in [
+        &["worker", "list", "--json"][..],
+        &["worker", "ls", "--json"],
+        &["worker", "list", "-o", "json"],
+    ] {
+        let run = ampctl(&api.url(), args);
+        assert_eq!(
+            (run.code, run.stdout.as_str(), run.stderr.as_str()),
+            (Some(0), expected.as_str(), ""),
+            "{args:?}"
+        );
+    }
+    let run = ampctl(
+        &api.url(),
+        &["worker", "list", "--stale-after", "1h", "--json"],
+    );
+    assert_eq!(
+        (run.code, run.stdout),
+        (
+            Some(0),
+            format!(r#"{{"workers":[{{"node_id":"worker-04","heartbeat_at":"{stale}"}}]}}"#) + "\n"
+        )
+    );
+    assert_eq!(api.list_requests(), 4);
+    assert_eq!(
+        api.detail_requests(),
+        0,
+        "--json and the stale filter need only the list"
+    );
+}
+
+/// The stand-in fleet's table, as `ampctl worker list` draws it.
+const TABLE: &str = "\
+NODE ID          VERSION                HEARTBEAT   REGISTERED   CREATED
+worker-04        v0.0.22-15-g8b065bde   3h ago      3d ago       3d ago
+ünicode-wörker   unknown                5m ago      3d ago       3d ago
+worker-03        v0.0.21-8-ga1b2c3d4    5m ago      3d ago       3d ago
+worker-02        v0.0.22-15-g8b065bde   5m ago      3d ago       3d ago
+worker-01        v0.0.22-15-g8b065bde   5m ago      2h ago       3d ago
+";
+
+#[test]
+fn table_csv_and_watch_show_the_details_fetched_per_worker() {
+    let c = Clock::now();
+    let api = AmpApi::start(fleet(&c), &[], Duration::ZERO);
+    for args in [&["worker", "list"][..], &["worker", "ls"]] {
+        let run = ampctl(&api.url(), args);
+        assert_eq!(
+            (run.code, run.stdout.as_str(), run.stderr.as_str()),
+            (Some(0), TABLE, ""),
+            "{args:?}"
+        );
+    }
+    assert_eq!(api.detail_requests(), 10, "one per worker and run");
+
+    let (created, fresh) = (z(c.created), z(c.fresh));
+    let row = |id: &str, version: &str, sha: &str, registered: &str, hb: &str| {
+        format!(r#""{id}","{version}","{sha}","{created}","{registered}","{hb}""#) + "\n"
+    };
+    let sha = |v: &str| format!("sha-{v}");
+    let expected = format!(
+        "node_id,version,commit_sha,created_at,registered_at,heartbeat_at\n{}{}{}{}{}",
+        row("worker-04", V22, &sha(V22), &created, &z(c.stale)),
+        row(UNICODE, "unknown", "unknown", &created, &fresh),
+        row("worker-03", V21, &sha(V21), &created, &fresh),
+        row("worker-02", V22, &sha(V22), &created, &fresh),
+        row("worker-01", V22, &sha(V22), &z(c.restarted), &fresh),
+    );
+    let run = ampctl(&api.url(), &["worker", "list", "-o", "csv"]);
+    assert_eq!((run.code, run.stdout), (Some(0), expected));
+    let run = ampctl(
+        &api.url(),
+        &["worker", "list", "--stale-after", "1h", "-o", "csv"],
+    );
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
+    assert!(run.stdout.contains("\"worker-04\""), "{}", run.stdout);
+
+    // --watch, stopped after its first frame.
+    api.reset_counters();
+    let out = Command::new("timeout")
+        .args(["3", AMPCTL, "--admin-url", &api.url()])
+        .args(["worker", "list", "--watch", "--interval", "10s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "stopped by timeout");
+    let frame = String::from_utf8(out.stdout).unwrap();
+    let (header, table) = frame.split_once("\n\n").expect("header, blank line, table");
+    assert!(
+        header.starts_with("\x1b[2J\x1b[HEvery 10s: ampctl worker list    "),
+        "{header:?}"
+    );
+    assert_eq!(table, TABLE);
+    assert_eq!((api.list_requests(), api.detail_requests()), (1, 5));
+}
+
+#[test]
+fn inspect_and_get_print_amps_object_with_only_its_timestamps_rewritten() {
+    let c = Clock::now();
+    let api = AmpApi::start(fleet(&c), &[], Duration::ZERO);
+    let (created, fresh) = (z(c.created), z(c.fresh));
+    for cmd in ["inspect", "get"] {
+        let run = ampctl(&api.url(), &["worker", cmd, UNICODE, "--json"]);
+        assert_eq!(
+            (run.code, run.stdout),
+            (
+                Some(0),
+                format!(
+                    r#"{{"node_id":"{UNICODE}","info":{{"version":"unknown","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"}},"created_at":"{created}","registered_at":"{created}","heartbeat_at":"{fresh}"}}"#
+                ) + "\n"
+            ),
+            "{cmd}"
+        );
+    }
+    // A worker-reported commit timestamp is the worker's text: not a lifecycle timestamp.
+    let run = ampctl(&api.url(), &["worker", "get", "worker-01", "--json"]);
+    assert_eq!(
+        run.stdout,
+        format!(
+            r#"{{"node_id":"worker-01","info":{{"version":"{V22}","commit_sha":"sha-{V22}","commit_timestamp":"2025-10-30T10:00:00.123456789Z","build_date":"2025-10-30"}},"created_at":"{created}","registered_at":"{}","heartbeat_at":"{fresh}"}}"#,
+            z(c.restarted)
+        ) + "\n"
+    );
+
+    let run = ampctl(&api.url(), &["worker", "inspect", UNICODE]);
+    assert_eq!(
+        (run.code, run.stdout),
+        (
+            Some(0),
+            format!(
+                "Node ID:          {UNICODE}\nVersion:          unknown\nCommit SHA:       unknown\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          {created} (3d ago)\nRegistered:       {created} (3d ago)\nHeartbeat:        {fresh} (5m ago)\n"
+            )
+        )
+    );
+    let run = ampctl(&api.url(), &["worker", "get", "worker-01"]);
+    assert!(
+        run.stdout
+            .contains("(2h ago, re-registered since creation)"),
+        "{}",
+        run.stdout
+    );
+
+    // Amp's 404 body: exit 1 and our one line; an id Amp's rule rejects: exit 2, no request.
+    let run = ampctl(&api.url(), &["worker", "get", "wörker-99"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(1), "", "error: worker \"wörker-99\" not found\n")
+    );
+    api.reset_counters();
+    let run = ampctl(&api.url(), &["worker", "inspect", "9lives"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        "error: invalid node id \"9lives\": must start with a letter, then letters, digits, '_', '-', '.'\n"
+    );
+    assert_eq!(api.detail_requests(), 0);
+}
+
+#[test]
+fn versions_and_check_judge_amps_fleet() {
+    let c = Clock::now();
+    let api = AmpApi::start(fleet(&c), &[], Duration::ZERO);
+    let run = ampctl(&api.url(), &["worker", "versions"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            Some(0),
+            "      3 v0.0.22-15-g8b065bde\n      1 v0.0.21-8-ga1b2c3d4\n      1 unknown\n",
+            "⚠ version mismatch: 3 versions running\n"
+        )
+    );
+    let run = ampctl(&api.url(), &["worker", "versions", "--json"]);
+    assert_eq!(
+        run.stdout,
+        format!(
+            r#"{{"mismatch":true,"versions":[{{"count":3,"version":"{V22}"}},{{"count":1,"version":"{V21}"}},{{"count":1,"version":"unknown"}}]}}"#
+        ) + "\n"
+    );
+    assert_eq!(
+        ampctl(&api.url(), &["worker", "versions", "--expect-single"]).code,
+        Some(1)
+    );
+
+    let run = ampctl(
+        &api.url(),
+        &[
+            "worker",
+            "check",
+            "--stale-after",
+            "1h",
+            "--expect-version",
+            V22,
+        ],
+    );
+    let seconds = regex::Regex::new(r"\d+ seconds").unwrap();
+    assert_eq!(
+        (
+            run.code,
+            seconds.replace_all(&run.stdout, "N seconds").into_owned(),
+            run.stderr.as_str()
+        ),
+        (
+            Some(1),
+            format!(
+                "❌ worker-04: heartbeat N seconds old (threshold: 3600)\n❌ {UNICODE}: unknown (expected: {V22})\n❌ worker-03: {V21} (expected: {V22})\n✓ worker-02: healthy (N seconds ago), {V22}\n✓ worker-01: healthy (N seconds ago), {V22}\n"
+            ),
+            "3 problem(s) across 5 worker(s)\n"
+        )
+    );
+    // The ages are the stand-in's: 3.5 hours and 5.5 minutes.
+    assert!(
+        run.stdout.contains("worker-04: heartbeat 126"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("healthy (33"), "{}", run.stdout);
+}
+
+#[test]
+fn details_are_fetched_with_bounded_concurrency_and_gone_workers_left_out() {
+    let c = Clock::now();
+    let workers: Vec<AmpWorker> = (0..40)
+        .map(|i| {
+            AmpWorker::live(
+                &format!("w{i:02}"),
+                if i % 4 == 0 { V21 } else { V22 },
+                c.created,
+            )
+        })
+        .collect();
+    // Each detail answer takes 100 ms: a client without a bound would have all 40 in flight.
+    let api = AmpApi::start(workers, &["gone-meanwhile"], Duration::from_millis(100));
+    let run = ampctl(&api.url(), &["worker", "versions"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (
+            Some(0),
+            "     30 v0.0.22-15-g8b065bde\n     10 v0.0.21-8-ga1b2c3d4\n"
+        )
+    );
+    assert_eq!((api.list_requests(), api.detail_requests()), (1, 41));
+    let most = api.max_in_flight();
+    assert!(
+        (2..=DETAIL_CONCURRENCY).contains(&most),
+        "{most} detail requests in flight at once"
+    );
+    let run = ampctl(&api.url(), &["worker", "list", "--json"]);
+    assert!(
+        run.stdout
+            .starts_with(r#"{"workers":[{"node_id":"gone-meanwhile","#)
+    );
+}
+
+/// A server answering JSON in neither shape still gets the one clear line.
+#[test]
+fn neither_wire_format_is_not_the_admin_api() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().take(2).flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let body = r#"{"workers":[{"name":"w1"}]}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    for args in [&["worker", "list", "--json"][..], &["worker", "versions"]] {
+        let run = ampctl(&format!("http://{addr}"), args);
+        assert_eq!(run.code, Some(2), "{args:?}");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: unexpected answer from http://{addr}/workers (is this the Admin API?): missing field `node_id` at line 1 column 25; body starts \"{{\\\"workers\\\":[{{\\\"name\\\":\\\"w1\\\"}}]}}\"\n"
+            ),
+            "{args:?}"
+        );
+    }
+}
