@@ -70,6 +70,8 @@ pub struct FleetInputs<'a> {
     pub selector_error: Option<&'a str>,
     /// Wall clock: progress deadline and `lastTransitionTime`.
     pub now: DateTime<Utc>,
+    /// Why the metadata DB cannot be read when TLS to it failed (see `DbView`).
+    pub db_tls_failure: Option<&'a str>,
 }
 
 fn is_healthy(w: &AmpWorkerStatus) -> bool {
@@ -208,20 +210,23 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
             ),
         )
     } else if db_unknown {
-        let msg = "the metadata DB cannot be read; worker health unknown";
+        let msg = format!(
+            "{}; worker health unknown",
+            super::status::unreadable_message(i.db_tls_failure)
+        );
         (
             "Unknown",
             cond(
                 READY,
                 ConditionStatus::Unknown,
                 Reason::MetadataDbUnavailable,
-                msg,
+                msg.clone(),
             ),
             cond(
                 RECONCILING,
                 ConditionStatus::True,
                 Reason::MetadataDbUnavailable,
-                msg,
+                msg.clone(),
             ),
             cond(
                 STALLED,

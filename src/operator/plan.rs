@@ -242,7 +242,7 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
         input.rows.iter().map(|r| (r.node_id.as_str(), r)).collect();
     let db_now = match input.db {
         DbView::Available { db_now, .. } => Some(*db_now),
-        DbView::Unavailable => None,
+        DbView::Unavailable { .. } => None,
     };
 
     // Oldest fleet first: when several select a worker, the oldest one's version counts.
@@ -493,6 +493,10 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
             workers: &refs,
             selector_error: f.selector.as_ref().err().map(String::as_str),
             now: input.now,
+            db_tls_failure: match input.db {
+                DbView::Unavailable { tls_failure } => *tls_failure,
+                DbView::Available { .. } => None,
+            },
         });
         for c in &desired.conditions {
             plan.fleet_conditions

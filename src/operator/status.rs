@@ -28,7 +28,27 @@ pub enum DbView {
         db_now: DateTime<Utc>,
         recovered_at: Option<DateTime<Utc>>,
     },
-    Unavailable,
+    /// Read failed. `tls_failure` is a stable summary when TLS to the DB failed, so the
+    /// conditions say what to fix without changing text on every attempt.
+    Unavailable { tls_failure: Option<&'static str> },
+}
+
+impl DbView {
+    /// The Unknown conditions' message: what cannot be read, and why when TLS failed.
+    pub fn unreadable(&self) -> String {
+        unreadable_message(match self {
+            DbView::Unavailable { tls_failure } => *tls_failure,
+            DbView::Available { .. } => None,
+        })
+    }
+}
+
+/// `the metadata DB cannot be read`, with `(TLS failed: ...)` when that is why.
+pub fn unreadable_message(tls_failure: Option<&str>) -> String {
+    match tls_failure {
+        Some(why) => format!("the metadata DB cannot be read (TLS failed: {why})"),
+        None => "the metadata DB cannot be read".to_owned(),
+    }
 }
 
 pub struct WorkerInputs<'a> {
@@ -127,7 +147,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     }
 
     let (registered, healthy) = match (i.db, i.row) {
-        (DbView::Unavailable, _) => {
+        (DbView::Unavailable { .. }, _) => {
             let registered = match find(&prev.conditions, REGISTERED) {
                 Some(c) => Cond {
                     type_: REGISTERED,
@@ -141,14 +161,14 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
                     REGISTERED,
                     ConditionStatus::Unknown,
                     Reason::MetadataDbUnavailable,
-                    "the metadata DB cannot be read",
+                    i.db.unreadable(),
                 ),
             };
             let healthy = cond(
                 HEALTHY,
                 ConditionStatus::Unknown,
                 Reason::MetadataDbUnavailable,
-                "the metadata DB cannot be read; heartbeat unknown",
+                format!("{}; heartbeat unknown", i.db.unreadable()),
             );
             (registered, healthy)
         }
@@ -225,7 +245,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             READY,
             ConditionStatus::Unknown,
             Reason::MetadataDbUnavailable,
-            "the metadata DB cannot be read",
+            i.db.unreadable(),
         )
     } else if registered.status != ConditionStatus::True {
         cond(

@@ -198,7 +198,13 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
         &cfg,
     );
     assert!(p.deletes.is_empty());
-    let p = run(&DbView::Unavailable, &[], &workers, &[], &written);
+    let p = run(
+        &DbView::Unavailable { tls_failure: None },
+        &[],
+        &workers,
+        &[],
+        &written,
+    );
     assert!(p.deletes.is_empty());
     assert!(p.creates.is_empty());
 }
