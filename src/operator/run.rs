@@ -244,9 +244,13 @@ async fn kube_client() -> Result<(Client, String), OperatorError> {
 }
 
 /// Refuses a namespace that does not exist (nothing could be written there). Reading a
-/// Namespace needs a cluster-wide permission the chart's Role does not grant: a 403 tells
-/// nothing, and the watches would then fail loudly anyway.
+/// Namespace needs a cluster-wide permission the chart's Role does not grant, so the
+/// operator first asks whether it may (a SelfSubjectAccessReview, open to everyone):
+/// without it the check is skipped rather than answered 403.
 pub async fn check_namespace(client: &Client, namespace: &str) -> Result<(), OperatorError> {
+    if !may_get_namespace(client, namespace).await {
+        return Ok(());
+    }
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match namespaces.get_metadata(namespace).await {
         Ok(_) => Ok(()),
@@ -258,6 +262,32 @@ pub async fn check_namespace(client: &Client, namespace: &str) -> Result<(), Ope
         }
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Ok(()),
         Err(e) => Err(OperatorError::Kube(e)),
+    }
+}
+
+async fn may_get_namespace(client: &Client, namespace: &str) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("get".into()),
+                resource: Some("namespaces".into()),
+                name: Some(namespace.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    match reviews
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+    {
+        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+        Err(_) => false,
     }
 }
 
