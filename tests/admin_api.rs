@@ -187,6 +187,16 @@ async fn bearer_token_is_enforced_on_worker_endpoints_only() {
         (code, out.as_str()),
         (Some(1), "❌ no workers registered\n")
     );
+    // For CI: the same verdict as JSON, same exit code.
+    let (code, out, _) = ampctl(
+        &url,
+        &["--auth-token", "s3cret", "worker", "check", "--json"],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"ok": false, "workers": 0, "problems": 1, "findings": []})
+    );
 }
 
 /// A TCP server that answers every connection with `response`, for `conns` connections.

@@ -136,6 +136,23 @@ pub(super) async fn versions(
 
 pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
     let workers = client.list_workers().await?;
+    if args.json {
+        // Machine output: serde escapes what a terminal would need escaped.
+        let findings = render::check(
+            &workers,
+            Utc::now(),
+            args.stale_after.as_secs() as i64,
+            args.expect_version.as_deref(),
+        );
+        let out = render::check_json(&findings, workers.len());
+        print(&out)?;
+        let failed = workers.is_empty() || findings.iter().any(|f| f.is_problem());
+        return Ok(if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     if workers.is_empty() {
         // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
         print("❌ no workers registered\n")?;

@@ -112,6 +112,9 @@ pub struct CheckArgs {
     /// Every worker must run this version.
     #[arg(long)]
     pub expect_version: Option<String>,
+    /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What went wrong, mapped to an exit code.
