@@ -7,6 +7,9 @@
 //! - steady-state status writes/s (operator metrics; the audit log too when it is on)
 //! - kube-apiserver (and etcd) CPU in steady state, from /proc/<pid>/stat
 //! - `ampd operator` RSS (steady, and peak over the whole run)
+//! - `ampd operator` CPU in steady state: per window, per cycle (wall time of a cycle
+//!   too), and the snapshot read (the operator's round trip, and PostgreSQL's own
+//!   execution time of the same statement from `EXPLAIN ANALYZE`)
 //! - heartbeat stop -> Healthy=False seen by a watch (timeout 30 s)
 //! - API server CPU per write: server-side apply of the whole status vs a merge patch
 //!   of `heartbeatAt` alone
@@ -34,6 +37,7 @@ use futures::StreamExt;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
+use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VICTIM: &str = "worker-00042";
@@ -113,11 +117,14 @@ async fn bench() {
         if audit { "on" } else { "off" }
     );
 
+    // Every worker holds its node id lock (a free one is a stopped worker, which is not
+    // discovered): the lock table must hold one per worker.
     // AMP_BENCH_DB_TLS=verify-full: a TLS-only server, verified (default: plain).
     let (_pg, url) = TempPostgres::start_bench(
         PgSettings::default()
             .set("fsync", "off")
-            .set("max_connections", 200),
+            .set("max_connections", 200)
+            .set("max_locks_per_transaction", 64 + n / 100),
     )
     .expect("start PostgreSQL");
     let pool = metadata_db::connect_pool(&url, "bench", 4)
@@ -138,6 +145,16 @@ async fn bench() {
     .execute(&pool)
     .await
     .expect("insert workers");
+
+    // One session holds every worker's lock for the whole run, as running workers do
+    // (the victim too: it hangs, it does not stop, so it goes Stale).
+    let mut locks = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("lock session");
+    sqlx::query("SELECT count(pg_advisory_lock(hashtextextended(node_id, 0))) FROM workers")
+        .execute(&mut locks)
+        .await
+        .expect("take every node id lock");
 
     let plane = ControlPlane::start().await.expect("envtest control plane");
     let (apiserver, etcd) = plane.pids().expect("a control plane of our own");
@@ -258,6 +275,8 @@ async fn bench() {
 
     let m0 = scrape(&listen).await;
     let (api0, etcd0) = (cpu_secs(apiserver), cpu_secs(etcd));
+    let operator_pid: u32 = pid.parse().expect("pid");
+    let op0 = cpu_secs(operator_pid);
     let window_start = Instant::now();
     let window_start_wall = chrono::Utc::now();
     // The victim's last heartbeat is now; from here on the fleet UPDATE skips it.
@@ -293,6 +312,7 @@ async fn bench() {
     let elapsed = window_start.elapsed().as_secs_f64();
     let window_end_wall = chrono::Utc::now();
     let (api1, etcd1) = (cpu_secs(apiserver), cpu_secs(etcd));
+    let op1 = cpu_secs(operator_pid);
     let m1 = scrape(&listen).await;
     let rss_peak = proc_status_kib(&pid, "VmHWM:");
     let delta = |kind: &str| writes(&m1, kind) - writes(&m0, kind);
@@ -359,6 +379,21 @@ async fn bench() {
         (api1 - api0) / elapsed * 100.0,
         (etcd1 - etcd0) / elapsed * 100.0
     );
+    let mdelta = |series: &str| get(&m1, series) - get(&m0, series);
+    let cycles = mdelta("amp_operator_reconcile_cycles_total").max(1.0);
+    let polls = mdelta("amp_operator_poll_duration_seconds_count").max(1.0);
+    println!(
+        "ampd operator CPU: {:.1}% of a core ({:.1} s over {elapsed:.0} s), {:.1} ms per cycle over {cycles:.0} cycles (wall {:.1} ms per cycle); snapshot read {:.1} ms per cycle (round trip)",
+        (op1 - op0) / elapsed * 100.0,
+        op1 - op0,
+        (op1 - op0) * 1000.0 / cycles,
+        mdelta("amp_operator_reconcile_duration_seconds_sum") * 1000.0 / cycles,
+        mdelta("amp_operator_poll_duration_seconds_sum") * 1000.0 / polls,
+    );
+    println!(
+        "PostgreSQL: snapshot statement {:.1} ms execution (median of 5 EXPLAIN ANALYZE)",
+        snapshot_execution_ms(&pool).await
+    );
     println!(
         "ampd operator RSS: {:.0} MiB steady (max over the window), peak {:.0} MiB over the run ({:.0} MiB by the end of discovery)",
         mib(rss_max),
@@ -396,10 +431,33 @@ async fn bench() {
     let _ = child.kill();
     let _ = child.wait();
     heartbeats.abort();
+    drop(locks);
 
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
     }
+}
+
+/// PostgreSQL's own execution time of the operator's snapshot statement (median of 5),
+/// read from `EXPLAIN (ANALYZE, FORMAT JSON)`: the server's share of a snapshot read.
+async fn snapshot_execution_ms(pool: &sqlx::PgPool) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let sql = format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+            metadata_db::OPERATOR_SNAPSHOT_SQL
+        );
+        // A constant of ours, not input: nothing to inject.
+        let plan: Option<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .ok();
+        if let Some(ms) = plan.as_ref().and_then(|p| p[0]["Execution Time"].as_f64()) {
+            samples.push(ms);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// API server + etcd CPU per status write, the operator stopped: the same `k` objects

@@ -7,6 +7,7 @@ mod migrations;
 mod redact;
 mod rows;
 pub mod schema;
+mod snapshot;
 mod tls;
 
 use std::str::FromStr;
@@ -23,6 +24,9 @@ pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};
+pub use snapshot::{
+    InfoCache, OPERATOR_SNAPSHOT_SQL, OperatorSnapshot, SnapshotRow, operator_snapshot_within,
+};
 pub use tls::TlsConfigError;
 
 #[derive(Debug, thiserror::Error)]
@@ -379,24 +383,29 @@ pub async fn list_workers<'e>(
 
 /// Every worker by node id, with whether a session holds its node id lock (Amp's key,
 /// advisory locks of this database only): one scan of `pg_locks` per call, hashed
+/// The operator's snapshot statement (public so the benchmark can `EXPLAIN` it).
+pub const FLEET_SNAPSHOT_SQL: &str = concat!(
+    "WITH held AS (
+       SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+     SELECT ",
+    worker_columns!(),
+    ", held.key IS NOT NULL AS lock_held
+       FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)
+      ORDER BY node_id"
+);
+
+/// Every worker by node id, with whether a session holds its node id lock (Amp's key,
+/// advisory locks of this database only): one scan of `pg_locks` per call, hashed
 /// against the rows, so the cost is linear in the fleet. `pg_locks` needs no privilege.
 async fn list_workers_with_locks<'e>(
     db: impl Executor<'e, Database = Postgres>,
 ) -> Result<Vec<WorkerRow>, DbError> {
-    sqlx::query_as::<_, WorkerRow>(concat!(
-        "WITH held AS (
-           SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
-            WHERE locktype = 'advisory' AND granted AND objsubid = 1
-              AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
-         SELECT ",
-        worker_columns!(),
-        ", held.key IS NOT NULL AS lock_held
-           FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)
-          ORDER BY node_id"
-    ))
-    .fetch_all(db)
-    .await
-    .map_err(DbError::query("list workers"))
+    sqlx::query_as::<_, WorkerRow>(FLEET_SNAPSHOT_SQL)
+        .fetch_all(db)
+        .await
+        .map_err(DbError::query("list workers"))
 }
 
 /// Up to `limit` workers with node ids after `after` (keyset pagination), by node id.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount};
 use super::status::{
-    ConditionStatus, HEALTHY, READY, REGISTERED, Reason, StatusEvent, cond, condition_status,
+    Cond, ConditionStatus, HEALTHY, READY, REGISTERED, Reason, StatusEvent, cond, condition_status,
     to_condition,
 };
 use crate::timestamps::truncate;
@@ -40,12 +40,10 @@ fn bounded_version(v: &str) -> String {
 
 /// The most common versions (ties by name), at most [`MAX_LISTED_VERSIONS`], sorted by
 /// version; and how many workers run a version left out.
-fn version_distribution<'a>(versions: impl Iterator<Item = &'a str>) -> (Vec<VersionCount>, i64) {
-    let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-    for v in versions {
-        *counts.entry(v).or_default() += 1;
-    }
-    let mut all: Vec<(&str, i64)> = counts.into_iter().collect();
+fn version_distribution<'a>(
+    counts: impl Iterator<Item = (&'a str, i64)>,
+) -> (Vec<VersionCount>, i64) {
+    let mut all: Vec<(&str, i64)> = counts.collect();
     all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let unlisted = all.iter().skip(MAX_LISTED_VERSIONS).map(|(_, c)| c).sum();
     let mut listed: Vec<VersionCount> = all
@@ -74,26 +72,239 @@ pub struct FleetInputs<'a> {
     pub db_tls_failure: Option<&'a str>,
 }
 
-fn is_healthy(w: &AmpWorkerStatus) -> bool {
-    condition_status(&w.conditions, REGISTERED) == Some(ConditionStatus::True)
-        && condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::True)
+/// The few facts of a selected worker a fleet is judged by (no status is cloned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    pub node_id: &'a str,
+    /// The reported version, if known.
+    pub version: Option<&'a str>,
+    pub stopped: bool,
+    pub ready: bool,
+    /// Registered and Healthy.
+    pub healthy: bool,
+    /// Healthy is Unknown (the metadata DB cannot be read).
+    pub health_unknown: bool,
 }
 
-fn is_ready(w: &AmpWorkerStatus) -> bool {
-    condition_status(&w.conditions, READY) == Some(ConditionStatus::True)
+impl<'a> Member<'a> {
+    /// The facts of a worker's (desired) status.
+    pub fn of(w: &'a AmpWorkerStatus) -> Self {
+        let is = |t| condition_status(&w.conditions, t);
+        Self {
+            node_id: w.node_id.as_deref().unwrap_or_default(),
+            version: w.info.as_ref().and_then(|i| i.version.as_deref()),
+            stopped: w.state.as_deref() == Some("Stopped"),
+            ready: is(READY) == Some(ConditionStatus::True),
+            healthy: is(REGISTERED) == Some(ConditionStatus::True)
+                && is(HEALTHY) == Some(ConditionStatus::True),
+            health_unknown: is(HEALTHY) == Some(ConditionStatus::Unknown),
+        }
+    }
 }
 
-fn is_stopped(w: &AmpWorkerStatus) -> bool {
-    w.state.as_deref() == Some("Stopped")
+/// A fleet's selected workers, counted as they are met: what the status needs and
+/// nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct FleetTally {
+    expected: String,
+    /// Members: selected workers that are not stopped (a stopped worker is retired or
+    /// between runs; the fleet judges the workers that run, minReady still guards).
+    total: i64,
+    ready: i64,
+    /// Healthy members on the expected version.
+    updated: i64,
+    /// Any selected worker (stopped or not) whose health is Unknown.
+    db_unknown: bool,
+    versions: std::collections::HashMap<String, i64>,
+    mismatched: Vec<String>,
+    not_ready: Vec<String>,
 }
 
-/// Sorted node ids of `workers`.
-fn node_ids<'a>(workers: impl Iterator<Item = &'a &'a AmpWorkerStatus>) -> Vec<String> {
-    let mut ids: Vec<String> = workers
-        .map(|w| w.node_id.clone().unwrap_or_default())
-        .collect();
-    ids.sort();
-    ids
+impl FleetTally {
+    pub fn new(expected: &str) -> Self {
+        Self {
+            expected: expected.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn add(&mut self, m: &Member) {
+        self.db_unknown |= m.health_unknown;
+        if m.stopped {
+            return;
+        }
+        let version = m.version.unwrap_or("unknown");
+        self.total += 1;
+        self.ready += i64::from(m.ready);
+        self.updated += i64::from(m.healthy && version == self.expected);
+        match self.versions.get_mut(version) {
+            Some(count) => *count += 1,
+            None => {
+                self.versions.insert(version.to_owned(), 1);
+            }
+        }
+        if version != self.expected {
+            self.mismatched.push(m.node_id.to_owned());
+        }
+        if !m.ready {
+            self.not_ready.push(m.node_id.to_owned());
+        }
+    }
+}
+
+pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
+    let mut tally = FleetTally::new(&i.spec.version);
+    for w in i.workers {
+        tally.add(&Member::of(w));
+    }
+    fleet_status_from(
+        &FleetJudged {
+            spec: i.spec,
+            generation: i.generation,
+            previous: i.previous,
+            selector_error: i.selector_error,
+            now: i.now,
+            db_tls_failure: i.db_tls_failure,
+        },
+        tally,
+    )
+}
+
+/// Everything but the workers, which come as a [`FleetTally`].
+pub struct FleetJudged<'a> {
+    pub spec: &'a AmpWorkerFleetSpec,
+    pub generation: Option<i64>,
+    pub previous: Option<&'a AmpWorkerFleetStatus>,
+    pub selector_error: Option<&'a str>,
+    pub now: DateTime<Utc>,
+    pub db_tls_failure: Option<&'a str>,
+}
+
+/// Where a fleet stands, decided once; each condition and STATUS is read from it.
+enum Phase {
+    InvalidSelector(String),
+    Complete(String),
+    DbUnknown(String),
+    Stalled(Reason, String),
+    Progressing(Reason, String),
+}
+
+pub fn fleet_status_from(i: &FleetJudged, mut tally: FleetTally) -> AmpWorkerFleetStatus {
+    let prev = i.previous.cloned().unwrap_or_default();
+    tally.mismatched.sort();
+    tally.not_ready.sort();
+    let complete = i.selector_error.is_none()
+        && !tally.db_unknown
+        && tally.updated == tally.total
+        && tally.updated >= min_ready(i.spec);
+    let last_progress = last_progress(i, &prev, &tally, complete);
+    let phase = phase(i, &tally, complete, last_progress);
+    let deadline = deadline_secs(i.spec);
+    let conditions = [
+        ready_condition(&phase),
+        reconciling_condition(&phase),
+        stalled_condition(&phase, deadline),
+    ];
+    let (versions, unlisted_version_workers) =
+        version_distribution(tally.versions.iter().map(|(v, c)| (v.as_str(), *c)));
+    let mismatched_count = tally.mismatched.len() as i64;
+    tally.mismatched.truncate(MAX_LISTED_MISMATCHED);
+    AmpWorkerFleetStatus {
+        observed_generation: i.generation,
+        state: Some(state_of(&phase).to_owned()),
+        workers: tally.total,
+        ready_workers: tally.ready,
+        updated_workers: tally.updated,
+        ready_summary: Some(format!("{}/{}", tally.ready, tally.total)),
+        versions,
+        unlisted_version_workers,
+        mismatched: tally.mismatched,
+        mismatched_count,
+        last_progress_time: Some(truncate(last_progress)),
+        conditions: conditions
+            .into_iter()
+            .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
+            .collect(),
+    }
+}
+
+fn min_ready(spec: &AmpWorkerFleetSpec) -> i64 {
+    spec.min_ready.unwrap_or(DEFAULT_MIN_READY).max(0)
+}
+
+fn deadline_secs(spec: &AmpWorkerFleetSpec) -> i64 {
+    spec.progress_deadline_seconds
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS)
+}
+
+/// The deadline runs from the last progress: a new spec, more updated workers, or the
+/// moment a complete fleet stopped being complete (a worker died, a new one joined).
+fn last_progress(
+    i: &FleetJudged,
+    prev: &AmpWorkerFleetStatus,
+    tally: &FleetTally,
+    complete: bool,
+) -> DateTime<Utc> {
+    let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
+    let generation_changed = prev.observed_generation != i.generation;
+    let fell_incomplete = was_complete && !complete;
+    let progressed = generation_changed || tally.updated > prev.updated_workers || fell_incomplete;
+    match prev.last_progress_time {
+        Some(t) if !progressed => t,
+        _ => i.now,
+    }
+}
+
+fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTime<Utc>) -> Phase {
+    let (expected, total, min_ready, deadline) = (
+        &t.expected,
+        t.total,
+        min_ready(i.spec),
+        deadline_secs(i.spec),
+    );
+    if let Some(err) = i.selector_error {
+        return Phase::InvalidSelector(format!("spec.selector is invalid: {err}"));
+    }
+    if complete {
+        return Phase::Complete(format!(
+            "all {total} workers run {expected} and are healthy"
+        ));
+    }
+    if t.db_unknown {
+        return Phase::DbUnknown(format!(
+            "{}; worker health unknown",
+            super::status::unreadable_message(i.db_tls_failure)
+        ));
+    }
+    let mut progress_msg = format!(
+        "{} of {total} workers run {expected} and are healthy",
+        t.updated
+    );
+    if !t.not_ready.is_empty() {
+        progress_msg.push_str(&format!("; not ready: {}", first_names(&t.not_ready)));
+    }
+    if (i.now - last_progress).num_seconds() <= deadline {
+        return if total < min_ready {
+            let msg = format!("{total} workers selected, minReady is {min_ready}");
+            Phase::Progressing(Reason::WaitingForWorkers, msg)
+        } else {
+            Phase::Progressing(Reason::RolloutInProgress, progress_msg)
+        };
+    }
+    if !t.mismatched.is_empty() {
+        let msg = format!(
+            "{} of {total} workers not on {expected} after {deadline}s: {}",
+            t.mismatched.len(),
+            first_names(&t.mismatched)
+        );
+        return Phase::Stalled(Reason::VersionMismatch, msg);
+    }
+    let msg = if total < min_ready {
+        format!("{total} workers selected, minReady is {min_ready}; no progress for {deadline}s")
+    } else {
+        format!("{progress_msg}; no progress for {deadline}s")
+    };
+    Phase::Stalled(Reason::ProgressDeadlineExceeded, msg)
 }
 
 /// The first [`MESSAGE_NODE_IDS`] ids, then how many more: messages stay short at any size.
@@ -110,197 +321,75 @@ fn first_names(ids: &[String]) -> String {
     names
 }
 
-fn version_of(w: &AmpWorkerStatus) -> &str {
-    w.info
-        .as_ref()
-        .and_then(|i| i.version.as_deref())
-        .unwrap_or("unknown")
+/// kstatus `Ready`.
+fn ready_condition(phase: &Phase) -> Cond {
+    let (status, reason, msg) = match phase {
+        Phase::InvalidSelector(m) => (ConditionStatus::False, Reason::InvalidSelector, m.as_str()),
+        Phase::Complete(m) => (ConditionStatus::True, Reason::RolloutComplete, m.as_str()),
+        Phase::DbUnknown(m) => (
+            ConditionStatus::Unknown,
+            Reason::MetadataDbUnavailable,
+            m.as_str(),
+        ),
+        Phase::Stalled(r, m) | Phase::Progressing(r, m) => (ConditionStatus::False, *r, m.as_str()),
+    };
+    cond(READY, status, reason, msg)
 }
 
-pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
-    let prev = i.previous.cloned().unwrap_or_default();
-    let expected = i.spec.version.as_str();
-    let min_ready = i.spec.min_ready.unwrap_or(DEFAULT_MIN_READY).max(0);
-    let deadline = i
-        .spec
-        .progress_deadline_seconds
-        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS);
-
-    // A stopped worker (no process holds its node id) is retired or between runs: the
-    // fleet judges the workers that run, and minReady still guards the rollout.
-    let members: Vec<&AmpWorkerStatus> = i
-        .workers
-        .iter()
-        .copied()
-        .filter(|w| !is_stopped(w))
-        .collect();
-    let total = members.len() as i64;
-    let ready = members.iter().filter(|w| is_ready(w)).count() as i64;
-    let updated = members
-        .iter()
-        .filter(|w| is_healthy(w) && version_of(w) == expected)
-        .count() as i64;
-    let db_unknown = i
-        .workers
-        .iter()
-        .any(|w| condition_status(&w.conditions, HEALTHY) == Some(ConditionStatus::Unknown));
-
-    let (versions, unlisted_version_workers) =
-        version_distribution(members.iter().map(|w| version_of(w)));
-    let mut mismatched = node_ids(members.iter().filter(|w| version_of(w) != expected));
-    let not_ready = node_ids(members.iter().filter(|w| !is_ready(w)));
-
-    let complete =
-        i.selector_error.is_none() && !db_unknown && updated == total && updated >= min_ready;
-    let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
-    let generation_changed = prev.observed_generation != i.generation;
-    // The deadline runs from the last progress: a new spec, more updated workers, or the
-    // moment a complete fleet stopped being complete (a worker died, a new one joined).
-    let fell_incomplete = was_complete && !complete;
-    let progressed = generation_changed || updated > prev.updated_workers || fell_incomplete;
-    let last_progress = match prev.last_progress_time {
-        Some(t) if !progressed => t,
-        _ => i.now,
+/// kstatus `Reconciling`: True while the operator expects the fleet to move.
+fn reconciling_condition(phase: &Phase) -> Cond {
+    let (status, reason, msg) = match phase {
+        Phase::InvalidSelector(m) => (ConditionStatus::False, Reason::InvalidSelector, m.as_str()),
+        Phase::Complete(m) => (ConditionStatus::False, Reason::RolloutComplete, m.as_str()),
+        Phase::DbUnknown(m) => (
+            ConditionStatus::True,
+            Reason::MetadataDbUnavailable,
+            m.as_str(),
+        ),
+        Phase::Stalled(r, m) => (ConditionStatus::False, *r, m.as_str()),
+        Phase::Progressing(r, m) => (ConditionStatus::True, *r, m.as_str()),
     };
-    let past_deadline = (i.now - last_progress).num_seconds() > deadline;
+    cond(RECONCILING, status, reason, msg)
+}
 
-    let mut progress_msg = format!("{updated} of {total} workers run {expected} and are healthy");
-    if !not_ready.is_empty() {
-        progress_msg.push_str(&format!("; not ready: {}", first_names(&not_ready)));
+/// kstatus `Stalled`: True when only a user can move the fleet on.
+fn stalled_condition(phase: &Phase, deadline: i64) -> Cond {
+    match phase {
+        Phase::InvalidSelector(m) => cond(
+            STALLED,
+            ConditionStatus::True,
+            Reason::InvalidSelector,
+            m.as_str(),
+        ),
+        Phase::Complete(m) => cond(
+            STALLED,
+            ConditionStatus::False,
+            Reason::RolloutComplete,
+            m.as_str(),
+        ),
+        Phase::DbUnknown(m) => cond(
+            STALLED,
+            ConditionStatus::False,
+            Reason::MetadataDbUnavailable,
+            m.as_str(),
+        ),
+        Phase::Stalled(r, m) => cond(STALLED, ConditionStatus::True, *r, m.as_str()),
+        Phase::Progressing(..) => cond(
+            STALLED,
+            ConditionStatus::False,
+            Reason::Progressing,
+            format!("within the {deadline}s progress deadline"),
+        ),
     }
-    let (state, ready_c, reconciling_c, stalled_c) = if let Some(err) = i.selector_error {
-        let msg = format!("spec.selector is invalid: {err}");
-        (
-            "Stalled",
-            cond(
-                READY,
-                ConditionStatus::False,
-                Reason::InvalidSelector,
-                msg.clone(),
-            ),
-            cond(
-                RECONCILING,
-                ConditionStatus::False,
-                Reason::InvalidSelector,
-                msg.clone(),
-            ),
-            cond(STALLED, ConditionStatus::True, Reason::InvalidSelector, msg),
-        )
-    } else if complete {
-        let msg = format!("all {total} workers run {expected} and are healthy");
-        (
-            "Ready",
-            cond(
-                READY,
-                ConditionStatus::True,
-                Reason::RolloutComplete,
-                msg.clone(),
-            ),
-            cond(
-                RECONCILING,
-                ConditionStatus::False,
-                Reason::RolloutComplete,
-                msg.clone(),
-            ),
-            cond(
-                STALLED,
-                ConditionStatus::False,
-                Reason::RolloutComplete,
-                msg,
-            ),
-        )
-    } else if db_unknown {
-        let msg = format!(
-            "{}; worker health unknown",
-            super::status::unreadable_message(i.db_tls_failure)
-        );
-        (
-            "Unknown",
-            cond(
-                READY,
-                ConditionStatus::Unknown,
-                Reason::MetadataDbUnavailable,
-                msg.clone(),
-            ),
-            cond(
-                RECONCILING,
-                ConditionStatus::True,
-                Reason::MetadataDbUnavailable,
-                msg.clone(),
-            ),
-            cond(
-                STALLED,
-                ConditionStatus::False,
-                Reason::MetadataDbUnavailable,
-                msg,
-            ),
-        )
-    } else if past_deadline {
-        let (reason, msg) = if mismatched.is_empty() {
-            let msg = if total < min_ready {
-                format!(
-                    "{total} workers selected, minReady is {min_ready}; no progress for {deadline}s"
-                )
-            } else {
-                format!("{progress_msg}; no progress for {deadline}s")
-            };
-            (Reason::ProgressDeadlineExceeded, msg)
-        } else {
-            (
-                Reason::VersionMismatch,
-                format!(
-                    "{} of {total} workers not on {expected} after {deadline}s: {}",
-                    mismatched.len(),
-                    first_names(&mismatched)
-                ),
-            )
-        };
-        (
-            "Stalled",
-            cond(READY, ConditionStatus::False, reason, msg.clone()),
-            cond(RECONCILING, ConditionStatus::False, reason, msg.clone()),
-            cond(STALLED, ConditionStatus::True, reason, msg),
-        )
-    } else {
-        let (reason, msg) = if total < min_ready {
-            (
-                Reason::WaitingForWorkers,
-                format!("{total} workers selected, minReady is {min_ready}"),
-            )
-        } else {
-            (Reason::RolloutInProgress, progress_msg)
-        };
-        (
-            "Progressing",
-            cond(READY, ConditionStatus::False, reason, msg.clone()),
-            cond(RECONCILING, ConditionStatus::True, reason, msg),
-            cond(
-                STALLED,
-                ConditionStatus::False,
-                Reason::Progressing,
-                format!("within the {deadline}s progress deadline"),
-            ),
-        )
-    };
+}
 
-    let mismatched_count = mismatched.len() as i64;
-    mismatched.truncate(MAX_LISTED_MISMATCHED);
-    AmpWorkerFleetStatus {
-        observed_generation: i.generation,
-        state: Some(state.to_owned()),
-        workers: total,
-        ready_workers: ready,
-        updated_workers: updated,
-        ready_summary: Some(format!("{ready}/{total}")),
-        versions,
-        unlisted_version_workers,
-        mismatched,
-        mismatched_count,
-        last_progress_time: Some(truncate(last_progress)),
-        conditions: [ready_c, reconciling_c, stalled_c]
-            .into_iter()
-            .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
-            .collect(),
+/// STATUS (the printer column).
+fn state_of(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::InvalidSelector(_) | Phase::Stalled(..) => "Stalled",
+        Phase::Complete(_) => "Ready",
+        Phase::DbUnknown(_) => "Unknown",
+        Phase::Progressing(..) => "Progressing",
     }
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub use super::conditions::{ConditionStatus, Reason};
 use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacement};
-use crate::metadata_db::{LockState, WorkerRow};
+use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
 use crate::timestamps::{format_timestamp, truncate};
 
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
@@ -52,7 +52,7 @@ pub fn unreadable_message(tls_failure: Option<&str>) -> String {
 }
 
 pub struct WorkerInputs<'a> {
-    pub row: Option<&'a WorkerRow>,
+    pub row: Option<&'a SnapshotRow>,
     pub db: &'a DbView,
     pub spec: &'a AmpWorkerSpec,
     /// Version of the fleet selecting this worker, if any.
@@ -106,85 +106,118 @@ pub fn expected_version<'a>(
     spec.expected_version.as_deref().or(fleet_version)
 }
 
+/// The status a worker should show: the row mirrored, then one condition at a time
+/// (each from its own function below), then STATUS from `Ready`.
 pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     let prev = i.previous.cloned().unwrap_or_default();
+    let mut status = mirror_row(i, prev);
+    let registered = registered_condition(i, &status.conditions);
+    let healthy = healthy_condition(i);
+    let version_matched = version_condition(i, status.info.as_ref());
+    let ready = ready_condition(i.db, &registered, &healthy, &version_matched);
+    status.state = Some(state_of(&ready).to_owned());
+    let previous = std::mem::take(&mut status.conditions);
+    status.conditions = [registered, healthy, version_matched, ready]
+        .into_iter()
+        .map(|c| to_condition(c, &previous, i.generation, i.now))
+        .collect();
+    status
+}
+
+/// `prev` with the spec's identity and, when the DB was read, the row's registration,
+/// `info`, placement and heartbeat; a newer registration counts a restart.
+fn mirror_row(i: &WorkerInputs, prev: AmpWorkerStatus) -> AmpWorkerStatus {
     let mut status = AmpWorkerStatus {
         observed_generation: i.generation,
         node_id: Some(i.spec.node_id.clone()),
-        restart_count: prev.restart_count,
-        ..prev.clone()
+        ..prev
     };
-    let timeout = timeout_secs(i.spec);
-
-    // Mirror the row (when we have one).
-    if let (Some(row), DbView::Available { .. }) = (i.row, i.db) {
-        let registered_at = truncate(row.registered_at);
-        if let Some(prev_registered) = prev.registered_at
-            && registered_at > prev_registered
-        {
-            status.restart_count += 1;
-        }
-        status.info = Some(WorkerBuildInfo {
-            version: row.info.version.clone(),
-            commit_sha: row.info.commit_sha.clone(),
-            // The same whole-second `Z` form as every other timestamp in the status.
-            commit_timestamp: row
-                .info
-                .commit_timestamp
-                .as_deref()
-                .map(crate::timestamps::normalize),
-            build_date: row.info.build_date.clone(),
-        });
-        status.placement = row.info.placement.as_ref().map(|p| WorkerPlacement {
-            pod: p.pod.clone(),
-            namespace: p.namespace.clone(),
-            node: p.node.clone(),
-            pod_ip: p.pod_ip.clone(),
-        });
-        status.created_at = Some(truncate(row.created_at));
-        status.registered_at = Some(registered_at);
-        status.heartbeat_at = Some(truncate(row.heartbeat_at));
+    let (Some(row), DbView::Available { .. }) = (i.row, i.db) else {
+        return status;
+    };
+    let registered_at = truncate(row.registered_at);
+    if status
+        .registered_at
+        .is_some_and(|prev| registered_at > prev)
+    {
+        status.restart_count += 1;
     }
+    status.info = Some(build_info(&row.info));
+    status.placement = row.info.placement.as_ref().map(|p| WorkerPlacement {
+        pod: p.pod.clone(),
+        namespace: p.namespace.clone(),
+        node: p.node.clone(),
+        pod_ip: p.pod_ip.clone(),
+    });
+    status.created_at = Some(truncate(row.created_at));
+    status.registered_at = Some(registered_at);
+    status.heartbeat_at = Some(truncate(row.heartbeat_at));
+    status
+}
 
-    let (registered, healthy) = match (i.db, i.row) {
-        (DbView::Unavailable { .. }, _) => {
-            let registered = match find(&prev.conditions, REGISTERED) {
-                Some(c) => Cond {
-                    type_: REGISTERED,
-                    status: ConditionStatus::parse(&c.status),
-                    // A reason that is not ours (someone edited the status) says only
-                    // what is known now.
-                    reason: Reason::parse(&c.reason).unwrap_or(Reason::MetadataDbUnavailable),
-                    message: c.message.clone(),
-                },
-                None => cond(
-                    REGISTERED,
-                    ConditionStatus::Unknown,
-                    Reason::MetadataDbUnavailable,
-                    i.db.unreadable(),
-                ),
-            };
-            let healthy = cond(
-                HEALTHY,
+fn build_info(info: &WorkerInfo) -> WorkerBuildInfo {
+    WorkerBuildInfo {
+        version: info.version.clone(),
+        commit_sha: info.commit_sha.clone(),
+        // The same whole-second `Z` form as every other timestamp in the status.
+        commit_timestamp: info
+            .commit_timestamp
+            .as_deref()
+            .map(crate::timestamps::normalize),
+        build_date: info.build_date.clone(),
+    }
+}
+
+/// `Registered`: whether the node id has a row; while the DB cannot be read, what was
+/// known before.
+fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
+    match (i.db, i.row) {
+        (DbView::Unavailable { .. }, _) => match find(previous, REGISTERED) {
+            Some(c) => Cond {
+                type_: REGISTERED,
+                status: ConditionStatus::parse(&c.status),
+                // A reason that is not ours (someone edited the status) says only
+                // what is known now.
+                reason: Reason::parse(&c.reason).unwrap_or(Reason::MetadataDbUnavailable),
+                message: c.message.clone(),
+            },
+            None => cond(
+                REGISTERED,
                 ConditionStatus::Unknown,
                 Reason::MetadataDbUnavailable,
-                format!("{}; heartbeat unknown", i.db.unreadable()),
-            );
-            (registered, healthy)
-        }
-        (DbView::Available { .. }, None) => (
-            cond(
-                REGISTERED,
-                ConditionStatus::False,
-                Reason::NotRegistered,
-                format!("no row for node id {:?} in the metadata DB", i.spec.node_id),
+                i.db.unreadable(),
             ),
-            cond(
-                HEALTHY,
-                ConditionStatus::False,
-                Reason::NotRegistered,
-                "the worker is not registered",
-            ),
+        },
+        (DbView::Available { .. }, None) => cond(
+            REGISTERED,
+            ConditionStatus::False,
+            Reason::NotRegistered,
+            format!("no row for node id {:?} in the metadata DB", i.spec.node_id),
+        ),
+        (DbView::Available { .. }, Some(_)) => cond(
+            REGISTERED,
+            ConditionStatus::True,
+            Reason::WorkerRegistered,
+            "the node id has a row in the metadata DB",
+        ),
+    }
+}
+
+/// `Healthy`: Unknown while the DB cannot be read, False without a row, else the
+/// row's [`Health`].
+fn healthy_condition(i: &WorkerInputs) -> Cond {
+    match (i.db, i.row) {
+        (DbView::Unavailable { .. }, _) => cond(
+            HEALTHY,
+            ConditionStatus::Unknown,
+            Reason::MetadataDbUnavailable,
+            format!("{}; heartbeat unknown", i.db.unreadable()),
+        ),
+        (DbView::Available { .. }, None) => cond(
+            HEALTHY,
+            ConditionStatus::False,
+            Reason::NotRegistered,
+            "the worker is not registered",
         ),
         (
             DbView::Available {
@@ -193,31 +226,25 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             },
             Some(row),
         ) => {
-            let healthy = judge_heartbeat(row, *db_now, *recovered_at, timeout);
-            (
-                cond(
-                    REGISTERED,
-                    ConditionStatus::True,
-                    Reason::WorkerRegistered,
-                    "the node id has a row in the metadata DB",
-                ),
-                healthy,
-            )
+            let timeout = timeout_secs(i.spec);
+            let health = judge_health(row, *db_now, *recovered_at, timeout);
+            health_condition(health, row, timeout)
         }
-    };
+    }
+}
 
-    let version = status
-        .info
-        .as_ref()
-        .and_then(|info| info.version.as_deref());
-    let version_matched = match (expected_version(i.spec, i.fleet_version), version) {
+/// `VersionMatched`: the reported version against the expected one (the worker's own,
+/// else its fleet's).
+fn version_condition(i: &WorkerInputs, info: Option<&WorkerBuildInfo>) -> Cond {
+    let version = info.and_then(|info| info.version.as_deref());
+    match (expected_version(i.spec, i.fleet_version), version) {
         (None, _) => cond(
             VERSION_MATCHED,
             ConditionStatus::Unknown,
             Reason::NoExpectedVersion,
             "no expectedVersion set and no fleet selects this worker",
         ),
-        (Some(expected), _) if status.info.is_none() => cond(
+        (Some(expected), _) if info.is_none() => cond(
             VERSION_MATCHED,
             ConditionStatus::Unknown,
             Reason::NotRegistered,
@@ -238,35 +265,37 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
                 v.unwrap_or("an unknown version")
             ),
         ),
-    };
+    }
+}
 
-    let ready = if healthy.status == ConditionStatus::Unknown {
+/// `Ready`: the first condition that is not fine decides, in the order a user fixes
+/// them (DB, registration, heartbeat, version).
+fn ready_condition(db: &DbView, registered: &Cond, healthy: &Cond, version_matched: &Cond) -> Cond {
+    if healthy.status == ConditionStatus::Unknown {
         cond(
             READY,
             ConditionStatus::Unknown,
             Reason::MetadataDbUnavailable,
-            i.db.unreadable(),
+            db.unreadable(),
         )
     } else if registered.status != ConditionStatus::True {
+        let message = registered.message.clone();
         cond(
             READY,
             ConditionStatus::False,
             Reason::NotRegistered,
-            registered.message.clone(),
+            message,
         )
     } else if healthy.status != ConditionStatus::True {
-        cond(
-            READY,
-            ConditionStatus::False,
-            healthy.reason,
-            healthy.message.clone(),
-        )
+        let message = healthy.message.clone();
+        cond(READY, ConditionStatus::False, healthy.reason, message)
     } else if version_matched.status == ConditionStatus::False {
+        let message = version_matched.message.clone();
         cond(
             READY,
             ConditionStatus::False,
             Reason::VersionMismatch,
-            version_matched.message.clone(),
+            message,
         )
     } else {
         cond(
@@ -275,40 +304,58 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
             Reason::WorkerReady,
             "registered, heartbeating and on the expected version",
         )
-    };
-
-    status.state = Some(
-        match (ready.status, ready.reason) {
-            (ConditionStatus::True, _) => "Ready",
-            (ConditionStatus::Unknown, _) => "Unknown",
-            (_, Reason::NotRegistered) => "NotRegistered",
-            (_, Reason::HeartbeatStale) => "Stale",
-            (_, Reason::WorkerStopped) => "Stopped",
-            (_, Reason::VersionMismatch) => "VersionMismatch",
-            _ => "Unknown",
-        }
-        .to_owned(),
-    );
-    status.conditions = [registered, healthy, version_matched, ready]
-        .into_iter()
-        .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
-        .collect();
-    status
+    }
 }
 
-/// `Healthy` from the row: a worker whose node id lock no session holds has stopped
-/// (cleanly, or its session is gone), at once; one holding it is judged by heartbeat age.
-fn judge_heartbeat(
-    row: &WorkerRow,
+/// STATUS (the printer column) from `Ready`.
+fn state_of(ready: &Cond) -> &'static str {
+    match (ready.status, ready.reason) {
+        (ConditionStatus::True, _) => "Ready",
+        (ConditionStatus::Unknown, _) => "Unknown",
+        (_, Reason::NotRegistered) => "NotRegistered",
+        (_, Reason::HeartbeatStale) => "Stale",
+        (_, Reason::WorkerStopped) => "Stopped",
+        (_, Reason::VersionMismatch) => "VersionMismatch",
+        _ => "Unknown",
+    }
+}
+
+/// What a row's lock and heartbeat say, before any message is written: the planner
+/// compares this from one cycle to the next and builds a status only when it moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Fresh,
+    Stale,
+    /// No session holds the node id lock: the worker stopped (cleanly, or its session
+    /// is gone).
+    Stopped,
+}
+
+/// A worker whose node id lock no session holds has stopped, at once; one holding it is
+/// judged by heartbeat age (from the DB's return, right after an outage).
+pub fn judge_health(
+    row: &SnapshotRow,
     db_now: DateTime<Utc>,
     recovered_at: Option<DateTime<Utc>>,
     timeout: i64,
-) -> Cond {
+) -> Health {
     // Right after a DB outage workers are still reconnecting: their locks come back with
     // their first heartbeat, so a free lock says nothing until then.
     let reconnecting = recovered_at.is_some_and(|r| row.heartbeat_at < r);
     if row.lock == LockState::Free && !reconnecting {
-        return cond(
+        return Health::Stopped;
+    }
+    let judged_from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
+    if (db_now - judged_from).num_milliseconds() <= timeout * 1000 {
+        Health::Fresh
+    } else {
+        Health::Stale
+    }
+}
+
+fn health_condition(health: Health, row: &SnapshotRow, timeout: i64) -> Cond {
+    match health {
+        Health::Stopped => cond(
             HEALTHY,
             ConditionStatus::False,
             Reason::WorkerStopped,
@@ -316,18 +363,14 @@ fn judge_heartbeat(
                 "no process holds the node id (its lock is free): the worker stopped; last heartbeat at {}",
                 format_timestamp(&row.heartbeat_at)
             ),
-        );
-    }
-    let judged_from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
-    if (db_now - judged_from).num_milliseconds() <= timeout * 1000 {
-        cond(
+        ),
+        Health::Fresh => cond(
             HEALTHY,
             ConditionStatus::True,
             Reason::HeartbeatFresh,
             format!("heartbeat within the {timeout}s timeout"),
-        )
-    } else {
-        cond(
+        ),
+        Health::Stale => cond(
             HEALTHY,
             ConditionStatus::False,
             Reason::HeartbeatStale,
@@ -335,7 +378,7 @@ fn judge_heartbeat(
                 "no heartbeat for more than {timeout}s (last at {})",
                 format_timestamp(&row.heartbeat_at)
             ),
-        )
+        ),
     }
 }
 
@@ -426,7 +469,7 @@ pub struct StatusEvent {
 /// with the write that first shows the cut value (a status that already shows it is
 /// stored, so later cycles stay quiet).
 pub fn info_cut_events(
-    row: Option<&WorkerRow>,
+    row: Option<&SnapshotRow>,
     stored: Option<&AmpWorkerStatus>,
     desired: &AmpWorkerStatus,
 ) -> Vec<StatusEvent> {
@@ -462,32 +505,44 @@ pub fn transition_events(
     let Some(stored) = stored else {
         return Vec::new();
     };
+    let mut events = health_events(stored, desired);
+    events.extend(registration_events(stored, desired));
+    events
+}
+
+fn healthy_note(desired: &AmpWorkerStatus) -> String {
+    find(&desired.conditions, HEALTHY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn is_stopped(s: &AmpWorkerStatus) -> bool {
+    s.state.as_deref() == Some("Stopped")
+}
+
+/// WorkerStopped (Normal), WorkerStale (Warning), WorkerRecovered.
+fn health_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
     let node = desired.node_id.as_deref().unwrap_or("?");
     let mut events = Vec::new();
-    let healthy_note = || {
-        find(&desired.conditions, HEALTHY)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    };
-    let stopped = |s: &AmpWorkerStatus| s.state.as_deref() == Some("Stopped");
-    if stopped(desired) && !stopped(stored) {
+    if is_stopped(desired) && !is_stopped(stored) {
         // A clean stop (or a lost session) is an operation, not an alarm.
         events.push(StatusEvent {
             reason: "WorkerStopped",
             warning: false,
-            note: healthy_note(),
+            note: healthy_note(desired),
         });
     }
     match (
         condition_status(&stored.conditions, HEALTHY),
         condition_status(&desired.conditions, HEALTHY),
     ) {
-        (Some(ConditionStatus::True), Some(ConditionStatus::False)) if !stopped(desired) => events
-            .push(StatusEvent {
+        (Some(ConditionStatus::True), Some(ConditionStatus::False)) if !is_stopped(desired) => {
+            events.push(StatusEvent {
                 reason: "WorkerStale",
                 warning: true,
-                note: healthy_note(),
-            }),
+                note: healthy_note(desired),
+            })
+        }
         (Some(ConditionStatus::False), Some(ConditionStatus::True)) => events.push(StatusEvent {
             reason: "WorkerRecovered",
             warning: false,
@@ -495,6 +550,13 @@ pub fn transition_events(
         }),
         _ => {}
     }
+    events
+}
+
+/// WorkerRestarted, VersionChanged, VersionMismatch (Warning).
+fn registration_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
+    let node = desired.node_id.as_deref().unwrap_or("?");
+    let mut events = Vec::new();
     if desired.restart_count > stored.restart_count {
         events.push(StatusEvent {
             reason: "WorkerRestarted",

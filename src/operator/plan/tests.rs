@@ -1,19 +1,22 @@
 use super::*;
 use crate::metadata_db::WorkerInfo;
 use crate::operator::crd::AmpWorkerFleetSpec;
+use crate::operator::crd::{AmpWorkerSpec, DISCOVERED_LABEL, NODE_ID_ANNOTATION};
+use crate::operator::naming::object_name;
 use chrono::TimeZone;
+use kube::ResourceExt;
 
 fn t(s: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(s)
 }
 
-fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> WorkerRow {
-    WorkerRow {
+fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> SnapshotRow {
+    SnapshotRow {
         node_id: node.into(),
-        info: WorkerInfo {
+        info: Arc::new(WorkerInfo {
             version: Some(version.into()),
             ..Default::default()
-        },
+        }),
         created_at: t(-1000),
         registered_at: t(-1000),
         heartbeat_at: heartbeat,
@@ -73,7 +76,7 @@ fn available(now: DateTime<Utc>) -> DbView {
 
 fn run(
     db: &DbView,
-    rows: &[WorkerRow],
+    rows: &[SnapshotRow],
     workers: &[Arc<AmpWorker>],
     fleets: &[Arc<AmpWorkerFleet>],
     written: &Written,
@@ -348,7 +351,7 @@ fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
 /// One cycle at DB time `at` with `allowance` refreshes.
 fn cycle_at(
     at: DateTime<Utc>,
-    rows: &[WorkerRow],
+    rows: &[SnapshotRow],
     workers: &[Arc<AmpWorker>],
     written: &Written,
     allowance: usize,
@@ -389,7 +392,10 @@ fn fleet_of(n: usize) -> Vec<Arc<AmpWorker>> {
 }
 
 /// Workers whose stored heartbeat is `stored_at[i]`, all heartbeating at `now_hb`.
-fn stored_fleet(stored_at: &[i64], now_hb: i64) -> (Vec<Arc<AmpWorker>>, Vec<WorkerRow>, Written) {
+fn stored_fleet(
+    stored_at: &[i64],
+    now_hb: i64,
+) -> (Vec<Arc<AmpWorker>>, Vec<SnapshotRow>, Written) {
     let workers = fleet_of(stored_at.len());
     let mut written = Written::default();
     for (w, at) in workers.iter().zip(stored_at) {
@@ -472,7 +478,7 @@ fn transitions_are_written_whatever_the_refresh_budget() {
     let (workers, mut rows, written) = stored_fleet(&[0, 0, 0, 0, 0], 100);
     rows[1].heartbeat_at = t(0);
     rows[3].registered_at = t(90);
-    rows[4].info.version = Some("v2".into());
+    Arc::make_mut(&mut rows[4].info).version = Some("v2".into());
     let p = cycle_at(t(100), &rows, &workers, &written, 0);
     let written_now: Vec<(&str, Option<&str>)> = p
         .worker_writes
@@ -534,7 +540,7 @@ fn the_refresh_interval_stretches_with_the_fleet() {
     ] {
         cfg.refresh_budget = budget;
         let workers = fleet_of(n);
-        let rows: Vec<WorkerRow> = workers
+        let rows: Vec<SnapshotRow> = workers
             .iter()
             .map(|w| row(&w.spec.node_id, "v1", t(0)))
             .collect();
@@ -600,7 +606,7 @@ fn stale_is_detected_on_time_while_refreshes_are_queued() {
     let mut max_gap = 0;
     let mut total = 0usize;
     for sec in 0..=400 {
-        let rows: Vec<WorkerRow> = workers
+        let rows: Vec<SnapshotRow> = workers
             .iter()
             .map(|w| {
                 let hb = if w.spec.node_id == victim {
@@ -696,7 +702,7 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     assert!(written.workers.is_empty());
 }
 
-fn with_lock(mut r: WorkerRow, lock: crate::metadata_db::LockState) -> WorkerRow {
+fn with_lock(mut r: SnapshotRow, lock: crate::metadata_db::LockState) -> SnapshotRow {
     r.lock = lock;
     r
 }
@@ -744,4 +750,247 @@ fn stopped_workers_are_collected_after_gc_stopped_after_and_rows_are_kept() {
             "worker \"stopped-long\" stopped longer than --gc-stopped-after".to_string()
         )]
     );
+}
+
+// ---- the memo: cycles with remembered judgements plan exactly what fresh ones plan ----
+
+/// The rows of a small fleet at DB time `s`: worker 2 stops heartbeating at 10 s,
+/// worker 3's process stops at 20 s (lock free), worker 4 re-registers on v2 at 30 s.
+fn story_rows(s: i64) -> Vec<SnapshotRow> {
+    use crate::metadata_db::LockState::{Free, Held};
+    (0..6)
+        .map(|i| {
+            let node = format!("w{i}");
+            let hb = if i == 2 { t(s.min(10)) } else { t(s) };
+            let mut r = with_lock(row(&node, "v1", hb), Held);
+            if i == 3 && s >= 20 {
+                r.lock = Free;
+            }
+            if i == 4 && s >= 30 {
+                r.registered_at = t(30);
+                Arc::make_mut(&mut r.info).version = Some("v2".into());
+            }
+            r
+        })
+        .collect()
+}
+
+/// The objects as the watch shows them once `written` reached the server.
+fn watched(objects: &[Arc<AmpWorker>], written: &Written) -> Vec<Arc<AmpWorker>> {
+    objects
+        .iter()
+        .map(
+            |o| match written.workers.get(o.metadata.uid.as_deref().unwrap()) {
+                Some(s) if o.status.as_ref() != Some(s) => {
+                    let mut o = (**o).clone();
+                    o.status = Some(s.clone());
+                    Arc::new(o)
+                }
+                _ => o.clone(),
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
+    let mut objects: Vec<Arc<AmpWorker>> = (0..6)
+        .map(|i| existing(&format!("w{i}"), &format!("w{i}"), true))
+        .collect();
+    let mut fleets = vec![fleet("f", "v1")];
+    let mut written = Written::default();
+    let mut memos = Judgements::default();
+    let mut memo_hits = 0;
+    for s in 0..90 {
+        // The fleet moves to v2 at 50 s; the DB is down from 60 s to 62 s.
+        if s == 50 {
+            fleets = vec![fleet("f", "v2")];
+        }
+        let down = (60..63).contains(&s);
+        let db = if down {
+            DbView::Unavailable { tls_failure: None }
+        } else {
+            available(t(s))
+        };
+        let rows = if down { Vec::new() } else { story_rows(s) };
+        let input = PlanInput {
+            db: &db,
+            rows: &rows,
+            workers: &objects,
+            fleets: &fleets,
+            written: &written,
+            recovery_from: (63..70).contains(&s).then(|| t(59)),
+            now: t(s),
+            refresh_allowance: 1,
+        };
+        let fresh = plan(&input, &config());
+        let before = memos.by_uid_len();
+        let remembered = plan_with(&input, &config(), &mut memos);
+        memo_hits += usize::from(before > 0);
+        assert_eq!(format!("{remembered:?}"), format!("{fresh:?}"), "at {s} s");
+        remember(&mut written, &fresh);
+        // The watch catches up every third cycle; in between, `written` is what counts.
+        if s % 3 == 0 {
+            objects = watched(&objects, &written);
+            written.retain_uids(&objects, &fleets);
+        }
+    }
+    assert!(memo_hits > 60, "the memo was used ({memo_hits} cycles)");
+    // And it held something worth holding: every worker but the ones just written.
+    assert!(memos.by_uid_len() >= 4, "{}", memos.by_uid_len());
+}
+
+// ---- the steps, one at a time ----
+
+fn input<'a>(
+    db: &'a DbView,
+    rows: &'a [SnapshotRow],
+    workers: &'a [Arc<AmpWorker>],
+    fleets: &'a [Arc<AmpWorkerFleet>],
+    written: &'a Written,
+) -> PlanInput<'a> {
+    PlanInput {
+        db,
+        rows,
+        workers,
+        fleets,
+        written,
+        recovery_from: None,
+        now: t(0),
+        refresh_allowance: usize::MAX,
+    }
+}
+
+#[test]
+fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_down() {
+    use crate::metadata_db::LockState::{Free, Held};
+    let rows = [
+        with_lock(row("b", "v1", t(0)), Held),
+        with_lock(row("a", "v1", t(0)), Held),
+        with_lock(row("claimed", "v1", t(0)), Held),
+        with_lock(row("stopped", "v1", t(0)), Free),
+        with_lock(row("gone", "v1", t(-25 * 3600)), Held),
+    ];
+    let workers = [existing("mine", "claimed", false)];
+    let (written, config) = (Written::default(), config());
+    let db = available(t(0));
+    let i = input(&db, &rows, &workers, &[], &written);
+    let found: Vec<String> = discovery::discover(&Cycle::new(&i, &config))
+        .iter()
+        .map(|w| w.spec.node_id.clone())
+        .collect();
+    assert_eq!(found, ["a", "b"]);
+    let down = input(
+        &DbView::Unavailable { tls_failure: None },
+        &rows,
+        &workers,
+        &[],
+        &written,
+    );
+    assert!(discovery::discover(&Cycle::new(&down, &config)).is_empty());
+}
+
+#[test]
+fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
+    use crate::metadata_db::LockState::{Free, Held};
+    let workers = [
+        existing("dup", "shared", true),
+        existing("users", "shared", false),
+        existing("gone", "gone", true),
+        existing("stopped", "stopped", true),
+        existing("fine", "fine", true),
+    ];
+    let rows = [
+        with_lock(row("gone", "v1", t(-25 * 3600)), Held),
+        with_lock(row("stopped", "v1", t(-16 * 60)), Free),
+        with_lock(row("fine", "v1", t(0)), Held),
+    ];
+    let (written, config, db) = (Written::default(), config(), available(t(0)));
+    let i = input(&db, &rows, &workers, &[], &written);
+    let c = Cycle::new(&i, &config);
+    let why: Vec<Option<String>> = workers
+        .iter()
+        .map(|w| {
+            let row = c.rows.get(w.spec.node_id.as_str()).copied();
+            gc::collect(&c, w, row, None).map(|d| d.why)
+        })
+        .collect();
+    assert_eq!(
+        why,
+        [
+            Some("an AmpWorker created by a user already has nodeId \"shared\"".to_string()),
+            None,
+            Some("worker \"gone\" gone longer than --gc-after".to_string()),
+            Some("worker \"stopped\" stopped longer than --gc-stopped-after".to_string()),
+            None,
+        ]
+    );
+}
+
+#[test]
+fn step_refresh_scheduling_writes_the_oldest_within_the_allowance() {
+    let workers = fleet_of(4);
+    let stored: Vec<AmpWorkerStatus> = [30, 10, 20, 40]
+        .iter()
+        .map(|s| AmpWorkerStatus {
+            heartbeat_at: Some(t(*s)),
+            ..Default::default()
+        })
+        .collect();
+    let mut pending = refresh::Pending::default();
+    for (w, st) in workers.iter().zip(&stored) {
+        pending.due.push(refresh::Due {
+            old: st.heartbeat_at,
+            worker: w,
+            status: refresh::DueStatus::Stored(st, t(100)),
+        });
+    }
+    pending.heartbeating = 4000;
+    let (refreshes, stats) = refresh::schedule(pending, 2, Some(t(100)), &config());
+    let names: Vec<&str> = refreshes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["w00001", "w00002"]);
+    assert!(
+        refreshes
+            .iter()
+            .all(|r| r.status.heartbeat_at == Some(t(100)))
+    );
+    assert_eq!((stats.due, stats.deferred), (4, 2));
+    // The oldest heartbeat still shown is the deferred one from 30 s.
+    assert_eq!(stats.oldest_shown_age_secs, 70.0);
+    // 4,000 heartbeating workers at 20/s: 200 s round the fleet.
+    assert_eq!(stats.interval_secs, 200.0);
+}
+
+#[test]
+fn step_fleet_planning_picks_the_oldest_matching_fleet_and_writes_only_changes() {
+    let mut older = (*fleet("older", "v1")).clone();
+    older.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1).unwrap(),
+    ));
+    let mut newer = (*fleet("newer", "v2")).clone();
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(2).unwrap(),
+    ));
+    let fleets_in = [Arc::new(newer), Arc::new(older)];
+    let sels = fleets::ordered(&fleets_in);
+    assert_eq!(fleets::fleet_of(&sels, None), Some(0));
+    assert_eq!(sels[0].fleet.name_any(), "older");
+    let (written, db) = (Written::default(), available(t(0)));
+    let i = input(&db, &[], &[], &fleets_in, &written);
+    let mut p = Plan::default();
+    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels), &mut p);
+    assert_eq!(p.fleet_writes.len(), 2, "no status yet: both written");
+    assert_eq!(p.fleet_conditions.len(), 6);
+    // Once stored, the same tally writes nothing.
+    let mut stored_fleets = Vec::new();
+    for (f, w) in fleets_in.iter().zip(p.fleet_writes.iter().rev()) {
+        let mut f = (**f).clone();
+        f.status = Some(w.status.clone());
+        stored_fleets.push(Arc::new(f));
+    }
+    let sels = fleets::ordered(&stored_fleets);
+    let i = input(&db, &[], &[], &stored_fleets, &written);
+    let mut again = Plan::default();
+    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels), &mut again);
+    assert!(again.fleet_writes.is_empty(), "{:?}", again.fleet_writes);
 }

@@ -6,17 +6,17 @@ fn t(s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(i64::from(s))
 }
 
-fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> WorkerRow {
-    WorkerRow {
+fn row(version: &str, registered: DateTime<Utc>, heartbeat: DateTime<Utc>) -> SnapshotRow {
+    SnapshotRow {
         node_id: "worker-01".into(),
-        info: WorkerInfo {
+        info: std::sync::Arc::new(WorkerInfo {
             version: Some(version.into()),
             commit_sha: Some("8b065bde".into()),
             commit_timestamp: None,
             build_date: Some("2025-10-30".into()),
             placement: None,
             oversized: vec![],
-        },
+        }),
         created_at: t(0),
         registered_at: registered,
         heartbeat_at: heartbeat,
@@ -40,7 +40,7 @@ fn available(now: DateTime<Utc>) -> DbView {
 }
 
 fn run(
-    row: Option<&WorkerRow>,
+    row: Option<&SnapshotRow>,
     db: &DbView,
     spec: &AmpWorkerSpec,
     prev: Option<&AmpWorkerStatus>,
@@ -489,13 +489,14 @@ fn transitions_fire_the_right_events_once() {
 #[test]
 fn commit_timestamp_uses_the_whole_second_z_form_and_odd_values_are_kept() {
     let mut r = row("v1", t(0), t(1));
-    r.info.commit_timestamp = Some("2025-10-30T11:00:00.5+02:00".into());
+    std::sync::Arc::make_mut(&mut r.info).commit_timestamp =
+        Some("2025-10-30T11:00:00.5+02:00".into());
     let s = run(Some(&r), &available(t(2)), &spec(None), None, t(2));
     assert_eq!(
         s.info.unwrap().commit_timestamp.as_deref(),
         Some("2025-10-30T09:00:00Z")
     );
-    r.info.commit_timestamp = Some("not a time".into());
+    std::sync::Arc::make_mut(&mut r.info).commit_timestamp = Some("not a time".into());
     let s = run(Some(&r), &available(t(2)), &spec(None), None, t(2));
     assert_eq!(
         s.info.unwrap().commit_timestamp.as_deref(),
@@ -554,7 +555,7 @@ fn write_need_separates_transitions_from_heartbeat_refreshes() {
     );
 }
 
-fn locked(mut r: WorkerRow, lock: LockState) -> WorkerRow {
+fn locked(mut r: SnapshotRow, lock: LockState) -> SnapshotRow {
     r.lock = lock;
     r
 }
@@ -709,7 +710,7 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
 #[test]
 fn placement_is_mirrored_from_what_the_worker_reported() {
     let mut r = row("v2", t(0), t(100));
-    r.info.placement = Some(crate::metadata_db::Placement {
+    std::sync::Arc::make_mut(&mut r.info).placement = Some(crate::metadata_db::Placement {
         pod: Some("amp-worker-0".into()),
         node: Some("node-a".into()),
         ..Default::default()

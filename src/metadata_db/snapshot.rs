@@ -1,0 +1,189 @@
+//! The operator's per-cycle read: every row's clock columns and lock, narrow; `info` only
+//! for rows whose registration changed since the last read (a worker writes `info` only
+//! when it registers), decoded once and shared from then on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+use super::rows::{LockState, WorkerInfo};
+use super::{DbError, within};
+
+/// The narrow statement of every cycle: no `info`, no `ORDER BY` (the planner indexes
+/// rows by node id and sorts what it creates; public so the benchmark can `EXPLAIN` it). Locks as in [`super::FLEET_SNAPSHOT_SQL`].
+pub const OPERATOR_SNAPSHOT_SQL: &str = "WITH held AS (
+       SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+     SELECT node_id::text AS node_id, created_at::timestamptz AS created_at,
+            registered_at::timestamptz AS registered_at, heartbeat_at::timestamptz AS heartbeat_at,
+            held.key IS NOT NULL AS lock_held
+       FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)";
+
+const INFO_SQL: &str =
+    "SELECT node_id::text AS node_id, registered_at::timestamptz AS registered_at,
+        info::jsonb AS info FROM workers WHERE node_id = ANY($1::text[])";
+
+/// One row of the operator's snapshot: a [`super::WorkerRow`] whose `info` is shared
+/// with the previous cycles' rows as long as the registration is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub node_id: String,
+    pub info: Arc<WorkerInfo>,
+    pub created_at: DateTime<Utc>,
+    pub registered_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub lock: LockState,
+}
+
+type InfoMap = HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>;
+
+/// `info` as last read, by node id, with the registration it belongs to. Shared with
+/// the read while it runs (the read may be dropped at its bound; the cache is not).
+#[derive(Debug, Default)]
+pub struct InfoCache {
+    by_node: Arc<InfoMap>,
+}
+
+fn cached(map: &InfoMap, node_id: &str, registered_at: DateTime<Utc>) -> Option<Arc<WorkerInfo>> {
+    map.get(node_id)
+        .filter(|(at, _)| *at == registered_at)
+        .map(|(_, info)| info.clone())
+}
+
+/// Rows plus `now()`, from one REPEATABLE READ transaction: the narrow statement and
+/// the `info` of changed registrations see the same rows.
+pub struct OperatorSnapshot {
+    pub db_now: DateTime<Utc>,
+    pub rows: Vec<SnapshotRow>,
+}
+
+/// [`OperatorSnapshot`] bounded by `timeout` (see [`within`]); `cache` carries `info`
+/// from one call to the next.
+pub async fn operator_snapshot_within(
+    pool: &PgPool,
+    timeout: Duration,
+    cache: &mut InfoCache,
+) -> Result<OperatorSnapshot, DbError> {
+    let known = cache.by_node.clone();
+    let read = within(pool, "fleet snapshot", timeout, move |conn| {
+        Box::pin(operator_snapshot_on(conn, known))
+    })
+    .await?;
+    // The read is over and dropped its handle: the map is ours alone again.
+    let map = Arc::make_mut(&mut cache.by_node);
+    for (node_id, registered_at, info) in read.fresh {
+        map.insert(node_id, (registered_at, Arc::new(info)));
+    }
+    Ok(OperatorSnapshot {
+        db_now: read.db_now,
+        rows: with_info(read.narrow, map),
+    })
+}
+
+/// What one read brings back: every row narrow, and the `info` the cache lacked.
+struct Read {
+    db_now: DateTime<Utc>,
+    narrow: Vec<Narrow>,
+    fresh: Vec<(String, DateTime<Utc>, WorkerInfo)>,
+}
+
+struct Narrow {
+    node_id: String,
+    created_at: DateTime<Utc>,
+    registered_at: DateTime<Utc>,
+    heartbeat_at: DateTime<Utc>,
+    lock: LockState,
+}
+
+fn narrow(row: &PgRow) -> Result<Narrow, sqlx::Error> {
+    Ok(Narrow {
+        node_id: row.try_get("node_id")?,
+        created_at: row.try_get("created_at")?,
+        registered_at: row.try_get("registered_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        lock: match row.try_get::<Option<bool>, _>("lock_held")? {
+            Some(true) => LockState::Held,
+            Some(false) => LockState::Free,
+            None => LockState::Unknown,
+        },
+    })
+}
+
+async fn operator_snapshot_on(
+    conn: &mut PgConnection,
+    known: Arc<InfoMap>,
+) -> Result<Read, DbError> {
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(DbError::query("begin snapshot"))?;
+    let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("read database clock"))?;
+    let narrow: Vec<Narrow> = sqlx::query(OPERATOR_SNAPSHOT_SQL)
+        .try_map(|r: PgRow| narrow(&r))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(DbError::query("list workers"))?;
+    let changed: Vec<&str> = narrow
+        .iter()
+        .filter(|r| cached(&known, &r.node_id, r.registered_at).is_none())
+        .map(|r| r.node_id.as_str())
+        .collect();
+    let mut fresh = Vec::new();
+    if !changed.is_empty() {
+        let rows = sqlx::query(INFO_SQL)
+            .bind(&changed)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(DbError::query("read worker info"))?;
+        for r in rows {
+            fresh.push(info_of(&r).map_err(DbError::query("read worker info"))?);
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(DbError::query("commit snapshot"))?;
+    Ok(Read {
+        db_now,
+        narrow,
+        fresh,
+    })
+}
+
+fn info_of(row: &PgRow) -> Result<(String, DateTime<Utc>, WorkerInfo), sqlx::Error> {
+    let info: Option<sqlx::types::Json<serde_json::Value>> = row.try_get("info")?;
+    Ok((
+        row.try_get("node_id")?,
+        row.try_get("registered_at")?,
+        info.map(|j| WorkerInfo::from_json(&j.0))
+            .unwrap_or_default(),
+    ))
+}
+
+/// The rows with their (shared) `info`; the cache forgets rows that are gone.
+fn with_info(narrow: Vec<Narrow>, map: &mut InfoMap) -> Vec<SnapshotRow> {
+    let rows: Vec<SnapshotRow> = narrow
+        .into_iter()
+        .map(|r| SnapshotRow {
+            info: cached(map, &r.node_id, r.registered_at).unwrap_or_default(),
+            node_id: r.node_id,
+            created_at: r.created_at,
+            registered_at: r.registered_at,
+            heartbeat_at: r.heartbeat_at,
+            lock: r.lock,
+        })
+        .collect();
+    if map.len() > rows.len() {
+        let live: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.node_id.as_str()).collect();
+        map.retain(|node, _| live.contains(node.as_str()));
+    }
+    rows
+}

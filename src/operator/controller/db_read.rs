@@ -1,0 +1,89 @@
+//! The DB read of a cycle: one bounded snapshot, and what an outage leaves behind (the
+//! grace for workers that could not heartbeat while the DB was down).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::super::metrics::OperatorMetrics;
+use super::super::status::DbView;
+use crate::metadata_db::{self, InfoCache, OperatorSnapshot, SnapshotRow};
+
+pub(super) struct DbReader {
+    pool: PgPool,
+    /// Bound of the snapshot read: a DB that does not answer is `Unknown` after
+    /// poll interval + this, not after the kernel's TCP retransmission timeout.
+    pub(super) timeout: Duration,
+    /// Each row's `info`, read again only when its registration changes.
+    info: InfoCache,
+    /// DB clock of the last good read; set while the DB is down.
+    outage_since: Option<DateTime<Utc>>,
+    last_ok_db_now: Option<DateTime<Utc>>,
+    /// (last good read before the outage, first read after it).
+    recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl DbReader {
+    pub(super) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            timeout: metadata_db::DEFAULT_DB_TIMEOUT,
+            info: InfoCache::default(),
+            outage_since: None,
+            last_ok_db_now: None,
+            recovery: None,
+        }
+    }
+
+    /// DB clock of the last good read before the latest outage, while recovering.
+    pub(super) fn recovery_from(&self) -> Option<DateTime<Utc>> {
+        self.recovery.map(|(since, _)| since)
+    }
+
+    pub(super) async fn read(&mut self, metrics: &OperatorMetrics) -> (DbView, Vec<SnapshotRow>) {
+        let started = Instant::now();
+        let result =
+            metadata_db::operator_snapshot_within(&self.pool, self.timeout, &mut self.info).await;
+        metrics
+            .poll_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(OperatorSnapshot { db_now, rows }) => {
+                metrics.metadata_db_up.set(1);
+                if let Some(since) = self.outage_since.take() {
+                    tracing::info!(down_since = %since, "metadata DB readable again");
+                    self.recovery = Some((since, db_now));
+                }
+                // The grace only matters for one heartbeat timeout (at most an hour).
+                if self
+                    .recovery
+                    .is_some_and(|(_, back)| db_now - back > chrono::Duration::hours(1))
+                {
+                    self.recovery = None;
+                }
+                self.last_ok_db_now = Some(db_now);
+                (
+                    DbView::Available {
+                        db_now,
+                        recovered_at: self.recovery.map(|(_, back)| back),
+                    },
+                    rows,
+                )
+            }
+            Err(err) => {
+                metrics.metadata_db_up.set(0);
+                if self.outage_since.is_none() {
+                    self.outage_since = Some(self.last_ok_db_now.unwrap_or_else(Utc::now));
+                    tracing::warn!(error = %err, "metadata DB unavailable; worker health is Unknown until it returns");
+                }
+                (
+                    DbView::Unavailable {
+                        tls_failure: err.tls_summary(),
+                    },
+                    Vec::new(),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The side-effecting half of a cycle: read the DB once ([`db_read`]), plan, then write
+//! to Kubernetes ([`execute`]: creates, server-side-apply status patches, deletes), with
+//! failed writes backing off ([`retry`]) and events published best effort ([`events`]).
+
+mod db_read;
+mod events;
+mod execute;
+mod retry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::{Api, Client};
+use sqlx::PgPool;
+
+use super::crd::{AmpWorker, AmpWorkerFleet};
+use super::metrics::OperatorMetrics;
+use super::plan::{Judgements, PlanConfig, PlanInput, RefreshBudget, Written, plan_with};
+use super::status::DbView;
+use db_read::DbReader;
+use events::Publisher;
+pub use events::{MAX_EVENT_NOTE_BYTES, NAME_COLLISION_REASON, truncate_note};
+use retry::Retries;
+
+/// Objects created this process whose creation the reflector has not shown yet are
+/// kept this long, so a lagging store does not trigger a second create.
+const PENDING_CREATE_TTL: Duration = Duration::from_secs(60);
+/// Refresh budget saved up while cycles are slow or nothing is due; small, so a pause
+/// never turns into a burst the API server would feel.
+const REFRESH_BURST_SECS: f64 = 2.0;
+
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub namespace: String,
+    pub plan: PlanConfig,
+    /// Concurrent Kubernetes writes within one cycle.
+    pub write_concurrency: usize,
+    /// Reported as the events' reporting instance.
+    pub identity: String,
+}
+
+/// What one cycle did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub db_available: bool,
+    pub created: usize,
+    /// Status writes: creates' first status and transitions.
+    pub status_writes: usize,
+    /// Heartbeat-only refreshes (patches of `heartbeatAt`).
+    pub refreshes: usize,
+    pub fleet_writes: usize,
+    pub deleted: usize,
+    pub events: usize,
+    pub errors: usize,
+    /// Creates refused because another object of another nodeId holds the name.
+    pub collisions: usize,
+}
+
+impl CycleReport {
+    pub fn wrote_anything(&self) -> bool {
+        self.created
+            + self.status_writes
+            + self.refreshes
+            + self.fleet_writes
+            + self.deleted
+            + self.events
+            + self.collisions
+            > 0
+    }
+}
+
+pub struct Reconciler {
+    workers_api: Api<AmpWorker>,
+    fleets_api: Api<AmpWorkerFleet>,
+    events: Publisher,
+    db: DbReader,
+    config: ReconcilerConfig,
+    metrics: Arc<OperatorMetrics>,
+    written: Written,
+    /// Each worker's last judgement: an unchanged worker costs the planner a comparison.
+    judgements: Judgements,
+    pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
+    retries: Retries,
+    refresh_budget: RefreshBudget,
+    last_cycle: Option<Instant>,
+}
+
+impl Reconciler {
+    pub fn new(
+        client: Client,
+        pool: PgPool,
+        config: ReconcilerConfig,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
+        Self {
+            workers_api: Api::namespaced(client.clone(), &config.namespace),
+            fleets_api: Api::namespaced(client.clone(), &config.namespace),
+            events: Publisher::new(client, &config.identity, metrics.clone()),
+            db: DbReader::new(pool),
+            refresh_budget: RefreshBudget::new(config.plan.refresh_budget, REFRESH_BURST_SECS),
+            last_cycle: None,
+            config,
+            metrics,
+            written: Written::default(),
+            judgements: Judgements::default(),
+            pending: HashMap::new(),
+            retries: Retries::default(),
+        }
+    }
+
+    /// Sets the bound of each snapshot read (default [`crate::metadata_db::DEFAULT_DB_TIMEOUT`]).
+    pub fn with_db_timeout(mut self, timeout: Duration) -> Self {
+        self.db.timeout = timeout;
+        self
+    }
+
+    /// Forgets what this replica wrote (after losing leadership another replica may
+    /// have written since).
+    pub fn forget(&mut self) {
+        self.written = Written::default();
+        self.judgements = Judgements::default();
+        self.pending.clear();
+        self.retries.clear();
+    }
+
+    /// One cycle over the given objects (from the reflector stores in production, from
+    /// the test in tests).
+    pub async fn cycle(
+        &mut self,
+        workers: Vec<Arc<AmpWorker>>,
+        fleets: Vec<Arc<AmpWorkerFleet>>,
+    ) -> CycleReport {
+        let started = Instant::now();
+        let (db, rows) = self.db.read(&self.metrics).await;
+        let workers = self.with_pending(workers);
+        self.written.retain_uids(&workers, &fleets);
+        let since_last = self.last_cycle.map_or(Duration::ZERO, |t| t.elapsed());
+        self.last_cycle = Some(Instant::now());
+        let input = PlanInput {
+            db: &db,
+            rows: &rows,
+            workers: &workers,
+            fleets: &fleets,
+            written: &self.written,
+            recovery_from: self.db.recovery_from(),
+            now: Utc::now(),
+            refresh_allowance: self.refresh_budget.refill(since_last),
+        };
+        let mut plan = plan_with(&input, &self.config.plan, &mut self.judgements);
+        self.metrics.set_worker_conditions(&plan.worker_conditions);
+        self.metrics.set_fleet_conditions(&plan.fleet_conditions);
+        self.metrics.set_refresh_stats(&plan.refresh_stats);
+        self.retries.drop_backed_off(&mut plan);
+        self.refresh_budget.spend(plan.refreshes.len());
+        let mut report = CycleReport {
+            db_available: matches!(db, DbView::Available { .. }),
+            ..Default::default()
+        };
+        if !plan.is_empty() {
+            self.execute(plan, &mut report).await;
+        }
+        if report.errors > 0 {
+            self.metrics.cycle_errors.inc();
+        }
+        self.metrics.observe_cycle(started.elapsed());
+        report
+    }
+
+    /// The store's objects plus the ones this process created that the watch has not
+    /// shown yet.
+    fn with_pending(&mut self, mut workers: Vec<Arc<AmpWorker>>) -> Vec<Arc<AmpWorker>> {
+        if self.pending.is_empty() {
+            return workers;
+        }
+        let seen: std::collections::HashSet<&str> = workers
+            .iter()
+            .filter_map(|w| w.metadata.uid.as_deref())
+            .collect();
+        self.pending.retain(|_, (at, obj)| {
+            at.elapsed() < PENDING_CREATE_TTL
+                && !obj
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|uid| seen.contains(uid))
+        });
+        workers.extend(self.pending.values().map(|(_, obj)| obj.clone()));
+        workers
+    }
+}

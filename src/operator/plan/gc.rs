@@ -1,0 +1,67 @@
+//! Garbage collection: only AmpWorkers the operator discovered, only while the DB can
+//! be read; a duplicate of a user's object, a worker gone past `--gc-after`, or one
+//! stopped past `--gc-stopped-after`. Rows are never deleted.
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+
+use super::super::crd::{AmpWorker, AmpWorkerStatus};
+use super::discovery::is_discovered;
+use super::{Cycle, Delete};
+use crate::metadata_db::SnapshotRow;
+
+/// The delete of an existing AmpWorker, if it is to be collected.
+pub(super) fn collect(
+    c: &Cycle,
+    w: &AmpWorker,
+    row: Option<&SnapshotRow>,
+    stored: Option<&AmpWorkerStatus>,
+) -> Option<Delete> {
+    if !is_discovered(w) || c.db_now.is_none() {
+        return None;
+    }
+    let why = if user_owned(c, w) {
+        format!(
+            "an AmpWorker created by a user already has nodeId {:?}",
+            w.spec.node_id
+        )
+    } else if c.gone(last_seen(w, row, stored)) {
+        format!("worker {:?} gone longer than --gc-after", w.spec.node_id)
+    } else if c.stopped_long(row) {
+        format!(
+            "worker {:?} stopped longer than --gc-stopped-after",
+            w.spec.node_id
+        )
+    } else {
+        return None;
+    };
+    Some(Delete {
+        name: w.name_any(),
+        uid: w.metadata.uid.clone(),
+        why,
+    })
+}
+
+/// Another AmpWorker, one a user created, claims the same node id.
+fn user_owned(c: &Cycle, w: &AmpWorker) -> bool {
+    c.by_node
+        .get(w.spec.node_id.as_str())
+        .copied()
+        .unwrap_or(false)
+}
+
+/// The last heartbeat known: the row's, else the one shown, else the object's creation.
+fn last_seen(
+    w: &AmpWorker,
+    row: Option<&SnapshotRow>,
+    stored: Option<&AmpWorkerStatus>,
+) -> Option<DateTime<Utc>> {
+    row.map(|r| r.heartbeat_at).or_else(|| {
+        stored.and_then(|s| s.heartbeat_at).or_else(|| {
+            w.metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.0.as_second(), 0))
+        })
+    })
+}

@@ -1,0 +1,337 @@
+//! Per-worker judgement: what each AmpWorker should show, and whether that is a
+//! transition (written now), a due refresh (written when the budget allows) or nothing.
+//!
+//! The cost follows change, not the fleet: a worker whose object, row (but for a fresh
+//! heartbeat), fleet version and health verdict are the ones of its last judgement, when
+//! its status needed no transition, shows what it shows with a newer `heartbeatAt`. That
+//! is a comparison; the status is built only when something moved (or a refresh is
+//! written). [`Judgements`] remembers the last judgement of each worker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+
+use super::super::crd::{AmpWorker, AmpWorkerStatus};
+use super::super::fleet_status::Member;
+use super::super::status::{
+    ConditionStatus, DbView, Health, WorkerInputs, WriteNeed, desired_status, info_cut_events,
+    judge_health, timeout_secs, transition_events, write_need,
+};
+use super::refresh::{Due, DueStatus, Pending, refresh_interval};
+use super::{Cycle, StatusWrite};
+use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
+use crate::timestamps::truncate;
+
+/// The last judgement of each AmpWorker (by uid), kept from one cycle to the next.
+#[derive(Debug, Default)]
+pub struct Judgements {
+    by_uid: HashMap<String, Memo>,
+    cycle: u64,
+}
+
+/// Everything a judgement read, but for a fresh heartbeat and the clock.
+#[derive(Debug)]
+struct Memo {
+    seen: u64,
+    /// The object judged (spec, labels, generation and stored status): a new version
+    /// from the watch is a new `Arc`. Held, so its address is never reused meanwhile.
+    object: Arc<AmpWorker>,
+    registered_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    info: Arc<WorkerInfo>,
+    lock: LockState,
+    /// Only when the verdict is not Fresh: Stale and Stopped messages name it.
+    heartbeat_at: Option<DateTime<Utc>>,
+    recovered_at: Option<DateTime<Utc>>,
+    fleet_version: Option<String>,
+    health: Health,
+    facts: Facts,
+}
+
+/// What fleets and the condition gauge need of a judged worker.
+#[derive(Debug, Clone)]
+struct Facts {
+    node_id: String,
+    version: Option<String>,
+    stopped: bool,
+    /// Registered, Healthy, VersionMatched, Ready.
+    conditions: [ConditionStatus; 4],
+    /// Registered and Healthy.
+    healthy: bool,
+}
+
+impl Facts {
+    fn of(status: &AmpWorkerStatus) -> Self {
+        let m = Member::of(status);
+        let mut conditions = [ConditionStatus::Unknown; 4];
+        for (slot, c) in conditions.iter_mut().zip(&status.conditions) {
+            *slot = ConditionStatus::parse(&c.status);
+        }
+        Self {
+            node_id: m.node_id.to_owned(),
+            version: m.version.map(str::to_owned),
+            stopped: m.stopped,
+            conditions,
+            healthy: m.healthy,
+        }
+    }
+
+    fn member(&self) -> Member<'_> {
+        Member {
+            node_id: &self.node_id,
+            version: self.version.as_deref(),
+            stopped: self.stopped,
+            ready: self.conditions[3] == ConditionStatus::True,
+            healthy: self.healthy,
+            health_unknown: self.conditions[1] == ConditionStatus::Unknown,
+        }
+    }
+}
+
+/// The order of [`Facts::conditions`], as `desired_status` builds them.
+pub(super) const CONDITION_TYPES: [&str; 4] = ["Registered", "Healthy", "VersionMatched", "Ready"];
+
+/// What a judgement asks of the cycle. Each is moved once into the plan, never kept in
+/// bulk, so the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Verdict<'a> {
+    Create(
+        AmpWorker,
+        AmpWorkerStatus,
+        Vec<super::super::status::StatusEvent>,
+    ),
+    Write(StatusWrite<AmpWorkerStatus>),
+    Due(Due<'a>),
+    Unchanged,
+}
+
+impl Judgements {
+    /// How many workers have a remembered judgement (for tests).
+    #[cfg(test)]
+    pub(super) fn by_uid_len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    pub(super) fn start_cycle(&mut self) {
+        self.cycle += 1;
+    }
+
+    /// Forgets workers not judged this cycle (deleted, or judged without a memo).
+    pub(super) fn end_cycle(&mut self) {
+        let cycle = self.cycle;
+        self.by_uid.retain(|_, m| m.seen == cycle);
+    }
+}
+
+/// Everything one worker's judgement reads.
+pub(super) struct Subject<'a> {
+    pub(super) worker: &'a AmpWorker,
+    /// The `Arc` it came in (None for an object this cycle creates).
+    pub(super) object: Option<&'a Arc<AmpWorker>>,
+    pub(super) row: Option<&'a SnapshotRow>,
+    pub(super) stored: Option<&'a AmpWorkerStatus>,
+    /// True when `stored` is what this replica wrote, not yet shown by the watch.
+    pub(super) from_written: bool,
+    pub(super) fleet_version: Option<&'a str>,
+}
+
+/// Judges one worker: adds it to its fleet's tally (via `member`), the condition counts
+/// and the refresh bookkeeping, and says what to write.
+pub(super) fn judge<'a>(
+    c: &Cycle,
+    s: &Subject<'a>,
+    memos: &mut Judgements,
+    pending: &mut Pending<'a>,
+    member: &mut dyn FnMut(&Member, &[ConditionStatus; 4]),
+) -> Verdict<'a> {
+    let db = effective_db(c, s);
+    let key = MemoKey::of(s, &db);
+    if let (Some(key), Some(uid)) = (&key, s.worker.metadata.uid.as_deref())
+        && let Some(memo) = memos.by_uid.get_mut(uid)
+        && key.matches(memo, s)
+    {
+        memo.seen = memos.cycle;
+        member(&memo.facts.member(), &memo.facts.conditions);
+        return unchanged(c, s, key.heartbeat_at, memo.facts.conditions[1], pending);
+    }
+    let desired = desired_status(&WorkerInputs {
+        row: s.row,
+        db: &db,
+        spec: &s.worker.spec,
+        fleet_version: s.fleet_version,
+        previous: s.stored,
+        generation: s.worker.metadata.generation,
+        now: c.input.now,
+    });
+    let facts = Facts::of(&desired);
+    member(&facts.member(), &facts.conditions);
+    let healthy = facts.conditions[1] == ConditionStatus::True;
+    pending.heartbeating += usize::from(healthy);
+    let Some(object) = s.object else {
+        let events = info_cut_events(s.row, None, &desired);
+        return Verdict::Create(s.worker.clone(), desired, events);
+    };
+    let need = write_need(
+        s.stored,
+        &desired,
+        refresh_interval(c.config, &s.worker.spec),
+    );
+    if need != WriteNeed::Transition
+        && let (Some(key), Some(uid)) = (key, s.worker.metadata.uid.as_ref())
+    {
+        memos
+            .by_uid
+            .insert(uid.clone(), key.into_memo(memos.cycle, object, s, facts));
+    }
+    verdict(s, need, desired, healthy, pending)
+}
+
+/// What to do with a freshly built status, by how it differs from the stored one.
+fn verdict<'a>(
+    s: &Subject<'a>,
+    need: WriteNeed,
+    desired: AmpWorkerStatus,
+    healthy: bool,
+    pending: &mut Pending<'a>,
+) -> Verdict<'a> {
+    match need {
+        WriteNeed::Transition => Verdict::Write(StatusWrite {
+            name: s.worker.name_any(),
+            uid: s.worker.metadata.uid.clone(),
+            events: [
+                transition_events(s.stored, &desired),
+                info_cut_events(s.row, s.stored, &desired),
+            ]
+            .concat(),
+            status: desired,
+        }),
+        WriteNeed::Refresh => Verdict::Due(Due {
+            old: s.stored.and_then(|st| st.heartbeat_at),
+            worker: s.worker,
+            status: DueStatus::Built(Box::new(desired)),
+        }),
+        WriteNeed::None => {
+            if healthy && let Some(hb) = s.stored.and_then(|st| st.heartbeat_at) {
+                pending.show(hb);
+            }
+            Verdict::Unchanged
+        }
+    }
+}
+
+/// A worker as judged last time, its heartbeat moved on: a refresh when due, else
+/// nothing (the same rule as [`write_need`] with only `heartbeatAt` differing).
+fn unchanged<'a>(
+    c: &Cycle,
+    s: &Subject<'a>,
+    heartbeat_at: DateTime<Utc>,
+    healthy: ConditionStatus,
+    pending: &mut Pending<'a>,
+) -> Verdict<'a> {
+    let healthy = healthy == ConditionStatus::True;
+    pending.heartbeating += usize::from(healthy);
+    let Some(stored) = s.stored else {
+        return Verdict::Unchanged;
+    };
+    let due = match stored.heartbeat_at {
+        Some(old) => heartbeat_at - old >= refresh_interval(c.config, &s.worker.spec),
+        None => true,
+    };
+    if due {
+        return Verdict::Due(Due {
+            old: stored.heartbeat_at,
+            worker: s.worker,
+            status: DueStatus::Stored(stored, heartbeat_at),
+        });
+    }
+    if healthy && let Some(hb) = stored.heartbeat_at {
+        pending.show(hb);
+    }
+    Verdict::Unchanged
+}
+
+/// The DB as this worker is judged: the grace after an outage is for workers that were
+/// alive when the DB went away.
+fn effective_db(c: &Cycle, s: &Subject) -> DbView {
+    match (c.input.db, c.input.recovery_from, s.row) {
+        (DbView::Available { db_now, .. }, Some(from), Some(r))
+            if r.heartbeat_at + chrono::Duration::seconds(timeout_secs(&s.worker.spec)) < from =>
+        {
+            DbView::Available {
+                db_now: *db_now,
+                recovered_at: None,
+            }
+        }
+        (db, _, _) => db.clone(),
+    }
+}
+
+/// What a memo must match for the last judgement to stand (None: always judge afresh,
+/// e.g. while the DB is down, without a row, or for a status not yet shown by the watch).
+struct MemoKey {
+    health: Health,
+    recovered_at: Option<DateTime<Utc>>,
+    /// The heartbeat the status would show (whole seconds, as shown).
+    heartbeat_at: DateTime<Utc>,
+}
+
+impl MemoKey {
+    fn of(s: &Subject, db: &DbView) -> Option<Self> {
+        let (
+            DbView::Available {
+                db_now,
+                recovered_at,
+            },
+            Some(row),
+            Some(_),
+            false,
+        ) = (db, s.row, s.object, s.from_written)
+        else {
+            return None;
+        };
+        let health = judge_health(row, *db_now, *recovered_at, timeout_secs(&s.worker.spec));
+        Some(Self {
+            health,
+            recovered_at: *recovered_at,
+            heartbeat_at: truncate(row.heartbeat_at),
+        })
+    }
+
+    fn matches(&self, m: &Memo, s: &Subject) -> bool {
+        let (Some(object), Some(row)) = (s.object, s.row) else {
+            return false;
+        };
+        let heartbeat_ok = match m.heartbeat_at {
+            None => self.health == Health::Fresh,
+            Some(hb) => hb == row.heartbeat_at,
+        };
+        Arc::ptr_eq(object, &m.object)
+            && self.health == m.health
+            && heartbeat_ok
+            && self.recovered_at == m.recovered_at
+            && row.registered_at == m.registered_at
+            && row.created_at == m.created_at
+            && row.lock == m.lock
+            && (Arc::ptr_eq(&row.info, &m.info) || row.info == m.info)
+            && s.fleet_version == m.fleet_version.as_deref()
+    }
+
+    fn into_memo(self, seen: u64, object: &Arc<AmpWorker>, s: &Subject, facts: Facts) -> Memo {
+        let row = s.row.expect("a key is made only with a row");
+        Memo {
+            seen,
+            object: object.clone(),
+            registered_at: row.registered_at,
+            created_at: row.created_at,
+            info: row.info.clone(),
+            lock: row.lock,
+            heartbeat_at: (self.health != Health::Fresh).then_some(row.heartbeat_at),
+            recovered_at: self.recovered_at,
+            fleet_version: s.fleet_version.map(str::to_owned),
+            health: self.health,
+            facts,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! One poll cycle, decided without side effects: given the DB snapshot, the AmpWorkers
+//! and fleets in the namespace and what was last written, which objects to create,
+//! which statuses to apply, which events to publish and what to delete.
+
+//!
+//! Each step is its own module with its own tests: [`discovery`], [`gc`] (garbage
+//! collection), [`judge`] (per-worker judgement), [`refresh`] (refresh scheduling) and
+//! [`fleets`] (fleet planning); [`plan_with`] composes them.
+
+mod budget;
+mod discovery;
+mod fleets;
+mod gc;
+mod judge;
+mod refresh;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus};
+use super::fleet_status::Member;
+use super::status::{ConditionStatus, DbView, StatusEvent};
+use crate::metadata_db::{LockState, SnapshotRow};
+
+pub use budget::RefreshBudget;
+pub use discovery::discovered_worker;
+pub use judge::Judgements;
+use judge::{CONDITION_TYPES, Subject, Verdict};
+use refresh::Pending;
+
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// `heartbeatAt` alone is rewritten at most this often (the floor of the refresh
+    /// interval; the budget stretches it for large fleets).
+    pub status_refresh: chrono::Duration,
+    /// Heartbeat-only refreshes per second, shared by the whole fleet: the API load of
+    /// a steady fleet is bounded by this, not by the fleet's size.
+    pub refresh_budget: f64,
+    /// Discovered AmpWorkers whose worker is gone longer than this are deleted.
+    pub gc_after: Option<chrono::Duration>,
+    /// Discovered AmpWorkers whose worker stopped (no process holds its lock) longer
+    /// than this ago are deleted: a retired worker's object goes, its row stays.
+    pub gc_stopped_after: Option<chrono::Duration>,
+}
+
+/// What the operator last wrote, by object uid: the reflector may lag behind our own
+/// writes, and comparing against a stale copy would write (and fire events) twice.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub workers: HashMap<String, AmpWorkerStatus>,
+    pub fleets: HashMap<String, AmpWorkerFleetStatus>,
+}
+
+impl Written {
+    /// Forgets objects that no longer exist, and every status the cache already shows:
+    /// from then on the cache's copy is the only one (this map is for the window in
+    /// which the watch lags behind our writes; a second copy of every status for the
+    /// whole fleet is memory for nothing).
+    pub fn retain_uids(&mut self, workers: &[Arc<AmpWorker>], fleets: &[Arc<AmpWorkerFleet>]) {
+        if !self.workers.is_empty() {
+            self.retain_workers(workers);
+        }
+        let live: std::collections::HashSet<&str> = fleets
+            .iter()
+            .filter_map(|f| f.metadata.uid.as_deref())
+            .collect();
+        self.fleets.retain(|uid, _| live.contains(uid.as_str()));
+    }
+
+    /// (Mostly empty: indexing 10,000 cached objects only when there is something here.)
+    fn retain_workers(&mut self, workers: &[Arc<AmpWorker>]) {
+        let cached: HashMap<&str, Option<&AmpWorkerStatus>> = workers
+            .iter()
+            .filter_map(|w| Some((w.metadata.uid.as_deref()?, w.status.as_ref())))
+            .collect();
+        self.workers
+            .retain(|uid, status| cached.get(uid.as_str()).is_some_and(|c| *c != Some(status)));
+    }
+}
+
+pub struct PlanInput<'a> {
+    pub db: &'a DbView,
+    /// Rows of the snapshot (empty when the DB is unavailable).
+    pub rows: &'a [SnapshotRow],
+    pub workers: &'a [Arc<AmpWorker>],
+    pub fleets: &'a [Arc<AmpWorkerFleet>],
+    pub written: &'a Written,
+    /// DB clock of the last good read before the latest outage, while `db` carries a
+    /// `recovered_at`: workers already stale before the outage get no recovery grace.
+    pub recovery_from: Option<DateTime<Utc>>,
+    /// Wall clock (condition transition times, fleet deadlines).
+    pub now: DateTime<Utc>,
+    /// Heartbeat-only refreshes this cycle may write (from [`RefreshBudget`]).
+    pub refresh_allowance: usize,
+}
+
+/// A heartbeat-only refresh: only `heartbeatAt` differs from what is stored, so only
+/// that field needs to reach the API server. `status` is the whole status it results
+/// in, remembered as written once the patch landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refresh {
+    pub name: String,
+    pub uid: Option<String>,
+    pub heartbeat_at: String,
+    pub status: AmpWorkerStatus,
+}
+
+/// How far behind heartbeat-only refreshes are, for the metrics and the docs.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RefreshStats {
+    /// Refreshes due this cycle (written or not).
+    pub due: usize,
+    /// Due refreshes left for later cycles by the budget.
+    pub deferred: usize,
+    /// Age on the DB clock of the oldest `heartbeatAt` shown by a heartbeating worker
+    /// after this cycle's writes: how old LAST HEARTBEAT may be right now.
+    pub oldest_shown_age_secs: f64,
+    /// Expected refresh interval per worker: `--status-refresh`, or the time the budget
+    /// needs to go round every heartbeating worker once, whichever is longer.
+    pub interval_secs: f64,
+}
+
+/// A status to apply to the named object (an AmpWorker's or a fleet's), and the events
+/// to publish once it landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusWrite<S> {
+    pub name: String,
+    pub uid: Option<String>,
+    pub status: S,
+    pub events: Vec<StatusEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub name: String,
+    pub uid: Option<String>,
+    pub why: String,
+}
+
+/// Condition counts over all AmpWorkers, for the `amp_operator_workers` gauge.
+pub type ConditionCounts = BTreeMap<(String, String), i64>;
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// New AmpWorkers with the status to apply once created.
+    /// Objects to create, with their first status and the events to publish with it.
+    pub creates: Vec<(AmpWorker, AmpWorkerStatus, Vec<StatusEvent>)>,
+    /// Transitions: written first, whatever the refresh budget.
+    pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
+    /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
+    pub refreshes: Vec<Refresh>,
+    pub refresh_stats: RefreshStats,
+    pub fleet_writes: Vec<StatusWrite<AmpWorkerFleetStatus>>,
+    pub deletes: Vec<Delete>,
+    pub worker_conditions: ConditionCounts,
+    /// (fleet name, condition, status) = 1 for every fleet condition.
+    pub fleet_conditions: Vec<(String, String, String)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.creates.is_empty()
+            && self.worker_writes.is_empty()
+            && self.refreshes.is_empty()
+            && self.fleet_writes.is_empty()
+            && self.deletes.is_empty()
+    }
+}
+
+/// What every step of one cycle reads: the input, indexed.
+pub(super) struct Cycle<'a> {
+    input: &'a PlanInput<'a>,
+    config: &'a PlanConfig,
+    db_now: Option<DateTime<Utc>>,
+    rows: HashMap<&'a str, &'a SnapshotRow>,
+    /// The node ids AmpWorkers claim: true when a user created one of the claimants.
+    by_node: HashMap<&'a str, bool>,
+}
+
+impl<'a> Cycle<'a> {
+    fn new(input: &'a PlanInput<'a>, config: &'a PlanConfig) -> Self {
+        let mut by_node: HashMap<&str, bool> = HashMap::with_capacity(input.workers.len());
+        for w in input.workers {
+            *by_node.entry(w.spec.node_id.as_str()).or_default() |= !discovery::is_discovered(w);
+        }
+        Self {
+            input,
+            config,
+            db_now: match input.db {
+                DbView::Available { db_now, .. } => Some(*db_now),
+                DbView::Unavailable { .. } => None,
+            },
+            rows: input.rows.iter().map(|r| (r.node_id.as_str(), r)).collect(),
+            by_node,
+        }
+    }
+
+    /// Last seen longer than `--gc-after` ago (on the DB clock).
+    fn gone(&self, heartbeat: Option<DateTime<Utc>>) -> bool {
+        match (self.config.gc_after, self.db_now, heartbeat) {
+            (Some(after), Some(now), Some(hb)) => now - hb > after,
+            _ => false,
+        }
+    }
+
+    /// Stopped (lock free) and silent longer than `--gc-stopped-after`.
+    fn stopped_long(&self, row: Option<&SnapshotRow>) -> bool {
+        match (self.config.gc_stopped_after, self.db_now, row) {
+            (Some(after), Some(now), Some(r)) => {
+                r.lock == LockState::Free && now - r.heartbeat_at > after
+            }
+            _ => false,
+        }
+    }
+
+    /// What this replica wrote for the object if the watch does not show it yet, else
+    /// what the cache shows; and whether it is the former.
+    fn stored(&self, w: &'a AmpWorker) -> (Option<&'a AmpWorkerStatus>, bool) {
+        let written = w
+            .metadata
+            .uid
+            .as_ref()
+            .and_then(|uid| self.input.written.workers.get(uid));
+        match written {
+            Some(s) => (Some(s), true),
+            None => (w.status.as_ref(), false),
+        }
+    }
+}
+
+/// The cycle as named steps: discovery, then for every AmpWorker (existing by name, then
+/// new ones) garbage collection or judgement, then refresh scheduling, then fleets.
+pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
+    plan_with(input, config, &mut Judgements::default())
+}
+
+/// [`plan`], carrying the last judgements from one cycle to the next so an unchanged
+/// worker costs a comparison (the result is the same as without them).
+pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements) -> Plan {
+    let c = Cycle::new(input, config);
+    let fleets = fleets::ordered(input.fleets);
+    let new_workers = discovery::discover(&c);
+    let mut tallies = fleets::tallies(&fleets);
+    let mut counts = [[0i64; 3]; 4];
+    let mut pending = Pending::default();
+    let mut plan = Plan::default();
+    memos.start_cycle();
+    // Existing objects in the store's order: only what they produce is sorted (by
+    // name, below), not the 10,000 that produce nothing.
+    let candidates = input
+        .workers
+        .iter()
+        .map(|w| (w.as_ref(), Some(w)))
+        .chain(new_workers.iter().map(|w| (w, None)));
+    for (w, object) in candidates {
+        let row = c.rows.get(w.spec.node_id.as_str()).copied();
+        let (stored, from_written) = c.stored(w);
+        if object.is_some()
+            && let Some(delete) = gc::collect(&c, w, row, stored)
+        {
+            plan.deletes.push(delete);
+            continue;
+        }
+        let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
+        let subject = Subject {
+            worker: w,
+            object,
+            row,
+            stored,
+            from_written,
+            fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
+        };
+        let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
+            if let Some(i) = fleet {
+                tallies[i].add(m);
+            }
+            count_conditions(&mut counts, conditions);
+        };
+        match judge::judge(&c, &subject, memos, &mut pending, &mut member) {
+            Verdict::Create(obj, status, events) => plan.creates.push((obj, status, events)),
+            Verdict::Write(write) => plan.worker_writes.push(write),
+            Verdict::Due(due) => pending.due.push(due),
+            Verdict::Unchanged => {}
+        }
+    }
+    memos.end_cycle();
+    plan.worker_writes
+        .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
+    plan.worker_conditions = condition_counts(&counts);
+    (plan.refreshes, plan.refresh_stats) =
+        refresh::schedule(pending, input.refresh_allowance, c.db_now, config);
+    fleets::plan_fleets(input, &fleets, tallies, &mut plan);
+    plan
+}
+
+const STATUSES: [ConditionStatus; 3] = [
+    ConditionStatus::True,
+    ConditionStatus::False,
+    ConditionStatus::Unknown,
+];
+
+fn count_conditions(counts: &mut [[i64; 3]; 4], conditions: &[ConditionStatus; 4]) {
+    for (row, status) in counts.iter_mut().zip(conditions) {
+        let i = STATUSES.iter().position(|s| s == status).unwrap_or(2);
+        row[i] += 1;
+    }
+}
+
+fn condition_counts(counts: &[[i64; 3]; 4]) -> ConditionCounts {
+    let mut out = ConditionCounts::new();
+    for (type_, row) in CONDITION_TYPES.iter().zip(counts) {
+        for (status, n) in STATUSES.iter().zip(row) {
+            if *n > 0 {
+                out.insert(((*type_).to_owned(), status.as_str().to_owned()), *n);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
