@@ -3,7 +3,7 @@
 # and Helm 3 which must render the same), validates
 # every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
-# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 25 deliberate
+# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 28 deliberate
 # breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
 # fleet switches, the conventions (name overrides, ServiceAccounts, security contexts,
 # priorityClassName, PodDisruptionBudgets, helm test), and runs the Argo CD health check tests.
@@ -129,6 +129,33 @@ dsec = [x for x in d if x["kind"] == "StatefulSet" and x["metadata"]["name"] == 
 assert dsec["runAsUser"] == 65532 and dsec["fsGroup"] == 65532, "hardened defaults kept"
 tests = [x for x in d if x["kind"] == "Pod" and x["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
 assert len(tests) == 1 and tests[0]["spec"]["containers"][0]["command"] == ["ampctl"], "helm test pod"
+# databaseTLS: every pod that talks to the DB mounts the CA and client certificate and
+# gets the libpq variables (all-features: Secrets + verify-full; conventions: a ConfigMap
+# CA); the default renders no TLS volume and no PG* variable.
+def db_containers(ds):
+    for x in ds:
+        if x["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        spec = x["spec"]["template"]["spec"]
+        for ct in spec.get("initContainers", []) + spec["containers"]:
+            if any(e["name"] == "AMP_DATABASE_URL" for e in ct.get("env", [])):
+                yield x, spec, ct
+def tls_env(ct):
+    return {e["name"]: e.get("value") for e in ct["env"] if e["name"].startswith("PGSSL")}
+roles = sorted((x["metadata"]["name"], ct["name"]) for x, _, ct in db_containers(a))
+assert roles == [("amp-admin-api", "admin-api"), ("amp-migrate", "migrate"), ("amp-operator", "operator"), ("amp-worker", "worker")], roles
+for x, spec, ct in db_containers(a):
+    assert tls_env(ct) == {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/etc/amp/db-tls/ca.crt",
+                           "PGSSLCERT": "/etc/amp/db-tls/tls.crt", "PGSSLKEY": "/etc/amp/db-tls/tls.key"}, tls_env(ct)
+    vol = [v for v in spec["volumes"] if v["name"] == "db-tls"][0]["projected"]
+    assert vol["defaultMode"] == 0o440
+    assert [s["secret"]["name"] for s in vol["sources"]] == ["amp-db-ca", "amp-db-client"], vol
+for x, spec, ct in db_containers(c):
+    assert tls_env(ct) == {"PGSSLROOTCERT": "/etc/amp/db-tls/ca.crt"}, tls_env(ct)
+    vol = [v for v in spec["volumes"] if v["name"] == "db-tls"][0]["projected"]
+    assert vol["defaultMode"] == 0o444 and vol["sources"] == [{"configMap": {"name": "rds-ca-bundle", "items": [{"key": "global-bundle.pem", "path": "ca.crt"}]}}], vol
+for x, spec, ct in db_containers(d):
+    assert not tls_env(ct) and "volumes" not in spec and "volumeMounts" not in ct, "default: no DB TLS"
 # existingAmp.enabled: nothing that writes to Amp's DB, the operator and Admin API on the
 # reader URL, the fleet on the version the user set.
 e = docs("existing-amp")
@@ -157,7 +184,9 @@ for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "
            "adminApi.service.port=70000" "postgresql.enabled=false" \
            "operator.replicas=2,operator.leaderElection=false" "nameOverride=Amp_X" \
            "serviceAccount.create=maybe" "podSecurityContext.runAsUser=0" \
-           "podSecurityContext.runAsNonRoot=false" "containerSecurityContext.allowPrivilegeEscalation=true"; do
+           "podSecurityContext.runAsNonRoot=false" "containerSecurityContext.allowPrivilegeEscalation=true" \
+           "databaseTLS.sslMode=verify_full" "databaseTLS.bogus=1" "databaseTLS.defaultMode=777" \
+           "databaseTLS.ca.secretName=a,databaseTLS.ca.configMapName=b"; do
   for h in helm $helm3; do
     if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
       die "$h: --set $bad was accepted"

@@ -23,6 +23,9 @@ usage: test_chart.py RENDERED.yaml [RENDERED.yaml ...]
 - Helm hooks: a pre-install/pre-upgrade hook pod must not depend on a ServiceAccount,
   Secret or ConfigMap that the same release creates as an ordinary resource (those do
   not exist yet when pre-install hooks run).
+- DB TLS (databaseTLS): when any pod mounts the db-tls volume, every container that
+  gets AMP_DATABASE_URL mounts it read-only at /etc/amp/db-tls, and PGSSLROOTCERT /
+  PGSSLCERT / PGSSLKEY point at files inside it that the volume projects.
 - CRDs: the rendered CRDs' spec equals crds/*.yaml; every custom resource of a kind we
   ship (AmpWorkerFleet) validates against the openAPIV3Schema in crds/*.yaml.
 """
@@ -282,9 +285,40 @@ class Checker:
                     needs.append(("Secret", v["secret"]["secretName"]))
                 if "configMap" in v:
                     needs.append(("ConfigMap", v["configMap"]["name"]))
+                for src in v.get("projected", {}).get("sources", []):
+                    if "secret" in src:
+                        needs.append(("Secret", src["secret"]["name"]))
+                    if "configMap" in src:
+                        needs.append(("ConfigMap", src["configMap"]["name"]))
             for need in needs:
                 if need in ordinary:
                     self.fail(d, f"{sorted(phases)} hook needs {need[0]}/{need[1]}, which the release creates only after its pre-install hooks")
+
+    # ---------------------------------------------------------------- DB TLS
+    def check_db_tls(self):
+        def tls_volume(spec):
+            return next((v for v in spec.get("volumes", []) if v["name"] == "db-tls"), None)
+
+        if not any(tls_volume(self.pod_spec(d) or {}) for d in self.docs):
+            return
+        for d, spec, c, _ in self.containers():
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            if "AMP_DATABASE_URL" not in env:
+                continue
+            volume = tls_volume(spec)
+            mount = next((m for m in c.get("volumeMounts", []) if m["name"] == "db-tls"), None)
+            if volume is None or mount is None or mount.get("mountPath") != "/etc/amp/db-tls" or not mount.get("readOnly"):
+                self.fail(d, f"container {c['name']}: talks to the DB but does not mount db-tls read-only at /etc/amp/db-tls")
+                continue
+            files = {
+                "/etc/amp/db-tls/" + item["path"]
+                for src in volume.get("projected", {}).get("sources", [])
+                for kind in ("secret", "configMap")
+                for item in src.get(kind, {}).get("items", [])
+            }
+            for name in ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
+                if env.get(name) is not None and env[name] not in files:
+                    self.fail(d, f"container {c['name']}: {name}={env[name]} is not a file the db-tls volume projects")
 
     # ---------------------------------------------------------------- CRDs
     def check_crds(self):
@@ -322,6 +356,7 @@ class Checker:
         self.check_tokens()
         self.check_contract()
         self.check_hooks()
+        self.check_db_tls()
         self.check_crds()
         roles = [d for d in self.docs if d["kind"] == "Role"]
         if len(roles) > 1:
@@ -474,12 +509,29 @@ def m_string_data(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "stringData": {"password": "pw"}})
 
 
+def m_tls_mount_missing(docs):
+    container(docs, "Job", "-migrate").pop("volumeMounts")
+
+
+def m_tls_wrong_path(docs):
+    env(container(docs, "Deployment", "-operator"), "PGSSLROOTCERT")["value"] = "/etc/ssl/ca.crt"
+
+
+def m_hook_release_ca(docs):
+    # The migrate hook's CA Secret made an ordinary release resource: not there yet.
+    job = find(docs, "Job", "-migrate")
+    tls = next(v for v in Checker.pod_spec(job)["volumes"] if v["name"] == "db-tls")
+    tls["projected"]["sources"][0]["secret"]["name"] = "amp-db-ca"
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "amp-db-ca"}, "data": {}})
+
+
 MUTATIONS = [
     m_wildcard_verb, m_wildcard_group, m_extra_resource, m_extra_verb, m_lease_unrestricted,
     m_cluster_role, m_bind_cluster_role, m_root, m_writable_root, m_escalation, m_capability,
     m_seccomp, m_inline_url, m_inline_token, m_credential_arg, m_no_probe, m_wrong_probe,
     m_token_mounted, m_pod_name, m_node_id, m_admin_writer, m_hook_release_sa,
-    m_fleet_invalid, m_crd_changed, m_string_data,
+    m_fleet_invalid, m_crd_changed, m_string_data, m_tls_mount_missing, m_tls_wrong_path,
+    m_hook_release_ca,
 ]
 
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use amp_operator::admin_client::AdminClient;
 use amp_operator::metadata_db;
-use amp_operator::testing::postgres::TempPostgres;
+use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 
 async fn fill(pool: &sqlx::PgPool, n: usize) {
     sqlx::query("TRUNCATE workers")
@@ -152,8 +152,14 @@ async fn main() {
     let rss_n: usize = env_or("AMP_BENCH_RSS_WORKERS", 100_000);
     let ampd = env!("CARGO_BIN_EXE_ampd");
 
-    let pg = TempPostgres::start().expect("start PostgreSQL");
-    let pool = metadata_db::connect_pool(&pg.url(), "bench", 2)
+    // AMP_BENCH_DB_TLS=verify-full: a TLS-only server, verified (default: plain).
+    let (_pg, url) = TempPostgres::start_bench(
+        PgSettings::default()
+            .set("fsync", "off")
+            .set("max_connections", 200),
+    )
+    .expect("start PostgreSQL");
+    let pool = metadata_db::connect_pool(&url, "bench", 2)
         .await
         .expect("connect");
     metadata_db::migrate(&pool).await.expect("migrate");
@@ -163,7 +169,7 @@ async fn main() {
     let url = format!("http://{addr}");
     let mut api = Command::new(ampd)
         .args(["admin-api", "--listen", &addr, "--log-format", "json"])
-        .env("AMP_DATABASE_URL", pg.url())
+        .env("AMP_DATABASE_URL", &url)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()

@@ -60,10 +60,14 @@ async fn main() {
     let with_index = env_or("AMP_BENCH_HEARTBEAT_INDEX", "off".to_string()) == "on";
     let sessions: usize = env_or("AMP_BENCH_CONNECTIONS", workers).clamp(1, workers);
 
+    // AMP_BENCH_DB_TLS: off (plain server) or verify-full (TLS-only server, verified).
+    let tls = env_or("AMP_BENCH_DB_TLS", "off".to_string()) == "verify-full";
+
     // Durable settings (fsync on) as in production; only the connection limit is raised.
-    let pg = TempPostgres::start_with(PgSettings::default().set("max_connections", sessions + 50))
-        .expect("postgres");
-    let pool = metadata_db::connect_pool(&pg.url(), "bench", 4)
+    let (pg, url) =
+        TempPostgres::start_bench(PgSettings::default().set("max_connections", sessions + 50))
+            .expect("postgres");
+    let pool = metadata_db::connect_pool(&url, "bench", 4)
         .await
         .expect("pool");
     metadata_db::migrate(&pool).await.expect("migrate");
@@ -77,10 +81,11 @@ async fn main() {
     let info = BuildInfo::current();
 
     println!(
-        "heartbeat bench: {workers} workers over {sessions} sessions, {seconds} s at 1 Hz, synchronous_commit={sync_commit}, heartbeat_at index {}",
-        if with_index { "on" } else { "off" }
+        "heartbeat bench: {workers} workers over {sessions} sessions, {seconds} s at 1 Hz, synchronous_commit={sync_commit}, heartbeat_at index {}, TLS {}",
+        if with_index { "on" } else { "off" },
+        if tls { "verify-full" } else { "off" }
     );
-    let options = metadata_db::connect_options(&pg.url(), "bench-worker")
+    let options = metadata_db::connect_options(&url, "bench-worker")
         .unwrap()
         .options([("synchronous_commit", sync_commit.as_str())]);
 
@@ -92,7 +97,7 @@ async fn main() {
             .step_by(sessions)
             .map(|i| NodeId::parse(&format!("bench-worker-{i:05}")).unwrap())
             .collect();
-        let mut conn = metadata_db::connect_one(&options, &pg.url())
+        let mut conn = metadata_db::connect_one(&options, &url)
             .await
             .expect("connect");
         for id in &ids {

@@ -231,31 +231,54 @@ async fn worker_lifecycle_stale_event_and_rollout() {
         "{stderr}"
     );
 
-    // Stop worker-1: Healthy=False within the 30 s timeout + a few seconds, one event.
-    let stopped = Instant::now();
-    if let Some(p) = w1.take() {
-        p.signal(libc::SIGKILL);
-    }
+    // Freeze worker-1 (SIGSTOP): alive, lock held, silent. Healthy=False within the 30 s
+    // timeout + a few seconds, one WorkerStale Warning.
+    let w1 = w1.take().expect("worker-1 runs");
+    let frozen = Instant::now();
+    w1.signal(libc::SIGSTOP);
     let stale = wait_state(&workers, "worker-1", "Stale", Duration::from_secs(40)).await;
-    let took = stopped.elapsed();
+    let took = frozen.elapsed();
     assert!(took < Duration::from_secs(35), "flagged after {took:?}");
     assert_eq!(
         condition(&stale, "Healthy"),
         ("False".into(), "HeartbeatStale".into())
     );
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    let stale_events = eventually(Duration::from_secs(10), || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        let n = list
-            .items
-            .iter()
-            .filter(|e| e.reason.as_deref() == Some("WorkerStale"))
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("worker-1"))
-            .count();
-        (n > 0).then_some(n)
-    })
-    .await;
-    assert_eq!(stale_events, Some(1));
+    let count = |reason: &'static str| {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let n = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .filter(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("worker-1")
+                })
+                .count();
+            (n > 0).then_some(n)
+        }
+    };
+    assert_eq!(
+        eventually(Duration::from_secs(10), || count("WorkerStale")).await,
+        Some(1)
+    );
+
+    // Kill it: its session ends, no process holds the node id: Stopped at once (not an
+    // alarm), one Normal WorkerStopped.
+    let killed = Instant::now();
+    w1.signal(libc::SIGKILL);
+    let stopped = wait_state(&workers, "worker-1", "Stopped", Duration::from_secs(20)).await;
+    eprintln!("e2e: SIGKILL -> Stopped in {:?}", killed.elapsed());
+    assert_eq!(
+        condition(&stopped, "Healthy"),
+        ("False".into(), "WorkerStopped".into())
+    );
+    assert_eq!(
+        eventually(Duration::from_secs(10), || count("WorkerStopped")).await,
+        Some(1)
+    );
+    drop(w1);
     // Retire worker-1 for good (row and object), or the operator rediscovers it.
     sqlx::query("DELETE FROM workers WHERE node_id = 'worker-1'")
         .execute(&pool)

@@ -56,6 +56,10 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // The address actually bound: with `--listen 127.0.0.1:0` nothing else tells it.
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving HTTP");
+    }
     let app = router
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             limits.max_body_bytes,

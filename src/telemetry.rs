@@ -18,10 +18,30 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the global subscriber. Filter from `RUST_LOG`, default `info`.
-/// Logs go to stderr so that command output on stdout stays machine-readable.
+/// The filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// `RUST_LOG` (or [`DEFAULT_FILTER`]), with kube's client quiet unless named: it logs
+/// every failed connection at ERROR beside our own one WARN per outage.
+fn filter() -> EnvFilter {
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
+    let spec = if spec.contains("kube_client") {
+        spec
+    } else {
+        format!("{spec},kube_client=off")
+    };
+    EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+}
+
+/// Installs the global subscriber. Filter from `RUST_LOG` (e.g. `debug`, or
+/// `info,amp_operator::operator=debug`), default [`DEFAULT_FILTER`]. `NO_COLOR` turns
+/// colour off even on a terminal. Logs go to stderr so that command output on stdout
+/// stays machine-readable.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter();
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -31,7 +51,7 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: in a file or a log collector they are noise.
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal() && !no_color());
     // try_init: tests may install a subscriber more than once per process.
     let _ = if json {
         builder
@@ -42,6 +62,11 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// https://no-color.org: any non-empty `NO_COLOR` turns colour off.
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Reports a fatal error once: one `error: ...` line on stderr (what humans, scripts and

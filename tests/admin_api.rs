@@ -177,6 +177,11 @@ async fn bearer_token_is_enforced_on_worker_endpoints_only() {
     let (code, _, err) = ampctl(&url, &["worker", "list"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("missing or invalid bearer token"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("pass the Admin API's token with --auth-token or AMP_AUTH_TOKEN"),
+        "{err}"
+    );
     let (code, out, _) = ampctl(
         &url,
         &["--auth-token", "s3cret", "worker", "list", "--json"],
@@ -186,6 +191,16 @@ async fn bearer_token_is_enforced_on_worker_endpoints_only() {
     assert_eq!(
         (code, out.as_str()),
         (Some(1), "❌ no workers registered\n")
+    );
+    // For CI: the same verdict as JSON, same exit code.
+    let (code, out, _) = ampctl(
+        &url,
+        &["--auth-token", "s3cret", "worker", "check", "--json"],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"ok": false, "workers": 0, "problems": 1, "findings": []})
     );
 }
 

@@ -13,7 +13,7 @@ use amp_operator::testing::amp_db::{self, AmpSchema, AmpWorkerSim, amp_info};
 use amp_operator::testing::postgres::{PgSettings, TempPostgres, eventually, find_bin_dir};
 use common::{AMPD, Proc, http_get, migrated_db, start_admin_api, worker};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 async fn amp_db(schema: AmpSchema) -> (TempPostgres, PgPool) {
     // A server whose own time zone is not UTC: nothing may depend on it.
@@ -264,8 +264,6 @@ async fn a_worker_of_the_previous_release_blocks_ours_during_a_rolling_upgrade()
             .is_none()
     );
 }
-
-use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn our_worker_refuses_a_db_where_amp_schedules_jobs() {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use amp_operator::metadata_db;
@@ -13,7 +12,7 @@ use amp_operator::operator::naming::object_name;
 use amp_operator::testing::amp_db::{self, AmpSchema, AmpWorkerSim, amp_info};
 use amp_operator::testing::envtest;
 use amp_operator::testing::postgres::{TempPostgres, eventually};
-use common::{AMPD, Proc, free_addr};
+use common::Proc;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
@@ -29,18 +28,6 @@ async fn read_only_url(pg: &TempPostgres, pool: &sqlx::PgPool) -> String {
         sqlx::query(statement).execute(pool).await.unwrap();
     }
     format!("postgres://amp_reader@127.0.0.1:{}/postgres", pg.port())
-}
-
-fn operator(kubeconfig: &std::path::Path, ns: &str, db_url: &str) -> Command {
-    let mut cmd = Command::new(AMPD);
-    cmd.args(["--log-format", "json", "operator", "--namespace", ns])
-        .args(["--listen", &free_addr(), "--lease-duration", "3s"])
-        .env("KUBECONFIG", kubeconfig)
-        .env("AMP_DATABASE_URL", db_url)
-        .env("POD_NAME", "op-amp")
-        .env("RUST_LOG", "warn")
-        .env_remove("KUBERNETES_SERVICE_HOST");
-    cmd
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,7 +58,10 @@ async fn the_operator_mirrors_amp_s_own_workers() {
         );
     }
     let url = read_only_url(&pg, &pool).await;
-    let _op = Proc::spawn("operator", &mut operator(plane.kubeconfig(), &ns, &url));
+    let _op = Proc::spawn(
+        "operator",
+        &mut common::operator(plane.kubeconfig(), &ns, &url, "op-amp"),
+    );
 
     let api: Api<AmpWorker> = Api::namespaced(plane.client().await.unwrap(), &ns);
     for (id, _) in &workers {

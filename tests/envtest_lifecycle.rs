@@ -5,29 +5,16 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use amp_operator::operator::crd::AmpWorker;
 use amp_operator::testing::envtest;
 use amp_operator::testing::postgres::eventually;
-use common::{AMPD, Proc, free_addr, migrated_db, wait_registered, worker};
+use common::{Proc, migrated_db, wait_registered, worker};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-
-fn operator(kubeconfig: &std::path::Path, ns: &str, db_url: &str) -> Command {
-    let mut cmd = Command::new(AMPD);
-    cmd.args(["--log-format", "json", "operator", "--namespace", ns])
-        .args(["--listen", &free_addr(), "--lease-duration", "3s"])
-        .env("KUBECONFIG", kubeconfig)
-        .env("AMP_DATABASE_URL", db_url)
-        .env("POD_NAME", "op-lifecycle")
-        .env("RUST_LOG", "warn")
-        .env_remove("KUBERNETES_SERVICE_HOST");
-    cmd
-}
 
 /// A user-created AmpWorker with a short heartbeat timeout (the SIGSTOP case).
 fn watched(node: &str, timeout: i64) -> AmpWorker {
@@ -88,7 +75,7 @@ async fn stops_kills_freezes_restarts_and_retirement_read_truthfully() {
     }
     let _op = Proc::spawn(
         "operator",
-        &mut operator(plane.kubeconfig(), &ns, &pg.url()),
+        &mut common::operator(plane.kubeconfig(), &ns, &pg.url(), "op-lifecycle"),
     );
     for id in ["w-term", "w-kill", "w-frozen", "w-retired"] {
         wait_state(&api, id, "Ready", Duration::from_secs(60)).await;

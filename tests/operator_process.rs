@@ -93,11 +93,67 @@ async fn an_unreachable_api_server_is_one_clear_error() {
             .await
             .unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
-    assert!(
-        line.starts_with("error: cannot reach the Kubernetes API server: "),
-        "{line}"
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "error: cannot reach the Kubernetes API server at http://{closed}: Connection refused (os error 111)"
+        )],
+        "one line naming the server and the cause, no kube_client ERROR duplicates"
     );
+}
+
+#[tokio::test]
+async fn no_kubeconfig_and_a_missing_namespace_are_one_line_each_with_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(AMPD)
+        .args([
+            "operator",
+            "--database-url",
+            "postgres://amp@127.0.0.1:1/amp",
+        ])
+        .env("KUBECONFIG", dir.path().join("absent"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("error: no Kubernetes cluster configured (")
+            && line.ends_with(
+                "): set KUBECONFIG to a cluster's kubeconfig, or run in a Pod; for a local cluster: ./scripts/kind-up.sh"
+            ),
+        "{stderr}"
+    );
+
+    let Some(plane) = amp_operator::testing::envtest::require(
+        "no_kubeconfig_and_a_missing_namespace_are_one_line_each_with_the_next_step",
+    )
+    .await
+    else {
+        return;
+    };
+    let out = std::process::Command::new(AMPD)
+        .args([
+            "operator",
+            "--database-url",
+            "postgres://amp@127.0.0.1:1/amp",
+        ])
+        .args(["--namespace", "no-such-ns", "--listen", &free_addr()])
+        .env("KUBECONFIG", plane.kubeconfig())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("error: namespace \"no-such-ns\" not found: kubectl create namespace no-such-ns"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("operator started"), "{stderr}");
 }
 
 /// Two replicas, one Lease: only the holder writes; killing it hands over within the

@@ -120,3 +120,59 @@ async fn admin_api_logs_never_show_the_password() {
         }
     }
 }
+
+/// Over TLS: `sslpassword` and the client key's contents never reach a log line, through
+/// a worker that keeps failing the handshake (wrong CA) and a `migrate` that fails on a
+/// key given inline as PEM. Key paths may show (they name what to fix).
+#[test]
+fn tls_settings_never_show_sslpassword_or_key_material() {
+    use amp_operator::testing::postgres::{PgAccess, TempPostgres, unrelated_ca_pem};
+    let pg = TempPostgres::start_access(PgAccess::TlsOnly).expect("PostgreSQL");
+    let files = pg.tls_files().expect("TLS files").clone();
+    let key_pem = std::fs::read_to_string(&files.client_key).expect("read key");
+    let key_line = key_pem.lines().nth(1).expect("a base64 line").to_owned();
+    let wrong_ca = files.ca.with_file_name("wrong-ca.crt");
+    std::fs::write(&wrong_ca, unrelated_ca_pem().expect("CA")).expect("write CA");
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}&sslpassword={SECRET}",
+        pg.url(),
+        wrong_ca.display(),
+        files.client_cert.display(),
+        files.client_key.display()
+    );
+    for format in ["text", "json"] {
+        let mut cmd = Command::new(AMPD);
+        cmd.args(["--log-format", format, "worker", "--node-id", "w1"])
+            .args(["--database-url", &url, "--max-backoff", "300ms"])
+            .env_remove("AMP_DATABASE_URL")
+            .env_remove("AMP_NODE_ID")
+            .env("RUST_LOG", "debug");
+        let worker = Proc::spawn("worker", &mut cmd);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (_, _, stderr) = worker.terminate();
+        assert!(stderr.contains("TLS failed: certificate"), "{stderr}");
+        assert!(stderr.contains("sslpassword=***"), "{stderr}");
+        assert_clean(&format!("worker {format}"), &stderr);
+        assert!(
+            !stderr.contains(&key_line),
+            "key material leaked:\n{stderr}"
+        );
+    }
+    let mut inline = url::Url::parse(&format!("{}?sslmode=verify-full", pg.url())).expect("url");
+    inline
+        .query_pairs_mut()
+        .append_pair("sslrootcert", &wrong_ca.display().to_string())
+        .append_pair("sslcert", &files.client_cert.display().to_string())
+        .append_pair("sslkey", &key_pem);
+    let out = Command::new(AMPD)
+        .args(["migrate", "--database-url", inline.as_str()])
+        .output()
+        .expect("run ampd migrate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("sslkey=***"), "{stderr}");
+    assert!(
+        !stderr.contains(&key_line),
+        "key material leaked:\n{stderr}"
+    );
+}

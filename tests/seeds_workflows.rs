@@ -432,14 +432,14 @@ fn guide_gives_the_documented_results(sh: &Shell, order: &[&str]) {
 
     // `watch -n 5 'ampctl worker list'` → `ampctl worker list --watch`: redraws until stopped.
     let watch = sh.bash(
-        &format!("{AMPCTL} worker list --watch --interval 300ms"),
+        &format!("{AMPCTL} worker list --watch --interval 500ms"),
         Some(2),
     );
     assert_eq!(watch.code, Some(124));
     assert!(
         watch
             .stdout
-            .matches("Every 300ms: ampctl worker list")
+            .matches("Every 500ms: ampctl worker list")
             .count()
             >= 2,
         "{}",

@@ -41,6 +41,10 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     #[error("the Admin API at {url} did not answer within {after:?}")]
     Timeout { url: String, after: Duration },
+    #[error(
+        "{message} (401 from {url}): pass the Admin API's token with --auth-token or AMP_AUTH_TOKEN"
+    )]
+    Unauthorized { url: String, message: String },
     #[error("{message} ({status} {code} from {url})")]
     Api {
         url: String,
@@ -84,10 +88,7 @@ impl AdminClient {
             url: base_url.to_owned(),
             reason,
         };
-        let mut base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid("scheme must be http or https".into()));
-        }
+        let mut base = parse_base(base_url).map_err(invalid)?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
@@ -267,7 +268,38 @@ impl AdminClient {
     }
 }
 
+/// `--admin-url` as the API's root: a scheme is required (a bare `host:port` parses as
+/// a URL with scheme `host`), and a path naming an endpoint is a mistake, not a prefix.
+fn parse_base(raw: &str) -> Result<Url, String> {
+    if !raw.contains("://") {
+        return Err(format!("no scheme: write it as http://{raw} (or https://)"));
+    }
+    let base = Url::parse(raw).map_err(|e| e.to_string())?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err("scheme must be http or https".into());
+    }
+    let segments: Vec<&str> = base.path().split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(at) = segments.iter().position(|s| *s == "workers") {
+        let mut root = base.clone();
+        root.set_path(&segments[..at].join("/"));
+        root.set_query(None);
+        return Err(format!(
+            "this is an endpoint, not the Admin API's root: use {root}"
+        ));
+    }
+    Ok(base)
+}
+
 fn api_error(url: &str, status: StatusCode, body: &[u8]) -> ClientError {
+    if status == StatusCode::UNAUTHORIZED {
+        let message = serde_json::from_slice::<ErrorBody>(body)
+            .map(|e| e.error_message)
+            .unwrap_or_else(|_| "unauthorized".to_owned());
+        return ClientError::Unauthorized {
+            url: url.to_owned(),
+            message,
+        };
+    }
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(err) => ClientError::Api {
             url: url.to_owned(),
@@ -287,4 +319,32 @@ fn preview(body: &[u8]) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+#[cfg(test)]
+mod base_url_tests {
+    use super::parse_base;
+
+    #[test]
+    fn admin_urls_say_what_is_wrong() {
+        assert_eq!(
+            parse_base("127.0.0.1:21610").unwrap_err(),
+            "no scheme: write it as http://127.0.0.1:21610 (or https://)"
+        );
+        assert_eq!(
+            parse_base("http://127.0.0.1:21610/workers").unwrap_err(),
+            "this is an endpoint, not the Admin API's root: use http://127.0.0.1:21610/"
+        );
+        assert_eq!(
+            parse_base("https://amp.example/admin/workers/w1").unwrap_err(),
+            "this is an endpoint, not the Admin API's root: use https://amp.example/admin"
+        );
+        assert_eq!(
+            parse_base("ftp://x").unwrap_err(),
+            "scheme must be http or https"
+        );
+        // A prefix (behind an ingress) is a root.
+        assert!(parse_base("https://amp.example/admin").is_ok());
+        assert!(parse_base("http://localhost:1610").is_ok());
+    }
 }

@@ -2,6 +2,7 @@
 //! stale filter need just the list, while the table, CSV, `versions` and `check` need
 //! every worker's details, which Amp's Admin API answers one worker at a time.
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,9 +74,15 @@ pub(super) async fn watch(client: &AdminClient, interval: Duration) -> Result<Ex
             Ok(workers) => render::table(&terminal(&workers), Utc::now()),
             Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
         };
-        // Clear screen, home cursor, header like watch(1).
+        // On a terminal: clear screen and home cursor, like watch(1). Into a pipe or a
+        // file: plain frames appended one after another, no control codes.
+        let clear = if std::io::stdout().is_terminal() {
+            "\x1b[2J\x1b[H"
+        } else {
+            ""
+        };
         print(&format!(
-            "\x1b[2J\x1b[HEvery {}: ampctl worker list    {}\n\n{frame}",
+            "{clear}Every {}: ampctl worker list    {}\n\n{frame}",
             humantime::format_duration(interval),
             crate::timestamps::format_timestamp(&Utc::now())
         ))?;
@@ -136,6 +143,23 @@ pub(super) async fn versions(
 
 pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
     let workers = client.list_workers().await?;
+    if args.json {
+        // Machine output: serde escapes what a terminal would need escaped.
+        let findings = render::check(
+            &workers,
+            Utc::now(),
+            args.stale_after.as_secs() as i64,
+            args.expect_version.as_deref(),
+        );
+        let out = render::check_json(&findings, workers.len());
+        print(&out)?;
+        let failed = workers.is_empty() || findings.iter().any(|f| f.is_problem());
+        return Ok(if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     if workers.is_empty() {
         // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
         print("❌ no workers registered\n")?;

@@ -34,7 +34,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
     /// Give up on a request after this long.
-    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AMP_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: TopCommand,
@@ -76,13 +76,13 @@ pub struct ListArgs {
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<Output>,
     /// Only workers whose last heartbeat is older than this (e.g. 30s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Option<Duration>,
     /// Redraw the table until interrupted.
     #[arg(long, short = 'w', conflicts_with_all = ["json", "output"])]
     pub watch: bool,
     /// Redraw period for --watch.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "watch")]
+    #[arg(long, default_value = "5s", value_parser = crate::cli::bounds::bounded::<500, 3_600_000>, requires = "watch")]
     pub interval: Duration,
 }
 
@@ -107,11 +107,14 @@ pub struct VersionsArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Heartbeat age above which a worker fails the check.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Every worker must run this version.
     #[arg(long)]
     pub expect_version: Option<String>,
+    /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What went wrong, mapped to an exit code.

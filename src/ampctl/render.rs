@@ -116,8 +116,9 @@ pub fn versions_text(counts: &[(usize, String)]) -> String {
         .collect()
 }
 
-/// One finding of `ampctl worker check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One finding of `ampctl worker check` (`--json`: an object with `result`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum Finding {
     Healthy {
         node_id: String,
@@ -208,6 +209,23 @@ pub fn check(
         }
     }
     findings
+}
+
+/// `ampctl worker check --json`: the verdict, counts and every finding, for CI.
+pub fn check_json(findings: &[Finding], workers: usize) -> String {
+    let problems = if workers == 0 {
+        // An empty fleet cannot pass: a rollout that lost every worker must fail.
+        1
+    } else {
+        findings.iter().filter(|f| f.is_problem()).count()
+    };
+    let doc = serde_json::json!({
+        "ok": problems == 0,
+        "workers": workers,
+        "problems": problems,
+        "findings": findings,
+    });
+    format!("{doc:#}\n")
 }
 
 /// `ampctl worker inspect` human view.
@@ -338,6 +356,33 @@ mod tests {
                 "❌ stale: heartbeat 31 seconds old (threshold: 30)",
                 "❌ old: v1 (expected: v2)",
             ]
+        );
+    }
+
+    #[test]
+    fn check_json_carries_the_verdict_and_every_finding() {
+        let now = t(10, 0, 0);
+        let ws = [
+            w("worker-01", Some("v2"), t(9, 59, 50)),
+            w("worker-02", Some("v1"), t(9, 58, 0)),
+        ];
+        let findings = check(&ws, now, 30, Some("v2"));
+        let doc: serde_json::Value = serde_json::from_str(&check_json(&findings, 2)).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "ok": false, "workers": 2, "problems": 2,
+                "findings": [
+                    {"result": "healthy", "node_id": "worker-01", "age_secs": 10, "version": "v2"},
+                    {"result": "stale", "node_id": "worker-02", "age_secs": 120, "threshold_secs": 30},
+                    {"result": "wrong_version", "node_id": "worker-02", "version": "v1", "expected": "v2"},
+                ]
+            })
+        );
+        let empty: serde_json::Value = serde_json::from_str(&check_json(&[], 0)).unwrap();
+        assert_eq!(
+            empty,
+            serde_json::json!({"ok": false, "workers": 0, "problems": 1, "findings": []})
         );
     }
 

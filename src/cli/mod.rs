@@ -1,3 +1,4 @@
 //! Command lines of the two binaries.
 
 pub mod ampd;
+pub mod bounds;

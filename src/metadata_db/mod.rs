@@ -2,11 +2,13 @@
 //!
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
+mod connect_error;
 mod migrations;
 mod redact;
 mod rows;
 pub mod schema;
 mod snapshot;
+mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,16 +27,22 @@ pub use schema::{Flavour, ForeignSchema, SchemaReport};
 pub use snapshot::{
     InfoCache, OPERATOR_SNAPSHOT_SQL, OperatorSnapshot, SnapshotRow, operator_snapshot_within,
 };
+pub use tls::TlsConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("invalid database URL {url}: {source}")]
     InvalidUrl { url: String, source: sqlx::Error },
-    #[error("cannot connect to the metadata DB at {url}: {source}")]
+    #[error("invalid TLS settings for the metadata DB: {0}")]
+    Tls(#[from] TlsConfigError),
+    #[error(
+        "cannot connect to the metadata DB at {url}: {}",
+        connect_error::describe(source)
+    )]
     Connect { url: String, source: sqlx::Error },
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("metadata DB query `{op}` failed: {source}")]
+    #[error("metadata DB query `{op}` failed: {}", connect_error::describe(source))]
     Query {
         op: &'static str,
         source: sqlx::Error,
@@ -78,7 +86,7 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
         )));
     }
     let url = &without_unknown_params(url);
-    let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+    let options = tls::apply(PgConnectOptions::from_str(url).map_err(invalid)?, url)?;
     Ok(options
         .application_name(application_name)
         .options(SESSION_KEEPALIVES)

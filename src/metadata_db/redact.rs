@@ -22,6 +22,15 @@ fn is_secret_key(key: &str) -> bool {
     )
 }
 
+/// A secret value: under a secret key, or a private key given inline as PEM (sqlx takes
+/// `sslkey=-----BEGIN PRIVATE KEY-----...`). A key file's path is no secret and stays
+/// visible: messages about an unreadable key name it.
+fn is_secret(key: &str, value: &str) -> bool {
+    is_secret_key(key)
+        || (matches!(key.to_ascii_lowercase().as_str(), "sslkey" | "ssl-key")
+            && value.contains("PRIVATE KEY"))
+}
+
 /// The URL with any password replaced by `***`. Unparseable input is replaced whole,
 /// since we cannot tell which part is secret.
 pub fn redact_url(raw: &str) -> String {
@@ -35,7 +44,7 @@ pub fn redact_url(raw: &str) -> String {
         Some(pairs) if !pairs.is_empty() => pairs
             .iter()
             .map(|p| {
-                if is_secret_key(&p.key) {
+                if is_secret(&p.key, &p.value) {
                     format!("{}={MASK}", p.key)
                 } else {
                     format!("{}={}", p.key, p.raw_value)
@@ -51,12 +60,12 @@ fn redact_parsed(mut url: Url) -> String {
     if url.password().is_some() {
         let _ = url.set_password(Some(MASK));
     }
-    let has_secret_param = url.query_pairs().any(|(k, _)| is_secret_key(&k));
+    let has_secret_param = url.query_pairs().any(|(k, v)| is_secret(&k, &v));
     if has_secret_param {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_key(&k) {
+                let v = if is_secret(&k, &v) {
                     MASK.to_owned()
                 } else {
                     v.into_owned()
@@ -91,7 +100,7 @@ pub(crate) fn secrets(raw: &str) -> Vec<String> {
             if let Some((_, query)) = after_scheme.split_once('?') {
                 for piece in query.split(['&', '#']) {
                     if let Some((k, v)) = piece.split_once('=')
-                        && is_secret_key(&percent_decode(k))
+                        && is_secret(&percent_decode(k), &percent_decode(v))
                     {
                         out.push(v.to_owned());
                         out.push(percent_decode(v));
@@ -107,20 +116,20 @@ pub(crate) fn secrets(raw: &str) -> Vec<String> {
             if let Some(query) = url.query() {
                 for piece in query.split('&') {
                     if let Some((k, v)) = piece.split_once('=')
-                        && is_secret_key(&percent_decode(k))
+                        && is_secret(&percent_decode(k), &percent_decode(v))
                     {
                         out.push(v.to_owned());
                     }
                 }
                 for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                    if is_secret_key(&k) {
+                    if is_secret(&k, &v) {
                         out.push(v.into_owned());
                     }
                 }
             }
         }
     } else if let Some(pairs) = parse_kv_dsn(raw) {
-        for p in pairs.into_iter().filter(|p| is_secret_key(&p.key)) {
+        for p in pairs.into_iter().filter(|p| is_secret(&p.key, &p.value)) {
             out.push(p.raw_value);
             out.push(p.value);
         }
@@ -308,6 +317,30 @@ mod tests {
         // Any case, and libpq's sslpassword.
         assert_hidden(&format!("postgresql://amp@db/amp?PassWord={S}"), S);
         assert_hidden(&format!("postgres://amp@db/amp?sslpassword={S}"), S);
+    }
+
+    #[test]
+    fn key_material_is_hidden_and_key_paths_are_not() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----";
+        let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg";
+        let mut url = url::Url::parse("postgres://amp@db/amp?sslmode=verify-full").expect("url");
+        url.query_pairs_mut().append_pair("sslkey", pem);
+        assert_hidden(url.as_str(), pem);
+        assert!(!redact_url(url.as_str()).contains(body));
+        assert_eq!(
+            redact_url(url.as_str()),
+            "postgres://amp@db/amp?sslmode=verify-full&sslkey=***"
+        );
+        let dsn = format!("host=db sslkey='{pem}' dbname=amp");
+        assert_hidden(&dsn, pem);
+        assert_eq!(redact_url(&dsn), "host=db sslkey=*** dbname=amp");
+        // Paths stay: they are what a person needs to fix an unreadable key.
+        let raw = format!("postgres://amp@db/amp?sslkey=/etc/amp/db-tls/tls.key&sslpassword={S}");
+        assert_eq!(
+            redact_url(&raw),
+            "postgres://amp@db/amp?sslkey=%2Fetc%2Famp%2Fdb-tls%2Ftls.key&sslpassword=***"
+        );
+        assert_hidden(&raw, S);
     }
 
     #[test]

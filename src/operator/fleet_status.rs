@@ -68,6 +68,8 @@ pub struct FleetInputs<'a> {
     pub selector_error: Option<&'a str>,
     /// Wall clock: progress deadline and `lastTransitionTime`.
     pub now: DateTime<Utc>,
+    /// Why the metadata DB cannot be read when TLS to it failed (see `DbView`).
+    pub db_tls_failure: Option<&'a str>,
 }
 
 /// The few facts of a selected worker a fleet is judged by (no status is cloned).
@@ -162,6 +164,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
             previous: i.previous,
             selector_error: i.selector_error,
             now: i.now,
+            db_tls_failure: i.db_tls_failure,
         },
         tally,
     )
@@ -174,13 +177,14 @@ pub struct FleetJudged<'a> {
     pub previous: Option<&'a AmpWorkerFleetStatus>,
     pub selector_error: Option<&'a str>,
     pub now: DateTime<Utc>,
+    pub db_tls_failure: Option<&'a str>,
 }
 
 /// Where a fleet stands, decided once; each condition and STATUS is read from it.
 enum Phase {
     InvalidSelector(String),
     Complete(String),
-    DbUnknown,
+    DbUnknown(String),
     Stalled(Reason, String),
     Progressing(Reason, String),
 }
@@ -267,7 +271,10 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         ));
     }
     if t.db_unknown {
-        return Phase::DbUnknown;
+        return Phase::DbUnknown(format!(
+            "{}; worker health unknown",
+            super::status::unreadable_message(i.db_tls_failure)
+        ));
     }
     let mut progress_msg = format!(
         "{} of {total} workers run {expected} and are healthy",
@@ -314,17 +321,15 @@ fn first_names(ids: &[String]) -> String {
     names
 }
 
-const DB_UNKNOWN: &str = "the metadata DB cannot be read; worker health unknown";
-
 /// kstatus `Ready`.
 fn ready_condition(phase: &Phase) -> Cond {
     let (status, reason, msg) = match phase {
         Phase::InvalidSelector(m) => (ConditionStatus::False, Reason::InvalidSelector, m.as_str()),
         Phase::Complete(m) => (ConditionStatus::True, Reason::RolloutComplete, m.as_str()),
-        Phase::DbUnknown => (
+        Phase::DbUnknown(m) => (
             ConditionStatus::Unknown,
             Reason::MetadataDbUnavailable,
-            DB_UNKNOWN,
+            m.as_str(),
         ),
         Phase::Stalled(r, m) | Phase::Progressing(r, m) => (ConditionStatus::False, *r, m.as_str()),
     };
@@ -336,10 +341,10 @@ fn reconciling_condition(phase: &Phase) -> Cond {
     let (status, reason, msg) = match phase {
         Phase::InvalidSelector(m) => (ConditionStatus::False, Reason::InvalidSelector, m.as_str()),
         Phase::Complete(m) => (ConditionStatus::False, Reason::RolloutComplete, m.as_str()),
-        Phase::DbUnknown => (
+        Phase::DbUnknown(m) => (
             ConditionStatus::True,
             Reason::MetadataDbUnavailable,
-            DB_UNKNOWN,
+            m.as_str(),
         ),
         Phase::Stalled(r, m) => (ConditionStatus::False, *r, m.as_str()),
         Phase::Progressing(r, m) => (ConditionStatus::True, *r, m.as_str()),
@@ -362,11 +367,11 @@ fn stalled_condition(phase: &Phase, deadline: i64) -> Cond {
             Reason::RolloutComplete,
             m.as_str(),
         ),
-        Phase::DbUnknown => cond(
+        Phase::DbUnknown(m) => cond(
             STALLED,
             ConditionStatus::False,
             Reason::MetadataDbUnavailable,
-            DB_UNKNOWN,
+            m.as_str(),
         ),
         Phase::Stalled(r, m) => cond(STALLED, ConditionStatus::True, *r, m.as_str()),
         Phase::Progressing(..) => cond(
@@ -383,7 +388,7 @@ fn state_of(phase: &Phase) -> &'static str {
     match phase {
         Phase::InvalidSelector(_) | Phase::Stalled(..) => "Stalled",
         Phase::Complete(_) => "Ready",
-        Phase::DbUnknown => "Unknown",
+        Phase::DbUnknown(_) => "Unknown",
         Phase::Progressing(..) => "Progressing",
     }
 }

@@ -35,37 +35,53 @@ pub struct OperatorArgs {
     /// Name of the coordination.k8s.io Lease (in --namespace).
     #[arg(long, env = "AMP_LEASE_NAME", default_value = "amp-operator")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the pod name in the chart).
+    /// This replica's identity in the Lease (the pod name in the chart). Default:
+    /// $HOSTNAME, else amp-operator-<pid>.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Lease duration; a dead leader is replaced after at most this long.
-    #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = crate::cli::bounds::bounded::<2_000, 300_000>)]
     pub lease_duration: Duration,
     /// How often the whole fleet is read from the metadata DB.
-    #[arg(long, env = "AMP_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_POLL_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 300_000>)]
     pub poll_interval: Duration,
     /// heartbeatAt alone is rewritten at most this often.
-    #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = crate::cli::bounds::bounded::<1_000, 86_400_000>)]
     pub status_refresh: Duration,
     /// Heartbeat-only status refreshes per second for the whole fleet. Transitions are
     /// never limited; refreshes wait their turn (oldest first), so a large fleet's
     /// heartbeatAt refresh interval stretches to workers / budget (see docs/operator.md).
-    #[arg(long, env = "AMP_STATUS_REFRESH_BUDGET", default_value_t = 20.0)]
+    #[arg(long, env = "AMP_STATUS_REFRESH_BUDGET", default_value_t = 20.0, value_parser = crate::cli::bounds::rate)]
     pub status_refresh_budget: f64,
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
-    #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = crate::cli::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
     pub gc_after: Duration,
     /// Delete discovered AmpWorkers whose worker stopped this long ago (no process holds
     /// its node id lock: scaled down, retired); 0 disables. The row is never deleted.
-    #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = crate::cli::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
     pub gc_stopped_after: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
     #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]
     pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 8, value_parser = crate::cli::bounds::count::<1, 256>)]
     pub write_concurrency: usize,
+}
+
+/// A Kubernetes error as a person reads it: the API server's message, or the transport's
+/// innermost cause, never a Debug dump.
+pub fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => {
+            let mut cause: &dyn std::error::Error = other;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +92,14 @@ pub enum OperatorError {
     CrdMissing { kind: &'static str },
     #[error("cannot reach the Kubernetes API server: {0}")]
     Kube(#[source] kube::Error),
-    #[error("cannot load a kubeconfig or in-cluster config: {0}")]
+    #[error("cannot reach the Kubernetes API server at {server}: {message}")]
+    KubeAt { server: String, message: String },
+    #[error(
+        "no Kubernetes cluster configured ({0}): set KUBECONFIG to a cluster's kubeconfig, or run in a Pod; for a local cluster: ./scripts/kind-up.sh"
+    )]
     KubeConfig(String),
+    #[error("namespace {0:?} not found: kubectl create namespace {0}")]
+    NamespaceMissing(String),
     #[error(transparent)]
     Db(#[from] crate::metadata_db::DbError),
     #[error("cannot listen on {addr}: {source}")]
@@ -92,6 +114,17 @@ pub enum OperatorError {
 }
 
 impl OperatorError {
+    /// Names the API server in a Kubernetes error (one line to act on), the rest as is.
+    pub fn at(self, server: &str) -> Self {
+        match self {
+            Self::Kube(e) => Self::KubeAt {
+                server: server.trim_end_matches('/').to_owned(),
+                message: kube_message(&e),
+            },
+            other => other,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::InvalidOption(_) | Self::Db(crate::metadata_db::DbError::InvalidUrl { .. }) => 2,

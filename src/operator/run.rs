@@ -29,10 +29,13 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         2,
         args.db_timeout,
     )?;
-    let client = Client::try_default()
+    let (client, server) = kube_client().await?;
+    check_namespace(&client, &args.namespace)
         .await
-        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
-    check_crds(&client, &args.namespace).await?;
+        .map_err(|e| e.at(&server))?;
+    check_crds(&client, &args.namespace)
+        .await
+        .map_err(|e| e.at(&server))?;
 
     let metrics = Arc::new(OperatorMetrics::new());
     let probes = Arc::new(OperatorProbes {
@@ -148,9 +151,7 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             continue;
         }
         let report = controller.cycle(workers.state(), fleets.state()).await;
-        if report.wrote_anything() || report.errors > 0 {
-            tracing::info!(?report, "cycle wrote changes");
-        }
+        log_cycle(&report);
     }
     // Dropping the receiver makes the lease manager release the lease for a fast failover.
     drop(leader);
@@ -159,6 +160,33 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// A cycle's counts as fields: INFO when it wrote or failed something, DEBUG otherwise
+/// (a steady fleet's cycles are routine).
+fn log_cycle(report: &super::controller::CycleReport) {
+    macro_rules! cycle_event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                db_available = report.db_available,
+                created = report.created,
+                status_writes = report.status_writes,
+                refreshes = report.refreshes,
+                fleet_writes = report.fleet_writes,
+                deleted = report.deleted,
+                events = report.events,
+                errors = report.errors,
+                collisions = report.collisions,
+                "cycle"
+            )
+        };
+    }
+    if report.wrote_anything() || report.errors > 0 {
+        cycle_event!(tracing::Level::INFO);
+    } else {
+        cycle_event!(tracing::Level::DEBUG);
+    }
 }
 
 fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorError> {
@@ -205,6 +233,64 @@ fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorEr
 }
 
 /// Fails fast with the fix when a CRD is missing; any other API error is reported as is.
+/// The client from KUBECONFIG or the in-cluster config, and the server's URL for errors.
+async fn kube_client() -> Result<(Client, String), OperatorError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
+    Ok((client, server))
+}
+
+/// Refuses a namespace that does not exist (nothing could be written there). Reading a
+/// Namespace needs a cluster-wide permission the chart's Role does not grant, so the
+/// operator first asks whether it may (a SelfSubjectAccessReview, open to everyone):
+/// without it the check is skipped rather than answered 403.
+pub async fn check_namespace(client: &Client, namespace: &str) -> Result<(), OperatorError> {
+    if !may_get_namespace(client, namespace).await {
+        return Ok(());
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match namespaces.get_metadata(namespace).await {
+        Ok(_) => Ok(()),
+        // Only the API server's own answer for a missing namespace (not an unknown path).
+        Err(kube::Error::Api(e))
+            if e.code == 404 && e.message == format!("namespaces \"{namespace}\" not found") =>
+        {
+            Err(OperatorError::NamespaceMissing(namespace.to_owned()))
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Ok(()),
+        Err(e) => Err(OperatorError::Kube(e)),
+    }
+}
+
+async fn may_get_namespace(client: &Client, namespace: &str) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("get".into()),
+                resource: Some("namespaces".into()),
+                name: Some(namespace.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    match reviews
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+    {
+        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+        Err(_) => false,
+    }
+}
+
 pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), OperatorError> {
     let params = ListParams::default().limit(1);
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), namespace);

@@ -28,7 +28,27 @@ pub enum DbView {
         db_now: DateTime<Utc>,
         recovered_at: Option<DateTime<Utc>>,
     },
-    Unavailable,
+    /// Read failed. `tls_failure` is a stable summary when TLS to the DB failed, so the
+    /// conditions say what to fix without changing text on every attempt.
+    Unavailable { tls_failure: Option<&'static str> },
+}
+
+impl DbView {
+    /// The Unknown conditions' message: what cannot be read, and why when TLS failed.
+    pub fn unreadable(&self) -> String {
+        unreadable_message(match self {
+            DbView::Unavailable { tls_failure } => *tls_failure,
+            DbView::Available { .. } => None,
+        })
+    }
+}
+
+/// `the metadata DB cannot be read`, with `(TLS failed: ...)` when that is why.
+pub fn unreadable_message(tls_failure: Option<&str>) -> String {
+    match tls_failure {
+        Some(why) => format!("the metadata DB cannot be read (TLS failed: {why})"),
+        None => "the metadata DB cannot be read".to_owned(),
+    }
 }
 
 pub struct WorkerInputs<'a> {
@@ -94,7 +114,7 @@ pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     let registered = registered_condition(i, &status.conditions);
     let healthy = healthy_condition(i);
     let version_matched = version_condition(i, status.info.as_ref());
-    let ready = ready_condition(&registered, &healthy, &version_matched);
+    let ready = ready_condition(i.db, &registered, &healthy, &version_matched);
     status.state = Some(state_of(&ready).to_owned());
     let previous = std::mem::take(&mut status.conditions);
     status.conditions = [registered, healthy, version_matched, ready]
@@ -152,7 +172,7 @@ fn build_info(info: &WorkerInfo) -> WorkerBuildInfo {
 /// known before.
 fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
     match (i.db, i.row) {
-        (DbView::Unavailable, _) => match find(previous, REGISTERED) {
+        (DbView::Unavailable { .. }, _) => match find(previous, REGISTERED) {
             Some(c) => Cond {
                 type_: REGISTERED,
                 status: ConditionStatus::parse(&c.status),
@@ -165,7 +185,7 @@ fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
                 REGISTERED,
                 ConditionStatus::Unknown,
                 Reason::MetadataDbUnavailable,
-                "the metadata DB cannot be read",
+                i.db.unreadable(),
             ),
         },
         (DbView::Available { .. }, None) => cond(
@@ -187,11 +207,11 @@ fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
 /// row's [`Health`].
 fn healthy_condition(i: &WorkerInputs) -> Cond {
     match (i.db, i.row) {
-        (DbView::Unavailable, _) => cond(
+        (DbView::Unavailable { .. }, _) => cond(
             HEALTHY,
             ConditionStatus::Unknown,
             Reason::MetadataDbUnavailable,
-            "the metadata DB cannot be read; heartbeat unknown",
+            format!("{}; heartbeat unknown", i.db.unreadable()),
         ),
         (DbView::Available { .. }, None) => cond(
             HEALTHY,
@@ -250,13 +270,13 @@ fn version_condition(i: &WorkerInputs, info: Option<&WorkerBuildInfo>) -> Cond {
 
 /// `Ready`: the first condition that is not fine decides, in the order a user fixes
 /// them (DB, registration, heartbeat, version).
-fn ready_condition(registered: &Cond, healthy: &Cond, version_matched: &Cond) -> Cond {
+fn ready_condition(db: &DbView, registered: &Cond, healthy: &Cond, version_matched: &Cond) -> Cond {
     if healthy.status == ConditionStatus::Unknown {
         cond(
             READY,
             ConditionStatus::Unknown,
             Reason::MetadataDbUnavailable,
-            "the metadata DB cannot be read",
+            db.unreadable(),
         )
     } else if registered.status != ConditionStatus::True {
         let message = registered.message.clone();

@@ -4,4 +4,5 @@
 pub mod amp_db;
 pub mod envtest;
 pub mod fake_apiserver;
+pub mod pg_tls;
 pub mod postgres;

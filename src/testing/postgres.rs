@@ -2,12 +2,19 @@
 //! stop and delete on drop. Finds the binaries via `AMP_PG_BIN`, `pg_config --bindir`,
 //! `/usr/lib/postgresql/*/bin` (newest) or PATH. When running as root (CI containers),
 //! the server runs as the `postgres` system user, since PostgreSQL refuses root.
+//!
+//! The server serves TLS by default (a per-run CA, see [`super::pg_tls`]) and still
+//! accepts plain connections, so sqlx's default `sslmode=prefer` exercises TLS in every
+//! test; [`PgAccess`] makes it TLS-only, certificate-authenticated or plain.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+pub use super::pg_tls::{PgAccess, PgTlsFiles, ServerCert, unrelated_ca_pem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgHarnessError {
@@ -22,6 +29,8 @@ pub enum PgHarnessError {
         what: String,
         source: std::io::Error,
     },
+    #[error("making test certificates: {0}")]
+    Certificates(String),
     #[error("{command} failed ({status}): {stderr}")]
     CommandFailed {
         command: String,
@@ -46,12 +55,23 @@ impl PgSettings {
     }
 }
 
+/// Everything [`TempPostgres::start_opts`] can vary.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    pub settings: PgSettings,
+    pub access: PgAccess,
+    pub server_cert: ServerCert,
+}
+
 pub struct TempPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
     run_as: Option<(u32, u32)>,
     settings: PgSettings,
+    tls: Option<PgTlsFiles>,
+    /// [`Self::url_for`] gives verify-full URLs (`AMP_TEST_PG_TLS=verify-full`).
+    verify_by_default: bool,
     running: bool,
 }
 
@@ -65,7 +85,58 @@ impl TempPostgres {
         )
     }
 
+    /// `AMP_TEST_PG_TLS=verify-full` makes these servers TLS-only (`hostssl`) and their
+    /// [`Self::url`] verify-full, so a whole suite (e.g. `e2e/run.sh`) runs with TLS
+    /// required; by default TLS is offered and plain connections are accepted.
     pub fn start_with(settings: PgSettings) -> Result<Self, PgHarnessError> {
+        let required = std::env::var("AMP_TEST_PG_TLS").is_ok_and(|v| v == "verify-full");
+        let mut pg = Self::start_opts(PgOptions {
+            settings,
+            access: if required {
+                PgAccess::TlsOnly
+            } else {
+                PgAccess::TlsOffered
+            },
+            ..PgOptions::default()
+        })?;
+        pg.verify_by_default = required;
+        Ok(pg)
+    }
+
+    /// The default settings (fsync off) with the given access rules.
+    pub fn start_access(access: PgAccess) -> Result<Self, PgHarnessError> {
+        Self::start_opts(PgOptions {
+            settings: PgSettings::default()
+                .set("fsync", "off")
+                .set("max_connections", 200),
+            access,
+            ..PgOptions::default()
+        })
+    }
+
+    /// A server for a benchmark and the URL to reach it: plain by default, so figures
+    /// stay comparable with earlier ones; `AMP_BENCH_DB_TLS=verify-full` makes it
+    /// TLS-only and the URL verify-full (the production setting for managed databases).
+    pub fn start_bench(settings: PgSettings) -> Result<(Self, String), PgHarnessError> {
+        let tls = std::env::var("AMP_BENCH_DB_TLS").is_ok_and(|v| v == "verify-full");
+        let pg = Self::start_opts(PgOptions {
+            settings,
+            access: if tls {
+                PgAccess::TlsOnly
+            } else {
+                PgAccess::Plain
+            },
+            ..PgOptions::default()
+        })?;
+        let url = if tls {
+            pg.url_verify_full("postgres")
+        } else {
+            pg.base_url("postgres")
+        };
+        Ok((pg, url))
+    }
+
+    pub fn start_opts(opts: PgOptions) -> Result<Self, PgHarnessError> {
         let bin = find_bin_dir().ok_or(PgHarnessError::BinariesNotFound)?;
         let run_as = service_user()?;
         let dir = tempfile::Builder::new()
@@ -81,10 +152,13 @@ impl TempPostgres {
             bin,
             port: free_port()?,
             run_as,
-            settings,
+            settings: opts.settings,
+            tls: None,
+            verify_by_default: false,
             running: false,
         };
         pg.initdb()?;
+        pg.configure_access(opts.access, &opts.server_cert)?;
         pg.start_server()?;
         Ok(pg)
     }
@@ -98,8 +172,33 @@ impl TempPostgres {
         self.url_for("postgres")
     }
 
+    /// With `AMP_TEST_PG_TLS=verify-full` (see [`TempPostgres::start_with`]) the URL
+    /// verifies the server as libpq's `verify-full` against this run's CA.
     pub fn url_for(&self, database: &str) -> String {
+        if self.verify_by_default {
+            self.url_verify_full(database)
+        } else {
+            self.base_url(database)
+        }
+    }
+
+    fn base_url(&self, database: &str) -> String {
         format!("postgres://amp@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// `url_for(database)` verified as libpq's `verify-full` against this run's CA.
+    pub fn url_verify_full(&self, database: &str) -> String {
+        let ca = self.tls.as_ref().map(|t| t.ca.display().to_string());
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.base_url(database),
+            ca.unwrap_or_default()
+        )
+    }
+
+    /// This run's certificates (None for [`PgAccess::Plain`]).
+    pub fn tls_files(&self) -> Option<&PgTlsFiles> {
+        self.tls.as_ref()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -108,9 +207,11 @@ impl TempPostgres {
 
     /// Creates a database and returns its URL (isolates tests sharing one server).
     pub fn create_database(&self, name: &str) -> Result<String, PgHarnessError> {
+        // Over the Unix socket (`local ... trust`): TCP may demand a client certificate.
+        let socket_dir = self.dir.path().to_string_lossy().into_owned();
         self.run(Command::new(self.bin.join("psql")).args([
             "-h",
-            "127.0.0.1",
+            &socket_dir,
             "-p",
             &self.port.to_string(),
             "-U",
@@ -153,6 +254,47 @@ impl TempPostgres {
             "--locale=C",
         ]))
         .map(drop)
+    }
+
+    /// Writes certificates and `pg_hba.conf` for `access` and adds the `ssl` settings.
+    fn configure_access(
+        &mut self,
+        access: PgAccess,
+        server: &ServerCert,
+    ) -> Result<(), PgHarnessError> {
+        if access == PgAccess::Plain {
+            self.settings = std::mem::take(&mut self.settings).set("ssl", "off");
+            return Ok(());
+        }
+        let files = PgTlsFiles::generate(&self.dir.path().join("tls"), server)?;
+        // PostgreSQL refuses a key file others can read, or one it does not own.
+        std::fs::set_permissions(&files.server_key, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("chmod server.key"))?;
+        if let Some((uid, gid)) = self.run_as {
+            for path in [&files.server_key, &files.server_cert, &files.ca] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .map_err(io(format!("chown {}", path.display())))?;
+            }
+        }
+        let hba = match access {
+            PgAccess::TlsOffered | PgAccess::Plain => None,
+            PgAccess::TlsOnly => Some("hostssl all all 127.0.0.1/32 trust\n"),
+            PgAccess::ClientCert => Some("hostssl all all 127.0.0.1/32 cert\n"),
+        };
+        if let Some(rule) = hba {
+            // Unix socket: the harness's own psql. TCP: the rule alone, so plain TCP
+            // connections find no entry (as on a managed server that forces TLS).
+            let conf = format!("local all all trust\n{rule}");
+            std::fs::write(self.data_dir().join("pg_hba.conf"), conf)
+                .map_err(io("write pg_hba.conf"))?;
+        }
+        self.settings = std::mem::take(&mut self.settings)
+            .set("ssl", "on")
+            .set("ssl_cert_file", files.server_cert.display())
+            .set("ssl_key_file", files.server_key.display())
+            .set("ssl_ca_file", files.ca.display());
+        self.tls = Some(files);
+        Ok(())
     }
 
     fn start_server(&mut self) -> Result<(), PgHarnessError> {

@@ -31,15 +31,15 @@ pub struct WorkerArgs {
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
     pub database_url: crate::metadata_db::DatabaseUrl,
     /// Heartbeat period.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 60_000>)]
     pub heartbeat_interval: Duration,
     /// How long to keep retrying when another session holds this node id's lock
     /// (a replaced pod's session can linger until PostgreSQL's keepalives drop it).
-    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = crate::cli::bounds::bounded::<0, 3_600_000>)]
     pub lock_wait: Duration,
     /// Upper bound of the reconnect backoff: bounds how long a worker takes to resume
     /// after the database returns.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AMP_MAX_BACKOFF", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 300_000>)]
     pub max_backoff: Duration,
     /// Bound of every metadata DB call (connect, lock, register, heartbeat). A call that
     /// takes longer means a dead path (a network that drops packets sends no FIN and no

@@ -99,6 +99,25 @@ fn read_all(pipe: Option<impl std::io::Read>) -> String {
     s
 }
 
+/// `ampd operator` on `namespace` of the cluster in `kubeconfig`, probes on a free port,
+/// a 3 s lease, warnings only.
+pub fn operator(
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    db_url: &str,
+    identity: &str,
+) -> Command {
+    let mut cmd = Command::new(AMPD);
+    cmd.args(["--log-format", "json", "operator", "--namespace", namespace])
+        .args(["--listen", &free_addr(), "--lease-duration", "3s"])
+        .env("KUBECONFIG", kubeconfig)
+        .env("AMP_DATABASE_URL", db_url)
+        .env("POD_NAME", identity)
+        .env("RUST_LOG", "warn")
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    cmd
+}
+
 /// `ampd worker` for `node_id` with a fixed reported version.
 pub fn worker(url: &str, node_id: &str, version: &str) -> Command {
     let mut cmd = Command::new(AMPD);

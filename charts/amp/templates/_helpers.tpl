@@ -109,3 +109,74 @@ app.kubernetes.io/component: {{ .component }}
 - name: AMP_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
 {{- end -}}
+
+{{- /*
+TLS to the metadata DB: one projected read-only volume at /etc/amp/db-tls holding
+ca.crt (from a Secret or a ConfigMap) and tls.crt / tls.key (a client certificate
+Secret), and the libpq variables pointing at them. A URL's own sslmode / sslrootcert /
+sslcert / sslkey win over these variables.
+*/ -}}
+{{- define "amp.dbTls.mountPath" -}}/etc/amp/db-tls{{- end -}}
+
+{{- define "amp.dbTls.hasCa" -}}
+{{- with .Values.databaseTLS.ca -}}
+{{- if and .secretName .configMapName -}}
+{{- fail "databaseTLS.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if or .secretName .configMapName -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amp.dbTlsEnv" -}}
+{{- $dir := include "amp.dbTls.mountPath" . -}}
+{{- with .Values.databaseTLS.sslMode }}
+- name: PGSSLMODE
+  value: {{ . | quote }}
+{{- end }}
+{{- if include "amp.dbTls.hasCa" . }}
+- name: PGSSLROOTCERT
+  value: {{ printf "%s/ca.crt" $dir | quote }}
+{{- end }}
+{{- if .Values.databaseTLS.clientCert.secretName }}
+- name: PGSSLCERT
+  value: {{ printf "%s/tls.crt" $dir | quote }}
+- name: PGSSLKEY
+  value: {{ printf "%s/tls.key" $dir | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "amp.dbTlsVolumeMounts" -}}
+{{- if or (include "amp.dbTls.hasCa" .) .Values.databaseTLS.clientCert.secretName }}
+- name: db-tls
+  mountPath: {{ include "amp.dbTls.mountPath" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "amp.dbTlsVolumes" -}}
+{{- $tls := .Values.databaseTLS -}}
+{{- if or (include "amp.dbTls.hasCa" .) $tls.clientCert.secretName }}
+- name: db-tls
+  projected:
+    defaultMode: {{ $tls.defaultMode }}
+    sources:
+      {{- if $tls.ca.secretName }}
+      - secret:
+          name: {{ $tls.ca.secretName }}
+          items: [{key: {{ $tls.ca.key | quote }}, path: ca.crt}]
+      {{- else if $tls.ca.configMapName }}
+      - configMap:
+          name: {{ $tls.ca.configMapName }}
+          items: [{key: {{ $tls.ca.key | quote }}, path: ca.crt}]
+      {{- end }}
+      {{- with $tls.clientCert }}
+      {{- if .secretName }}
+      - secret:
+          name: {{ .secretName }}
+          items:
+            - {key: {{ .certKey | quote }}, path: tls.crt}
+            - {key: {{ .keyKey | quote }}, path: tls.key}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- end -}}

@@ -77,7 +77,12 @@ impl DbReader {
                     self.outage_since = Some(self.last_ok_db_now.unwrap_or_else(Utc::now));
                     tracing::warn!(error = %err, "metadata DB unavailable; worker health is Unknown until it returns");
                 }
-                (DbView::Unavailable, Vec::new())
+                (
+                    DbView::Unavailable {
+                        tls_failure: err.tls_summary(),
+                    },
+                    Vec::new(),
+                )
             }
         }
     }

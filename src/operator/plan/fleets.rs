@@ -8,6 +8,7 @@ use kube::core::{Selector, SelectorExt};
 
 use super::super::crd::AmpWorkerFleet;
 use super::super::fleet_status::{FleetJudged, FleetTally, fleet_events, fleet_status_from};
+use super::super::status::DbView;
 use super::{Plan, PlanInput, StatusWrite};
 
 pub(super) struct FleetSel<'a> {
@@ -85,6 +86,10 @@ pub(super) fn plan_fleets(
             previous: stored,
             selector_error: f.selector.as_ref().err().map(String::as_str),
             now: input.now,
+            db_tls_failure: match input.db {
+                DbView::Unavailable { tls_failure } => *tls_failure,
+                DbView::Available { .. } => None,
+            },
         };
         let desired = fleet_status_from(&judged, tally);
         for c in &desired.conditions {

@@ -190,7 +190,7 @@ impl<'a> Cycle<'a> {
             config,
             db_now: match input.db {
                 DbView::Available { db_now, .. } => Some(*db_now),
-                DbView::Unavailable => None,
+                DbView::Unavailable { .. } => None,
             },
             rows: input.rows.iter().map(|r| (r.node_id.as_str(), r)).collect(),
             by_node,

@@ -201,7 +201,13 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
         &cfg,
     );
     assert!(p.deletes.is_empty());
-    let p = run(&DbView::Unavailable, &[], &workers, &[], &written);
+    let p = run(
+        &DbView::Unavailable { tls_failure: None },
+        &[],
+        &workers,
+        &[],
+        &written,
+    );
     assert!(p.deletes.is_empty());
     assert!(p.creates.is_empty());
 }
@@ -802,7 +808,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
         }
         let down = (60..63).contains(&s);
         let db = if down {
-            DbView::Unavailable
+            DbView::Unavailable { tls_failure: None }
         } else {
             available(t(s))
         };
@@ -874,7 +880,13 @@ fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_
         .map(|w| w.spec.node_id.clone())
         .collect();
     assert_eq!(found, ["a", "b"]);
-    let down = input(&DbView::Unavailable, &rows, &workers, &[], &written);
+    let down = input(
+        &DbView::Unavailable { tls_failure: None },
+        &rows,
+        &workers,
+        &[],
+        &written,
+    );
     assert!(discovery::discover(&Cycle::new(&down, &config)).is_empty());
 }
 

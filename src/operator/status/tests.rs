@@ -268,7 +268,7 @@ fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
     );
     let s = run(
         None,
-        &DbView::Unavailable,
+        &DbView::Unavailable { tls_failure: None },
         &spec(Some("v2")),
         Some(&before),
         t(60),
@@ -301,7 +301,13 @@ fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
         before.conditions[1].last_transition_time
     );
 
-    let never_seen = run(None, &DbView::Unavailable, &spec(None), None, t(60));
+    let never_seen = run(
+        None,
+        &DbView::Unavailable { tls_failure: None },
+        &spec(None),
+        None,
+        t(60),
+    );
     assert_eq!(
         conds(&never_seen)[0],
         c("Registered", "Unknown", "MetadataDbUnavailable")
