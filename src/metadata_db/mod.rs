@@ -381,33 +381,6 @@ pub async fn list_workers<'e>(
     .map_err(DbError::query("list workers"))
 }
 
-/// Every worker by node id, with whether a session holds its node id lock (Amp's key,
-/// advisory locks of this database only): one scan of `pg_locks` per call, hashed
-/// The operator's snapshot statement (public so the benchmark can `EXPLAIN` it).
-pub const FLEET_SNAPSHOT_SQL: &str = concat!(
-    "WITH held AS (
-       SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
-        WHERE locktype = 'advisory' AND granted AND objsubid = 1
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
-     SELECT ",
-    worker_columns!(),
-    ", held.key IS NOT NULL AS lock_held
-       FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)
-      ORDER BY node_id"
-);
-
-/// Every worker by node id, with whether a session holds its node id lock (Amp's key,
-/// advisory locks of this database only): one scan of `pg_locks` per call, hashed
-/// against the rows, so the cost is linear in the fleet. `pg_locks` needs no privilege.
-async fn list_workers_with_locks<'e>(
-    db: impl Executor<'e, Database = Postgres>,
-) -> Result<Vec<WorkerRow>, DbError> {
-    sqlx::query_as::<_, WorkerRow>(FLEET_SNAPSHOT_SQL)
-        .fetch_all(db)
-        .await
-        .map_err(DbError::query("list workers"))
-}
-
 /// Up to `limit` workers with node ids after `after` (keyset pagination), by node id.
 pub async fn list_workers_page<'e>(
     db: impl Executor<'e, Database = Postgres>,
@@ -484,50 +457,6 @@ pub async fn get_worker<'e>(
     .fetch_optional(db)
     .await
     .map_err(DbError::query("get worker"))
-}
-
-/// The whole fleet plus the database clock at the time of reading: what the operator and
-/// the stale gauges judge ages against, so no other clock matters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FleetSnapshot {
-    pub db_now: DateTime<Utc>,
-    pub workers: Vec<WorkerRow>,
-}
-
-/// One round trip: rows plus `now()` from the same statement.
-pub async fn fleet_snapshot(pool: &PgPool) -> Result<FleetSnapshot, DbError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(DbError::query("acquire connection"))?;
-    fleet_snapshot_on(&mut conn).await
-}
-
-/// [`fleet_snapshot`] bounded by `timeout` (see [`within`]).
-pub async fn fleet_snapshot_within(
-    pool: &PgPool,
-    timeout: Duration,
-) -> Result<FleetSnapshot, DbError> {
-    within(pool, "fleet snapshot", timeout, |conn| {
-        Box::pin(fleet_snapshot_on(conn))
-    })
-    .await
-}
-
-async fn fleet_snapshot_on(conn: &mut PgConnection) -> Result<FleetSnapshot, DbError> {
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(DbError::query("begin snapshot"))?;
-    let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DbError::query("read database clock"))?;
-    let workers = list_workers_with_locks(&mut *tx).await?;
-    tx.commit()
-        .await
-        .map_err(DbError::query("commit snapshot"))?;
-    Ok(FleetSnapshot { db_now, workers })
 }
 
 /// The duplicate guard on this session: true when the node id is now ours.

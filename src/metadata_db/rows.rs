@@ -121,7 +121,7 @@ fn cut_to(mut text: String, max: usize) -> String {
 /// long as a worker process's session, so it tells a stopped worker from a hung one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LockState {
-    /// Not read (only the operator's fleet snapshot reads `pg_locks`).
+    /// Not read (only the operator's snapshot reads `pg_locks`).
     #[default]
     Unknown,
     Held,
@@ -137,7 +137,6 @@ pub struct WorkerRow {
     pub created_at: DateTime<Utc>,
     pub registered_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
-    pub lock: LockState,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
@@ -151,12 +150,6 @@ impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
             created_at: row.try_get("created_at")?,
             registered_at: row.try_get("registered_at")?,
             heartbeat_at: row.try_get("heartbeat_at")?,
-            // Only the fleet snapshot selects `lock_held`.
-            lock: match row.try_get::<Option<bool>, _>("lock_held") {
-                Ok(Some(true)) => LockState::Held,
-                Ok(Some(false)) => LockState::Free,
-                _ => LockState::Unknown,
-            },
         })
     }
 }

@@ -14,7 +14,9 @@ use super::rows::{LockState, WorkerInfo};
 use super::{DbError, within};
 
 /// The narrow statement of every cycle: no `info`, no `ORDER BY` (the planner indexes
-/// rows by node id and sorts what it creates; public so the benchmark can `EXPLAIN` it). Locks as in [`super::FLEET_SNAPSHOT_SQL`].
+/// rows by node id and sorts what it creates; public so the benchmark can `EXPLAIN` it).
+/// Locks: one scan of this database's advisory locks in `pg_locks` (no privilege needed),
+/// hashed against the rows by Amp's key, so the cost is linear in the fleet.
 pub const OPERATOR_SNAPSHOT_SQL: &str = "WITH held AS (
        SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
         WHERE locktype = 'advisory' AND granted AND objsubid = 1
