@@ -570,7 +570,10 @@ async fn bearer_auth_cases_open_probes_and_a_readyz_without_details() {
 
     pg.stop().unwrap();
     let (code, body) = get_with_auth(&addr, "/readyz", None);
-    assert_eq!((code, body.as_str()), (503, "metadata DB unreachable"));
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "metadata DB unavailable: connection refused")
+    );
 }
 
 /// A streamed list outlives the per-query `--db-timeout`: a client that reads 100,000

@@ -50,6 +50,14 @@ fn cases() -> Vec<Case> {
         ),
         (
             AMPD,
+            vec!["migrate", "--database-url", DB],
+            "--connect-wait",
+            "11m",
+            "1h",
+            "must be from 0s to 10m",
+        ),
+        (
+            AMPD,
             operator.clone(),
             "--lease-duration",
             "1s",

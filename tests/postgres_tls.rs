@@ -14,7 +14,7 @@ use amp_operator::operator::metrics::OperatorMetrics;
 use amp_operator::operator::plan::PlanConfig;
 use amp_operator::testing::fake_apiserver::FakeApiServer;
 use amp_operator::testing::postgres::{
-    PgAccess, PgOptions, PgSettings, ServerCert, TempPostgres, eventually, unrelated_ca_pem,
+    PgAccess, PgOptions, PgSettings, ServerCert, TempPostgres, unrelated_ca_pem,
 };
 use common::{AMPD, Proc, http_get, start_admin_api, wait_registered, worker};
 use sqlx::PgPool;
@@ -286,42 +286,45 @@ async fn client_certificates_authenticate_the_worker_and_the_operator() {
     );
 }
 
+/// A certificate the client refuses will not heal by waiting: the worker stops at once
+/// with the cause (its termination message); the Admin API and the operator keep
+/// running and say why in `/readyz` and in the conditions.
 #[tokio::test(flavor = "multi_thread")]
-async fn long_running_roles_keep_retrying_with_the_cause() {
+async fn a_refused_certificate_stops_the_worker_and_the_servers_say_why() {
     let pg = start(PgAccess::TlsOnly, ServerCert::default());
     let good = pg.url_verify_full("postgres");
     migrated_pool(&good).await;
     let ca = pg.tls_files().expect("files").ca.display().to_string();
     let wrong = good.replace(&ca, &wrong_ca(&pg));
 
-    let addr = common::free_addr();
-    let mut w = Proc::spawn(
+    let w = Proc::spawn(
         "worker, wrong CA",
-        worker(&wrong, "worker-wrong-ca", "v1").args(["--listen", &addr]),
+        &mut worker(&wrong, "worker-wrong-ca", "v1"),
     );
-    let (api, api_addr) = start_admin_api(&wrong, &[]).await;
-    let not_ready = eventually(Duration::from_secs(10), || async {
-        let worker = http_get(&addr, "/readyz").ok()?.0;
-        let api = http_get(&api_addr, "/readyz").ok()?.0;
-        (worker == 503 && api == 503).then_some(())
-    });
-    assert!(not_ready.await.is_some(), "/readyz fails while TLS fails");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(w.is_running(), "the worker keeps retrying");
+    let (status, _, stderr) = w.wait_for_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        format!(
+            "error: cannot connect to the metadata DB at {}: TLS failed: certificate: the server's certificate is not signed by a trusted CA (unknown issuer); set sslrootcert to the CA bundle that signed it",
+            redact_url(&wrong)
+        )
+    );
 
+    let (api, api_addr) = start_admin_api(&wrong, &[]).await;
+    let (code, body) = http_get(&api_addr, "/readyz").expect("GET /readyz");
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            503,
+            "metadata DB unavailable: TLS failed: server certificate not signed by a trusted CA"
+        )
+    );
     let (status, message) = operator_healthy(&wrong, "worker-wrong-ca").await;
     assert_eq!(status, "Unknown");
     assert_eq!(
         message,
         "the metadata DB cannot be read (TLS failed: server certificate not signed by a trusted CA); heartbeat unknown"
-    );
-
-    let (_, _, stderr) = w.terminate();
-    assert!(
-        stderr.contains(
-            "TLS failed: certificate: the server's certificate is not signed by a trusted CA"
-        ),
-        "the cause is logged: {stderr}"
     );
     let (_, _, api_log) = api.terminate();
     assert!(

@@ -226,6 +226,7 @@ async fn migrate_is_idempotent_and_version_prints_build_info() {
     let out = std::process::Command::new(AMPD)
         .args([
             "migrate",
+            "--connect-wait=0s",
             "--database-url",
             "postgres://amp:hunter2@127.0.0.1:1/amp",
         ])
@@ -368,7 +369,8 @@ async fn probes_follow_the_session_and_logs_never_show_the_password() {
 fn piped_text_logs_have_no_ansi_and_a_fatal_error_is_printed_once() {
     for format in ["text", "json"] {
         let out = std::process::Command::new(common::AMPD)
-            .args(["--log-format", format, "migrate", "--database-url"])
+            .args(["--log-format", format, "migrate", "--connect-wait=0s"])
+            .arg("--database-url")
             .arg("postgres://amp@127.0.0.1:1/amp")
             .env("RUST_LOG", "debug")
             .output()

@@ -84,6 +84,24 @@ pub struct AppState {
     pub metrics: ApiMetrics,
     /// Bound of every DB call a request makes (see [`metadata_db::within`]).
     pub db_timeout: Duration,
+    /// The last `/readyz` verdict: its log line is written once per change.
+    pub readiness: VerdictLog,
+}
+
+/// Remembers the last verdict of a repeated check (a probe every few seconds) so its
+/// log says each change once.
+#[derive(Default)]
+pub struct VerdictLog(std::sync::Mutex<Option<Result<(), &'static str>>>);
+
+impl VerdictLog {
+    /// Records `verdict`; true when it differs from the previous one.
+    pub fn changed(&self, verdict: Result<(), &'static str>) -> bool {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        last.replace(verdict) != Some(verdict)
+    }
 }
 
 /// Declares the bearer scheme the worker endpoints use (`--auth-token`).
@@ -139,11 +157,11 @@ impl ApiError {
     }
 
     fn db(err: DbError) -> Self {
-        tracing::warn!(error = %err, "metadata DB query failed");
+        tracing::warn!(op = err.op(), error = %err, "metadata DB query failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "METADATA_DB_UNAVAILABLE",
-            format!("metadata DB unavailable: {err}"),
+            format!("metadata DB unavailable: {}", err.cause()),
         )
     }
 }
@@ -351,12 +369,13 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the metadata DB answers. The reason for a 503 goes to the log, not to an
-/// unauthenticated client.
+/// Readiness: the metadata DB answers. A 503 says why in a fixed summary (connection
+/// refused, authentication failed, ...), never the server's own text, which an
+/// unauthenticated client has no business reading.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses(
         (status = 200, description = "The metadata DB answers", body = String, content_type = "text/plain"),
-        (status = 503, description = "The metadata DB does not answer", body = String, content_type = "text/plain"),
+        (status = 503, description = "The metadata DB does not answer: `metadata DB unavailable: <cause>`", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let ping = metadata_db::within(&state.pool, "readiness ping", state.db_timeout, |c| {
@@ -371,12 +390,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         })
     })
     .await;
-    match ping {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness: metadata DB unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "metadata DB unreachable").into_response()
+    let verdict = ping
+        .as_ref()
+        .map(drop)
+        .map_err(|err| err.summary().unwrap_or("unknown cause"));
+    if state.readiness.changed(verdict) {
+        match &ping {
+            Ok(_) => tracing::info!("readiness: metadata DB answers"),
+            Err(err) => tracing::warn!(error = %err, "readiness: metadata DB unavailable"),
         }
+    }
+    match verdict {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(cause) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metadata DB unavailable: {cause}"),
+        )
+            .into_response(),
     }
 }
 
@@ -516,6 +546,7 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
         stale_after: args.stale_after,
         metrics: ApiMetrics::new(),
         db_timeout: args.db_timeout,
+        readiness: VerdictLog::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

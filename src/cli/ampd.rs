@@ -49,9 +49,13 @@ pub struct CrdgenArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// Metadata DB URL.
+    /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
     #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
     pub database_url: crate::metadata_db::DatabaseUrl,
+    /// How long to keep trying while the server refuses connections (a database that is
+    /// still starting); errors that waiting cannot fix stop at once.
+    #[arg(long, env = "AMP_CONNECT_WAIT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<0, 600_000>)]
+    pub connect_wait: std::time::Duration,
 }
 
 fn short_version() -> String {
@@ -89,7 +93,7 @@ async fn run(command: Command) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(err.exit_code(), err.to_string()),
         },
-        Command::Migrate(args) => match migrate(&args.database_url).await {
+        Command::Migrate(args) => match migrate(&args.database_url, args.connect_wait).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(
                 if matches!(err, metadata_db::DbError::InvalidUrl { .. }) {
@@ -129,8 +133,10 @@ async fn run(command: Command) -> ExitCode {
 }
 
 /// Prints one line: what was applied, or the foreign schema found and left alone.
-async fn migrate(url: &str) -> Result<(), metadata_db::DbError> {
-    let pool = metadata_db::connect_pool(url, "ampd-migrate", 2).await?;
+/// Waits up to `connect_wait` for a server still starting (the chart's bundled
+/// PostgreSQL may be when the init container runs).
+async fn migrate(url: &str, connect_wait: std::time::Duration) -> Result<(), metadata_db::DbError> {
+    let pool = metadata_db::connect_pool_waiting(url, "ampd-migrate", 2, connect_wait).await?;
     let outcome = metadata_db::migrate(&pool).await?;
     tracing::info!(database = %metadata_db::redact_url(url), outcome = ?outcome, "migrate done");
     println!("{}", outcome.summary());

@@ -1,70 +1,205 @@
-//! One line a person can act on for a failed connection to the metadata DB.
+//! One line a person can act on for a failed call to the metadata DB, and whether
+//! waiting can fix it.
 //!
 //! sqlx reports a refused certificate as an I/O error wrapping rustls' error ("invalid
-//! peer certificate: UnknownIssuer"), and pg_hba's refusal as a bare server message.
-//! [`describe`] names the cause (`certificate`, `hostname`, `expired`, `pg_hba`, ...)
-//! and the setting that fixes it. It only reads error kinds and server messages, which
-//! carry neither the password nor key material.
+//! peer certificate: UnknownIssuer"), pg_hba's refusal as a bare server message, and a
+//! server error with the line of PostgreSQL's own C source that raised it. [`describe`]
+//! names the cause (`connection refused`, `authentication failed`, `certificate`,
+//! `pg_hba`, a missing table, ...) and the setting or command that fixes it. It only
+//! reads error kinds and server messages, which carry neither the password nor key
+//! material.
 
 use rustls::{AlertDescription, CertificateError};
+use sqlx::error::DatabaseError;
 
-/// The error's text for logs and messages: a classified cause when we know it.
+/// The error's text for logs and messages: a classified cause when we know it, else the
+/// server's message (without PostgreSQL's source line) or sqlx's text.
 pub fn describe(err: &sqlx::Error) -> String {
-    cause(err)
-        .map(|c| c.line)
-        .unwrap_or_else(|| err.to_string())
+    cause(err).map(|c| c.line).unwrap_or_else(|| match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    })
 }
 
-/// A short, stable summary of a TLS failure (for Kubernetes conditions, which must not
-/// change text from one attempt to the next), or None when `err` is not one.
-pub fn tls_summary(err: &sqlx::Error) -> Option<&'static str> {
-    cause(err).and_then(|c| c.tls_summary)
+/// A short, stable summary of the cause (for Kubernetes conditions and `/readyz`, which
+/// must not change text from one attempt to the next), or None when we cannot name it.
+pub fn summary(err: &sqlx::Error) -> Option<&'static str> {
+    cause(err).and_then(|c| c.summary)
+}
+
+/// Whether waiting cannot fix `err` (a wrong password, a missing database or table, a
+/// certificate the client refuses): only network-level failures heal by themselves.
+pub fn is_permanent(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Configuration(_) => true,
+        other => cause(other).is_some_and(|c| c.permanent),
+    }
 }
 
 impl super::DbError {
-    /// [`tls_summary`] of the underlying connection error, if this is a TLS failure.
-    pub fn tls_summary(&self) -> Option<&'static str> {
+    /// [`summary`] of the underlying error: what the conditions and `/readyz` say.
+    pub fn summary(&self) -> Option<&'static str> {
+        use super::DbError;
         match self {
-            super::DbError::Connect { source, .. } | super::DbError::Query { source, .. } => {
-                tls_summary(source)
-            }
-            super::DbError::Tls(_) => Some("invalid TLS settings"),
-            _ => None,
+            DbError::Connect { source, .. } | DbError::Query { source, .. } => summary(source),
+            DbError::Tls(_) => Some("TLS failed: invalid TLS settings"),
+            DbError::InvalidUrl { .. } => Some("invalid database URL"),
+            DbError::Timeout { .. } => Some("no answer in time"),
+            DbError::UnservableSchema(_) => Some("its workers table lacks columns we read"),
+            DbError::Migrate(_) => None,
+        }
+    }
+
+    /// Whether waiting cannot fix this: the worker and one-shot commands stop at once.
+    pub fn is_permanent(&self) -> bool {
+        use super::DbError;
+        match self {
+            DbError::Connect { source, .. } | DbError::Query { source, .. } => is_permanent(source),
+            DbError::InvalidUrl { .. }
+            | DbError::Tls(_)
+            | DbError::UnservableSchema(_)
+            | DbError::Migrate(_) => true,
+            DbError::Timeout { .. } => false,
         }
     }
 }
 
 struct Cause {
     line: String,
-    tls_summary: Option<&'static str>,
+    summary: Option<&'static str>,
+    permanent: bool,
 }
 
 fn tls(summary: &'static str, line: String) -> Option<Cause> {
     Some(Cause {
         line: format!("TLS failed: {line}"),
-        tls_summary: Some(summary),
+        summary: Some(summary),
+        // A handshake cut short is a network failure; a refused certificate is not.
+        permanent: summary != "TLS failed: handshake failed",
     })
 }
 
 fn cause(err: &sqlx::Error) -> Option<Cause> {
     match err {
-        sqlx::Error::Io(io) => io
+        sqlx::Error::Io(io) => match io
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .and_then(rustls_cause),
+        {
+            Some(tls) => rustls_cause(tls),
+            None => Some(io_cause(io)),
+        },
         sqlx::Error::Tls(inner) => match inner.downcast_ref::<rustls::Error>() {
             Some(e) => rustls_cause(e),
             None if inner.to_string() == "server does not support TLS" => tls(
-                "the server does not accept TLS",
+                "TLS failed: the server does not accept TLS",
                 "the server does not accept TLS connections (sslmode=require or stricter needs ssl=on on the server; sslmode=prefer connects without TLS)".to_owned(),
             ),
-            None => tls("TLS handshake failed", inner.to_string()),
+            None => tls("TLS failed: handshake failed", inner.to_string()),
         },
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("28000") => {
-            pg_hba_cause(db.message())
-        }
+        sqlx::Error::Database(db) => server_cause(db.as_ref()),
+        // The pool retries refused connections until its deadline, then says only this.
+        sqlx::Error::PoolTimedOut => Some(transient(
+            "no connection in time",
+            "no connection within the timeout (the server refused or did not answer)".to_owned(),
+        )),
         _ => None,
     }
+}
+
+fn transient(summary: &'static str, line: String) -> Cause {
+    Cause {
+        line,
+        summary: Some(summary),
+        permanent: false,
+    }
+}
+
+fn permanent(summary: &'static str, line: String) -> Cause {
+    Cause {
+        line,
+        summary: Some(summary),
+        permanent: true,
+    }
+}
+
+/// Network-level failures: all of them may heal.
+fn io_cause(io: &std::io::Error) -> Cause {
+    use std::io::ErrorKind;
+    let (summary, what) = match io.kind() {
+        ErrorKind::ConnectionRefused => (
+            "connection refused",
+            "connection refused (is PostgreSQL running and listening on that host and port?)",
+        ),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            ("connection reset", "the server closed the connection")
+        }
+        ErrorKind::UnexpectedEof => ("connection reset", "the server closed the connection"),
+        ErrorKind::TimedOut => ("connect timed out", "the connection timed out"),
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+            ("host unreachable", "no route to the host")
+        }
+        _ if io.to_string().contains("lookup address") => {
+            ("host not found", "the host name does not resolve")
+        }
+        _ => ("network error", "network error"),
+    };
+    transient(summary, format!("{what}: {io}"))
+}
+
+/// A server error: its message (never PostgreSQL's source line) and the fix. SQLSTATEs
+/// from the PostgreSQL manual's Appendix A.
+fn server_cause(db: &dyn DatabaseError) -> Option<Cause> {
+    let message = db.message();
+    let code = db.code();
+    let cause = match code.as_deref()? {
+        "28P01" => permanent(
+            "authentication failed",
+            format!(
+                "authentication failed: {message}; check the user and password in the database URL"
+            ),
+        ),
+        "28000" if message.starts_with("role ") => permanent(
+            "role does not exist",
+            format!("{message}; create the role or fix the user in the database URL"),
+        ),
+        "28000" => {
+            return pg_hba_cause(message).or_else(|| {
+                Some(permanent(
+                    "connection not authorized",
+                    format!("connection not authorized: {message}"),
+                ))
+            });
+        }
+        "3D000" => permanent(
+            "database does not exist",
+            format!("{message}; create it or fix the database name in the URL"),
+        ),
+        "42P01" => permanent(
+            "no workers table: run ampd migrate",
+            format!(
+                "{message}: this metadata DB has no workers table yet; run `ampd migrate` against it first"
+            ),
+        ),
+        "42703" => permanent(
+            "schema out of date: run ampd migrate",
+            format!("{message}: the workers table is older than this release; run `ampd migrate`"),
+        ),
+        "42501" => permanent(
+            "permission denied",
+            format!("{message}; grant the database role the privileges docs/amp.md lists"),
+        ),
+        "25006" => permanent(
+            "read-only",
+            format!("{message}: the role or server only allows reads"),
+        ),
+        "57P03" => transient("the server is starting up", message.to_owned()),
+        "53300" => transient("too many connections", message.to_owned()),
+        c if c.starts_with("08") || c.starts_with("57") => {
+            transient("connection lost", message.to_owned())
+        }
+        _ => return None,
+    };
+    Some(cause)
 }
 
 fn rustls_cause(err: &rustls::Error) -> Option<Cause> {
@@ -72,7 +207,7 @@ fn rustls_cause(err: &rustls::Error) -> Option<Cause> {
         rustls::Error::InvalidCertificate(cert) => Some(certificate_cause(cert)),
         rustls::Error::AlertReceived(alert) => Some(alert_cause(*alert)),
         other => tls(
-            "TLS handshake failed",
+            "TLS failed: handshake failed",
             format!("handshake with the server: {other}"),
         ),
     }
@@ -81,15 +216,15 @@ fn rustls_cause(err: &rustls::Error) -> Option<Cause> {
 fn certificate_cause(err: &CertificateError) -> Cause {
     let (summary, line) = match err {
         CertificateError::UnknownIssuer => (
-            "server certificate not signed by a trusted CA",
+            "TLS failed: server certificate not signed by a trusted CA",
             "certificate: the server's certificate is not signed by a trusted CA (unknown issuer); set sslrootcert to the CA bundle that signed it".to_owned(),
         ),
         CertificateError::NotValidForName => (
-            "server certificate hostname mismatch",
+            "TLS failed: server certificate hostname mismatch",
             "hostname: the server's certificate is not valid for the host in the URL; connect by a name the certificate lists, or use sslmode=verify-ca".to_owned(),
         ),
         CertificateError::NotValidForNameContext { expected, presented } => (
-            "server certificate hostname mismatch",
+            "TLS failed: server certificate hostname mismatch",
             format!(
                 "hostname: the server's certificate is not valid for {} (it lists {}); connect by a name the certificate lists, or use sslmode=verify-ca",
                 expected.to_str(),
@@ -97,21 +232,22 @@ fn certificate_cause(err: &CertificateError) -> Cause {
             ),
         ),
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
-            "server certificate expired",
+            "TLS failed: server certificate expired",
             format!("certificate expired: the server's certificate is past its validity{}; renew it on the server", at(err)),
         ),
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
-            "server certificate not valid yet",
+            "TLS failed: server certificate not valid yet",
             "certificate not valid yet: the server's certificate starts in the future; check the clocks".to_owned(),
         ),
         other => (
-            "server certificate rejected",
+            "TLS failed: server certificate rejected",
             format!("certificate: the server's certificate was rejected ({other:?})"),
         ),
     };
     Cause {
         line: format!("TLS failed: {line}"),
-        tls_summary: Some(summary),
+        summary: Some(summary),
+        permanent: true,
     }
 }
 
@@ -158,20 +294,21 @@ fn alert_cause(alert: AlertDescription) -> Cause {
     );
     let (summary, line) = if client_cert {
         (
-            "server rejected the client certificate",
+            "TLS failed: server rejected the client certificate",
             format!(
                 "certificate: the server rejected our client certificate ({alert:?}); check sslcert/sslkey and that the server trusts their CA"
             ),
         )
     } else {
         (
-            "TLS handshake failed",
+            "TLS failed: handshake failed",
             format!("the server ended the handshake ({alert:?})"),
         )
     };
     Cause {
         line: format!("TLS failed: {line}"),
-        tls_summary: Some(summary),
+        permanent: summary != "TLS failed: handshake failed",
+        summary: Some(summary),
     }
 }
 
@@ -193,7 +330,8 @@ fn pg_hba_cause(message: &str) -> Option<Cause> {
     };
     Some(Cause {
         line,
-        tls_summary: None,
+        summary: Some("pg_hba refused the connection"),
+        permanent: true,
     })
 }
 
@@ -215,8 +353,8 @@ mod tests {
             "TLS failed: certificate: the server's certificate is not signed by a trusted CA (unknown issuer); set sslrootcert to the CA bundle that signed it"
         );
         assert_eq!(
-            tls_summary(&err),
-            Some("server certificate not signed by a trusted CA")
+            summary(&err),
+            Some("TLS failed: server certificate not signed by a trusted CA")
         );
         let err = io_tls(rustls::Error::InvalidCertificate(
             CertificateError::NotValidForNameContext {
@@ -237,6 +375,7 @@ mod tests {
     fn other_errors_keep_their_text() {
         let err = sqlx::Error::Protocol("odd".into());
         assert_eq!(describe(&err), err.to_string());
-        assert_eq!(tls_summary(&err), None);
+        assert_eq!(summary(&err), None);
+        assert!(!is_permanent(&err));
     }
 }

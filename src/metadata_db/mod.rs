@@ -42,12 +42,13 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("metadata DB query `{op}` failed: {}", connect_error::describe(source))]
+    /// `op` names the call for logs (a field of their own), not for people.
+    #[error("metadata DB: {}", connect_error::describe(source))]
     Query {
         op: &'static str,
         source: sqlx::Error,
     },
-    #[error("metadata DB query `{op}` timed out after {after:?}")]
+    #[error("the metadata DB did not answer within {}", humantime::format_duration(*after))]
     Timeout { op: &'static str, after: Duration },
     #[error(
         "found {} that cannot be served: {} (the Admin API and the operator read node_id, info, created_at, registered_at and heartbeat_at; Amp v0.0.23 and later have them)",
@@ -58,6 +59,25 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Which call failed, for a log field (`None` when not a single call).
+    pub fn op(&self) -> Option<&'static str> {
+        match self {
+            DbError::Query { op, .. } | DbError::Timeout { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The cause without our "metadata DB" prefix, for messages that already say it.
+    pub fn cause(&self) -> String {
+        match self {
+            DbError::Query { source, .. } => connect_error::describe(source),
+            DbError::Timeout { after, .. } => {
+                format!("no answer within {}", humantime::format_duration(*after))
+            }
+            other => other.to_string(),
+        }
+    }
+
     fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
         move |source| DbError::Query { op, source }
     }
@@ -78,12 +98,8 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
         url: redact_url(url),
         source: redact::scrub_error(source, url),
     };
-    if !url.contains("://") {
-        // sqlx only takes URLs; say so instead of the url crate's "relative URL" text.
-        return Err(invalid(sqlx::Error::Configuration(
-            "key=value connection strings are not supported; use postgres://user:password@host:port/dbname"
-                .into(),
-        )));
+    if let Some(why) = not_a_postgres_url(url) {
+        return Err(invalid(sqlx::Error::Configuration(why.into())));
     }
     let url = &without_unknown_params(url);
     let options = tls::apply(PgConnectOptions::from_str(url).map_err(invalid)?, url)?;
@@ -91,6 +107,35 @@ pub fn connect_options(url: &str, application_name: &str) -> Result<PgConnectOpt
         .application_name(application_name)
         .options(SESSION_KEEPALIVES)
         .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Why `url` is not a PostgreSQL URL, in words that say what to write instead (sqlx
+/// would say "relative URL without a base", or try a `mysql://` URL and report the
+/// refused connection).
+fn not_a_postgres_url(url: &str) -> Option<String> {
+    const SHAPE: &str = "postgres://user:password@host:port/dbname";
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Some(if url.contains('=') {
+            format!("key=value connection strings are not supported; use {SHAPE}")
+        } else {
+            format!("not a URL; use {SHAPE}")
+        });
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "postgres" | "postgresql" => None,
+        // Echo only what cannot be a secret (a scheme's own characters, short).
+        other
+            if other.len() <= 16
+                && other
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Some(format!(
+                "unsupported scheme {other}://: the metadata DB is PostgreSQL; use {SHAPE}"
+            ))
+        }
+        _ => Some(format!("not a PostgreSQL URL; use {SHAPE}")),
+    }
 }
 
 /// Query parameters sqlx understands (sqlx-postgres 0.9 `parse_from_url`).
@@ -155,6 +200,40 @@ pub async fn connect_pool(
             url: redact_url(url),
             source: redact::scrub_error(source, url),
         })
+}
+
+/// A pool for one-shot commands (`ampd migrate`): waits up to `wait` while connections
+/// fail in ways that heal (a server still starting refuses them), stops at once on what
+/// waiting cannot fix, and reports the last real cause, never "pool timed out".
+pub async fn connect_pool_waiting(
+    url: &str,
+    application_name: &str,
+    max_connections: u32,
+    wait: Duration,
+) -> Result<PgPool, DbError> {
+    let options = connect_options(url, application_name)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = bounded(
+            "connect",
+            left.max(Duration::from_secs(1)),
+            connect_one(&options, url),
+        )
+        .await;
+        match attempt {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return connect_pool(url, application_name, max_connections).await;
+            }
+            Err(err) if err.is_permanent() || left <= pause => return Err(err),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// A pool that connects on first use, so a process can start while the DB is down.
@@ -223,8 +302,10 @@ where
     let deadline = started + timeout;
     let mut conn = match tokio::time::timeout_at(deadline, pool.acquire()).await {
         Ok(Ok(conn)) => conn,
+        Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => {
+            return Err(why_no_connection(pool, op, timeout).await);
+        }
         Ok(Err(source)) => return Err(DbError::Query { op, source }),
-        Err(_) => return Err(DbError::Timeout { op, after: timeout }),
     };
     match tokio::time::timeout_at(deadline, f(&mut conn)).await {
         Ok(result) => result,
@@ -232,6 +313,31 @@ where
             drop(conn.detach());
             Err(DbError::Timeout { op, after: timeout })
         }
+    }
+}
+
+/// The pool retries refused connections until its deadline and then reports only
+/// "pool timed out": one direct attempt (bounded) names the real cause. When that
+/// attempt connects, the pool was busy or slow, and the timeout is the answer.
+async fn why_no_connection(pool: &PgPool, op: &'static str, timeout: Duration) -> DbError {
+    const PROBE_BOUND: Duration = Duration::from_secs(1);
+    let options = pool.connect_options();
+    let probe = tokio::time::timeout(PROBE_BOUND, PgConnection::connect_with(&*options)).await;
+    match probe {
+        Ok(Err(source)) => DbError::Connect {
+            url: format!(
+                "{}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            ),
+            source,
+        },
+        Ok(Ok(conn)) => {
+            drop(conn.close());
+            DbError::Timeout { op, after: timeout }
+        }
+        Err(_) => DbError::Timeout { op, after: timeout },
     }
 }
 

@@ -69,7 +69,7 @@ pub struct FleetInputs<'a> {
     /// Wall clock: progress deadline and `lastTransitionTime`.
     pub now: DateTime<Utc>,
     /// Why the metadata DB cannot be read when TLS to it failed (see `DbView`).
-    pub db_tls_failure: Option<&'a str>,
+    pub db_failure: Option<&'a str>,
 }
 
 /// The few facts of a selected worker a fleet is judged by (no status is cloned).
@@ -164,7 +164,7 @@ pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
             previous: i.previous,
             selector_error: i.selector_error,
             now: i.now,
-            db_tls_failure: i.db_tls_failure,
+            db_failure: i.db_failure,
         },
         tally,
     )
@@ -177,7 +177,7 @@ pub struct FleetJudged<'a> {
     pub previous: Option<&'a AmpWorkerFleetStatus>,
     pub selector_error: Option<&'a str>,
     pub now: DateTime<Utc>,
-    pub db_tls_failure: Option<&'a str>,
+    pub db_failure: Option<&'a str>,
 }
 
 /// Where a fleet stands, decided once; each condition and STATUS is read from it.
@@ -273,7 +273,7 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
     if t.db_unknown {
         return Phase::DbUnknown(format!(
             "{}; worker health unknown",
-            super::status::unreadable_message(i.db_tls_failure)
+            super::status::unreadable_message(i.db_failure)
         ));
     }
     let mut progress_msg = format!(

@@ -57,6 +57,9 @@ pub struct OperatorMetrics {
     pub name_collisions: Counter,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
+    /// Why the last snapshot read failed (None after a good one): what `/readyz` says.
+    /// Not exported: a cause is not a bounded label value.
+    pub metadata_db_cause: Mutex<Option<&'static str>>,
 }
 
 impl Default for OperatorMetrics {
@@ -66,6 +69,22 @@ impl Default for OperatorMetrics {
 }
 
 impl OperatorMetrics {
+    /// Records why the metadata DB cannot be read (None: it can).
+    pub fn set_metadata_db_cause(&self, cause: Option<&'static str>) {
+        *self
+            .metadata_db_cause
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = cause;
+    }
+
+    /// Why the metadata DB could not be read last cycle.
+    pub fn metadata_db_cause(&self) -> Option<&'static str> {
+        *self
+            .metadata_db_cause
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     // One piece on purpose: a flat list of registrations (name, help, metric), read top
     // to bottom; splitting it would only scatter the exposition's names.
     pub fn new() -> Self {
@@ -158,6 +177,7 @@ impl OperatorMetrics {
             fleet_condition,
             leader,
             metadata_db_up,
+            metadata_db_cause: Mutex::new(None),
             refresh_interval,
             refresh_oldest,
             refresh_deferred,

@@ -21,20 +21,29 @@ pub fn router(probes: Arc<OperatorProbes>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(p): State<Arc<OperatorProbes>>| async move {
-                if p.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "waiting for the AmpWorker and AmpWorkerFleet caches to sync",
-                    )
-                }
-            }),
+            get(|State(p): State<Arc<OperatorProbes>>| async move { readiness(&p) }),
         )
         .route(
             "/metrics",
             get(|State(p): State<Arc<OperatorProbes>>| async move { p.metrics.metrics_response() }),
         )
         .with_state(probes)
+}
+
+/// Ready once the caches synced, and while the last metadata DB read (a leader's) worked;
+/// otherwise the cause, in a fixed summary.
+fn readiness(p: &OperatorProbes) -> (StatusCode, String) {
+    if !p.ready.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the AmpWorker and AmpWorkerFleet caches to sync".to_owned(),
+        );
+    }
+    match p.metrics.metadata_db_cause() {
+        None => (StatusCode::OK, "ready".to_owned()),
+        Some(cause) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metadata DB unavailable: {cause}"),
+        ),
+    }
 }

@@ -323,9 +323,51 @@ where
     S: futures::Stream<Item = Result<K, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut outage = WatchOutage::default();
     while let Some(item) = stream.next().await {
-        if let Err(err) = item {
-            tracing::warn!(kind, error = %err, "watch failed; retrying with backoff");
+        match item {
+            Ok(_) => outage.recovered(kind),
+            Err(err) => outage.failed(kind, &err),
         }
+    }
+}
+
+/// One WARN per API-server outage, not one per retry; the routine relist after an
+/// expired resource version (410 Gone) is DEBUG.
+#[derive(Default)]
+struct WatchOutage {
+    failing: bool,
+}
+
+impl WatchOutage {
+    fn failed(&mut self, kind: &'static str, err: &watcher::Error) {
+        let message = watch_error_message(err);
+        if is_expired_version(err) {
+            tracing::debug!(kind, error = %message, "watch resource version expired; relisting");
+        } else if std::mem::replace(&mut self.failing, true) {
+            tracing::debug!(kind, error = %message, "watch still failing; retrying with backoff");
+        } else {
+            tracing::warn!(kind, error = %message, "watch failed; retrying with backoff");
+        }
+    }
+
+    fn recovered(&mut self, kind: &'static str) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(kind, "watch resumed");
+        }
+    }
+}
+
+fn is_expired_version(err: &watcher::Error) -> bool {
+    matches!(err, watcher::Error::WatchError(status) if status.code == 410)
+}
+
+/// The API server's message, not a Debug dump of its Status.
+fn watch_error_message(err: &watcher::Error) -> String {
+    match err {
+        watcher::Error::WatchError(status) => {
+            format!("{} ({})", status.message, status.code)
+        }
+        other => other.to_string(),
     }
 }

@@ -28,25 +28,26 @@ pub enum DbView {
         db_now: DateTime<Utc>,
         recovered_at: Option<DateTime<Utc>>,
     },
-    /// Read failed. `tls_failure` is a stable summary when TLS to the DB failed, so the
-    /// conditions say what to fix without changing text on every attempt.
-    Unavailable { tls_failure: Option<&'static str> },
+    /// Read failed. `cause` is a stable summary of why (connection refused, TLS failed:
+    /// ..., no workers table: run `ampd migrate`), so the conditions say what to fix
+    /// without changing text on every attempt.
+    Unavailable { cause: Option<&'static str> },
 }
 
 impl DbView {
-    /// The Unknown conditions' message: what cannot be read, and why when TLS failed.
+    /// The Unknown conditions' message: what cannot be read, and why.
     pub fn unreadable(&self) -> String {
         unreadable_message(match self {
-            DbView::Unavailable { tls_failure } => *tls_failure,
+            DbView::Unavailable { cause } => *cause,
             DbView::Available { .. } => None,
         })
     }
 }
 
-/// `the metadata DB cannot be read`, with `(TLS failed: ...)` when that is why.
-pub fn unreadable_message(tls_failure: Option<&str>) -> String {
-    match tls_failure {
-        Some(why) => format!("the metadata DB cannot be read (TLS failed: {why})"),
+/// `the metadata DB cannot be read`, with `(connection refused)` or another cause.
+pub fn unreadable_message(cause: Option<&str>) -> String {
+    match cause {
+        Some(why) => format!("the metadata DB cannot be read ({why})"),
         None => "the metadata DB cannot be read".to_owned(),
     }
 }

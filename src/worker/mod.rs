@@ -69,6 +69,10 @@ pub enum WorkerError {
         "refusing to register: found {0}, which amp-operator did not create and does not write; run Amp's own `ampd worker` against it, or point this worker at a DB prepared by `ampd migrate`"
     )]
     ForeignSchema(String),
+    #[error(
+        "this metadata DB has no workers table yet: run `ampd migrate` against it first (the Helm chart does, before the workers start)"
+    )]
+    NotMigrated,
     #[error("cannot serve probes on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -143,8 +147,9 @@ impl WorkerConfig {
     }
 }
 
-/// Runs the agent until `shutdown` is cancelled (Ok) or the lock is lost to another
-/// worker (Err). DB outages are waited out with capped backoff.
+/// Runs the agent until `shutdown` is cancelled (Ok), the lock is held elsewhere or an
+/// error that waiting cannot fix (Err). Network-level failures are waited out with capped
+/// backoff.
 pub async fn run(
     config: WorkerConfig,
     probes: Arc<WorkerProbes>,
@@ -156,13 +161,7 @@ pub async fn run(
         config.max_backoff,
         config.node_id.legacy_advisory_lock_key() as u64,
     );
-    let timeout = config.db_timeout;
-    // Our last session: after a timeout we drop it, but the server may keep it (and our
-    // lock) alive for a long time when the network lost our FIN.
-    let mut previous: Option<metadata_db::SessionId> = None;
-    // `registered_at` means "this process started" (the seeds detect restarts by it): a
-    // reconnect after a DB blip resumes the row instead of registering again.
-    let mut registered = false;
+    let mut memory = SessionMemory::default();
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
@@ -170,144 +169,194 @@ pub async fn run(
         }
         // A failed attempt that already took long (a timeout) has waited its backoff.
         let attempt_started = Instant::now();
-        let mut retry_delay = || {
-            backoff
-                .next_delay()
-                .saturating_sub(attempt_started.elapsed())
-        };
-        let mut conn = match cancellable(
-            &shutdown,
-            metadata_db::bounded(
-                "connect",
-                timeout,
-                metadata_db::connect_one(&config.connect, &config.database_url),
-            ),
-        )
-        .await
-        {
-            None => return Ok(()),
-            Some(Ok(conn)) => conn,
-            Some(Err(err)) => {
-                let delay = retry_delay();
-                warn!(node_id = node, error = %err, retry_in = ?delay, "metadata DB unreachable");
+        match session(&config, &probes, &shutdown, &mut memory, &mut backoff).await {
+            Ended::Shutdown => return Ok(()),
+            Ended::Fatal(err) => return Err(err),
+            Ended::Failed { step, err } if err.is_permanent() => {
+                tracing::error!(node_id = node, step, op = err.op(), error = %err, "cannot run: waiting will not fix this");
+                return Err(WorkerError::Db(err));
+            }
+            Ended::Failed { step, err } => {
+                let delay = backoff
+                    .next_delay()
+                    .saturating_sub(attempt_started.elapsed());
+                warn!(node_id = node, step, op = err.op(), error = %err, retry_in = ?delay, "metadata DB call failed; retrying");
                 if sleep_or_cancel(&shutdown, delay).await {
                     return Ok(());
                 }
-                continue;
             }
-        };
-        if let Some(old) = previous {
-            match metadata_db::bounded(
-                "pg_terminate_backend",
-                timeout,
-                metadata_db::terminate_session(&mut conn, old),
-            )
-            .await
+            Ended::Lost(err) if err.is_permanent() => {
+                tracing::error!(node_id = node, op = err.op(), error = %err, "lost the metadata DB session: waiting will not fix this");
+                return Err(WorkerError::Db(err));
+            }
+            Ended::Lost(err) => {
+                // Dropping the connection is enough: the server releases session locks.
+                warn!(node_id = node, op = err.op(), error = %err, "lost the metadata DB session; reconnecting");
+            }
+        }
+    }
+}
+
+/// What one session leaves for the next.
+#[derive(Default)]
+struct SessionMemory {
+    /// Our last session: after a timeout we drop it, but the server may keep it (and our
+    /// lock) alive for a long time when the network lost our FIN.
+    previous: Option<metadata_db::SessionId>,
+    /// `registered_at` means "this process started" (the seeds detect restarts by it): a
+    /// reconnect after a DB blip resumes the row instead of registering again.
+    registered: bool,
+}
+
+/// How a session ended.
+enum Ended {
+    Shutdown,
+    /// Refused before any write (another holder of the lock, a schema not ours).
+    Fatal(WorkerError),
+    /// A step before the heartbeats failed.
+    Failed {
+        step: &'static str,
+        err: DbError,
+    },
+    /// The heartbeating session broke.
+    Lost(DbError),
+}
+
+/// Runs `fut` unless shutdown comes first; a failure names its step.
+async fn step<T>(
+    shutdown: &CancellationToken,
+    step: &'static str,
+    fut: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, Ended> {
+    match cancellable(shutdown, fut).await {
+        None => Err(Ended::Shutdown),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(err)) => Err(Ended::Failed { step, err }),
+    }
+}
+
+/// One session: connect, end our stale session, check the schema, lock, register,
+/// heartbeat until the session breaks or shutdown.
+async fn session(
+    config: &WorkerConfig,
+    probes: &WorkerProbes,
+    shutdown: &CancellationToken,
+    memory: &mut SessionMemory,
+    backoff: &mut Backoff,
+) -> Ended {
+    let mut conn = match prepare(config, probes, shutdown, memory).await {
+        Ok(conn) => conn,
+        Err(ended) => return ended,
+    };
+    backoff.reset();
+    probes.set_ready(true);
+    match heartbeat_loop(&mut conn, config, probes, shutdown).await {
+        SessionEnd::Shutdown => {
+            probes.set_ready(false);
+            if tokio::time::timeout(config.db_timeout, release(conn, &config.node_id))
+                .await
+                .is_err()
             {
-                Ok(true) => {
-                    info!(
-                        node_id = node,
-                        old_pid = old.pid,
-                        "ended our previous session, which the server still kept"
-                    )
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    // The lock wait below still bounds how long that session can block us.
-                    warn!(node_id = node, old_pid = old.pid, error = %err, "cannot end our previous session")
-                }
-            }
-        }
-        match metadata_db::bounded(
-            "inspect schema",
-            timeout,
-            metadata_db::schema::inspect(&mut conn),
-        )
-        .await
-        {
-            Ok(report) => refuse_foreign(&report)?,
-            Err(err) => {
-                let delay = retry_delay();
-                warn!(node_id = node, error = %err, retry_in = ?delay, "reading the schema failed");
-                if sleep_or_cancel(&shutdown, delay).await {
-                    return Ok(());
-                }
-                continue;
-            }
-        }
-        match acquire_lock(&mut conn, &config, &shutdown).await {
-            Ok(LockOutcome::Acquired) => {}
-            Ok(LockOutcome::Cancelled) => return Ok(()),
-            Ok(LockOutcome::HeldElsewhere(waited)) => {
-                return Err(WorkerError::LockHeld {
-                    node_id: node.to_owned(),
-                    waited,
-                });
-            }
-            Err(err) => {
-                let delay = retry_delay();
-                warn!(node_id = node, error = %err, retry_in = ?delay, "taking the advisory lock failed");
-                if sleep_or_cancel(&shutdown, delay).await {
-                    return Ok(());
-                }
-                continue;
-            }
-        }
-        match metadata_db::bounded("session id", timeout, metadata_db::session_id(&mut conn)).await
-        {
-            Ok(id) => previous = Some(id),
-            Err(err) => {
-                let delay = retry_delay();
-                warn!(node_id = node, error = %err, retry_in = ?delay, "reading the session id failed");
-                if sleep_or_cancel(&shutdown, delay).await {
-                    return Ok(());
-                }
-                continue;
-            }
-        }
-        match join_registry(&mut conn, &config, registered).await {
-            Ok(row) => {
-                if registered {
-                    probes.count_reconnect();
-                }
-                registered = true;
-                info!(
-                    node_id = node,
-                    version = %config.info.version,
-                    created_at = %row.created_at,
-                    registered_at = %row.registered_at,
-                    "registered"
+                warn!(
+                    node_id = config.node_id.as_str(),
+                    "unlock timed out; the server releases the lock when it drops the session"
                 );
             }
-            Err(err) => {
-                let delay = retry_delay();
-                warn!(node_id = node, error = %err, retry_in = ?delay, "registration failed");
-                if sleep_or_cancel(&shutdown, delay).await {
-                    return Ok(());
-                }
-                continue;
-            }
+            Ended::Shutdown
         }
-        backoff.reset();
-        probes.set_ready(true);
-        match heartbeat_loop(&mut conn, &config, &probes, &shutdown).await {
-            SessionEnd::Shutdown => {
-                probes.set_ready(false);
-                if tokio::time::timeout(timeout, release(conn, &config.node_id))
-                    .await
-                    .is_err()
-                {
-                    warn!(
-                        node_id = node,
-                        "unlock timed out; the server releases the lock when it drops the session"
-                    );
-                }
-                return Ok(());
-            }
-            SessionEnd::Lost(err) => {
-                warn!(node_id = node, error = %err, "lost the metadata DB session; reconnecting");
-                // Dropping the connection is enough: the server releases session locks.
-            }
+        SessionEnd::Lost(err) => Ended::Lost(err),
+    }
+}
+
+/// Every step before the first heartbeat; the lock comes before any write.
+async fn prepare(
+    config: &WorkerConfig,
+    probes: &WorkerProbes,
+    shutdown: &CancellationToken,
+    memory: &mut SessionMemory,
+) -> Result<PgConnection, Ended> {
+    let (node, timeout) = (config.node_id.as_str(), config.db_timeout);
+    let connect = metadata_db::connect_one(&config.connect, &config.database_url);
+    let mut conn = step(
+        shutdown,
+        "connect",
+        metadata_db::bounded("connect", timeout, connect),
+    )
+    .await?;
+    if let Some(old) = memory.previous {
+        end_previous_session(&mut conn, old, node, timeout).await;
+    }
+    let inspect = metadata_db::schema::inspect(&mut conn);
+    let report = step(
+        shutdown,
+        "inspect schema",
+        metadata_db::bounded("inspect schema", timeout, inspect),
+    )
+    .await?;
+    refuse_foreign(&report).map_err(Ended::Fatal)?;
+    match step(
+        shutdown,
+        "take the node id lock",
+        acquire_lock(&mut conn, config, shutdown),
+    )
+    .await?
+    {
+        LockOutcome::Acquired => {}
+        LockOutcome::Cancelled => return Err(Ended::Shutdown),
+        LockOutcome::HeldElsewhere(waited) => {
+            return Err(Ended::Fatal(WorkerError::LockHeld {
+                node_id: node.to_owned(),
+                waited,
+            }));
+        }
+    }
+    let id = metadata_db::session_id(&mut conn);
+    memory.previous = Some(
+        step(
+            shutdown,
+            "read the session id",
+            metadata_db::bounded("session id", timeout, id),
+        )
+        .await?,
+    );
+    let row = step(
+        shutdown,
+        "register",
+        join_registry(&mut conn, config, memory.registered),
+    )
+    .await?;
+    if memory.registered {
+        probes.count_reconnect();
+    }
+    memory.registered = true;
+    info!(
+        node_id = node,
+        version = %config.info.version,
+        created_at = %crate::timestamps::format_timestamp(&row.created_at),
+        registered_at = %crate::timestamps::format_timestamp(&row.registered_at),
+        "registered"
+    );
+    Ok(conn)
+}
+
+/// Ends our previous session if the server still keeps it (and so our lock).
+async fn end_previous_session(
+    conn: &mut PgConnection,
+    old: metadata_db::SessionId,
+    node: &str,
+    timeout: Duration,
+) {
+    let terminate = metadata_db::terminate_session(conn, old);
+    match metadata_db::bounded("pg_terminate_backend", timeout, terminate).await {
+        Ok(true) => info!(
+            node_id = node,
+            old_pid = old.pid,
+            "ended our previous session, which the server still kept"
+        ),
+        Ok(false) => {}
+        // The lock wait still bounds how long that session can block us.
+        Err(err) => {
+            warn!(node_id = node, old_pid = old.pid, error = %err, "cannot end our previous session")
         }
     }
 }
@@ -319,7 +368,8 @@ fn refuse_foreign(report: &metadata_db::SchemaReport) -> Result<(), WorkerError>
     }
     match &report.flavour {
         metadata_db::Flavour::Foreign(found) => Err(WorkerError::ForeignSchema(found.describe())),
-        _ => Ok(()),
+        metadata_db::Flavour::Empty => Err(WorkerError::NotMigrated),
+        metadata_db::Flavour::Ours { .. } => Ok(()),
     }
 }
 

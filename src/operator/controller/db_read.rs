@@ -20,6 +20,8 @@ pub(super) struct DbReader {
     /// DB clock of the last good read; set while the DB is down.
     outage_since: Option<DateTime<Utc>>,
     last_ok_db_now: Option<DateTime<Utc>>,
+    /// Why the DB could not be read, while it cannot.
+    outage_cause: Option<&'static str>,
     /// (last good read before the outage, first read after it).
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
@@ -31,6 +33,7 @@ impl DbReader {
             timeout: metadata_db::DEFAULT_DB_TIMEOUT,
             info: InfoCache::default(),
             outage_since: None,
+            outage_cause: None,
             last_ok_db_now: None,
             recovery: None,
         }
@@ -51,8 +54,10 @@ impl DbReader {
         match result {
             Ok(OperatorSnapshot { db_now, rows }) => {
                 metrics.metadata_db_up.set(1);
+                metrics.set_metadata_db_cause(None);
+                self.outage_cause = None;
                 if let Some(since) = self.outage_since.take() {
-                    tracing::info!(down_since = %since, "metadata DB readable again");
+                    tracing::info!(down_since = %crate::timestamps::format_timestamp(&since), "metadata DB readable again");
                     self.recovery = Some((since, db_now));
                 }
                 // The grace only matters for one heartbeat timeout (at most an hour).
@@ -73,13 +78,19 @@ impl DbReader {
             }
             Err(err) => {
                 metrics.metadata_db_up.set(0);
+                metrics.set_metadata_db_cause(Some(err.summary().unwrap_or("unknown cause")));
+                let cause = err.summary();
                 if self.outage_since.is_none() {
                     self.outage_since = Some(self.last_ok_db_now.unwrap_or_else(Utc::now));
-                    tracing::warn!(error = %err, "metadata DB unavailable; worker health is Unknown until it returns");
+                    tracing::warn!(error = %err, op = err.op(), "metadata DB unavailable; worker health is Unknown until it returns");
+                } else if cause != self.outage_cause {
+                    // One line per change of cause, not one per cycle.
+                    tracing::warn!(error = %err, op = err.op(), "metadata DB still unavailable, for another reason");
                 }
+                self.outage_cause = cause;
                 (
                     DbView::Unavailable {
-                        tls_failure: err.tls_summary(),
+                        cause: err.summary(),
                     },
                     Vec::new(),
                 )

@@ -77,7 +77,7 @@ fn run(
         workers: &refs,
         selector_error: None,
         now,
-        db_tls_failure: None,
+        db_failure: None,
     })
 }
 
@@ -321,7 +321,7 @@ fn empty_selector_result_from_an_invalid_selector_is_stalled() {
         workers: &refs,
         selector_error: Some("invalid operator"),
         now: t(0),
-        db_tls_failure: None,
+        db_failure: None,
     });
     assert_eq!(
         conds(&st),
@@ -371,7 +371,7 @@ fn a_new_spec_generation_restarts_the_deadline() {
         workers: &[&ws[0]],
         selector_error: None,
         now: t(5000),
-        db_tls_failure: None,
+        db_failure: None,
     });
     assert_eq!(
         st.last_progress_time
@@ -394,7 +394,7 @@ fn rollout_events_started_then_completed() {
         workers: &[&v1[0], &v1[1]],
         selector_error: None,
         now: t(10),
-        db_tls_failure: None,
+        db_failure: None,
     });
     assert_eq!(
         fleet_events(Some(&ready_v1), &rolling, "v2"),

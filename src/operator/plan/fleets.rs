@@ -86,8 +86,8 @@ pub(super) fn plan_fleets(
             previous: stored,
             selector_error: f.selector.as_ref().err().map(String::as_str),
             now: input.now,
-            db_tls_failure: match input.db {
-                DbView::Unavailable { tls_failure } => *tls_failure,
+            db_failure: match input.db {
+                DbView::Unavailable { cause } => *cause,
                 DbView::Available { .. } => None,
             },
         };

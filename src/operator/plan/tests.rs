@@ -202,7 +202,7 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
     );
     assert!(p.deletes.is_empty());
     let p = run(
-        &DbView::Unavailable { tls_failure: None },
+        &DbView::Unavailable { cause: None },
         &[],
         &workers,
         &[],
@@ -808,7 +808,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
         }
         let down = (60..63).contains(&s);
         let db = if down {
-            DbView::Unavailable { tls_failure: None }
+            DbView::Unavailable { cause: None }
         } else {
             available(t(s))
         };
@@ -881,7 +881,7 @@ fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_
         .collect();
     assert_eq!(found, ["a", "b"]);
     let down = input(
-        &DbView::Unavailable { tls_failure: None },
+        &DbView::Unavailable { cause: None },
         &rows,
         &workers,
         &[],

@@ -268,7 +268,7 @@ fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
     );
     let s = run(
         None,
-        &DbView::Unavailable { tls_failure: None },
+        &DbView::Unavailable { cause: None },
         &spec(Some("v2")),
         Some(&before),
         t(60),
@@ -303,7 +303,7 @@ fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
 
     let never_seen = run(
         None,
-        &DbView::Unavailable { tls_failure: None },
+        &DbView::Unavailable { cause: None },
         &spec(None),
         None,
         t(60),
