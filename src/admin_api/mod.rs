@@ -570,3 +570,18 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
         .await
         .map_err(AdminApiError::Serve)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::VerdictLog;
+
+    #[test]
+    fn a_verdict_is_logged_once_per_change() {
+        let log = VerdictLog::default();
+        assert!(log.changed(Err("connection refused")));
+        assert!(!log.changed(Err("connection refused")));
+        assert!(log.changed(Err("authentication failed")));
+        assert!(log.changed(Ok(())));
+        assert!(!log.changed(Ok(())));
+    }
+}

@@ -378,4 +378,44 @@ mod tests {
         assert_eq!(summary(&err), None);
         assert!(!is_permanent(&err));
     }
+
+    fn io(kind: std::io::ErrorKind) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(kind, "os says no"))
+    }
+
+    #[test]
+    fn network_failures_are_named_and_transient() {
+        use std::io::ErrorKind;
+        for (kind, summary_text) in [
+            (ErrorKind::ConnectionRefused, "connection refused"),
+            (ErrorKind::ConnectionReset, "connection reset"),
+            (ErrorKind::UnexpectedEof, "connection reset"),
+            (ErrorKind::TimedOut, "connect timed out"),
+            (ErrorKind::HostUnreachable, "host unreachable"),
+            (ErrorKind::Other, "network error"),
+        ] {
+            let err = io(kind);
+            assert_eq!(summary(&err), Some(summary_text), "{kind:?}");
+            assert!(!is_permanent(&err), "{kind:?} may heal");
+        }
+        assert_eq!(
+            describe(&io(ErrorKind::ConnectionRefused)),
+            "connection refused (is PostgreSQL running and listening on that host and port?): os says no"
+        );
+        assert_eq!(
+            summary(&sqlx::Error::PoolTimedOut),
+            Some("no connection in time")
+        );
+        assert!(!is_permanent(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[test]
+    fn refused_certificates_are_permanent_and_cut_handshakes_are_not() {
+        let refused = io_tls(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        assert!(is_permanent(&refused));
+        let cut = io_tls(rustls::Error::General("connection closed".into()));
+        assert_eq!(summary(&cut), Some("TLS failed: handshake failed"));
+        assert!(!is_permanent(&cut));
+        assert!(is_permanent(&sqlx::Error::Configuration("bad".into())));
+    }
 }

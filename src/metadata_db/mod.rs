@@ -623,3 +623,60 @@ pub async fn advisory_lock_held<'e>(
     .await
     .map_err(DbError::query("inspect pg_locks"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_that_are_not_postgres_say_what_to_write() {
+        let shape = "use postgres://user:password@host:port/dbname";
+        assert_eq!(not_a_postgres_url("postgres://amp@db/amp"), None);
+        assert_eq!(not_a_postgres_url("PostgreSQL://amp@db/amp"), None);
+        assert_eq!(
+            not_a_postgres_url("mysql://root:hunter2@db/amp"),
+            Some(format!(
+                "unsupported scheme mysql://: the metadata DB is PostgreSQL; {shape}"
+            ))
+        );
+        assert_eq!(
+            not_a_postgres_url("not a url"),
+            Some(format!("not a URL; {shape}"))
+        );
+        assert_eq!(
+            not_a_postgres_url("host=db dbname=amp"),
+            Some(format!(
+                "key=value connection strings are not supported; {shape}"
+            ))
+        );
+        // Never echo what could be a secret written before `://`.
+        assert_eq!(
+            not_a_postgres_url("user:hunter2@db://x"),
+            Some(format!("not a PostgreSQL URL; {shape}"))
+        );
+    }
+
+    #[test]
+    fn messages_carry_the_cause_not_the_query_name() {
+        let err = DbError::Query {
+            op: "list workers",
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert_eq!(
+            err.to_string(),
+            "metadata DB: no connection within the timeout (the server refused or did not answer)"
+        );
+        assert_eq!(err.op(), Some("list workers"));
+        let timeout = DbError::Timeout {
+            op: "snapshot",
+            after: Duration::from_millis(3000),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "the metadata DB did not answer within 3s"
+        );
+        assert_eq!(timeout.cause(), "no answer within 3s");
+        assert!(!timeout.is_permanent());
+        assert_eq!(timeout.summary(), Some("no answer in time"));
+    }
+}

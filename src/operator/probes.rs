@@ -47,3 +47,37 @@ fn readiness(p: &OperatorProbes) -> (StatusCode, String) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_waits_for_the_caches_then_follows_the_metadata_db() {
+        let probes = OperatorProbes {
+            ready: AtomicBool::new(false),
+            metrics: Arc::new(OperatorMetrics::new()),
+        };
+        assert_eq!(
+            readiness(&probes),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "waiting for the AmpWorker and AmpWorkerFleet caches to sync".to_owned()
+            )
+        );
+        probes.ready.store(true, Ordering::Relaxed);
+        assert_eq!(readiness(&probes), (StatusCode::OK, "ready".to_owned()));
+        probes
+            .metrics
+            .set_metadata_db_cause(Some("connection refused"));
+        assert_eq!(
+            readiness(&probes),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metadata DB unavailable: connection refused".to_owned()
+            )
+        );
+        probes.metrics.set_metadata_db_cause(None);
+        assert_eq!(readiness(&probes).0, StatusCode::OK);
+    }
+}

@@ -344,7 +344,9 @@ impl WatchOutage {
         let message = watch_error_message(err);
         if is_expired_version(err) {
             tracing::debug!(kind, error = %message, "watch resource version expired; relisting");
-        } else if std::mem::replace(&mut self.failing, true) {
+            return;
+        }
+        if std::mem::replace(&mut self.failing, true) {
             tracing::debug!(kind, error = %message, "watch still failing; retrying with backoff");
         } else {
             tracing::warn!(kind, error = %message, "watch failed; retrying with backoff");
@@ -369,5 +371,42 @@ fn watch_error_message(err: &watcher::Error) -> String {
             format!("{} ({})", status.message, status.code)
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn watch_error(code: u16, message: &str) -> watcher::Error {
+        watcher::Error::WatchError(Box::new(
+            Status::failure(message, "Expired").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn an_expired_resource_version_is_routine_and_says_the_servers_message() {
+        let expired = watch_error(410, "too old resource version: 1 (2)");
+        assert!(is_expired_version(&expired));
+        assert_eq!(
+            watch_error_message(&expired),
+            "too old resource version: 1 (2) (410)"
+        );
+        assert!(!is_expired_version(&watch_error(500, "boom")));
+    }
+
+    #[test]
+    fn an_outage_is_one_failure_until_an_object_arrives() {
+        let mut outage = WatchOutage::default();
+        outage.failed("AmpWorker", &watch_error(500, "boom"));
+        assert!(outage.failing);
+        outage.failed("AmpWorker", &watch_error(500, "boom"));
+        assert!(outage.failing);
+        outage.recovered("AmpWorker");
+        assert!(!outage.failing);
+        // A relist alone does not start an outage.
+        outage.failed("AmpWorker", &watch_error(410, "too old"));
+        assert!(!outage.failing);
     }
 }
