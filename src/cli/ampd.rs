@@ -43,7 +43,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CrdgenArgs {
     /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
-    #[arg(long)]
+    #[arg(long, env = "AMP_CRDGEN_OUT_DIR")]
     pub out_dir: Option<std::path::PathBuf>,
 }
 

@@ -35,10 +35,10 @@ pub struct OperatorArgs {
     /// Name of the coordination.k8s.io Lease (in --namespace).
     #[arg(long, env = "AMP_LEASE_NAME", default_value = "amp-operator")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the pod name in the chart). Default:
-    /// $HOSTNAME, else amp-operator-<pid>.
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
+    /// This replica's identity in the Lease and in events (the chart passes the Pod's
+    /// name). The default is this host's name (a Pod's name inside Kubernetes).
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
+    pub identity: String,
     /// Lease duration; a dead leader is replaced after at most this long.
     #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = crate::cli::bounds::bounded::<2_000, 300_000>)]
     pub lease_duration: Duration,
@@ -131,4 +131,15 @@ impl OperatorError {
             _ => 1,
         }
     }
+}
+
+/// `$HOSTNAME` when exported, else the kernel's host name, else `amp-operator-<pid>`
+/// (shells keep `HOSTNAME` unexported, so the kernel's is what a terminal gets).
+pub fn default_identity() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("amp-operator-{}", std::process::id()))
 }

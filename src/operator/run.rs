@@ -204,12 +204,9 @@ fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorEr
         chrono::Duration::from_std(d)
             .map_err(|_| OperatorError::InvalidOption(format!("{flag} is too large")))
     };
-    let identity = match &args.identity {
-        Some(id) if !id.is_empty() => id.clone(),
-        _ => std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| format!("amp-operator-{}", std::process::id())),
+    let identity = match args.identity.trim() {
+        "" => super::default_identity(),
+        id => id.to_owned(),
     };
     Ok(ReconcilerConfig {
         namespace: args.namespace.clone(),
