@@ -367,6 +367,13 @@ fn watch_error_message(err: &watcher::Error) -> String {
         watcher::Error::WatchError(status) => {
             format!("{} ({})", status.message, status.code)
         }
+        watcher::Error::InitialListFailed(e) => {
+            format!("initial list: {}", super::kube_message(e))
+        }
+        watcher::Error::WatchStartFailed(e) => {
+            format!("starting the watch: {}", super::kube_message(e))
+        }
+        watcher::Error::WatchFailed(e) => format!("watch stream: {}", super::kube_message(e)),
         other => other.to_string(),
     }
 }
