@@ -56,7 +56,10 @@ fn unwrap_descriptions(schema: &mut JSONSchemaProps) {
         unwrap_descriptions(extra);
     }
     for alternatives in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
-        alternatives.iter_mut().flatten().for_each(unwrap_descriptions);
+        alternatives
+            .iter_mut()
+            .flatten()
+            .for_each(unwrap_descriptions);
     }
 }
 
