@@ -46,7 +46,15 @@ fn unwrap_descriptions(schema: &mut JSONSchemaProps) {
         unwrap_descriptions(child);
     }
     match schema.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => unwrap_descriptions(item),
+        Some(JSONSchemaPropsOrArray::Schema(item)) => {
+            unwrap_descriptions(item);
+            // `kubectl explain` prints an array's description and then its items' on the
+            // next line: a blank line keeps metav1.Condition's own text from reading as
+            // the last item of our list of reasons.
+            if let (Some(d), Some(_)) = (schema.description.as_mut(), &item.description) {
+                d.push('\n');
+            }
+        }
         Some(JSONSchemaPropsOrArray::Schemas(items)) => {
             items.iter_mut().for_each(unwrap_descriptions)
         }
