@@ -206,6 +206,8 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     let info = status.info.clone().unwrap();
     assert_eq!(info.version.as_deref(), Some("v1"));
     assert_eq!(info.commit_sha.as_deref(), Some("sha-v1"));
+    // COMMIT of `-o wide`: the first 12 characters, here all of them.
+    assert_eq!(status.short_commit.as_deref(), Some("sha-v1"));
     assert_eq!(
         info.commit_timestamp.as_deref(),
         Some("2025-10-30T10:00:00Z")
@@ -219,6 +221,7 @@ async fn worker_lifecycle_stale_event_and_rollout() {
     }
     // No fleet and no spec.expectedVersion: nothing to compare against.
     assert_eq!(condition(&stored, "VersionMatched").0, "Unknown");
+    assert_eq!(status.expected_version, None, "EXPECTED is empty");
 
     // Duplicate node id: refused while the first holds the lock.
     let mut dup = common::worker(&url, "worker-1", "v1");

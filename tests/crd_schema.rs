@@ -1,5 +1,6 @@
 //! The generated CRDs (what `crds/` and the chart hold): validation a user relies on.
 
+use amp_operator::operator::conditions::Reason;
 use amp_operator::operator::crdgen::crds;
 use serde_json::{Value, json};
 
@@ -26,6 +27,9 @@ fn columns(crd: &Value) -> Vec<(String, String, String, i64)> {
         })
         .collect()
 }
+
+/// The Ready condition's reason: the REASON column of `-o wide` on both kinds.
+const READY_REASON: &str = r#".status.conditions[?(@.type=="Ready")].reason"#;
 
 fn col(name: &str, ty: &str, path: &str, priority: i64) -> (String, String, String, i64) {
     (name.into(), ty.into(), path.into(), priority)
@@ -124,7 +128,9 @@ fn ampworker_printer_columns_read_like_kubectl_get_nodes() {
             col("Restarts", "integer", ".status.restartCount", 0),
             col("Last Heartbeat", "date", ".status.heartbeatAt", 0),
             col("Age", "date", ".metadata.creationTimestamp", 0),
-            col("Commit", "string", ".status.info.commitSha", 1),
+            col("Expected", "string", ".status.expectedVersion", 1),
+            col("Reason", "string", READY_REASON, 1),
+            col("Commit", "string", ".status.shortCommit", 1),
             col("Pod", "string", ".status.placement.pod", 1),
             col("Node", "string", ".status.placement.node", 1),
         ]
@@ -148,6 +154,7 @@ fn fleet_printer_columns_and_short_name() {
             col("Updated", "integer", ".status.updatedWorkers", 0),
             col("Status", "string", ".status.state", 0),
             col("Age", "date", ".metadata.creationTimestamp", 0),
+            col("Reason", "string", READY_REASON, 1),
         ]
     );
     let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
@@ -167,4 +174,231 @@ fn checked_in_crds_are_what_the_code_generates() {
             "{path} is stale: run `ampd crdgen --out-dir crds`"
         );
     }
+}
+
+fn schema(crd: &Value) -> &Value {
+    &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+}
+
+/// JSON paths (`.status.info.version`, `.status.conditions[].reason`) of every field
+/// under `node` whose description is missing or blank. Items of an array and values of a
+/// map are fields of their own only when they are objects: `kubectl explain` shows a
+/// list of strings with the list's description.
+fn undescribed(node: &Value, path: &str, out: &mut Vec<String>) {
+    let described = node["description"]
+        .as_str()
+        .is_some_and(|d| !d.trim().is_empty());
+    if !described {
+        out.push(if path.is_empty() {
+            ".".into()
+        } else {
+            path.into()
+        });
+    }
+    if let Some(props) = node["properties"].as_object() {
+        for (name, child) in props {
+            undescribed(child, &format!("{path}.{name}"), out);
+        }
+    }
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", ".*")] {
+        let inner = &node[key];
+        if inner["type"] == "object" {
+            undescribed(inner, &format!("{path}{suffix}"), out);
+        }
+    }
+}
+
+/// `kubectl explain` prints `<no description>` for none of the fields, at any depth
+/// (metav1.Condition and LabelSelector bring Kubernetes' own descriptions).
+#[test]
+fn every_schema_field_has_a_description() {
+    for kind in ["AmpWorker", "AmpWorkerFleet"] {
+        let c = crd(kind);
+        let mut missing = Vec::new();
+        undescribed(schema(&c), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{kind}: fields without a description (add a doc comment in src/operator/crd.rs): {missing:?}"
+        );
+    }
+}
+
+/// The proof that `undescribed` can fail: it names the path of a field without one.
+#[test]
+fn the_description_walk_names_undescribed_paths() {
+    let schema = json!({"description": "root", "properties": {
+        "status": {"description": "s", "properties": {
+            "info": {"properties": {"version": {"description": " "}}},
+            "conditions": {"description": "c", "items": {"type": "object", "properties": {"reason": {}}}},
+            "mismatched": {"description": "m", "items": {"type": "string"}}
+        }}
+    }});
+    let mut missing = Vec::new();
+    undescribed(&schema, "", &mut missing);
+    missing.sort();
+    assert_eq!(
+        missing,
+        [
+            ".status.conditions[]",
+            ".status.conditions[].reason",
+            ".status.info",
+            ".status.info.version"
+        ]
+    );
+}
+
+/// Descriptions speak to users, not to whoever runs the operator: no `--flag`.
+#[test]
+fn descriptions_name_no_operator_flags() {
+    let flag = regex::Regex::new(r"--[a-z]").unwrap();
+    for kind in ["AmpWorker", "AmpWorkerFleet"] {
+        let text = serde_json::to_string(schema(&crd(kind))).unwrap();
+        let found: Vec<&str> = flag.find_iter(&text).map(|m| m.as_str()).collect();
+        assert!(found.is_empty(), "{kind}: flag jargon {found:?}");
+    }
+}
+
+fn conditions_description(kind: &str) -> String {
+    schema(&crd(kind))["properties"]["status"]["properties"]["conditions"]["description"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{kind}: status.conditions has no description"))
+        .to_owned()
+}
+
+/// (type, status, reason) for each `- Status Reason[, Reason … or Reason]: meaning` line,
+/// under the `Type: …` line that starts its paragraph.
+fn documented_reasons(description: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for paragraph in description.split("\n\n").skip(1) {
+        let mut lines = paragraph.lines();
+        let heading = lines.next().unwrap_or_default();
+        let type_ = heading.split(':').next().unwrap_or_default();
+        for line in lines {
+            let item = line
+                .strip_prefix("- ")
+                .unwrap_or_else(|| panic!("not a `- Status Reason: meaning` line: {line:?}"));
+            let (head, meaning) = item
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("no `: meaning` in {line:?}"));
+            assert!(!meaning.trim().is_empty(), "{line:?} says nothing");
+            let (status, reasons) = head.split_once(' ').unwrap();
+            for reason in reasons.replace(" or ", ", ").split(", ") {
+                out.push((type_.to_owned(), status.to_owned(), reason.to_owned()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn triples(rows: &[(&str, &str, &[&str])]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = rows
+        .iter()
+        .flat_map(|(t, s, reasons)| {
+            reasons
+                .iter()
+                .map(move |r| (t.to_string(), s.to_string(), r.to_string()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every status and reason `kubectl explain ampworker.status.conditions` lists, exactly
+/// what src/operator/status.rs sets (and docs/operator.md's table says).
+#[test]
+fn ampworker_conditions_list_every_type_status_and_reason() {
+    let listed = documented_reasons(&conditions_description("AmpWorker"));
+    let expected = triples(&[
+        ("Registered", "True", &["WorkerRegistered"]),
+        ("Registered", "False", &["NotRegistered"]),
+        ("Registered", "Unknown", &["MetadataDbUnavailable"]),
+        ("Healthy", "True", &["HeartbeatFresh"]),
+        (
+            "Healthy",
+            "False",
+            &["HeartbeatStale", "WorkerStopped", "NotRegistered"],
+        ),
+        ("Healthy", "Unknown", &["MetadataDbUnavailable"]),
+        ("VersionMatched", "True", &["VersionMatches"]),
+        ("VersionMatched", "False", &["VersionMismatch"]),
+        (
+            "VersionMatched",
+            "Unknown",
+            &["NoExpectedVersion", "NotRegistered"],
+        ),
+        ("Ready", "True", &["WorkerReady"]),
+        (
+            "Ready",
+            "False",
+            &[
+                "NotRegistered",
+                "HeartbeatStale",
+                "WorkerStopped",
+                "VersionMismatch",
+            ],
+        ),
+        ("Ready", "Unknown", &["MetadataDbUnavailable"]),
+    ]);
+    assert_eq!(listed, expected);
+}
+
+/// The same for `kubectl explain ampworkerfleet.status.conditions` (src/operator/fleet_status.rs).
+#[test]
+fn fleet_conditions_list_every_type_status_and_reason() {
+    let listed = documented_reasons(&conditions_description("AmpWorkerFleet"));
+    let stalled: &[&str] = &[
+        "VersionMismatch",
+        "ProgressDeadlineExceeded",
+        "InvalidSelector",
+    ];
+    let expected = triples(&[
+        ("Ready", "True", &["RolloutComplete"]),
+        (
+            "Ready",
+            "False",
+            &["RolloutInProgress", "WaitingForWorkers"],
+        ),
+        ("Ready", "False", stalled),
+        ("Ready", "Unknown", &["MetadataDbUnavailable"]),
+        (
+            "Reconciling",
+            "True",
+            &[
+                "RolloutInProgress",
+                "WaitingForWorkers",
+                "MetadataDbUnavailable",
+            ],
+        ),
+        ("Reconciling", "False", &["RolloutComplete"]),
+        ("Reconciling", "False", stalled),
+        ("Stalled", "True", stalled),
+        (
+            "Stalled",
+            "False",
+            &["Progressing", "RolloutComplete", "MetadataDbUnavailable"],
+        ),
+    ]);
+    assert_eq!(listed, expected);
+}
+
+/// A reason added to the vocabulary must be explained to `kubectl explain` users too.
+#[test]
+fn every_reason_the_operator_writes_is_explained() {
+    let worker = documented_reasons(&conditions_description("AmpWorker"));
+    let fleet = documented_reasons(&conditions_description("AmpWorkerFleet"));
+    let unexplained: Vec<&str> = Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| {
+            !worker
+                .iter()
+                .chain(&fleet)
+                .any(|(_, _, listed)| listed == r)
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "not in any conditions description: {unexplained:?}"
+    );
 }

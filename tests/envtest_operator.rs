@@ -517,6 +517,8 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             commit_timestamp: Some("2025-10-30T09:00:00Z".into()),
             build_date: Some("2025-10-30".into()),
         }),
+        expected_version: Some("v1".into()),
+        short_commit: Some("8b065bde".into()),
         created_at: Some("2026-11-22T09:00:00Z".parse().unwrap()),
         registered_at: Some("2026-11-22T09:30:00Z".parse().unwrap()),
         heartbeat_at: Some("2026-11-22T10:00:00Z".parse().unwrap()),
@@ -612,4 +614,174 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nodeId is immutable"), "{err}");
+}
+
+/// What a user sees with plain kubectl: `get -o wide` shows the expected version, the
+/// Ready condition's reason and a 12-character commit; `explain` describes every field
+/// and lists each condition's reasons.
+#[tokio::test]
+async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
+    let test = "kubectl_explain_and_get_wide_tell_the_whole_story";
+    let Some(plane) = envtest::require(test).await else {
+        return;
+    };
+    let client = plane.client().await.unwrap();
+    let ns = plane.namespace("amp-explain").await.unwrap();
+    let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
+    let worker: AmpWorker = serde_json::from_value(json!({
+        "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker",
+        "metadata": {"name": "worker-1"},
+        "spec": {"nodeId": "worker-1", "expectedVersion": "v2"}
+    }))
+    .unwrap();
+    workers
+        .create(&PostParams::default(), &worker)
+        .await
+        .unwrap();
+    let status = json!({
+        "state": "VersionMismatch", "nodeId": "worker-1", "restartCount": 0,
+        "info": {"version": "v1", "commitSha": "8b065bde3c1f4a7e9d2b6c5a0f1e2d3c4b5a6978"},
+        "expectedVersion": "v2", "shortCommit": "8b065bde3c1f",
+        "heartbeatAt": "2025-01-01T00:00:00Z",
+        "placement": {"pod": "amp-worker-1", "node": "node-a"},
+        "conditions": [
+            condition("Healthy", "True", "HeartbeatFresh", 1),
+            condition("Ready", "False", "VersionMismatch", 1),
+        ],
+    });
+    let patch = json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorker", "status": status});
+    let params = PatchParams::apply(amp_operator::operator::crd::FIELD_MANAGER).force();
+    workers
+        .patch_status("worker-1", &params, &Patch::Apply(&patch))
+        .await
+        .unwrap();
+
+    let wide = kubectl(
+        plane.kubeconfig(),
+        &["get", "aw", "-n", &ns, "-o", "wide"],
+        None,
+    );
+    eprintln!("{wide}");
+    let rows: Vec<Vec<&str>> = wide
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        wide.lines()
+            .next()
+            .unwrap()
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>(),
+        [
+            "NAME",
+            "NODE ID",
+            "STATUS",
+            "VERSION",
+            "RESTARTS",
+            "LAST HEARTBEAT",
+            "AGE",
+            "EXPECTED",
+            "REASON",
+            "COMMIT",
+            "POD",
+            "NODE"
+        ]
+    );
+    // LAST HEARTBEAT and AGE are ages: they move.
+    let row = &rows[1];
+    assert_eq!(
+        row[..5],
+        ["worker-1", "worker-1", "VersionMismatch", "v1", "0"]
+    );
+    assert_eq!(
+        row[7..],
+        [
+            "v2",
+            "VersionMismatch",
+            "8b065bde3c1f",
+            "amp-worker-1",
+            "node-a"
+        ]
+    );
+
+    let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
+    fleets
+        .create(&PostParams::default(), &fleet(&ns, "v2"))
+        .await
+        .unwrap();
+    let status = json!({
+        "state": "Stalled", "readySummary": "0/1", "updatedWorkers": 0,
+        "conditions": [condition("Ready", "False", "VersionMismatch", 1)],
+    });
+    let patch =
+        json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet", "status": status});
+    fleets
+        .patch_status("amp", &params, &Patch::Apply(&patch))
+        .await
+        .unwrap();
+    let wide = kubectl(
+        plane.kubeconfig(),
+        &["get", "awf", "-n", &ns, "-o", "wide"],
+        None,
+    );
+    let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let lines: Vec<&str> = wide.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        [
+            "NAME", "VERSION", "READY", "UPDATED", "STATUS", "AGE", "REASON"
+        ],
+        "{wide}"
+    );
+    let row = words(lines[1]);
+    assert_eq!(row[..5], ["amp", "v2", "0/1", "0", "Stalled"], "{wide}");
+    assert_eq!(row[6], "VersionMismatch", "{wide}");
+
+    // The API server publishes a new CRD's OpenAPI shortly after it is established.
+    let explain = |what: &str| {
+        let (ok, out, err) =
+            common::cluster::run("kubectl", plane.kubeconfig(), &["explain", what], None);
+        ok.then_some(out).ok_or(err)
+    };
+    let conditions = eventually(Duration::from_secs(20), || async {
+        explain("ampworker.status.conditions")
+            .ok()
+            .filter(|o| o.contains("WorkerStopped"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{:?}", explain("ampworker.status.conditions")));
+    eprintln!("{conditions}");
+    for reason in [
+        "WorkerRegistered",
+        "HeartbeatStale",
+        "NoExpectedVersion",
+        "WorkerReady",
+    ] {
+        assert!(
+            conditions.contains(reason),
+            "{reason} missing:\n{conditions}"
+        );
+    }
+    for what in [
+        "ampworker.spec",
+        "ampworker.status",
+        "ampworker.status.info",
+        "ampworker.status.placement",
+        "ampworkerfleet.spec",
+        "ampworkerfleet.status",
+        "ampworkerfleet.status.versions",
+    ] {
+        let out = explain(what).unwrap_or_else(|e| panic!("kubectl explain {what}: {e}"));
+        assert!(
+            !out.contains("<no description>"),
+            "kubectl explain {what}:\n{out}"
+        );
+    }
+    let fleet = explain("ampworkerfleet.status.conditions").unwrap();
+    assert!(fleet.contains("ProgressDeadlineExceeded"), "{fleet}");
+    let heartbeat = explain("ampworker.status.heartbeatAt").unwrap();
+    eprintln!("{heartbeat}");
+    assert!(!heartbeat.contains("--"), "no operator flags:\n{heartbeat}");
 }

@@ -46,10 +46,24 @@ pub const NODE_ID_ANNOTATION: &str = "amp.io/node-id";
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
+    // `-o wide`: what the worker is judged against and why it is not Ready; a printer
+    // column cannot cut a string, so the short commit is a status field of its own.
+    printcolumn(
+        name = "Expected",
+        type_ = "string",
+        json_path = ".status.expectedVersion",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        priority = 1
+    ),
     printcolumn(
         name = "Commit",
         type_ = "string",
-        json_path = ".status.info.commitSha",
+        json_path = ".status.shortCommit",
         priority = 1
     ),
     printcolumn(
@@ -70,48 +84,76 @@ pub const NODE_ID_ANNOTATION: &str = "amp.io/node-id";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerSpec {
-    /// The worker's node id, as registered in the metadata DB. Immutable. Amp's rule: a
-    /// letter first (any script), then letters, digits, '_', '-' and '.'.
+    /// The worker's node id, exactly as it registered in the metadata DB (the object's
+    /// name may differ when the id is not a valid Kubernetes name). Immutable. Amp's rule:
+    /// a letter first (any script), then letters, digits, '_', '-' and '.'.
     #[schemars(regex(pattern = r"^\p{L}[\p{L}\p{N}_.-]*$"), length(min = 1))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("nodeId is immutable"))]
     pub node_id: String,
-    /// Version this worker must run; defaults to the version of the fleet selecting it.
+    /// The version this worker must run, compared as an exact string with
+    /// status.info.version (e.g. v0.0.22-15-g8b065bde). When omitted, the version of the
+    /// AmpWorkerFleet selecting this worker (the oldest one when several do); when neither
+    /// sets one, the VersionMatched condition is Unknown and does not hold Ready back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<String>,
-    /// Heartbeat age after which the worker is stale (default 30).
+    /// Seconds without a heartbeat, measured by the metadata DB's clock, after which a
+    /// worker whose process still holds its node id is Stale. 1 to 3600; 30 when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub heartbeat_timeout_seconds: Option<i64>,
 }
 
+/// How many characters of the commit SHA the COMMIT column shows (as `git log --oneline`
+/// does in large repositories): enough to be unique, short enough for a table.
+pub const SHORT_COMMIT_CHARS: usize = 12;
+
 /// Build metadata the worker reported.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerBuildInfo {
+    /// The worker's version as `git describe` prints it (e.g. v0.0.22-15-g8b065bde): the
+    /// VERSION column, compared with the expected version by VersionMatched. Absent when
+    /// the worker reported none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The full git commit SHA the worker was built from; status.shortCommit (the COMMIT
+    /// column of `kubectl get -o wide`) holds its first 12 characters. Absent when the
+    /// worker reported none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_sha: Option<String>,
+    /// When that commit was made: RFC 3339, UTC, whole seconds (kept as reported when it
+    /// does not parse as a timestamp). Absent when the worker reported none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_timestamp: Option<String>,
+    /// The day the worker was built, a date such as 2025-10-30 (not a date-time). Absent
+    /// when the worker reported none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_date: Option<String>,
+}
+
+impl WorkerBuildInfo {
+    /// The first [`SHORT_COMMIT_CHARS`] characters of the commit SHA (characters, not
+    /// bytes: the value is whatever the worker reported).
+    pub fn short_commit(&self) -> Option<String> {
+        let sha = self.commit_sha.as_deref()?;
+        Some(sha.chars().take(SHORT_COMMIT_CHARS).collect())
+    }
 }
 
 /// Where a worker runs.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerPlacement {
-    /// The worker's Pod.
+    /// The name of the worker's Pod (the POD column of `kubectl get -o wide`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
-    /// The Pod's namespace.
+    /// The namespace of the worker's Pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The Kubernetes node the Pod runs on.
+    /// The Kubernetes node the Pod runs on (the NODE column of `kubectl get -o wide`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// The Pod's IP.
+    /// The Pod's IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
 }
@@ -120,16 +162,38 @@ pub struct WorkerPlacement {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerStatus {
+    /// The metadata.generation (spec revision) this status was judged against; older
+    /// than metadata.generation until the operator has judged a spec change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Summary for `kubectl get`: Ready, Stale, NotRegistered, VersionMismatch or Unknown.
+    /// One word for the STATUS column, read from the Ready condition: Ready; Stale (its
+    /// process holds the node id but has not heartbeat within heartbeatTimeoutSeconds:
+    /// hung or cut off); Stopped (no process holds the node id); NotRegistered (no row
+    /// for the node id in the metadata DB); VersionMismatch (healthy, but not on the
+    /// expected version); Unknown (the metadata DB cannot be read: health is unknown,
+    /// not bad).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The node id this status was judged for (spec.nodeId).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Build metadata the worker reported in its metadata DB row. Absent until the row
+    /// was read; a field longer than 256 bytes is cut to 256 (with an InfoTruncated
+    /// event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<WorkerBuildInfo>,
-    /// First registration (RFC 3339).
+    /// The version this worker is judged against (the EXPECTED column of `kubectl get -o
+    /// wide`): spec.expectedVersion, else the version of the AmpWorkerFleet selecting it.
+    /// Absent when neither sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<String>,
+    /// The first 12 characters of info.commitSha (the COMMIT column of `kubectl get -o
+    /// wide`). Absent when the worker reported no commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_commit: Option<String>,
+    /// When this node id first registered in the metadata DB (RFC 3339, UTC, whole
+    /// seconds, the database's clock); it never changes afterwards. Absent until the row
+    /// was read.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -137,7 +201,9 @@ pub struct AmpWorkerStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub created_at: Option<DateTime<Utc>>,
-    /// Last (re-)registration (RFC 3339).
+    /// When a worker process last registered this node id (RFC 3339, UTC, whole seconds,
+    /// the database's clock): it moves each time a worker process starts, not when a
+    /// running worker reconnects after a DB outage. Absent until the row was read.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -145,7 +211,13 @@ pub struct AmpWorkerStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub registered_at: Option<DateTime<Utc>>,
-    /// Last heartbeat seen (RFC 3339); refreshed at most every --status-refresh while healthy.
+    /// The worker's last heartbeat (RFC 3339, UTC, whole seconds, the database's clock),
+    /// the LAST HEARTBEAT column. Workers heartbeat every second, but to spare the API
+    /// server this field is refreshed only periodically while the worker is healthy: by
+    /// default every 15 s (half of heartbeatTimeoutSeconds, at most every 60 s), less
+    /// often in fleets of more than about 300 workers. It is exact when the worker turns
+    /// Stale or Stopped; state and conditions are judged from the real heartbeat at
+    /// every poll, never from this field.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -157,16 +229,50 @@ pub struct AmpWorkerStatus {
     /// reported it; absent for workers that report none (Amp's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<WorkerPlacement>,
-    /// Process restarts observed by the operator (registeredAt moved; a reconnect after a
-    /// DB outage does not count).
+    /// Process restarts observed by the operator (the RESTARTS column): registeredAt
+    /// moved forward. A reconnect after a DB outage does not count; a new AmpWorker
+    /// object starts from 0.
     #[serde(default)]
     pub restart_count: i64,
+    /// The worker's conditions, one per type; Ready is the summary that `kubectl wait`,
+    /// kstatus, Argo CD and Flux read. Each type, then its possible status, reason and
+    /// meaning:
+    ///
+    /// Registered: whether the node id has a row in the metadata DB.
+    /// - True WorkerRegistered: the node id has a row.
+    /// - False NotRegistered: no row (never registered, or deleted).
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read and the worker was
+    ///   never seen (once seen, the last known value is kept during an outage).
+    ///
+    /// Healthy: whether the worker is heartbeating.
+    /// - True HeartbeatFresh: its last heartbeat is within heartbeatTimeoutSeconds
+    ///   (database clock).
+    /// - False HeartbeatStale: its process holds the node id but has not heartbeat for
+    ///   longer than the timeout (hung or cut off); the message gives the last heartbeat.
+    /// - False WorkerStopped: no process holds the node id (its lock is free): stopped
+    ///   cleanly, or its database session is gone.
+    /// - False NotRegistered: no row for the node id.
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read, so health is
+    ///   unknown, not bad; the message says why when TLS to the DB failed.
+    ///
+    /// VersionMatched: whether the worker runs the expected version (status.expectedVersion).
+    /// - True VersionMatches: info.version equals the expected version.
+    /// - False VersionMismatch: it runs another version.
+    /// - Unknown NoExpectedVersion: neither spec.expectedVersion nor a fleet sets one.
+    /// - Unknown NotRegistered: the worker's version is not known yet.
+    ///
+    /// Ready: all of the above hold.
+    /// - True WorkerReady: registered, heartbeating and on the expected version (or none
+    ///   is expected).
+    /// - False NotRegistered, HeartbeatStale, WorkerStopped or VersionMismatch: the first
+    ///   of those that fails, in that order, with its message.
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 }
 
-/// A rollout of workers to one version.
+/// The desired rollout: the version a set of AmpWorkers must run.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[kube(
     group = "amp.io",
@@ -189,66 +295,97 @@ pub struct AmpWorkerStatus {
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerFleetSpec {
-    /// The version every selected worker must run (the chart sets the worker image tag).
+    /// The version every selected worker must run (the chart sets the worker image tag),
+    /// compared as an exact string with each worker's status.info.version. It is each
+    /// selected AmpWorker's expected version unless its own spec.expectedVersion is set.
     #[schemars(length(min = 1))]
     pub version: String,
-    /// Which AmpWorkers belong to the fleet; all in the namespace when omitted.
+    /// Which AmpWorkers (by their labels) belong to the fleet; all AmpWorkers in the
+    /// namespace when omitted. A worker selected by several fleets takes the oldest
+    /// fleet's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-    /// Ready requires at least this many updated, healthy workers (default 1).
+    /// Ready requires at least this many updated workers (healthy, on spec.version);
+    /// 1 when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_ready: Option<i64>,
-    /// Seconds without rollout progress before the fleet is Stalled (default 600).
+    /// Seconds without rollout progress after which the fleet is Stalled; 600 when
+    /// omitted. Progress is a new spec, more updated workers than before, or a complete
+    /// fleet becoming incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i64>,
 }
 
+/// How many member workers run one version.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub struct VersionCount {
+    /// A version the workers reported (status.info.version), cut at 128 bytes (ending in
+    /// "…" when cut); "unknown" for workers that reported none.
     pub version: String,
+    /// How many member workers run it.
     pub count: i64,
 }
 
+/// Observed state of the rollout, judged from the selected AmpWorkers' statuses.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AmpWorkerFleetStatus {
+    /// The metadata.generation (spec revision) this status was judged against; older
+    /// than metadata.generation until the operator has judged a spec change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing, Stalled or Unknown.
+    /// One word for the STATUS column: Ready (every member is healthy on spec.version
+    /// and at least minReady are); Progressing (the rollout is under way, within the
+    /// progress deadline); Stalled (no progress for progressDeadlineSeconds, or the
+    /// selector is invalid); Unknown (the metadata DB cannot be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// How many members the fleet has: selected AmpWorkers that are not Stopped (a
+    /// stopped worker is retired or between runs and is not counted).
     #[serde(default)]
     pub workers: i64,
+    /// Members whose Ready condition is True: registered, heartbeating and on their
+    /// expected version.
     #[serde(default)]
     pub ready_workers: i64,
-    /// Healthy workers on the expected version.
+    /// Members that are healthy (registered and heartbeating) and run spec.version (the
+    /// UPDATED column).
     #[serde(default)]
     pub updated_workers: i64,
-    /// `ready/workers`, for the READY column.
+    /// readyWorkers/workers, e.g. 2/3 (the READY column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_summary: Option<String>,
-    /// Workers per version: the most common versions (at most 20, sorted by version).
+    /// How many members run each version: the 20 most common versions, sorted by
+    /// version. `ampctl worker versions` lists them all.
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub versions: Vec<VersionCount>,
-    /// Workers on versions too rare to be listed in `versions` (0 when all are listed).
+    /// Members on versions too rare to be listed in versions (0 when all are listed).
     #[serde(default)]
     pub unlisted_version_workers: i64,
-    /// Node ids not on the expected version: the first 50 in node-id order (the object
-    /// must stay small at any fleet size); `mismatchedCount` has the total.
+    /// Node ids of members not on spec.version: the first 50 in node-id order, so the
+    /// object stays small at any fleet size; mismatchedCount has the total.
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub mismatched: Vec<String>,
-    /// How many workers are not on the expected version.
+    /// How many members are not on spec.version.
     #[serde(default)]
     pub mismatched_count: i64,
-    /// Last time the number of updated workers grew (RFC 3339); the progress deadline runs from here.
+    /// The last time the rollout progressed (RFC 3339, UTC, whole seconds): a new spec,
+    /// more updated workers, or a complete fleet becoming incomplete. The progress
+    /// deadline runs from here.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -256,6 +393,37 @@ pub struct AmpWorkerFleetStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub last_progress_time: Option<DateTime<Utc>>,
+    /// The fleet's conditions, one per type, following kstatus (read by `kubectl wait`,
+    /// Argo CD and Flux). Each type, then its possible status, reason and meaning:
+    ///
+    /// Ready: the rollout is complete.
+    /// - True RolloutComplete: every member is healthy on spec.version and at least
+    ///   minReady are.
+    /// - False RolloutInProgress: the rollout is under way, within the progress deadline;
+    ///   the message names workers that are not ready.
+    /// - False WaitingForWorkers: fewer members than minReady, within the progress
+    ///   deadline.
+    /// - False VersionMismatch: stalled; members still run another version after the
+    ///   progress deadline (the message names up to five).
+    /// - False ProgressDeadlineExceeded: stalled; all members are on spec.version but not
+    ///   all are healthy (or fewer than minReady) after the progress deadline.
+    /// - False InvalidSelector: spec.selector cannot be parsed (the fleet selects
+    ///   nothing).
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read, so worker health
+    ///   is unknown.
+    ///
+    /// Reconciling: the operator expects the fleet to move on by itself.
+    /// - True RolloutInProgress or WaitingForWorkers: as for Ready.
+    /// - True MetadataDbUnavailable: waiting for the metadata DB to be readable again.
+    /// - False RolloutComplete: nothing left to do.
+    /// - False VersionMismatch, ProgressDeadlineExceeded or InvalidSelector: stalled (see
+    ///   Stalled).
+    ///
+    /// Stalled: only a user can move the fleet on.
+    /// - True VersionMismatch, ProgressDeadlineExceeded or InvalidSelector: as for Ready.
+    /// - False Progressing: within the progress deadline.
+    /// - False RolloutComplete: the rollout is complete.
+    /// - False MetadataDbUnavailable: the metadata DB cannot be read.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -112,6 +112,7 @@ pub fn expected_version<'a>(
 pub fn desired_status(i: &WorkerInputs) -> AmpWorkerStatus {
     let prev = i.previous.cloned().unwrap_or_default();
     let mut status = mirror_row(i, prev);
+    status.short_commit = status.info.as_ref().and_then(WorkerBuildInfo::short_commit);
     let registered = registered_condition(i, &status.conditions);
     let healthy = healthy_condition(i);
     let version_matched = version_condition(i, status.info.as_ref());
@@ -131,6 +132,7 @@ fn mirror_row(i: &WorkerInputs, prev: AmpWorkerStatus) -> AmpWorkerStatus {
     let mut status = AmpWorkerStatus {
         observed_generation: i.generation,
         node_id: Some(i.spec.node_id.clone()),
+        expected_version: expected_version(i.spec, i.fleet_version).map(str::to_owned),
         ..prev
     };
     let (Some(row), DbView::Available { .. }) = (i.row, i.db) else {

@@ -740,3 +740,76 @@ fn placement_is_mirrored_from_what_the_worker_reported() {
     );
     assert_eq!(s.placement, None);
 }
+
+fn judged(
+    r: &SnapshotRow,
+    spec: &AmpWorkerSpec,
+    fleet_version: Option<&str>,
+    db: &DbView,
+    previous: Option<&AmpWorkerStatus>,
+) -> AmpWorkerStatus {
+    desired_status(&WorkerInputs {
+        row: Some(r),
+        db,
+        spec,
+        fleet_version,
+        previous,
+        generation: Some(1),
+        now: t(10),
+    })
+}
+
+fn with_commit(sha: Option<&str>) -> SnapshotRow {
+    let mut r = row("v1", t(0), t(10));
+    std::sync::Arc::make_mut(&mut r.info).commit_sha = sha.map(Into::into);
+    r
+}
+
+/// `-o wide`'s EXPECTED and COMMIT columns: the version judged against (spec, else the
+/// fleet, else none) and the commit cut to 12 characters, kept through a DB outage.
+#[test]
+fn expected_version_and_short_commit_are_shown_for_the_wide_columns() {
+    let sha = "8b065bde3c1f4a7e9d2b6c5a0f1e2d3c4b5a6978";
+    let r = with_commit(Some(sha));
+    let up = available(t(10));
+    let own = judged(&r, &spec(Some("v1")), Some("v2"), &up, None);
+    assert_eq!(own.expected_version.as_deref(), Some("v1"));
+    assert_eq!(own.short_commit.as_deref(), Some("8b065bde3c1f"));
+    assert_eq!(
+        own.info.as_ref().unwrap().commit_sha.as_deref(),
+        Some(sha),
+        "info keeps the full SHA"
+    );
+    let fleets = judged(&r, &spec(None), Some("v2"), &up, None);
+    assert_eq!(fleets.expected_version.as_deref(), Some("v2"));
+    assert_eq!(
+        judged(&r, &spec(None), None, &up, None).expected_version,
+        None
+    );
+
+    let down = DbView::Unavailable { tls_failure: None };
+    let outage = judged(&r, &spec(None), Some("v3"), &down, Some(&own));
+    assert_eq!(
+        outage.expected_version.as_deref(),
+        Some("v3"),
+        "from the spec and the fleet, not the DB"
+    );
+    assert_eq!(outage.short_commit.as_deref(), Some("8b065bde3c1f"));
+
+    let odd = judged(&with_commit(Some("äöü-kurz")), &spec(None), None, &up, None);
+    assert_eq!(
+        odd.short_commit.as_deref(),
+        Some("äöü-kurz"),
+        "characters, not bytes"
+    );
+    let long = judged(
+        &with_commit(Some("äöüäöüäöüäöüäöü")),
+        &spec(None),
+        None,
+        &up,
+        None,
+    );
+    assert_eq!(long.short_commit.as_deref(), Some("äöüäöüäöüäöü"));
+    let none = judged(&with_commit(None), &spec(None), None, &up, None);
+    assert_eq!(none.short_commit, None);
+}
