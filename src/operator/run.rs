@@ -145,6 +145,8 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         if is_leader != was_leader {
             tracing::info!(leader = is_leader, "leadership changed");
             controller.forget();
+            // A standby reads no DB: what the last read said is no longer this replica's.
+            metrics.set_metadata_db_cause(None);
             was_leader = is_leader;
         }
         if !is_leader {
