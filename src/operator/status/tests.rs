@@ -787,7 +787,7 @@ fn expected_version_and_short_commit_are_shown_for_the_wide_columns() {
         None
     );
 
-    let down = DbView::Unavailable { tls_failure: None };
+    let down = DbView::Unavailable { cause: None };
     let outage = judged(&r, &spec(None), Some("v3"), &down, Some(&own));
     assert_eq!(
         outage.expected_version.as_deref(),
