@@ -58,7 +58,7 @@ pub struct AdminApiArgs {
     pub stale_after: Duration,
     /// Bound of every metadata DB call (pool acquire included; also the server-side
     /// statement_timeout): past it the request answers 503 instead of hanging.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
 }
 

@@ -254,14 +254,6 @@ pub fn connect_pool_lazy(
 /// blackholed connection (no FIN, no RST) turns into an answer within seconds.
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `--db-timeout`: a duration above zero (zero would fail every call).
-pub fn parse_db_timeout(raw: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(raw) {
-        Ok(d) if d.is_zero() => Err("must be greater than 0".to_owned()),
-        Ok(d) => Ok(d),
-        Err(err) => Err(err.to_string()),
-    }
-}
 
 /// A lazy, read-only reader pool (Admin API, operator) whose every call is bounded: `statement_timeout` on the server
 /// (a slow query is cancelled there, not left running) and `acquire_timeout`. A dead

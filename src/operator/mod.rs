@@ -62,7 +62,7 @@ pub struct OperatorArgs {
     pub gc_stopped_after: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
     #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 8, value_parser = crate::cli::bounds::count::<1, 256>)]

@@ -44,7 +44,7 @@ pub struct WorkerArgs {
     /// Bound of every metadata DB call (connect, lock, register, heartbeat). A call that
     /// takes longer means a dead path (a network that drops packets sends no FIN and no
     /// RST): the session is dropped and a new one made.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::metadata_db::parse_db_timeout)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
     /// Address for /healthz, /readyz and /metrics; none when omitted.
     #[arg(long, env = "AMP_WORKER_LISTEN")]
