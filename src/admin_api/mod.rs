@@ -4,6 +4,7 @@
 //! Optional bearer-token auth guards the worker endpoints.
 
 mod metrics;
+mod outage;
 pub mod paging;
 pub mod wire;
 
@@ -138,12 +139,15 @@ impl ApiError {
         }
     }
 
-    fn db(err: DbError) -> Self {
+    /// A 503 saying why the metadata DB could not be read ([`outage::cause`]); the log
+    /// line keeps the statement's name for us.
+    async fn unavailable(pool: &PgPool, err: DbError, db_timeout: Duration) -> Self {
         tracing::warn!(error = %err, "metadata DB query failed");
+        let cause = outage::cause(pool, err, db_timeout).await;
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "METADATA_DB_UNAVAILABLE",
-            format!("metadata DB unavailable: {err}"),
+            format!("metadata DB unavailable: {cause}"),
         )
     }
 }
@@ -207,7 +211,7 @@ async fn list_workers(
         return stream_all(state.pool.clone(), after, state.db_timeout).await;
     };
     // One row more than asked says whether another page follows.
-    let mut rows = metadata_db::within(
+    let page = metadata_db::within(
         &state.pool,
         "list workers page",
         state.db_timeout,
@@ -217,8 +221,11 @@ async fn list_workers(
             )
         },
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await;
+    let mut rows = match page {
+        Ok(rows) => rows,
+        Err(err) => return Err(ApiError::unavailable(&state.pool, err, state.db_timeout).await),
+    };
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let continue_token = more
@@ -245,17 +252,18 @@ async fn stream_all(
     db_timeout: Duration,
 ) -> Result<Response, ApiError> {
     use futures::StreamExt;
-    let mut rows = Box::pin(metadata_db::stream_workers(pool, after));
-    let first = tokio::time::timeout(db_timeout, rows.next())
-        .await
-        .map_err(|_| {
-            ApiError::db(DbError::Timeout {
-                op: "stream workers",
-                after: db_timeout,
-            })
-        })?
-        .transpose()
-        .map_err(ApiError::db)?;
+    let mut rows = Box::pin(metadata_db::stream_workers(pool.clone(), after));
+    let first = match tokio::time::timeout(db_timeout, rows.next()).await {
+        Ok(first) => first.transpose(),
+        Err(_) => Err(DbError::Timeout {
+            op: "stream workers",
+            after: db_timeout,
+        }),
+    };
+    let first = match first {
+        Ok(first) => first,
+        Err(err) => return Err(ApiError::unavailable(&pool, err, db_timeout).await),
+    };
     let body = async_stream::stream! {
         let mut chunk = String::from("{\"workers\":[");
         let mut n = 0usize;
@@ -332,11 +340,11 @@ async fn get_worker(
     let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
         Box::pin(async move { metadata_db::get_worker(c, id.as_str()).await })
     })
-    .await
-    .map_err(ApiError::db)?;
+    .await;
     match row {
-        Some(row) => Ok(Json(Worker::from(row))),
-        None => Err(ApiError::new(
+        Err(err) => Err(ApiError::unavailable(&state.pool, err, state.db_timeout).await),
+        Ok(Some(row)) => Ok(Json(Worker::from(row))),
+        Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "WORKER_NOT_FOUND",
             format!("worker \"{node_id}\" not found"),
