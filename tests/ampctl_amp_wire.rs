@@ -204,12 +204,13 @@ fn inspect_and_get_print_amps_object_with_only_its_timestamps_rewritten() {
             "{cmd}"
         );
     }
-    // A worker-reported commit timestamp is the worker's text: not a lifecycle timestamp.
+    // Amp's nine-digit commit timestamp in the whole-second form, as our Admin API
+    // serves it (jq's `fromdateiso8601` parses it); the date stays a date.
     let run = ampctl(&api.url(), &["worker", "get", "worker-01", "--json"]);
     assert_eq!(
         run.stdout,
         format!(
-            r#"{{"node_id":"worker-01","info":{{"version":"{V22}","commit_sha":"sha-{V22}","commit_timestamp":"2025-10-30T10:00:00.123456789Z","build_date":"2025-10-30"}},"created_at":"{created}","registered_at":"{}","heartbeat_at":"{fresh}"}}"#,
+            r#"{{"node_id":"worker-01","info":{{"version":"{V22}","commit_sha":"sha-{V22}","commit_timestamp":"2025-10-30T10:00:00Z","build_date":"2025-10-30"}},"created_at":"{created}","registered_at":"{}","heartbeat_at":"{fresh}"}}"#,
             z(c.restarted)
         ) + "\n"
     );
@@ -240,6 +241,12 @@ fn inspect_and_get_print_amps_object_with_only_its_timestamps_rewritten() {
             Some(0),
             Some("Status:           Healthy (heartbeat 5m ago, threshold 10m)")
         )
+    );
+    assert!(
+        run.stdout
+            .contains("\nCommit Timestamp: 2025-10-30T10:00:00Z\n"),
+        "{}",
+        run.stdout
     );
 
     // Amp's 404 body: exit 1 and our one line; an id Amp's rule rejects: exit 2, no request.
