@@ -117,7 +117,7 @@ async fn json_shapes_errors_and_exit_codes() {
     let (code, out, _) = ampctl(&url, &["worker", "list"]);
     assert_eq!(code, Some(0));
     assert!(
-        Regex::new(r"(?m)^legacy\s+unknown\s+\d+d ago")
+        Regex::new(r"(?m)^legacy\s+Stale\s+unknown\s+\d+d ago")
             .unwrap()
             .is_match(&out),
         "{out}"
@@ -144,20 +144,154 @@ async fn json_shapes_errors_and_exit_codes() {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }
 
-    // DB down: readiness fails, the API answers 503 JSON, ampctl exits 2 naming the URL.
+    // DB down: readiness fails, the API answers 503 JSON with the real cause (not our
+    // statement's name), ampctl exits 2 with it in one line naming the URL.
     pool.close().await;
     pg.stop().unwrap();
     assert_eq!(http_get(&addr, "/readyz").unwrap().0, 503);
     assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
-    let (code, body) = http_get(&addr, "/workers").unwrap();
-    assert_eq!(code, 503);
+    let refused = r#"{"error_code":"METADATA_DB_UNAVAILABLE","error_message":"metadata DB unavailable: connection refused"}"#;
+    for path in ["/workers", "/workers?limit=10", "/workers/worker-02"] {
+        assert_eq!(
+            http_get(&addr, path).unwrap(),
+            (503, refused.to_owned()),
+            "{path}"
+        );
+    }
+    for (args, path) in [
+        (&["worker", "list"][..], "workers"),
+        (&["worker", "inspect", "worker-02"], "workers/worker-02"),
+        (&["worker", "check"], "workers"),
+    ] {
+        let (code, out, err) = ampctl(&url, args);
+        assert_eq!(
+            (code, out.as_str(), err),
+            (
+                Some(2),
+                "",
+                format!(
+                    "error: metadata DB unavailable: connection refused (503 METADATA_DB_UNAVAILABLE from {url}/{path})\n"
+                )
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// What a person reads from `list`, `inspect` and `check`: STATUS and the verdict judged
+/// by the same threshold, one age format (`10m ago`), thresholds in units (`30s`), exit
+/// codes; and the reported commit time in the whole-second form, like every timestamp.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_output_states_health_in_one_age_format() {
+    let (pg, pool) = migrated_db().await;
+    // Ages that read the same for the whole test, except the fresh heartbeat (masked).
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at) VALUES
+         ('worker-01', '{\"version\":\"v2\",\"commit_sha\":\"aaa\",\"commit_timestamp\":\"2026-11-23T10:38:36.000000000Z\",\"build_date\":\"2026-11-23\"}',
+          now() - interval '3 days 1 minute', now() - interval '150 minutes', now()),
+         ('worker-02', '{\"version\":\"v1\",\"commit_timestamp\":\"2026-11-23T11:38:36.5+01:00\"}',
+          now() - interval '3 days 1 minute', now() - interval '3 days 1 minute', now() - interval '10 minutes 30 seconds')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+    let url = format!("http://{addr}");
+    let fresh = Regex::new(r"\b\d{1,2}s ago").unwrap();
+    let run = |args: &[&str]| {
+        let (code, out, err) = ampctl(&url, args);
+        (code, fresh.replace_all(&out, "Ns ago").into_owned(), err)
+    };
+
+    // Commit times as reported by vergen (nine digits) and with an offset: whole seconds, Z.
+    let (code, body) = http_get(&addr, "/workers/worker-02").unwrap();
+    assert_eq!(code, 200);
+    let info = &serde_json::from_str::<Value>(&body).unwrap()["info"];
     assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
-        "METADATA_DB_UNAVAILABLE"
+        info,
+        &json!({"version": "v1", "commit_sha": "unknown", "commit_timestamp": "2026-11-23T10:38:36Z", "build_date": "unknown"})
     );
-    let (code, _, err) = ampctl(&url, &["worker", "list"]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains(&url) && err.lines().count() == 1, "{err}");
+    let (_, body) = http_get(&addr, "/workers?limit=1").unwrap();
+    assert!(
+        body.contains(r#""info":{"version":"v2","commit_sha":"aaa","commit_timestamp":"2026-11-23T10:38:36Z","build_date":"2026-11-23"}"#),
+        "{body}"
+    );
+
+    assert_eq!(
+        run(&["worker", "list"]),
+        (
+            Some(0),
+            "NODE ID     STATUS    VERSION   HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v2        Ns ago      2h ago       3d ago\n\
+             worker-02   Stale     v1        10m ago     3d ago       3d ago\n"
+                .to_owned(),
+            String::new()
+        )
+    );
+    // --stale-after filters and judges: only the stale worker, with its STATUS.
+    let (code, out, _) = run(&["worker", "list", "--stale-after", "5m"]);
+    assert_eq!(
+        (code, out.lines().collect::<Vec<_>>()),
+        (
+            Some(0),
+            vec![
+                "NODE ID     STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED",
+                "worker-02   Stale    v1        10m ago     3d ago       3d ago"
+            ]
+        )
+    );
+
+    let (code, out, _) = run(&["worker", "inspect", "worker-02"]);
+    assert_eq!(code, Some(0), "a stale worker is an answer, not an error");
+    assert_eq!(
+        out.lines().take(5).collect::<Vec<_>>(),
+        [
+            "Node ID:          worker-02",
+            "Status:           Stale (heartbeat 10m ago, threshold 30s)",
+            "Version:          v1",
+            "Commit SHA:       unknown",
+            "Commit Timestamp: 2026-11-23T10:38:36Z",
+        ]
+    );
+    let (code, out, _) = run(&["worker", "get", "worker-02", "--stale-after", "1h"]);
+    assert_eq!(
+        (code, out.lines().nth(1)),
+        (
+            Some(0),
+            Some("Status:           Healthy (heartbeat 10m ago, threshold 1h)")
+        )
+    );
+    let (_, out, _) = run(&["worker", "inspect", "worker-01"]);
+    assert_eq!(
+        out.lines().nth(1),
+        Some("Status:           Healthy (heartbeat Ns ago, threshold 30s)")
+    );
+
+    assert_eq!(
+        run(&["worker", "check"]),
+        (
+            Some(1),
+            "✓ worker-01: healthy, heartbeat Ns ago, v2\n❌ worker-02: stale, heartbeat 10m ago (threshold 30s)\n".to_owned(),
+            "1 problem(s) across 2 worker(s)\n".to_owned()
+        )
+    );
+    assert_eq!(
+        run(&["worker", "check", "--stale-after", "15m", "--expect-version", "v2"]),
+        (
+            Some(1),
+            "✓ worker-01: healthy, heartbeat Ns ago, v2\n❌ worker-02: wrong version, v1 (expected v2)\n".to_owned(),
+            "1 problem(s) across 2 worker(s)\n".to_owned()
+        )
+    );
+    let (code, out, err) = run(&["worker", "check", "--stale-after", "15m"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            Some(0),
+            "✓ worker-01: healthy, heartbeat Ns ago, v2\n✓ worker-02: healthy, heartbeat 10m ago, v1\n",
+            ""
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

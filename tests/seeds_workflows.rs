@@ -254,7 +254,7 @@ fn guide_gives_the_documented_results(sh: &Shell, order: &[&str]) {
             }
             8 => {
                 assert!(
-                    Regex::new(&format!(r"(?m)^worker-01\s+{V22}\s"))
+                    Regex::new(&format!(r"(?m)^worker-01\s+Healthy\s+{V22}\s"))
                         .unwrap()
                         .is_match(out),
                     "{ctx}"
@@ -385,13 +385,13 @@ fn guide_gives_the_documented_results(sh: &Shell, order: &[&str]) {
     let health_lines = lines(&health.stdout);
     assert_eq!(health_lines.len(), 4, "{}", health.stdout);
     let stale_re =
-        Regex::new(r"^❌ worker-04: heartbeat \d+ seconds old \(threshold: 30\)$").unwrap();
+        Regex::new(r"^❌ worker-04: stale, heartbeat \d+[smhd] ago \(threshold 30s\)$").unwrap();
     for (id, line) in order.iter().zip(&health_lines) {
         if *id == "worker-04" {
             assert!(stale_re.is_match(line), "{}", health.stdout);
         } else {
             assert!(
-                line.starts_with(&format!("✓ {id}: healthy (")),
+                line.starts_with(&format!("✓ {id}: healthy, heartbeat ")),
                 "{}",
                 health.stdout
             );
@@ -422,9 +422,9 @@ fn guide_gives_the_documented_results(sh: &Shell, order: &[&str]) {
     ]);
     assert_eq!(deploy.code, Some(1));
     assert!(
-        deploy
-            .stdout
-            .contains(&format!("❌ worker-03: {V21} (expected: {V22})")),
+        deploy.stdout.contains(&format!(
+            "❌ worker-03: wrong version, {V21} (expected {V22})"
+        )),
         "{}",
         deploy.stdout
     );

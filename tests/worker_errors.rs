@@ -176,7 +176,7 @@ async fn the_admin_api_names_the_cause() {
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
     assert_eq!(
         body["error_message"],
-        "metadata DB unavailable: relation \"workers\" does not exist: this metadata DB has no workers table yet; run `ampd migrate` against it first"
+        "metadata DB unavailable: no workers table: run ampd migrate"
     );
     pg.stop().expect("stop PostgreSQL");
     let (code, body) = common::http_get(&addr, "/readyz").expect("GET /readyz");

@@ -161,7 +161,7 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "METADATA_DB_UNAVAILABLE",
-            format!("metadata DB unavailable: {}", err.cause()),
+            format!("metadata DB unavailable: {}", err.short_cause()),
         )
     }
 }
@@ -225,7 +225,7 @@ async fn list_workers(
         return stream_all(state.pool.clone(), after, state.db_timeout).await;
     };
     // One row more than asked says whether another page follows.
-    let mut rows = metadata_db::within(
+    let page = metadata_db::within(
         &state.pool,
         "list workers page",
         state.db_timeout,
@@ -235,8 +235,11 @@ async fn list_workers(
             )
         },
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await;
+    let mut rows = match page {
+        Ok(rows) => rows,
+        Err(err) => return Err(ApiError::db(err)),
+    };
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let continue_token = more
@@ -263,17 +266,16 @@ async fn stream_all(
     db_timeout: Duration,
 ) -> Result<Response, ApiError> {
     use futures::StreamExt;
-    let mut rows = Box::pin(metadata_db::stream_workers(pool, after));
-    let first = tokio::time::timeout(db_timeout, rows.next())
-        .await
-        .map_err(|_| {
-            ApiError::db(DbError::Timeout {
-                op: "stream workers",
-                after: db_timeout,
-            })
-        })?
-        .transpose()
-        .map_err(ApiError::db)?;
+    let mut rows = Box::pin(metadata_db::stream_workers(pool.clone(), after));
+    let first = match tokio::time::timeout(db_timeout, rows.next()).await {
+        Ok(first) => first.transpose(),
+        // No first row in time: a refused connection (the pool hides it) or a slow DB.
+        Err(_) => Err(metadata_db::why_no_connection(&pool, "stream workers", db_timeout).await),
+    };
+    let first = match first {
+        Ok(first) => first,
+        Err(err) => return Err(ApiError::db(err)),
+    };
     let body = async_stream::stream! {
         let mut chunk = String::from("{\"workers\":[");
         let mut n = 0usize;
@@ -350,11 +352,11 @@ async fn get_worker(
     let row = metadata_db::within(&state.pool, "get worker", state.db_timeout, move |c| {
         Box::pin(async move { metadata_db::get_worker(c, id.as_str()).await })
     })
-    .await
-    .map_err(ApiError::db)?;
+    .await;
     match row {
-        Some(row) => Ok(Json(Worker::from(row))),
-        None => Err(ApiError::new(
+        Err(err) => Err(ApiError::db(err)),
+        Ok(Some(row)) => Ok(Json(Worker::from(row))),
+        Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "WORKER_NOT_FOUND",
             format!("worker \"{node_id}\" not found"),

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::build_info::UNKNOWN;
 use crate::metadata_db::WorkerRow;
-use crate::timestamps::{truncate, whole_seconds};
+use crate::timestamps::{normalize, truncate, whole_seconds};
 
 /// Build metadata reported by the worker. A field the worker did not report is the
 /// string `"unknown"`, as in Amp's own Admin API: Amp's ampctl fails on `null` there.
@@ -25,11 +25,16 @@ pub struct WorkerInfo {
     #[serde(serialize_with = "unknown_if_none")]
     #[schema(value_type = String, required = true, example = "8b065bde")]
     pub commit_sha: Option<String>,
-    /// `unknown` when not reported.
+    /// When the worker's commit was made. A date-time is served like every other
+    /// timestamp, RFC 3339 UTC with `Z` and whole seconds (truncated), whatever form the
+    /// worker reported (`2026-11-23T10:38:36.000000000Z` and
+    /// `2026-11-23T11:38:36.5+01:00` are both `2026-11-23T10:38:36Z`); any other text is
+    /// served as reported; `unknown` when not reported.
     #[serde(serialize_with = "unknown_if_none")]
     #[schema(value_type = String, required = true, example = "2025-10-29T09:00:00Z")]
     pub commit_timestamp: Option<String>,
-    /// A date, not a date-time; `unknown` when not reported.
+    /// A date (`2025-10-30`), served as reported; a date-time is served in the
+    /// whole-second `Z` form like `commit_timestamp`; `unknown` when not reported.
     #[serde(serialize_with = "unknown_if_none")]
     #[schema(value_type = String, required = true, example = "2025-10-30")]
     pub build_date: Option<String>,
@@ -85,8 +90,11 @@ impl From<WorkerRow> for Worker {
             info: WorkerInfo {
                 version: row.info.version,
                 commit_sha: row.info.commit_sha,
-                commit_timestamp: row.info.commit_timestamp,
-                build_date: row.info.build_date,
+                // The wire promises whole-second `Z` date-times (jq's `fromdateiso8601`
+                // rejects fractions), whatever the row decoder already did: vergen and Amp
+                // write nine fractional digits. Free text stays as the worker wrote it.
+                commit_timestamp: row.info.commit_timestamp.as_deref().map(normalize),
+                build_date: row.info.build_date.as_deref().map(normalize),
             },
             created_at: truncate(row.created_at),
             registered_at: truncate(row.registered_at),
@@ -125,6 +133,43 @@ mod tests {
         assert_eq!(back.info.commit_sha.as_deref(), Some(UNKNOWN));
         assert_eq!(back.info.build_date, w.info.build_date);
         assert_eq!(back.heartbeat_at, w.heartbeat_at);
+    }
+
+    #[test]
+    fn reported_date_times_are_served_in_whole_seconds_and_free_text_as_is() {
+        let row = |commit_timestamp: &str, build_date: &str| WorkerRow {
+            node_id: "worker-01".into(),
+            info: crate::metadata_db::WorkerInfo {
+                commit_timestamp: Some(commit_timestamp.into()),
+                build_date: Some(build_date.into()),
+                ..Default::default()
+            },
+            created_at: DateTime::UNIX_EPOCH,
+            registered_at: DateTime::UNIX_EPOCH,
+            heartbeat_at: DateTime::UNIX_EPOCH,
+        };
+        let served = |commit_timestamp: &str, build_date: &str| {
+            let json = serde_json::to_value(Worker::from(row(commit_timestamp, build_date)));
+            json.unwrap()["info"].clone()
+        };
+        assert_eq!(
+            served("2026-11-23T10:38:36.000000000Z", "2025-10-30"),
+            serde_json::json!({"version": "unknown", "commit_sha": "unknown",
+                "commit_timestamp": "2026-11-23T10:38:36Z", "build_date": "2025-10-30"})
+        );
+        assert_eq!(
+            served("2026-11-23T11:38:36.999+01:00", "2025-10-30T10:00:00.5Z")["build_date"],
+            "2025-10-30T10:00:00Z"
+        );
+        assert_eq!(
+            served("2026-11-23T11:38:36.999+01:00", "x")["commit_timestamp"],
+            "2026-11-23T10:38:36Z"
+        );
+        assert_eq!(
+            served("yesterday", "Oct 30")["commit_timestamp"],
+            "yesterday"
+        );
+        assert_eq!(served("yesterday", "Oct 30")["build_date"], "Oct 30");
     }
 
     #[test]

@@ -11,6 +11,11 @@ use crate::timestamps::{format_timestamp, parse_rfc3339, truncate};
 /// date-times (Amp: `2026-12-01T21:03:17.204046+00:00`; ours: `2026-12-01T21:03:17Z`).
 pub const TIMESTAMP_FIELDS: [&str; 3] = ["created_at", "registered_at", "heartbeat_at"];
 
+/// The fields of `info` that may hold a worker-reported date-time (Amp writes
+/// `2026-03-12T10:38:36.123456789+01:00`); our Admin API serves them in the whole-second
+/// `Z` form, and ampctl does the same to Amp's. Other text in them is kept.
+pub const INFO_TIMESTAMP_FIELDS: [&str; 2] = ["commit_timestamp", "build_date"];
+
 /// Any JSON value; objects are key/value pairs in document order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
@@ -41,20 +46,30 @@ impl Doc {
         }
     }
 
-    /// Rewrites this worker object's [`TIMESTAMP_FIELDS`] into the whole-second `Z` form
-    /// (truncated: a heartbeat is never shown newer than it was). A value that is not an
-    /// RFC 3339 date-time is left as the server sent it.
+    /// Rewrites this worker object's [`TIMESTAMP_FIELDS`] and its `info`'s
+    /// [`INFO_TIMESTAMP_FIELDS`] into the whole-second `Z` form (truncated: a heartbeat is
+    /// never shown newer than it was). A value that is not an RFC 3339 date-time is left
+    /// as the server sent it.
     pub fn rewrite_timestamps(&mut self) {
         let Doc::Object(fields) = self else { return };
         for (key, value) in fields.iter_mut() {
-            if !TIMESTAMP_FIELDS.contains(&key.as_str()) {
-                continue;
-            }
-            if let Doc::String(s) = value
-                && let Some(ts) = parse_rfc3339(s)
+            if TIMESTAMP_FIELDS.contains(&key.as_str()) {
+                value.rewrite_date_time();
+            } else if key == "info"
+                && let Doc::Object(info) = value
             {
-                *s = format_timestamp(&truncate(ts));
+                info.iter_mut()
+                    .filter(|(k, _)| INFO_TIMESTAMP_FIELDS.contains(&k.as_str()))
+                    .for_each(|(_, v)| v.rewrite_date_time());
             }
+        }
+    }
+
+    fn rewrite_date_time(&mut self) {
+        if let Doc::String(s) = self
+            && let Some(ts) = parse_rfc3339(s)
+        {
+            *s = format_timestamp(&truncate(ts));
         }
     }
 }
@@ -155,15 +170,15 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_only_lifecycle_timestamps_of_the_object() {
+    fn rewrites_only_the_timestamps_of_the_object_and_its_info() {
         let mut doc: Doc = serde_json::from_str(
-            r#"{"node_id":"w","info":{"commit_timestamp":"2025-10-29T09:00:00.123456789Z"},"created_at":"2026-12-01T21:03:17.204046+00:00","registered_at":"2026-12-01T23:03:17.999+02:00","heartbeat_at":"not a time"}"#,
+            r#"{"node_id":"2025-10-29T09:00:00.5Z","info":{"version":"2025-10-29T09:00:00.5Z","commit_timestamp":"2025-10-29T10:00:00.123456789+01:00","build_date":"2025-10-30"},"created_at":"2026-12-01T21:03:17.204046+00:00","registered_at":"2026-12-01T23:03:17.999+02:00","heartbeat_at":"not a time"}"#,
         )
         .unwrap();
         doc.rewrite_timestamps();
         assert_eq!(
             serde_json::to_string(&doc).unwrap(),
-            r#"{"node_id":"w","info":{"commit_timestamp":"2025-10-29T09:00:00.123456789Z"},"created_at":"2026-12-01T21:03:17Z","registered_at":"2026-12-01T21:03:17Z","heartbeat_at":"not a time"}"#
+            r#"{"node_id":"2025-10-29T09:00:00.5Z","info":{"version":"2025-10-29T09:00:00.5Z","commit_timestamp":"2025-10-29T09:00:00Z","build_date":"2025-10-30"},"created_at":"2026-12-01T21:03:17Z","registered_at":"2026-12-01T21:03:17Z","heartbeat_at":"not a time"}"#
         );
     }
 }

@@ -41,12 +41,19 @@ impl Listed {
 }
 
 /// A worker object as `GET /workers/{id}` answers it, timestamps truncated like a
-/// [`Listed`] entry's (Amp sends microseconds).
+/// [`Listed`] entry's (Amp sends microseconds), and the reported date-times in `info` in
+/// the same form, as our Admin API serves them.
 pub fn whole_second_worker(w: Worker) -> Worker {
+    let reported = |v: Option<String>| v.as_deref().map(crate::timestamps::normalize);
     Worker {
         created_at: truncate(w.created_at),
         registered_at: truncate(w.registered_at),
         heartbeat_at: truncate(w.heartbeat_at),
+        info: WorkerInfo {
+            commit_timestamp: reported(w.info.commit_timestamp),
+            build_date: reported(w.info.build_date),
+            ..w.info
+        },
         ..w
     }
 }

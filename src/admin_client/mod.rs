@@ -10,7 +10,7 @@
 mod doc;
 mod listing;
 
-pub use doc::{Doc, TIMESTAMP_FIELDS};
+pub use doc::{Doc, INFO_TIMESTAMP_FIELDS, TIMESTAMP_FIELDS};
 pub use listing::{ListPage, Listed, Listing, whole_second_worker};
 
 use std::time::Duration;

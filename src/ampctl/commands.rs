@@ -41,6 +41,12 @@ fn stale_filter(stale_after: Option<Duration>, now: DateTime<Utc>) -> impl Fn(&L
     }
 }
 
+/// The STATUS threshold of `list`, in seconds: its `--stale-after` filter, else
+/// [`super::DEFAULT_STALE_AFTER`] (so a listed worker is Stale exactly when `check` fails it).
+pub(super) fn status_threshold(stale_after: Option<Duration>) -> i64 {
+    stale_after.unwrap_or(super::DEFAULT_STALE_AFTER).as_secs() as i64
+}
+
 pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
     let listing = client.list().await?;
     let now = Utc::now();
@@ -63,15 +69,28 @@ pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCod
     let workers = client.complete(entries).await?;
     match output {
         Output::Csv => print(&render::csv(&workers))?,
-        _ => print(&render::table(&terminal(&workers), now))?,
+        _ => print(&render::table(
+            &terminal(&workers),
+            now,
+            status_threshold(args.stale_after),
+        ))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn watch(client: &AdminClient, interval: Duration) -> Result<ExitCode, CtlError> {
+pub(super) async fn watch(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
+    let interval = args.interval;
+    let threshold = status_threshold(args.stale_after);
     loop {
+        let now = Utc::now();
         let frame = match client.list_workers().await {
-            Ok(workers) => render::table(&terminal(&workers), Utc::now()),
+            Ok(mut workers) => {
+                // The same rows as `list` with these flags: --stale-after filters here too.
+                if args.stale_after.is_some() {
+                    workers.retain(|w| render::is_stale(w, now, threshold));
+                }
+                render::table(&terminal(&workers), now, threshold)
+            }
             Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
         };
         // On a terminal: clear screen and home cursor, like watch(1). Into a pipe or a
@@ -108,7 +127,12 @@ pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<E
         print_body(&serde_json::to_vec(&doc).map_err(std::io::Error::other)?)?;
     } else {
         let worker = crate::admin_client::whole_second_worker(fetched.value);
-        print(&render::inspect(&escape::for_terminal(&worker), Utc::now()))?;
+        let threshold = args.stale_after.as_secs() as i64;
+        print(&render::inspect(
+            &escape::for_terminal(&worker),
+            Utc::now(),
+            threshold,
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

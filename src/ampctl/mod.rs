@@ -61,6 +61,12 @@ pub enum WorkerCommand {
     Check(CheckArgs),
 }
 
+/// The heartbeat age past which a worker is stale, unless `--stale-after` says otherwise:
+/// the operator's default `heartbeatTimeoutSeconds` and the Admin API's stale gauge too.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
+/// [`DEFAULT_STALE_AFTER`] as clap's default text (a unit test keeps the two equal).
+const DEFAULT_STALE_AFTER_ARG: &str = "30s";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
@@ -75,7 +81,8 @@ pub struct ListArgs {
     pub json: bool,
     #[arg(long, short = 'o', value_enum)]
     pub output: Option<Output>,
-    /// Only workers whose last heartbeat is older than this (e.g. 30s).
+    /// Only workers whose last heartbeat is older than this (e.g. 30s); also the
+    /// threshold of the STATUS column (default 30s, as for `check`).
     #[arg(long, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Option<Duration>,
     /// Redraw the table until interrupted.
@@ -93,6 +100,9 @@ pub struct InspectArgs {
     /// Print the API's JSON object, timestamps in whole seconds.
     #[arg(long)]
     pub json: bool,
+    /// Heartbeat age above which the worker is shown as Stale (as for `check`).
+    #[arg(long, default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    pub stale_after: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +117,7 @@ pub struct VersionsArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Heartbeat age above which a worker fails the check.
-    #[arg(long, default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Every worker must run this version.
     #[arg(long)]
@@ -165,10 +175,37 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     let client = AdminClient::new(&cli.admin_url, cli.auth_token, cli.timeout)?;
     let TopCommand::Worker(command) = cli.command;
     match command {
-        WorkerCommand::List(args) if args.watch => commands::watch(&client, args.interval).await,
+        WorkerCommand::List(args) if args.watch => commands::watch(&client, args).await,
         WorkerCommand::List(args) => commands::list(&client, args).await,
         WorkerCommand::Inspect(args) => commands::inspect(&client, args).await,
         WorkerCommand::Versions(args) => commands::versions(&client, args).await,
         WorkerCommand::Check(args) => commands::check(&client, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> WorkerCommand {
+        let TopCommand::Worker(command) = Cli::parse_from(args).command;
+        command
+    }
+
+    #[test]
+    fn list_inspect_and_check_judge_staleness_by_the_same_default() {
+        let WorkerCommand::Check(check) = parse(&["ampctl", "worker", "check"]) else {
+            panic!("check")
+        };
+        let WorkerCommand::Inspect(inspect) = parse(&["ampctl", "worker", "inspect", "w1"]) else {
+            panic!("inspect")
+        };
+        assert_eq!(check.stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(inspect.stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(commands::status_threshold(None), 30);
+        assert_eq!(
+            commands::status_threshold(Some(Duration::from_secs(90))),
+            90
+        );
     }
 }

@@ -9,13 +9,54 @@ use crate::build_info::UNKNOWN;
 use crate::timestamps::format_timestamp;
 
 /// `3s ago`, `5m ago`, `2h ago`, `4d ago` (future timestamps, from clock skew, read `0s ago`).
+/// Every age ampctl prints is written this way (tables, `inspect`, `check`).
 pub fn age(ts: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - ts).num_seconds().max(0);
-    match secs {
+    age_of((now - ts).num_seconds())
+}
+
+/// [`age`] of an age in whole seconds (negative reads `0s ago`).
+pub fn age_of(secs: i64) -> String {
+    match secs.max(0) {
         s if s < 120 => format!("{s}s ago"),
         s if s < 2 * 3600 => format!("{}m ago", s / 60),
         s if s < 2 * 86_400 => format!("{}h ago", s / 3600),
         s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// A threshold in the largest unit that states it exactly: `30s`, `90s`, `5m`, `1h`,
+/// `2d` (what `--stale-after` accepts, so the text can be pasted back as the flag).
+pub fn threshold(secs: i64) -> String {
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A worker's health as the STATUS column and `inspect` state it, judged like `check`:
+/// stale when the heartbeat is more than the threshold old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Healthy,
+    Stale,
+}
+
+impl Status {
+    pub fn of(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> Self {
+        if is_stale(w, now, threshold_secs) {
+            Status::Stale
+        } else {
+            Status::Healthy
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "Healthy",
+            Status::Stale => "Stale",
+        }
     }
 }
 
@@ -37,15 +78,24 @@ pub fn older_than(ts: DateTime<Utc>, now: DateTime<Utc>, threshold_secs: i64) ->
     (now - ts).num_seconds().max(0) > threshold_secs
 }
 
-/// kubectl-style table: header row, aligned columns, no borders.
-pub fn table(workers: &[Worker], now: DateTime<Utc>) -> String {
+/// kubectl-style table: header row, aligned columns, no borders. STATUS follows NODE ID,
+/// as in `kubectl get nodes` and `kubectl get ampworkers`.
+pub fn table(workers: &[Worker], now: DateTime<Utc>, threshold_secs: i64) -> String {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
-    t.set_header(["NODE ID", "VERSION", "HEARTBEAT", "REGISTERED", "CREATED"]);
+    t.set_header([
+        "NODE ID",
+        "STATUS",
+        "VERSION",
+        "HEARTBEAT",
+        "REGISTERED",
+        "CREATED",
+    ]);
     for w in workers {
         t.add_row([
             w.node_id.clone(),
+            Status::of(w, now, threshold_secs).as_str().to_owned(),
             version_of(w).to_owned(),
             age(w.heartbeat_at, now),
             age(w.registered_at, now),
@@ -142,32 +192,34 @@ impl Finding {
         !matches!(self, Finding::Healthy { .. })
     }
 
-    /// The seeds' check-workers.sh / verify-deployment.sh wording.
+    /// `MARK ID: VERDICT, DETAILS`, the verdict being the `--json` `result` in words:
+    /// `✓ w1: healthy, heartbeat 0s ago, v1`, `❌ w2: stale, heartbeat 58s ago (threshold
+    /// 30s)`, `❌ w3: wrong version, v1 (expected v2)`. Ages and thresholds as everywhere
+    /// in ampctl ([`age_of`], [`threshold`]).
     pub fn line(&self) -> String {
         match self {
             Finding::Healthy {
                 node_id,
                 age_secs,
                 version,
-            } => {
-                format!("✓ {node_id}: healthy ({age_secs} seconds ago), {version}")
-            }
+            } => format!(
+                "✓ {node_id}: healthy, heartbeat {}, {version}",
+                age_of(*age_secs)
+            ),
             Finding::Stale {
                 node_id,
                 age_secs,
                 threshold_secs,
-            } => {
-                format!(
-                    "❌ {node_id}: heartbeat {age_secs} seconds old (threshold: {threshold_secs})"
-                )
-            }
+            } => format!(
+                "❌ {node_id}: stale, heartbeat {} (threshold {})",
+                age_of(*age_secs),
+                threshold(*threshold_secs)
+            ),
             Finding::WrongVersion {
                 node_id,
                 version,
                 expected,
-            } => {
-                format!("❌ {node_id}: {version} (expected: {expected})")
-            }
+            } => format!("❌ {node_id}: wrong version, {version} (expected {expected})"),
         }
     }
 }
@@ -228,8 +280,9 @@ pub fn check_json(findings: &[Finding], workers: usize) -> String {
     format!("{doc:#}\n")
 }
 
-/// `ampctl worker inspect` human view.
-pub fn inspect(w: &Worker, now: DateTime<Utc>) -> String {
+/// `ampctl worker inspect` human view: the verdict first (judged like `check`), then
+/// every field.
+pub fn inspect(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> String {
     let info = |v: &Option<String>| v.clone().unwrap_or_else(|| UNKNOWN.to_owned());
     let restarted = if w.registered_at > w.created_at {
         ", re-registered since creation"
@@ -237,8 +290,11 @@ pub fn inspect(w: &Worker, now: DateTime<Utc>) -> String {
         ""
     };
     format!(
-        "Node ID:          {}\nVersion:          {}\nCommit SHA:       {}\nCommit Timestamp: {}\nBuild Date:       {}\nCreated:          {} ({})\nRegistered:       {} ({}{restarted})\nHeartbeat:        {} ({})\n",
+        "Node ID:          {}\nStatus:           {} (heartbeat {}, threshold {})\nVersion:          {}\nCommit SHA:       {}\nCommit Timestamp: {}\nBuild Date:       {}\nCreated:          {} ({})\nRegistered:       {} ({}{restarted})\nHeartbeat:        {} ({})\n",
         w.node_id,
+        Status::of(w, now, threshold_secs).as_str(),
+        age(w.heartbeat_at, now),
+        threshold(threshold_secs),
         info(&w.info.version),
         info(&w.info.commit_sha),
         info(&w.info.commit_timestamp),
@@ -291,20 +347,45 @@ mod tests {
     }
 
     #[test]
-    fn table_has_one_row_per_worker_with_unknown_for_missing_versions() {
+    fn thresholds_use_the_largest_exact_unit() {
+        assert_eq!(threshold(30), "30s");
+        assert_eq!(threshold(90), "90s");
+        assert_eq!(threshold(300), "5m");
+        assert_eq!(threshold(3600), "1h");
+        assert_eq!(threshold(5400), "90m");
+        assert_eq!(threshold(172_800), "2d");
+        assert_eq!(threshold(0), "0s");
+    }
+
+    #[test]
+    fn table_has_one_row_per_worker_with_status_and_unknown_for_missing_versions() {
         let now = t(12, 0, 0);
         let out = table(
             &[
                 w("worker-01", Some("v0.0.22-15-g8b065bde"), t(11, 59, 57)),
+                w("edge", Some("v1"), t(11, 59, 30)), // exactly 30 s: still healthy
                 w("old", None, t(10, 0, 0)),
             ],
             now,
+            30,
         );
         assert_eq!(
             out,
-            "NODE ID     VERSION                HEARTBEAT   REGISTERED   CREATED\n\
-             worker-01   v0.0.22-15-g8b065bde   3s ago      3h ago       4h ago\n\
-             old         unknown                2h ago      3h ago       4h ago\n"
+            "NODE ID     STATUS    VERSION                HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v0.0.22-15-g8b065bde   3s ago      3h ago       4h ago\n\
+             edge        Healthy   v1                     30s ago     3h ago       4h ago\n\
+             old         Stale     unknown                2h ago      3h ago       4h ago\n"
+        );
+        // The threshold decides: with two hours, the 2-hour-old heartbeat is healthy.
+        assert_eq!(
+            table(&[w("old", None, t(10, 0, 0))], now, 7200)
+                .lines()
+                .nth(1),
+            Some("old       Healthy   unknown   2h ago      3h ago       4h ago")
+        );
+        assert_eq!(
+            table(&[], now, 30),
+            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n(no workers registered)\n"
         );
     }
 
@@ -352,11 +433,21 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "✓ fresh: healthy (30 seconds ago), v2",
-                "❌ stale: heartbeat 31 seconds old (threshold: 30)",
-                "❌ old: v1 (expected: v2)",
+                "✓ fresh: healthy, heartbeat 30s ago, v2",
+                "❌ stale: stale, heartbeat 31s ago (threshold 30s)",
+                "❌ old: wrong version, v1 (expected v2)",
             ]
         );
+    }
+
+    #[test]
+    fn check_lines_write_long_ages_and_thresholds_in_units() {
+        let now = t(12, 0, 0);
+        let lines: Vec<String> = check(&[w("w1", Some("v2"), t(8, 30, 0))], now, 3600, None)
+            .iter()
+            .map(Finding::line)
+            .collect();
+        assert_eq!(lines, ["❌ w1: stale, heartbeat 3h ago (threshold 1h)"]);
     }
 
     #[test]
@@ -387,11 +478,21 @@ mod tests {
     }
 
     #[test]
-    fn inspect_shows_every_field() {
-        let out = inspect(&w("worker-01", Some("v1"), t(11, 59, 59)), t(12, 0, 0));
+    fn inspect_states_the_verdict_first_then_every_field() {
+        let out = inspect(&w("worker-01", Some("v1"), t(11, 59, 59)), t(12, 0, 0), 30);
         assert_eq!(
             out,
-            "Node ID:          worker-01\nVersion:          v1\nCommit SHA:       8b065bde\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          2026-11-22T08:00:00Z (4h ago)\nRegistered:       2026-11-22T09:00:00Z (3h ago, re-registered since creation)\nHeartbeat:        2026-11-22T11:59:59Z (1s ago)\n"
+            "Node ID:          worker-01\nStatus:           Healthy (heartbeat 1s ago, threshold 30s)\nVersion:          v1\nCommit SHA:       8b065bde\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          2026-11-22T08:00:00Z (4h ago)\nRegistered:       2026-11-22T09:00:00Z (3h ago, re-registered since creation)\nHeartbeat:        2026-11-22T11:59:59Z (1s ago)\n"
+        );
+        let stale = inspect(&w("worker-02", None, t(11, 59, 2)), t(12, 0, 0), 30);
+        assert_eq!(
+            stale.lines().nth(1),
+            Some("Status:           Stale (heartbeat 58s ago, threshold 30s)")
+        );
+        let long = inspect(&w("worker-02", None, t(11, 0, 0)), t(12, 0, 0), 300);
+        assert_eq!(
+            long.lines().nth(1),
+            Some("Status:           Stale (heartbeat 60m ago, threshold 5m)")
         );
     }
 }

@@ -78,6 +78,15 @@ impl DbError {
         }
     }
 
+    /// The cause in a few words for answers to clients (`connection refused`, `no answer
+    /// within 3s`, `no workers table: run ampd migrate`); the full text is for logs.
+    pub fn short_cause(&self) -> String {
+        match (self, self.summary()) {
+            (DbError::Timeout { .. }, _) | (_, None) => self.cause(),
+            (_, Some(summary)) => summary.to_owned(),
+        }
+    }
+
     fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
         move |source| DbError::Query { op, source }
     }
@@ -254,7 +263,6 @@ pub fn connect_pool_lazy(
 /// blackholed connection (no FIN, no RST) turns into an answer within seconds.
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(3);
 
-
 /// A lazy, read-only reader pool (Admin API, operator) whose every call is bounded: `statement_timeout` on the server
 /// (a slow query is cancelled there, not left running) and `acquire_timeout`. A dead
 /// network path is bounded by [`within`] on the client side, which the server cannot do.
@@ -311,8 +319,10 @@ where
 /// The pool retries refused connections until its deadline and then reports only
 /// "pool timed out": one direct attempt (bounded) names the real cause. When that
 /// attempt connects, the pool was busy or slow, and the timeout is the answer.
-async fn why_no_connection(pool: &PgPool, op: &'static str, timeout: Duration) -> DbError {
-    const PROBE_BOUND: Duration = Duration::from_secs(1);
+pub async fn why_no_connection(pool: &PgPool, op: &'static str, timeout: Duration) -> DbError {
+    // Small against the timeout: a path that drops packets makes the probe time out
+    // too, and the answer must still come about when the timeout promises.
+    const PROBE_BOUND: Duration = Duration::from_millis(250);
     let options = pool.connect_options();
     let probe = tokio::time::timeout(PROBE_BOUND, PgConnection::connect_with(&*options)).await;
     match probe {
@@ -511,6 +521,11 @@ pub fn stream_workers(
     async_stream::stream! {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
+            Err(sqlx::Error::PoolTimedOut) => {
+                let waited = pool.options().get_acquire_timeout();
+                yield Err(why_no_connection(&pool, "stream workers", waited).await);
+                return;
+            }
             Err(e) => {
                 yield Err(DbError::Query { op: "stream workers", source: e });
                 return;
