@@ -113,6 +113,20 @@ fn the_configuration_reference_matches_the_flags() {
 }
 
 #[test]
+fn every_flag_says_what_it_does() {
+    let silent: Vec<String> = commands()
+        .iter()
+        .flat_map(|(heading, cmd)| {
+            flags(cmd)
+                .into_iter()
+                .filter(|a| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+                .map(move |a| format!("{heading} --{}", a.get_long().unwrap_or_default()))
+        })
+        .collect();
+    assert!(silent.is_empty(), "flags without help: {silent:?}");
+}
+
+#[test]
 fn every_flag_has_an_environment_variable() {
     let missing: Vec<String> = commands()
         .iter()

@@ -77,19 +77,20 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print the API's JSON document, timestamps in whole seconds (same as --output json).
-    #[arg(long, conflicts_with = "output")]
+    #[arg(long, env = "AMPCTL_JSON", conflicts_with = "output")]
     pub json: bool,
-    #[arg(long, short = 'o', value_enum)]
+    /// Output format: table (the default), json or csv.
+    #[arg(long, short = 'o', env = "AMPCTL_OUTPUT", value_enum)]
     pub output: Option<Output>,
     /// Only workers whose last heartbeat is older than this (e.g. 30s); also the
     /// threshold of the STATUS column (default 30s, as for `check`).
-    #[arg(long, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Option<Duration>,
     /// Redraw the table until interrupted.
-    #[arg(long, short = 'w', conflicts_with_all = ["json", "output"])]
+    #[arg(long, short = 'w', env = "AMPCTL_WATCH", conflicts_with_all = ["json", "output"])]
     pub watch: bool,
     /// Redraw period for --watch.
-    #[arg(long, default_value = "5s", value_parser = crate::cli::bounds::bounded::<500, 3_600_000>, requires = "watch")]
+    #[arg(long, env = "AMPCTL_WATCH_INTERVAL", default_value = "5s", value_parser = crate::cli::bounds::bounded::<500, 3_600_000>, requires = "watch")]
     pub interval: Duration,
 }
 
@@ -98,32 +99,33 @@ pub struct InspectArgs {
     /// Node id.
     pub id: String,
     /// Print the API's JSON object, timestamps in whole seconds.
-    #[arg(long)]
+    #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
     /// Heartbeat age above which the worker is shown as Stale (as for `check`).
-    #[arg(long, default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct VersionsArgs {
     /// Exit 1 when more than one version runs.
-    #[arg(long)]
+    #[arg(long, env = "AMPCTL_EXPECT_SINGLE")]
     pub expect_single: bool,
-    #[arg(long)]
+    /// Print the counts as JSON: `{"versions": [{"version", "count"}], "mismatch"}`.
+    #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Heartbeat age above which a worker fails the check.
-    #[arg(long, default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Every worker must run this version.
-    #[arg(long)]
+    #[arg(long, env = "AMPCTL_EXPECT_VERSION")]
     pub expect_version: Option<String>,
     /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
-    #[arg(long)]
+    #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
 }
 
