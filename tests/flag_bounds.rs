@@ -227,3 +227,174 @@ fn garbage_durations_say_how_to_write_one() {
         "{stderr}"
     );
 }
+
+/// The property behind the table above, over every flag that takes a duration, found
+/// by parsing rather than listed: each accepts exactly one range (plus `0` where that
+/// disables the feature), and its error names that range. In-process: clap's parser
+/// only, nothing runs.
+mod every_duration_flag {
+    use amp_operator::ampctl::Cli as Ampctl;
+    use amp_operator::cli::ampd::Cli as Ampd;
+    use clap::{CommandFactory, Parser};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    const DB: &str = "postgres://amp@127.0.0.1:1/amp";
+
+    /// A flag and the arguments that make its command parse without it.
+    struct Flag {
+        argv: Vec<String>,
+        flag: String,
+        ampctl: bool,
+    }
+
+    impl Flag {
+        fn parse(&self, value: &str) -> Result<(), String> {
+            let mut argv = self.argv.clone();
+            argv.push(format!("--{}={value}", self.flag));
+            let result = if self.ampctl {
+                Ampctl::try_parse_from(argv).map(drop)
+            } else {
+                Ampd::try_parse_from(argv).map(drop)
+            };
+            result.map_err(|e| e.to_string())
+        }
+    }
+
+    fn base(bin: &str, path: &[&str], flag: &str) -> Vec<String> {
+        let mut argv: Vec<String> = std::iter::once(bin)
+            .chain(path.iter().copied())
+            .map(String::from)
+            .collect();
+        match path.last().copied() {
+            Some("worker") if bin == "ampd" => {
+                argv.extend(["--node-id", "w", "--database-url", DB].map(String::from))
+            }
+            Some("migrate" | "admin-api" | "operator") => {
+                argv.extend(["--database-url", DB].map(String::from))
+            }
+            Some("inspect") => argv.push("w".into()),
+            _ => {}
+        }
+        if flag == "interval" {
+            argv.push("--watch".into());
+        }
+        argv
+    }
+
+    fn all_flags() -> Vec<Flag> {
+        let mut out = Vec::new();
+        let ampd = Ampd::command();
+        for sub in ampd.get_subcommands() {
+            for arg in sub
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values())
+            {
+                let Some(long) = arg.get_long() else { continue };
+                out.push(Flag {
+                    argv: base("ampd", &[sub.get_name()], long),
+                    flag: long.into(),
+                    ampctl: false,
+                });
+            }
+            for arg in ampd
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values())
+            {
+                let Some(long) = arg.get_long() else { continue };
+                out.push(Flag {
+                    argv: base("ampd", &[sub.get_name()], long),
+                    flag: long.into(),
+                    ampctl: false,
+                });
+            }
+        }
+        let ampctl = Ampctl::command();
+        for group in ampctl.get_subcommands() {
+            for sub in group.get_subcommands() {
+                let args = sub.get_arguments().chain(ampctl.get_arguments());
+                for arg in args.filter(|a| a.get_action().takes_values()) {
+                    let Some(long) = arg.get_long() else { continue };
+                    out.push(Flag {
+                        argv: base("ampctl", &[group.get_name(), sub.get_name()], long),
+                        flag: long.into(),
+                        ampctl: true,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// (flag, lowest, highest, 0 allowed) for every flag that refuses a non-duration.
+    fn duration_flags() -> Vec<(Flag, Duration, Duration, bool)> {
+        all_flags()
+            .into_iter()
+            .filter(|f| f.parse("soon").is_err_and(|e| e.contains("not a duration")))
+            .map(|f| {
+                let err = f
+                    .parse("100000days")
+                    .expect_err("every duration has an upper bound");
+                let range = err
+                    .split("must be from ")
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("--{}: no range in {err:?}", f.flag));
+                let range = range.lines().next().unwrap_or_default();
+                let zero = range.ends_with(", or 0 to disable");
+                let range = range.trim_end_matches(", or 0 to disable");
+                let (lo, hi) = range.split_once(" to ").expect("A to B");
+                let parse = |s: &str| humantime::parse_duration(s).expect("a duration");
+                (parse(lo), parse(hi), zero, f)
+            })
+            .map(|(lo, hi, zero, f)| (f, lo, hi, zero))
+            .collect()
+    }
+
+    #[test]
+    fn they_are_found_and_each_has_a_lower_bound_above_zero_or_says_0_disables() {
+        let flags = duration_flags();
+        let names: Vec<String> = flags.iter().map(|(f, ..)| f.flag.clone()).collect();
+        for expected in [
+            "heartbeat-interval",
+            "db-timeout",
+            "poll-interval",
+            "stale-after",
+            "timeout",
+            "interval",
+            "connect-wait",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} not found among {names:?}"
+            );
+        }
+        for (f, lo, _, zero) in &flags {
+            // Zero is a bound only where waiting not at all makes sense.
+            if lo.is_zero() {
+                assert!(
+                    matches!(f.flag.as_str(), "lock-wait" | "connect-wait"),
+                    "--{} accepts 0",
+                    f.flag
+                );
+            }
+            let _ = zero;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn each_accepts_exactly_its_range(ms in 0u64..3_000_000_000u64, pick in any::<prop::sample::Index>()) {
+            let flags = duration_flags();
+            let (f, lo, hi, zero) = &flags[pick.index(flags.len())];
+            // Spread the values over the flag's own scale as well as the whole range.
+            let scaled = ms % (hi.as_millis() as u64 * 2 + 1);
+            for v in [ms, scaled] {
+                let d = Duration::from_millis(v);
+                let want = (d >= *lo && d <= *hi) || (*zero && v == 0);
+                let got = f.parse(&format!("{v}ms"));
+                prop_assert_eq!(got.is_ok(), want, "--{}={}ms: {:?}", f.flag, v, got);
+            }
+        }
+    }
+}
