@@ -18,6 +18,7 @@ pub mod node_id;
 pub mod operator;
 pub mod shutdown;
 pub mod telemetry;
+pub mod terminal;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamps;

@@ -73,6 +73,8 @@ pub fn no_color() -> bool {
 /// tests read, whatever the log format) and, inside a Kubernetes container, the same text
 /// as the termination message `kubectl describe pod` shows.
 pub fn fatal(message: &str) {
+    // The message may quote the database server or the API server.
+    let message = &crate::terminal::escape_control(message);
     eprintln!("error: {message}");
     let path = std::path::Path::new("/dev/termination-log");
     if path.exists() {

@@ -5,21 +5,7 @@
 
 use crate::admin_api::wire::{Worker, WorkerInfo};
 
-/// `s` with control characters (C0, DEL, C1) escaped: `\e`, `\n`, `\r`, `\t`, `\u{..}`.
-pub fn escape_control(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\u{1b}' => out.push_str("\\e"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::terminal::escape_control;
 
 /// A worker whose every server-supplied string is escaped for display.
 pub fn for_terminal(w: &Worker) -> Worker {
