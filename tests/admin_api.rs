@@ -240,6 +240,16 @@ async fn text_output_states_health_in_one_age_format() {
             ]
         )
     );
+    // A filter that keeps nobody says so, not "no workers registered".
+    let (code, out, _) = run(&["worker", "list", "--stale-after", "1h"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(0),
+            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n\
+             (no worker's heartbeat is older than 1h; 2 registered)\n"
+        )
+    );
 
     let (code, out, _) = run(&["worker", "inspect", "worker-02"]);
     assert_eq!(code, Some(0), "a stale worker is an answer, not an error");

@@ -65,17 +65,37 @@ pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCod
         print_body(&body)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let entries: Vec<Listed> = listing.into_entries().into_iter().filter(keep).collect();
+    let all = listing.into_entries();
+    let registered = all.len();
+    let entries: Vec<Listed> = all.into_iter().filter(keep).collect();
     let workers = client.complete(entries).await?;
     match output {
         Output::Csv => print(&render::csv(&workers))?,
-        _ => print(&render::table(
-            &terminal(&workers),
+        _ => print(&table_with_note(
+            &workers,
+            registered,
             now,
-            status_threshold(args.stale_after),
+            args.stale_after,
         ))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table, and under an empty one what it means.
+fn table_with_note(
+    workers: &[Worker],
+    registered: usize,
+    now: DateTime<Utc>,
+    stale_after: Option<Duration>,
+) -> String {
+    let mut out = render::table(&terminal(workers), now, status_threshold(stale_after));
+    if workers.is_empty() {
+        out.push_str(&render::empty_note(
+            registered,
+            stale_after.map(|d| d.as_secs() as i64),
+        ));
+    }
+    out
 }
 
 pub(super) async fn watch(client: &AdminClient, args: ListArgs) -> Result<ExitCode, CtlError> {
@@ -86,10 +106,11 @@ pub(super) async fn watch(client: &AdminClient, args: ListArgs) -> Result<ExitCo
         let frame = match client.list_workers().await {
             Ok(mut workers) => {
                 // The same rows as `list` with these flags: --stale-after filters here too.
+                let registered = workers.len();
                 if args.stale_after.is_some() {
                     workers.retain(|w| render::is_stale(w, now, threshold));
                 }
-                render::table(&terminal(&workers), now, threshold)
+                table_with_note(&workers, registered, now, args.stale_after)
             }
             Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
         };

@@ -106,15 +106,22 @@ pub fn table(workers: &[Worker], now: DateTime<Utc>, threshold_secs: i64) -> Str
         col.set_padding((0, 3));
         col.set_constraint(ColumnConstraint::ContentWidth);
     }
-    let rendered = t.to_string();
-    let mut out: String = rendered
+    t.to_string()
         .lines()
         .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
-    if workers.is_empty() {
-        out.push_str("(no workers registered)\n");
+        .collect()
+}
+
+/// The line under an empty table: nothing registered, or nothing left by the
+/// `--stale-after` filter (which would otherwise read as an empty fleet).
+pub fn empty_note(registered: usize, stale_after_secs: Option<i64>) -> String {
+    match stale_after_secs {
+        Some(secs) if registered > 0 => format!(
+            "(no worker's heartbeat is older than {}; {registered} registered)\n",
+            threshold(secs)
+        ),
+        _ => "(no workers registered)\n".to_owned(),
     }
-    out
 }
 
 /// Quotes like jq's `@csv`: strings in double quotes (inner quotes doubled), null empty.
@@ -385,7 +392,13 @@ mod tests {
         );
         assert_eq!(
             table(&[], now, 30),
-            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n(no workers registered)\n"
+            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n"
+        );
+        assert_eq!(empty_note(0, None), "(no workers registered)\n");
+        assert_eq!(empty_note(0, Some(30)), "(no workers registered)\n");
+        assert_eq!(
+            empty_note(3, Some(300)),
+            "(no worker's heartbeat is older than 5m; 3 registered)\n"
         );
     }
 
