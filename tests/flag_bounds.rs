@@ -286,21 +286,8 @@ mod every_duration_flag {
         let mut out = Vec::new();
         let ampd = Ampd::command();
         for sub in ampd.get_subcommands() {
-            for arg in sub
-                .get_arguments()
-                .filter(|a| a.get_action().takes_values())
-            {
-                let Some(long) = arg.get_long() else { continue };
-                out.push(Flag {
-                    argv: base("ampd", &[sub.get_name()], long),
-                    flag: long.into(),
-                    ampctl: false,
-                });
-            }
-            for arg in ampd
-                .get_arguments()
-                .filter(|a| a.get_action().takes_values())
-            {
+            let args = sub.get_arguments().chain(ampd.get_arguments());
+            for arg in args.filter(|a| a.get_action().takes_values()) {
                 let Some(long) = arg.get_long() else { continue };
                 out.push(Flag {
                     argv: base("ampd", &[sub.get_name()], long),
