@@ -7,20 +7,22 @@ use kube::ResourceExt;
 
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::discovery::is_discovered;
-use super::{Cycle, Delete};
+use super::{Cycle, Delete, Node};
 use crate::metadata_db::SnapshotRow;
 
 /// The delete of an existing AmpWorker, if it is to be collected.
 pub(super) fn collect(
     c: &Cycle,
     w: &AmpWorker,
-    row: Option<&SnapshotRow>,
+    node: Node,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<Delete> {
     if !is_discovered(w) || c.db_now.is_none() {
         return None;
     }
-    let why = if user_owned(c, w) {
+    let row = node.row;
+    // Another AmpWorker, one a user created, claims the same node id.
+    let why = if node.claimed_by_user == Some(true) {
         format!(
             "an AmpWorker created by a user already has nodeId {:?}",
             w.spec.node_id
@@ -40,14 +42,6 @@ pub(super) fn collect(
         uid: w.metadata.uid.clone(),
         why,
     })
-}
-
-/// Another AmpWorker, one a user created, claims the same node id.
-fn user_owned(c: &Cycle, w: &AmpWorker) -> bool {
-    c.by_node
-        .get(w.spec.node_id.as_str())
-        .copied()
-        .unwrap_or(false)
 }
 
 /// The last heartbeat known: the row's, else the one shown, else the object's creation.

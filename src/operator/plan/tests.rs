@@ -911,8 +911,7 @@ fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
     let why: Vec<Option<String>> = workers
         .iter()
         .map(|w| {
-            let row = c.rows.get(w.spec.node_id.as_str()).copied();
-            gc::collect(&c, w, row, None).map(|d| d.why)
+            gc::collect(&c, w, c.node(&w.spec.node_id), None).map(|d| d.why)
         })
         .collect();
     assert_eq!(
