@@ -460,11 +460,17 @@ async fn snapshot_execution_ms(pool: &sqlx::PgPool) -> f64 {
             "EXPLAIN (ANALYZE, FORMAT JSON) {}",
             metadata_db::OPERATOR_SNAPSHOT_SQL
         );
+        // As the operator runs it: without JIT (see metadata_db::snapshot).
+        let Ok(mut tx) = pool.begin().await else {
+            continue;
+        };
+        let _ = sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await;
         // A constant of ours, not input: nothing to inject.
         let plan: Option<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
             .ok();
+        let _ = tx.rollback().await;
         if let Some(ms) = plan.as_ref().and_then(|p| p[0]["Execution Time"].as_f64()) {
             samples.push(ms);
         }

@@ -202,7 +202,10 @@ impl<'a> Cycle<'a> {
             nodes.entry(r.node_id.as_str()).or_default().row = Some(r);
         }
         for w in input.workers {
-            let claim = &mut nodes.entry(w.spec.node_id.as_str()).or_default().claimed_by_user;
+            let claim = &mut nodes
+                .entry(w.spec.node_id.as_str())
+                .or_default()
+                .claimed_by_user;
             *claim = Some(claim.unwrap_or(false) | !discovery::is_discovered(w));
         }
         Self {

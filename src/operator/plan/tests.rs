@@ -910,9 +910,7 @@ fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
     let c = Cycle::new(&i, &config);
     let why: Vec<Option<String>> = workers
         .iter()
-        .map(|w| {
-            gc::collect(&c, w, c.node(&w.spec.node_id), None).map(|d| d.why)
-        })
+        .map(|w| gc::collect(&c, w, c.node(&w.spec.node_id), None).map(|d| d.why))
         .collect();
     assert_eq!(
         why,
