@@ -17,31 +17,50 @@ pub(super) fn collect(
     node: Node,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<Delete> {
-    if !is_discovered(w) || c.db_now.is_none() {
+    if c.db_now.is_none() {
         return None;
     }
     let row = node.row;
-    // Another AmpWorker, one a user created, claims the same node id.
+    // The rules first, on numbers the cycle holds; the label lookup (strings, every
+    // worker every cycle) only for the rare worker a rule would collect.
     let why = if node.claimed_by_user == Some(true) {
-        format!(
-            "an AmpWorker created by a user already has nodeId {:?}",
-            w.spec.node_id
-        )
+        // Another AmpWorker, one a user created, claims the same node id.
+        Why::UserOwned
     } else if c.gone(last_seen(w, row, stored)) {
-        format!("worker {:?} gone longer than --gc-after", w.spec.node_id)
+        Why::Gone
     } else if c.stopped_long(row) {
-        format!(
-            "worker {:?} stopped longer than --gc-stopped-after",
-            w.spec.node_id
-        )
+        Why::Stopped
     } else {
         return None;
     };
+    if !is_discovered(w) {
+        return None;
+    }
     Some(Delete {
         name: w.name_any(),
         uid: w.metadata.uid.clone(),
-        why,
+        why: why.say(&w.spec.node_id),
     })
+}
+
+enum Why {
+    UserOwned,
+    Gone,
+    Stopped,
+}
+
+impl Why {
+    fn say(&self, node_id: &str) -> String {
+        match self {
+            Why::UserOwned => {
+                format!("an AmpWorker created by a user already has nodeId {node_id:?}")
+            }
+            Why::Gone => format!("worker {node_id:?} gone longer than --gc-after"),
+            Why::Stopped => {
+                format!("worker {node_id:?} stopped longer than --gc-stopped-after")
+            }
+        }
+    }
 }
 
 /// The last heartbeat known: the row's, else the one shown, else the object's creation.

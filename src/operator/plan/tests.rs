@@ -824,7 +824,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
             refresh_allowance: 1,
         };
         let fresh = plan(&input, &config());
-        let before = memos.by_uid_len();
+        let before = memos.len();
         let remembered = plan_with(&input, &config(), &mut memos);
         memo_hits += usize::from(before > 0);
         assert_eq!(format!("{remembered:?}"), format!("{fresh:?}"), "at {s} s");
@@ -837,7 +837,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
     }
     assert!(memo_hits > 60, "the memo was used ({memo_hits} cycles)");
     // And it held something worth holding: every worker but the ones just written.
-    assert!(memos.by_uid_len() >= 4, "{}", memos.by_uid_len());
+    assert!(memos.len() >= 4, "{}", memos.len());
 }
 
 // ---- the steps, one at a time ----
