@@ -17,9 +17,8 @@ pub(super) fn collect(
     node: Node,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<Delete> {
-    if c.db_now.is_none() {
-        return None;
-    }
+    // Only while the DB can be read.
+    c.db_now?;
     let row = node.row;
     // The rules first, on numbers the cycle holds; the label lookup (strings, every
     // worker every cycle) only for the rare worker a rule would collect.
