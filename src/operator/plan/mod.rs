@@ -271,7 +271,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     let new_workers = discovery::discover(&c);
     let mut tallies = fleets::tallies(&fleets);
     let mut counts = [[0i64; 3]; 4];
-    let mut pending = Pending::default();
+    let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
     memos.start_cycle();
     // Existing objects in the store's order: only what they produce is sorted (by
@@ -309,7 +309,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
         match judge::judge(&c, &subject, memos, &mut pending, &mut member) {
             Verdict::Create(obj, status, events) => plan.creates.push((obj, status, events)),
             Verdict::Write(write) => plan.worker_writes.push(write),
-            Verdict::Due(due) => pending.due.push(due),
+            Verdict::Due(due) => pending.push_due(due),
             Verdict::Unchanged => {}
         }
     }
@@ -318,8 +318,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
         .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
     plan.worker_conditions = condition_counts(&counts);
-    (plan.refreshes, plan.refresh_stats) =
-        refresh::schedule(pending, input.refresh_allowance, c.db_now, config);
+    (plan.refreshes, plan.refresh_stats) = refresh::schedule(pending, c.db_now, config);
     fleets::plan_fleets(input, &fleets, tallies, &mut plan);
     plan
 }
