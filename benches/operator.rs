@@ -430,11 +430,24 @@ async fn bench() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    print_operator_log(&dir.path().join("operator.log"));
     heartbeats.abort();
     drop(locks);
 
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
+    }
+}
+
+/// The operator's warnings and errors over the run (RUST_LOG=warn): a DB read past
+/// `--db-timeout` turns every worker `Unknown` and back, a storm of transitions that
+/// would otherwise pass for the steady state.
+fn print_operator_log(path: &std::path::Path) {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    println!("ampd operator log: {} warning/error lines", lines.len());
+    for l in lines.iter().take(10) {
+        println!("  {l}");
     }
 }
 
@@ -447,11 +460,17 @@ async fn snapshot_execution_ms(pool: &sqlx::PgPool) -> f64 {
             "EXPLAIN (ANALYZE, FORMAT JSON) {}",
             metadata_db::OPERATOR_SNAPSHOT_SQL
         );
+        // As the operator runs it: without JIT (see metadata_db::snapshot).
+        let Ok(mut tx) = pool.begin().await else {
+            continue;
+        };
+        let _ = sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await;
         // A constant of ours, not input: nothing to inject.
         let plan: Option<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
             .ok();
+        let _ = tx.rollback().await;
         if let Some(ms) = plan.as_ref().and_then(|p| p[0]["Execution Time"].as_f64()) {
             samples.push(ms);
         }

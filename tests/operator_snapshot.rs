@@ -87,3 +87,56 @@ async fn a_first_read_of_thousands_of_rows_reads_every_info_at_once() {
         started.elapsed()
     );
 }
+
+/// Each row's lock is probed in a hash of the held locks, never by a join PostgreSQL
+/// may plan as a nested loop: with `pg_locks` estimated at one row, a `LEFT JOIN`
+/// became 50,000 x 50,000 key hashes at 50,000 workers (minutes a read, every read
+/// past `--db-timeout`). The plan is checked with a `workers` table estimated huge.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_lock_is_probed_by_hash_and_read_right_at_thousands_of_rows() {
+    let (_pg, pool) = common::migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
+         SELECT format('w-%s', i), '{}'::jsonb, now(), now(), now()
+         FROM generate_series(1, 3000) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut locks = pool.acquire().await.unwrap().detach();
+    sqlx::query(
+        "SELECT count(pg_advisory_lock(hashtextextended(node_id, 0))) FROM workers
+          WHERE right(node_id, 1) IN ('0', '2', '4', '6', '8')",
+    )
+    .execute(&mut locks)
+    .await
+    .unwrap();
+
+    let s = read(&pool, &mut InfoCache::default()).await;
+    let held = s.rows.iter().filter(|r| r.lock == LockState::Held).count();
+    assert_eq!((s.rows.len(), held), (3000, 1500));
+    assert!(
+        s.rows
+            .iter()
+            .all(|r| (r.lock == LockState::Held) == r.node_id.ends_with(['0', '2', '4', '6', '8']))
+    );
+
+    // The statistics of a table of 50,000 bloated rows: still no nested loop.
+    sqlx::query(
+        "UPDATE pg_class SET reltuples = 50000, relpages = 180000 WHERE relname = 'workers'",
+    )
+    .execute(&pool)
+    .await
+    .ok();
+    let sql = format!(
+        "EXPLAIN (VERBOSE, FORMAT JSON) {}",
+        metadata_db::OPERATOR_SNAPSHOT_SQL
+    );
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let text = plan.to_string();
+    assert!(!text.contains("Nested Loop"), "{plan:#}");
+    assert!(text.contains("hashed SubPlan"), "{plan:#}");
+}

@@ -2,7 +2,6 @@
 //! for rows whose registration changed since the last read (a worker writes `info` only
 //! when it registers), decoded once and shared from then on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,15 +15,26 @@ use super::{DbError, within};
 /// The narrow statement of every cycle: no `info`, no `ORDER BY` (the planner indexes
 /// rows by node id and sorts what it creates; public so the benchmark can `EXPLAIN` it).
 /// Locks: one scan of this database's advisory locks in `pg_locks` (no privilege needed),
-/// hashed against the rows by Amp's key, so the cost is linear in the fleet.
+/// probed per row by Amp's key. `IN (SELECT ...)` in the select list is a hashed subplan
+/// whatever PostgreSQL estimates: as a `LEFT JOIN` it estimated `pg_locks` at one row
+/// and, at 50,000 workers, chose a nested loop, 50,000 x 50,000 hashes, minutes a read.
 pub const OPERATOR_SNAPSHOT_SQL: &str = "WITH held AS (
-       SELECT DISTINCT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
+       SELECT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
         WHERE locktype = 'advisory' AND granted AND objsubid = 1
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
      SELECT node_id::text AS node_id, created_at::timestamptz AS created_at,
             registered_at::timestamptz AS registered_at, heartbeat_at::timestamptz AS heartbeat_at,
-            held.key IS NOT NULL AS lock_held
-       FROM workers LEFT JOIN held ON held.key = hashtextextended(workers.node_id, 0)";
+            hashtextextended(workers.node_id, 0) IN (SELECT key FROM held) AS lock_held
+       FROM workers";
+
+/// The settings of the snapshot's transaction, with the DB clock in the same round trip.
+/// `statement_timeout` is the read's bound: a read the operator gave up on stops on the
+/// server too, instead of running on (and holding back vacuum) until it next writes to
+/// the dropped connection. No JIT: a statement run every second gains nothing from
+/// compiling, and a large (or bloated) `workers` table crosses `jit_above_cost`
+/// (about 50 ms of compiling a read, measured at 50,000 workers).
+const SNAPSHOT_SETUP_SQL: &str = "SELECT now(), set_config('statement_timeout', $1, true),
+        set_config('jit', 'off', true)";
 
 const INFO_SQL: &str =
     "SELECT node_id::text AS node_id, registered_at::timestamptz AS registered_at,
@@ -42,7 +52,8 @@ pub struct SnapshotRow {
     pub lock: LockState,
 }
 
-type InfoMap = HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>;
+/// foldhash: looked up once per row per cycle (SipHash was a visible share of a cycle).
+type InfoMap = foldhash::HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>;
 
 /// `info` as last read, by node id, with the registration it belongs to. Shared with
 /// the read while it runs (the read may be dropped at its bound; the cache is not).
@@ -73,7 +84,7 @@ pub async fn operator_snapshot_within(
 ) -> Result<OperatorSnapshot, DbError> {
     let known = cache.by_node.clone();
     let read = within(pool, "fleet snapshot", timeout, move |conn| {
-        Box::pin(operator_snapshot_on(conn, known))
+        Box::pin(operator_snapshot_on(conn, known, timeout))
     })
     .await?;
     // The read is over and dropped its handle: the map is ours alone again.
@@ -100,15 +111,23 @@ struct Narrow {
     registered_at: DateTime<Utc>,
     heartbeat_at: DateTime<Utc>,
     lock: LockState,
+    /// The cached `info` of this registration, if any (found while reading: one lookup
+    /// per row).
+    info: Option<Arc<WorkerInfo>>,
 }
 
-fn narrow(row: &PgRow) -> Result<Narrow, sqlx::Error> {
+/// Columns by position, in [`OPERATOR_SNAPSHOT_SQL`]'s order: by name, each is a lookup
+/// by string per row (five per row, every cycle).
+fn narrow(row: &PgRow, known: &InfoMap) -> Result<Narrow, sqlx::Error> {
+    let node_id: String = row.try_get(0)?;
+    let registered_at = row.try_get(2)?;
     Ok(Narrow {
-        node_id: row.try_get("node_id")?,
-        created_at: row.try_get("created_at")?,
-        registered_at: row.try_get("registered_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-        lock: match row.try_get::<Option<bool>, _>("lock_held")? {
+        info: cached(known, &node_id, registered_at),
+        node_id,
+        created_at: row.try_get(1)?,
+        registered_at,
+        heartbeat_at: row.try_get(3)?,
+        lock: match row.try_get::<Option<bool>, _>(4)? {
             Some(true) => LockState::Held,
             Some(false) => LockState::Free,
             None => LockState::Unknown,
@@ -119,23 +138,25 @@ fn narrow(row: &PgRow) -> Result<Narrow, sqlx::Error> {
 async fn operator_snapshot_on(
     conn: &mut PgConnection,
     known: Arc<InfoMap>,
+    timeout: Duration,
 ) -> Result<Read, DbError> {
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(DbError::query("begin snapshot"))?;
-    let db_now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+    let (db_now, _, _): (DateTime<Utc>, String, String) = sqlx::query_as(SNAPSHOT_SETUP_SQL)
+        .bind(format!("{}ms", timeout.as_millis().max(1)))
         .fetch_one(&mut *tx)
         .await
         .map_err(DbError::query("read database clock"))?;
     let narrow: Vec<Narrow> = sqlx::query(OPERATOR_SNAPSHOT_SQL)
-        .try_map(|r: PgRow| narrow(&r))
+        .try_map(|r: PgRow| narrow(&r, &known))
         .fetch_all(&mut *tx)
         .await
         .map_err(DbError::query("list workers"))?;
     let changed: Vec<&str> = narrow
         .iter()
-        .filter(|r| cached(&known, &r.node_id, r.registered_at).is_none())
+        .filter(|r| r.info.is_none())
         .map(|r| r.node_id.as_str())
         .collect();
     let mut fresh = Vec::new();
@@ -174,7 +195,10 @@ fn with_info(narrow: Vec<Narrow>, map: &mut InfoMap) -> Vec<SnapshotRow> {
     let rows: Vec<SnapshotRow> = narrow
         .into_iter()
         .map(|r| SnapshotRow {
-            info: cached(map, &r.node_id, r.registered_at).unwrap_or_default(),
+            info: r
+                .info
+                .or_else(|| cached(map, &r.node_id, r.registered_at))
+                .unwrap_or_default(),
             node_id: r.node_id,
             created_at: r.created_at,
             registered_at: r.registered_at,
@@ -183,8 +207,7 @@ fn with_info(narrow: Vec<Narrow>, map: &mut InfoMap) -> Vec<SnapshotRow> {
         })
         .collect();
     if map.len() > rows.len() {
-        let live: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.node_id.as_str()).collect();
+        let live: foldhash::HashSet<&str> = rows.iter().map(|r| r.node_id.as_str()).collect();
         map.retain(|node, _| live.contains(node.as_str()));
     }
     rows

@@ -4,7 +4,10 @@
 //! Like worker statuses, messages carry only counts and names, never ages, so a fleet
 //! that is not changing produces an identical status and no write.
 
+mod smallest;
+
 use chrono::{DateTime, Utc};
+use smallest::Smallest;
 
 use super::crd::{AmpWorkerFleetSpec, AmpWorkerFleetStatus, AmpWorkerStatus, VersionCount};
 use super::status::{
@@ -104,7 +107,7 @@ impl<'a> Member<'a> {
 
 /// A fleet's selected workers, counted as they are met: what the status needs and
 /// nothing more.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FleetTally {
     expected: String,
     /// Members: selected workers that are not stopped (a stopped worker is retired or
@@ -115,16 +118,25 @@ pub struct FleetTally {
     updated: i64,
     /// Any selected worker (stopped or not) whose health is Unknown.
     db_unknown: bool,
-    versions: std::collections::HashMap<String, i64>,
-    mismatched: Vec<String>,
-    not_ready: Vec<String>,
+    /// foldhash: one lookup per selected worker per cycle.
+    versions: foldhash::HashMap<String, i64>,
+    /// Not on the expected version: the first ids (what the status lists), and a count.
+    mismatched: Smallest,
+    /// Not ready: the first ids (what a message names), and a count.
+    not_ready: Smallest,
 }
 
 impl FleetTally {
     pub fn new(expected: &str) -> Self {
         Self {
             expected: expected.to_owned(),
-            ..Self::default()
+            total: 0,
+            ready: 0,
+            updated: 0,
+            db_unknown: false,
+            versions: foldhash::HashMap::default(),
+            mismatched: Smallest::new(MAX_LISTED_MISMATCHED),
+            not_ready: Smallest::new(MESSAGE_NODE_IDS),
         }
     }
 
@@ -144,10 +156,10 @@ impl FleetTally {
             }
         }
         if version != self.expected {
-            self.mismatched.push(m.node_id.to_owned());
+            self.mismatched.push(m.node_id);
         }
         if !m.ready {
-            self.not_ready.push(m.node_id.to_owned());
+            self.not_ready.push(m.node_id);
         }
     }
 }
@@ -189,10 +201,8 @@ enum Phase {
     Progressing(Reason, String),
 }
 
-pub fn fleet_status_from(i: &FleetJudged, mut tally: FleetTally) -> AmpWorkerFleetStatus {
+pub fn fleet_status_from(i: &FleetJudged, tally: FleetTally) -> AmpWorkerFleetStatus {
     let prev = i.previous.cloned().unwrap_or_default();
-    tally.mismatched.sort();
-    tally.not_ready.sort();
     let complete = i.selector_error.is_none()
         && !tally.db_unknown
         && tally.updated == tally.total
@@ -207,8 +217,7 @@ pub fn fleet_status_from(i: &FleetJudged, mut tally: FleetTally) -> AmpWorkerFle
     ];
     let (versions, unlisted_version_workers) =
         version_distribution(tally.versions.iter().map(|(v, c)| (v.as_str(), *c)));
-    let mismatched_count = tally.mismatched.len() as i64;
-    tally.mismatched.truncate(MAX_LISTED_MISMATCHED);
+    let mismatched_count = tally.mismatched.count() as i64;
     AmpWorkerFleetStatus {
         observed_generation: i.generation,
         state: Some(state_of(&phase).to_owned()),
@@ -218,7 +227,7 @@ pub fn fleet_status_from(i: &FleetJudged, mut tally: FleetTally) -> AmpWorkerFle
         ready_summary: Some(format!("{}/{}", tally.ready, tally.total)),
         versions,
         unlisted_version_workers,
-        mismatched: tally.mismatched,
+        mismatched: tally.mismatched.into_sorted(),
         mismatched_count,
         last_progress_time: Some(truncate(last_progress)),
         conditions: conditions
@@ -294,7 +303,7 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
     if !t.mismatched.is_empty() {
         let msg = format!(
             "{} of {total} workers not on {expected} after {deadline}s: {}",
-            t.mismatched.len(),
+            t.mismatched.count(),
             first_names(&t.mismatched)
         );
         return Phase::Stalled(Reason::VersionMismatch, msg);
@@ -308,15 +317,15 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
 }
 
 /// The first [`MESSAGE_NODE_IDS`] ids, then how many more: messages stay short at any size.
-fn first_names(ids: &[String]) -> String {
+fn first_names(ids: &Smallest) -> String {
     let mut names = ids
-        .iter()
+        .sorted()
+        .into_iter()
         .take(MESSAGE_NODE_IDS)
-        .cloned()
         .collect::<Vec<_>>()
         .join(", ");
-    if ids.len() > MESSAGE_NODE_IDS {
-        names.push_str(&format!(" and {} more", ids.len() - MESSAGE_NODE_IDS));
+    if ids.count() > MESSAGE_NODE_IDS {
+        names.push_str(&format!(" and {} more", ids.count() - MESSAGE_NODE_IDS));
     }
     names
 }

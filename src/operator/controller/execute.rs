@@ -313,10 +313,8 @@ impl Reconciler {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        let result = self
-            .workers_api
-            .patch_status(&r.name, &params, &Patch::Merge(&body))
-            .await;
+        let result =
+            patch_status_unread(&self.workers_api, &r.name, &params, &Patch::Merge(&body)).await;
         self.metrics.count_write("status_refresh", result.is_ok());
         match result {
             Ok(_) => Outcome::Refreshed {
@@ -414,11 +412,32 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
+    patch_status_unread(
+        api,
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await
-    .map(|_| ())
+}
+
+/// [`Api::patch_status`] without decoding the object it answers: the operator never
+/// reads it (the watch brings the new version), and decoding a whole AmpWorker per
+/// status write was a visible share of the operator's CPU (docs/benchmarks.md). Errors
+/// are kube's own, from the same request and the same status handling.
+async fn patch_status_unread<K, P>(
+    api: &Api<K>,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<P>,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    P: serde::Serialize,
+{
+    let mut req = kube::core::Request::new(api.resource_url())
+        .patch_subresource("status", name, params, patch)
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("patch_status");
+    api.clone().into_client().request_text(req).await.map(drop)
 }

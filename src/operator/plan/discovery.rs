@@ -42,11 +42,13 @@ pub(super) fn discover(c: &Cycle) -> Vec<AmpWorker> {
     if c.db_now.is_none() {
         return Vec::new();
     }
+    // The rows no AmpWorker claims, from the cycle's index (no second lookup per row);
+    // sorted by node id, as the creates are written.
     let mut unclaimed: Vec<&SnapshotRow> = c
-        .input
-        .rows
-        .iter()
-        .filter(|r| !c.by_node.contains_key(r.node_id.as_str()))
+        .nodes
+        .values()
+        .filter(|n| n.claimed_by_user.is_none())
+        .filter_map(|n| n.row)
         .filter(|r| r.lock != LockState::Free)
         .filter(|r| !c.gone(Some(r.heartbeat_at)))
         .collect();

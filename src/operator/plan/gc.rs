@@ -7,47 +7,59 @@ use kube::ResourceExt;
 
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::discovery::is_discovered;
-use super::{Cycle, Delete};
+use super::{Cycle, Delete, Node};
 use crate::metadata_db::SnapshotRow;
 
 /// The delete of an existing AmpWorker, if it is to be collected.
 pub(super) fn collect(
     c: &Cycle,
     w: &AmpWorker,
-    row: Option<&SnapshotRow>,
+    node: Node,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<Delete> {
-    if !is_discovered(w) || c.db_now.is_none() {
-        return None;
-    }
-    let why = if user_owned(c, w) {
-        format!(
-            "an AmpWorker created by a user already has nodeId {:?}",
-            w.spec.node_id
-        )
+    // Only while the DB can be read.
+    c.db_now?;
+    let row = node.row;
+    // The rules first, on numbers the cycle holds; the label lookup (strings, every
+    // worker every cycle) only for the rare worker a rule would collect.
+    let why = if node.claimed_by_user == Some(true) {
+        // Another AmpWorker, one a user created, claims the same node id.
+        Why::UserOwned
     } else if c.gone(last_seen(w, row, stored)) {
-        format!("worker {:?} gone longer than --gc-after", w.spec.node_id)
+        Why::Gone
     } else if c.stopped_long(row) {
-        format!(
-            "worker {:?} stopped longer than --gc-stopped-after",
-            w.spec.node_id
-        )
+        Why::Stopped
     } else {
         return None;
     };
+    if !is_discovered(w) {
+        return None;
+    }
     Some(Delete {
         name: w.name_any(),
         uid: w.metadata.uid.clone(),
-        why,
+        why: why.say(&w.spec.node_id),
     })
 }
 
-/// Another AmpWorker, one a user created, claims the same node id.
-fn user_owned(c: &Cycle, w: &AmpWorker) -> bool {
-    c.by_node
-        .get(w.spec.node_id.as_str())
-        .copied()
-        .unwrap_or(false)
+enum Why {
+    UserOwned,
+    Gone,
+    Stopped,
+}
+
+impl Why {
+    fn say(&self, node_id: &str) -> String {
+        match self {
+            Why::UserOwned => {
+                format!("an AmpWorker created by a user already has nodeId {node_id:?}")
+            }
+            Why::Gone => format!("worker {node_id:?} gone longer than --gc-after"),
+            Why::Stopped => {
+                format!("worker {node_id:?} stopped longer than --gc-stopped-after")
+            }
+        }
+    }
 }
 
 /// The last heartbeat known: the row's, else the one shown, else the object's creation.

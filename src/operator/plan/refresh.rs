@@ -2,6 +2,8 @@
 //! shown before all), then by name, as many as the budget allows; the rest wait. Every
 //! worker gets its turn, and LAST HEARTBEAT is never older than one trip round the fleet.
 
+use std::collections::BinaryHeap;
+
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
@@ -59,51 +61,104 @@ impl Due<'_> {
 }
 
 /// What the judgement step leaves for scheduling.
-#[derive(Default)]
 pub(super) struct Pending<'a> {
-    pub(super) due: Vec<Due<'a>>,
+    /// The `allowance` oldest due refreshes met so far, the newest of them on top: the
+    /// only ones written this cycle (a bounded heap, where all 9,700 due at 10,000
+    /// workers used to be kept and then selected from, comparing names on equal
+    /// heartbeats: 4-6% of a cycle).
+    kept: BinaryHeap<Oldest<'a>>,
+    allowance: usize,
+    /// Refreshes due this cycle, written or not.
+    due: usize,
+    /// Due refreshes left for later cycles.
+    deferred: usize,
     /// Stored heartbeat of every heartbeating worker that is not refreshed or rewritten.
     pub(super) shown: Option<DateTime<Utc>>,
     /// Workers whose Healthy is True.
     pub(super) heartbeating: usize,
 }
 
-impl Pending<'_> {
-    pub(super) fn show(&mut self, heartbeat: DateTime<Utc>) {
-        self.shown = Some(self.shown.map_or(heartbeat, |s| s.min(heartbeat)));
+/// A due refresh ordered by its key: oldest shown heartbeat first (never shown before
+/// all), then by name.
+struct Oldest<'a>(Due<'a>);
+
+impl PartialEq for Oldest<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
     }
 }
 
-/// The refreshes written this cycle (at most `allowance`, oldest first) and the stats.
+impl Eq for Oldest<'_> {}
+
+impl PartialOrd for Oldest<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Oldest<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(&other.0.key())
+    }
+}
+
+impl<'a> Pending<'a> {
+    /// Room for `allowance` refreshes this cycle.
+    pub(super) fn new(allowance: usize) -> Self {
+        Self {
+            kept: BinaryHeap::with_capacity(allowance.min(1024)),
+            allowance,
+            due: 0,
+            deferred: 0,
+            shown: None,
+            heartbeating: 0,
+        }
+    }
+
+    pub(super) fn show(&mut self, heartbeat: DateTime<Utc>) {
+        self.shown = Some(self.shown.map_or(heartbeat, |s| s.min(heartbeat)));
+    }
+
+    /// A due refresh: kept if it is among the `allowance` oldest so far; the one it
+    /// displaces (or itself) waits, and its stored heartbeat stays shown.
+    pub(super) fn push_due(&mut self, due: Due<'a>) {
+        self.due += 1;
+        if self.kept.len() < self.allowance {
+            self.kept.push(Oldest(due));
+            return;
+        }
+        let waits = match self.kept.peek_mut() {
+            Some(mut newest) if due.key() < newest.0.key() => std::mem::replace(&mut newest.0, due),
+            _ => due,
+        };
+        self.deferred += 1;
+        if let Some(old) = waits.old {
+            self.show(old);
+        }
+    }
+}
+
+/// The refreshes written this cycle (the kept ones, oldest first) and the stats.
 pub(super) fn schedule(
-    mut p: Pending,
-    allowance: usize,
+    p: Pending,
     db_now: Option<DateTime<Utc>>,
     config: &PlanConfig,
 ) -> (Vec<Refresh>, RefreshStats) {
-    let allowed = p.due.len().min(allowance);
-    // Only the first `allowed` need their order: select them, then sort those.
-    if allowed > 0 && allowed < p.due.len() {
-        p.due
-            .select_nth_unstable_by(allowed - 1, |a, b| a.key().cmp(&b.key()));
-    }
-    let mut deferred = p.due.split_off(allowed);
-    p.due.sort_by(|a, b| a.key().cmp(&b.key()));
-    for d in &mut deferred {
-        if let Some(old) = d.old {
-            p.show(old);
-        }
-    }
     let mut stats = RefreshStats {
-        due: p.due.len() + deferred.len(),
-        deferred: deferred.len(),
+        due: p.due,
+        deferred: p.deferred,
         interval_secs: interval_secs(config, p.heartbeating),
         ..RefreshStats::default()
     };
     if let (Some(now), Some(oldest)) = (db_now, p.shown) {
         stats.oldest_shown_age_secs = ((now - oldest).num_milliseconds() as f64 / 1000.0).max(0.0);
     }
-    let refreshes = p.due.into_iter().filter_map(Due::into_refresh).collect();
+    let refreshes = p
+        .kept
+        .into_sorted_vec()
+        .into_iter()
+        .filter_map(|o| o.0.into_refresh())
+        .collect();
     (refreshes, stats)
 }
 

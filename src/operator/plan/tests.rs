@@ -824,7 +824,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
             refresh_allowance: 1,
         };
         let fresh = plan(&input, &config());
-        let before = memos.by_uid_len();
+        let before = memos.len();
         let remembered = plan_with(&input, &config(), &mut memos);
         memo_hits += usize::from(before > 0);
         assert_eq!(format!("{remembered:?}"), format!("{fresh:?}"), "at {s} s");
@@ -837,7 +837,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
     }
     assert!(memo_hits > 60, "the memo was used ({memo_hits} cycles)");
     // And it held something worth holding: every worker but the ones just written.
-    assert!(memos.by_uid_len() >= 4, "{}", memos.by_uid_len());
+    assert!(memos.len() >= 4, "{}", memos.len());
 }
 
 // ---- the steps, one at a time ----
@@ -910,10 +910,7 @@ fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
     let c = Cycle::new(&i, &config);
     let why: Vec<Option<String>> = workers
         .iter()
-        .map(|w| {
-            let row = c.rows.get(w.spec.node_id.as_str()).copied();
-            gc::collect(&c, w, row, None).map(|d| d.why)
-        })
+        .map(|w| gc::collect(&c, w, c.node(&w.spec.node_id), None).map(|d| d.why))
         .collect();
     assert_eq!(
         why,
@@ -937,16 +934,16 @@ fn step_refresh_scheduling_writes_the_oldest_within_the_allowance() {
             ..Default::default()
         })
         .collect();
-    let mut pending = refresh::Pending::default();
+    let mut pending = refresh::Pending::new(2);
     for (w, st) in workers.iter().zip(&stored) {
-        pending.due.push(refresh::Due {
+        pending.push_due(refresh::Due {
             old: st.heartbeat_at,
             worker: w,
             status: refresh::DueStatus::Stored(st, t(100)),
         });
     }
     pending.heartbeating = 4000;
-    let (refreshes, stats) = refresh::schedule(pending, 2, Some(t(100)), &config());
+    let (refreshes, stats) = refresh::schedule(pending, Some(t(100)), &config());
     let names: Vec<&str> = refreshes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["w00001", "w00002"]);
     assert!(
@@ -959,6 +956,49 @@ fn step_refresh_scheduling_writes_the_oldest_within_the_allowance() {
     assert_eq!(stats.oldest_shown_age_secs, 70.0);
     // 4,000 heartbeating workers at 20/s: 200 s round the fleet.
     assert_eq!(stats.interval_secs, 200.0);
+}
+
+/// The bounded heap of due refreshes writes what sorting every due one and cutting at
+/// the allowance writes, in the same order, for any arrival order (equal heartbeats
+/// ordered by name), and defers and shows the rest the same way.
+#[test]
+fn step_refresh_scheduling_keeps_the_oldest_whatever_the_arrival_order() {
+    let workers = fleet_of(60);
+    // Many equal heartbeats (workers discovered in the same second), one never shown.
+    let stored: Vec<AmpWorkerStatus> = (0..60)
+        .map(|i| AmpWorkerStatus {
+            heartbeat_at: (i != 17).then(|| t(((i * 37) % 7) as i64)),
+            ..Default::default()
+        })
+        .collect();
+    let order: Vec<usize> = (0..60).map(|i| (i * 43) % 60).collect();
+    for allowance in [0, 1, 5, 59, 60, 100] {
+        let mut pending = refresh::Pending::new(allowance);
+        for &i in &order {
+            pending.push_due(refresh::Due {
+                old: stored[i].heartbeat_at,
+                worker: &workers[i],
+                status: refresh::DueStatus::Stored(&stored[i], t(100)),
+            });
+        }
+        let (refreshes, stats) = refresh::schedule(pending, Some(t(100)), &config());
+        let mut all: Vec<(Option<DateTime<Utc>>, String)> = (0..60)
+            .map(|i| (stored[i].heartbeat_at, workers[i].name_any()))
+            .collect();
+        all.sort();
+        let expected: Vec<&str> = all
+            .iter()
+            .take(allowance)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let names: Vec<&str> = refreshes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, expected, "allowance {allowance}");
+        let deferred = 60 - allowance.min(60);
+        assert_eq!((stats.due, stats.deferred), (60, deferred));
+        let oldest_deferred = all.iter().skip(allowance).filter_map(|(hb, _)| *hb).min();
+        let age = oldest_deferred.map_or(0.0, |hb| (t(100) - hb).num_seconds() as f64);
+        assert_eq!(stats.oldest_shown_age_secs, age, "allowance {allowance}");
+    }
 }
 
 #[test]
