@@ -90,10 +90,10 @@ impl From<WorkerRow> for Worker {
             info: WorkerInfo {
                 version: row.info.version,
                 commit_sha: row.info.commit_sha,
-                // The wire promises whole-second `Z` date-times (jq's `fromdateiso8601`
-                // rejects fractions), whatever the row decoder already did: vergen and Amp
-                // write nine fractional digits. Free text stays as the worker wrote it.
-                commit_timestamp: row.info.commit_timestamp.as_deref().map(normalize),
+                // The row decoder already normalised `commit_timestamp`
+                // (`metadata_db::WorkerInfo::from_json`); a date-time in `build_date` is
+                // served in the same whole-second `Z` form (a date stays as written).
+                commit_timestamp: row.info.commit_timestamp,
                 build_date: row.info.build_date.as_deref().map(normalize),
             },
             created_at: truncate(row.created_at),
@@ -137,13 +137,12 @@ mod tests {
 
     #[test]
     fn reported_date_times_are_served_in_whole_seconds_and_free_text_as_is() {
+        // As read from the DB: through the row decoder, which normalises commit_timestamp.
         let row = |commit_timestamp: &str, build_date: &str| WorkerRow {
             node_id: "worker-01".into(),
-            info: crate::metadata_db::WorkerInfo {
-                commit_timestamp: Some(commit_timestamp.into()),
-                build_date: Some(build_date.into()),
-                ..Default::default()
-            },
+            info: crate::metadata_db::WorkerInfo::from_json(&serde_json::json!({
+                "commit_timestamp": commit_timestamp, "build_date": build_date
+            })),
             created_at: DateTime::UNIX_EPOCH,
             registered_at: DateTime::UNIX_EPOCH,
             heartbeat_at: DateTime::UNIX_EPOCH,

@@ -93,8 +93,9 @@ impl WorkerInfo {
         Self {
             version: field("version"),
             commit_sha: field("commit_sha"),
-            // Amp writes 9 fractional digits and `±HH:MM`; every reader shows the
-            // contract's whole-second `Z` form (jq's `fromdateiso8601` parses only that).
+            // Amp writes 9 fractional digits and `±HH:MM`; every reader (the Admin API,
+            // the operator's status) shows the contract's whole-second `Z` form (jq's
+            // `fromdateiso8601` parses only that). Free text stays as written.
             commit_timestamp: field("commit_timestamp")
                 .as_deref()
                 .map(crate::timestamps::normalize),
@@ -216,6 +217,13 @@ mod tests {
         // Not a timestamp: shown as written.
         let odd = WorkerInfo::from_json(&json!({"commit_timestamp": "yesterday"}));
         assert_eq!(odd.commit_timestamp.as_deref(), Some("yesterday"));
+        let ts = |reported: &str| {
+            WorkerInfo::from_json(&json!({"commit_timestamp": reported})).commit_timestamp
+        };
+        assert_eq!(
+            ts("2026-11-23T11:38:36.999+01:00").as_deref(),
+            Some("2026-11-23T10:38:36Z")
+        );
     }
 
     #[test]

@@ -162,11 +162,9 @@ fn build_info(info: &WorkerInfo) -> WorkerBuildInfo {
     WorkerBuildInfo {
         version: info.version.clone(),
         commit_sha: info.commit_sha.clone(),
-        // The same whole-second `Z` form as every other timestamp in the status.
-        commit_timestamp: info
-            .commit_timestamp
-            .as_deref()
-            .map(crate::timestamps::normalize),
+        // Already in the whole-second `Z` form, like every other timestamp in the
+        // status: the row decoder normalises it (`metadata_db::WorkerInfo::from_json`).
+        commit_timestamp: info.commit_timestamp.clone(),
         build_date: info.build_date.clone(),
     }
 }
