@@ -199,7 +199,14 @@ pub async fn connect_pool(
     application_name: &str,
     max_connections: u32,
 ) -> Result<PgPool, DbError> {
-    let options = connect_options(url, application_name)?;
+    pool_with(connect_options(url, application_name)?, url, max_connections).await
+}
+
+async fn pool_with(
+    options: PgConnectOptions,
+    url: &str,
+    max_connections: u32,
+) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -234,7 +241,9 @@ pub async fn connect_pool_waiting(
         match attempt {
             Ok(conn) => {
                 let _ = conn.close().await;
-                return connect_pool(url, application_name, max_connections).await;
+                // The options parsed above: parsing again would log each ignored URL
+                // parameter twice.
+                return pool_with(options, url, max_connections).await;
             }
             Err(err) if err.is_permanent() || left <= pause => return Err(err),
             Err(_) => {
