@@ -48,6 +48,7 @@ fn assert_worker_stops(url: &str, why: &str) {
         !stderr.contains(" at line "),
         "PostgreSQL's source line leaked: {stderr}"
     );
+    assert_eq!(stderr.matches(why).count(), 1, "reported once: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

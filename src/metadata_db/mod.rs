@@ -199,7 +199,12 @@ pub async fn connect_pool(
     application_name: &str,
     max_connections: u32,
 ) -> Result<PgPool, DbError> {
-    pool_with(connect_options(url, application_name)?, url, max_connections).await
+    pool_with(
+        connect_options(url, application_name)?,
+        url,
+        max_connections,
+    )
+    .await
 }
 
 async fn pool_with(

@@ -172,8 +172,8 @@ pub async fn run(
         match session(&config, &probes, &shutdown, &mut memory, &mut backoff).await {
             Ended::Shutdown => return Ok(()),
             Ended::Fatal(err) => return Err(err),
-            Ended::Failed { step, err } if err.is_permanent() => {
-                tracing::error!(node_id = node, step, op = err.op(), error = %err, "cannot run: waiting will not fix this");
+            // Reported once, by the caller's `error:` line (and termination message).
+            Ended::Failed { err, .. } | Ended::Lost(err) if err.is_permanent() => {
                 return Err(WorkerError::Db(err));
             }
             Ended::Failed { step, err } => {
@@ -184,10 +184,6 @@ pub async fn run(
                 if sleep_or_cancel(&shutdown, delay).await {
                     return Ok(());
                 }
-            }
-            Ended::Lost(err) if err.is_permanent() => {
-                tracing::error!(node_id = node, op = err.op(), error = %err, "lost the metadata DB session: waiting will not fix this");
-                return Err(WorkerError::Db(err));
             }
             Ended::Lost(err) => {
                 // Dropping the connection is enough: the server releases session locks.
