@@ -77,6 +77,13 @@ impl OperatorMetrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = cause;
     }
 
+    /// The outcome of a snapshot read: `metadata_db_up` and the cause `/readyz` says,
+    /// set together so they cannot disagree.
+    pub fn record_metadata_db_read(&self, cause: Option<&'static str>) {
+        self.metadata_db_up.set(i64::from(cause.is_none()));
+        self.set_metadata_db_cause(cause);
+    }
+
     /// Why the metadata DB could not be read last cycle.
     pub fn metadata_db_cause(&self) -> Option<&'static str> {
         *self

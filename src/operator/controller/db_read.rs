@@ -53,8 +53,7 @@ impl DbReader {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(OperatorSnapshot { db_now, rows }) => {
-                metrics.metadata_db_up.set(1);
-                metrics.set_metadata_db_cause(None);
+                metrics.record_metadata_db_read(None);
                 self.outage_cause = None;
                 if let Some(since) = self.outage_since.take() {
                     tracing::info!(down_since = %crate::timestamps::format_timestamp(&since), "metadata DB readable again");
@@ -77,8 +76,7 @@ impl DbReader {
                 )
             }
             Err(err) => {
-                metrics.metadata_db_up.set(0);
-                metrics.set_metadata_db_cause(Some(err.summary().unwrap_or("unknown cause")));
+                metrics.record_metadata_db_read(Some(err.summary().unwrap_or("unknown cause")));
                 let cause = err.summary();
                 if self.outage_since.is_none() {
                     self.outage_since = Some(self.last_ok_db_now.unwrap_or_else(Utc::now));
