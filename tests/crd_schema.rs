@@ -349,6 +349,7 @@ fn fleet_conditions_list_every_type_status_and_reason() {
     let listed = documented_reasons(&conditions_description("AmpWorkerFleet"));
     let stalled: &[&str] = &[
         "VersionMismatch",
+        "WorkersCrashing",
         "ProgressDeadlineExceeded",
         "InvalidSelector",
     ];
@@ -357,7 +358,7 @@ fn fleet_conditions_list_every_type_status_and_reason() {
         (
             "Ready",
             "False",
-            &["RolloutInProgress", "WaitingForWorkers"],
+            &["RolloutInProgress", "WorkersUnavailable", "WaitingForWorkers"],
         ),
         ("Ready", "False", stalled),
         ("Ready", "Unknown", &["MetadataDbUnavailable"]),
@@ -366,6 +367,8 @@ fn fleet_conditions_list_every_type_status_and_reason() {
             "True",
             &[
                 "RolloutInProgress",
+                "WorkersUnavailable",
+                "WorkersCrashing",
                 "WaitingForWorkers",
                 "MetadataDbUnavailable",
             ],

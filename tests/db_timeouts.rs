@@ -197,6 +197,7 @@ async fn the_operator_shows_unknown_within_poll_interval_plus_timeout_on_a_black
                 status_refresh: chrono::Duration::seconds(60),
                 gc_after: None,
                 gc_stopped_after: None,
+                heartbeat_timeout_secs: 30,
                 refresh_budget: 20.0,
             },
             write_concurrency: 8,

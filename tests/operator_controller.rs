@@ -48,6 +48,7 @@ fn controller(fake: &FakeApiServer, pool: &PgPool) -> Reconciler {
                 refresh_budget: 20.0,
                 gc_after: Some(chrono::Duration::hours(24)),
                 gc_stopped_after: Some(chrono::Duration::minutes(15)),
+                heartbeat_timeout_secs: 30,
             },
             // One write at a time: requests arrive in a deterministic order.
             write_concurrency: 1,
@@ -434,6 +435,7 @@ async fn a_rollout_from_v1_to_v2_goes_reconciling_then_ready() {
             selector: None,
             min_ready: None,
             progress_deadline_seconds: Some(600),
+            ..Default::default()
         },
     );
     fake.insert("ampworkerfleets", &fleet);
@@ -665,6 +667,7 @@ fn controller_with_metrics(
                 status_refresh: chrono::Duration::seconds(60),
                 gc_after: Some(chrono::Duration::hours(24)),
                 gc_stopped_after: Some(chrono::Duration::minutes(15)),
+                heartbeat_timeout_secs: 30,
                 refresh_budget: 20.0,
             },
             write_concurrency: 1,

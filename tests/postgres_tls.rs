@@ -100,6 +100,7 @@ fn operator(pool: &PgPool, fake: &FakeApiServer) -> Reconciler {
                 refresh_budget: 20.0,
                 gc_after: None,
                 gc_stopped_after: None,
+                heartbeat_timeout_secs: 30,
             },
             write_concurrency: 1,
             identity: "operator-0".into(),

@@ -33,6 +33,7 @@ fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::J
                 refresh_budget: 20.0,
                 gc_after: None,
                 gc_stopped_after: None,
+                heartbeat_timeout_secs: 30,
             },
             write_concurrency: 8,
             identity: "operator".into(),

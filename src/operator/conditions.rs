@@ -71,6 +71,8 @@ reasons!(
     ProgressDeadlineExceeded,
     RolloutInProgress,
     WaitingForWorkers,
+    WorkersUnavailable,
+    WorkersCrashing,
     Progressing,
 );
 

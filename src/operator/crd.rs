@@ -97,7 +97,9 @@ pub struct AmpWorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<String>,
     /// Seconds without a heartbeat, measured by the metadata DB's clock, after which a
-    /// worker whose process still holds its node id is Stale. 1 to 3600; 30 when omitted.
+    /// worker whose process still holds its node id is Stale. 1 to 3600; when omitted,
+    /// the selecting AmpWorkerFleet's spec.heartbeatTimeoutSeconds, else the operator's
+    /// default (30 unless the operator was configured otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub heartbeat_timeout_seconds: Option<i64>,
@@ -273,7 +275,7 @@ pub struct AmpWorkerStatus {
 }
 
 /// The desired rollout: the version a set of AmpWorkers must run.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[kube(
     group = "amp.io",
     version = "v1alpha1",
@@ -326,6 +328,30 @@ pub struct AmpWorkerFleetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i64>,
+    /// Seconds without a heartbeat, by the metadata DB's clock, after which a selected
+    /// worker whose process still holds its node id is Stale: the timeout of every
+    /// selected AmpWorker that does not set its own spec.heartbeatTimeoutSeconds. 1 to
+    /// 3600; the operator's default (30 unless the operator was configured otherwise) when
+    /// omitted. Amp's scheduler stops assigning jobs to a worker whose heartbeat is 5 s
+    /// old: choose 5 to judge workers as it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub heartbeat_timeout_seconds: Option<i64>,
+    /// Seconds a worker must have been up (since it last registered, by the metadata
+    /// DB's clock) and Ready before it counts as available, as a Deployment's
+    /// minReadySeconds: a version that crashes soon after start never completes a
+    /// rollout. 0 to 3600; 10 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub min_ready_seconds: Option<i64>,
+    /// Seconds after which a stopped worker (no process holds its node id) stops being a
+    /// member: it is retired (scaled down, renamed). Until then it is a member that is not
+    /// Ready, so a worker that should run and does not holds the rollout back. 60 to
+    /// 2592000; 900 when omitted (the default after which the operator also deletes the AmpWorkers it
+    /// discovered for stopped workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 2_592_000))]
+    pub retire_stopped_after_seconds: Option<i64>,
 }
 
 /// How many member workers run one version.
@@ -346,14 +372,16 @@ pub struct AmpWorkerFleetStatus {
     /// than metadata.generation until the operator has judged a spec change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// One word for the STATUS column: Ready (every member is healthy on spec.version
-    /// and at least minReady are); Progressing (the rollout is under way, within the
-    /// progress deadline); Stalled (no progress for progressDeadlineSeconds, or the
-    /// selector is invalid); Unknown (the metadata DB cannot be read).
+    /// One word for the STATUS column: Ready (every member is healthy on spec.version,
+    /// up for minReadySeconds, and at least minReady are); Progressing (a rollout or a
+    /// failed worker, within the progress deadline); Stalled (no progress for
+    /// progressDeadlineSeconds, or the selector is invalid); Unknown (the metadata DB
+    /// cannot be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// How many members the fleet has: selected AmpWorkers that are not Stopped (a
-    /// stopped worker is retired or between runs and is not counted).
+    /// How many members the fleet has: selected AmpWorkers that are not retired. A
+    /// stopped worker is a member that is not Ready until it has been stopped for
+    /// spec.retireStoppedAfterSeconds (or its AmpWorker is deleted).
     #[serde(default)]
     pub workers: i64,
     /// Members whose Ready condition is True: registered, heartbeating and on their
@@ -364,6 +392,18 @@ pub struct AmpWorkerFleetStatus {
     /// UPDATED column).
     #[serde(default)]
     pub updated_workers: i64,
+    /// Members that are updated and have been up and Ready for spec.minReadySeconds:
+    /// the rollout is complete when every member is available.
+    #[serde(default)]
+    pub available_workers: i64,
+    /// Members whose worker stopped shortly after it started (its last run was under a
+    /// minute): a crash, or a crash loop when it keeps happening.
+    #[serde(default)]
+    pub crashed_workers: i64,
+    /// Selected workers stopped longer than spec.retireStoppedAfterSeconds: no longer
+    /// members, not counted anywhere else.
+    #[serde(default)]
+    pub retired_workers: i64,
     /// readyWorkers/workers, e.g. 2/3 (the READY column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_summary: Option<String>,
@@ -397,30 +437,37 @@ pub struct AmpWorkerFleetStatus {
     /// Argo CD and Flux). Each type, then its possible status, reason and meaning:
     ///
     /// Ready: the rollout is complete.
-    /// - True RolloutComplete: every member is healthy on spec.version and at least
-    ///   minReady are.
-    /// - False RolloutInProgress: the rollout is under way, within the progress deadline;
-    ///   the message names workers that are not ready.
+    /// - True RolloutComplete: every member is healthy on spec.version and has been up for
+    ///   minReadySeconds, and at least minReady are.
+    /// - False RolloutInProgress: members still run another version, within the progress
+    ///   deadline; the message names every member that is not ready, with why.
+    /// - False WorkersUnavailable: every member is on spec.version but some are not
+    ///   available (stale, stopped, not registered, just started), within the progress
+    ///   deadline: a worker failed, not a rollout.
+    /// - False WorkersCrashing: a member stopped within a minute of starting (a crash, or
+    ///   a version that crash-loops).
     /// - False WaitingForWorkers: fewer members than minReady, within the progress
     ///   deadline.
     /// - False VersionMismatch: stalled; members still run another version after the
-    ///   progress deadline (the message names up to five).
+    ///   progress deadline (the message names every member that is not ready).
     /// - False ProgressDeadlineExceeded: stalled; all members are on spec.version but not
-    ///   all are healthy (or fewer than minReady) after the progress deadline.
+    ///   all are available (or fewer than minReady) after the progress deadline.
     /// - False InvalidSelector: spec.selector cannot be parsed (the fleet selects
     ///   nothing).
     /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read, so worker health
     ///   is unknown.
     ///
     /// Reconciling: the operator expects the fleet to move on by itself.
-    /// - True RolloutInProgress or WaitingForWorkers: as for Ready.
+    /// - True RolloutInProgress, WorkersUnavailable, WorkersCrashing or
+    ///   WaitingForWorkers: as for Ready.
     /// - True MetadataDbUnavailable: waiting for the metadata DB to be readable again.
     /// - False RolloutComplete: nothing left to do.
-    /// - False VersionMismatch, ProgressDeadlineExceeded or InvalidSelector: stalled (see
-    ///   Stalled).
+    /// - False VersionMismatch, WorkersCrashing, ProgressDeadlineExceeded or
+    ///   InvalidSelector: stalled (see Stalled).
     ///
     /// Stalled: only a user can move the fleet on.
-    /// - True VersionMismatch, ProgressDeadlineExceeded or InvalidSelector: as for Ready.
+    /// - True VersionMismatch, WorkersCrashing, ProgressDeadlineExceeded or
+    ///   InvalidSelector: as for Ready.
     /// - False Progressing: within the progress deadline.
     /// - False RolloutComplete: the rollout is complete.
     /// - False MetadataDbUnavailable: the metadata DB cannot be read.

@@ -71,9 +71,18 @@ pub struct FleetInputs<'a> {
     pub selector_error: Option<&'a str>,
     /// Wall clock: progress deadline and `lastTransitionTime`.
     pub now: DateTime<Utc>,
+    /// The metadata DB's clock when it was read this cycle: how long members have been up
+    /// or stopped (their timestamps are on that clock).
+    pub db_now: Option<DateTime<Utc>>,
     /// Why the metadata DB cannot be read when TLS to it failed (see `DbView`).
     pub db_failure: Option<&'a str>,
 }
+
+/// A stopped worker whose last run was shorter than this crashed (or was stopped right
+/// after it started): a version that crash-loops is seen as such, not as a clean stop.
+pub const CRASH_RUN_SECS: i64 = 60;
+pub const DEFAULT_MIN_READY_SECS: i64 = 10;
+pub const DEFAULT_RETIRE_STOPPED_AFTER_SECS: i64 = 900;
 
 /// The few facts of a selected worker a fleet is judged by (no status is cloned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,25 +91,85 @@ pub struct Member<'a> {
     /// The reported version, if known.
     pub version: Option<&'a str>,
     pub stopped: bool,
+    /// A process holds the node id but does not heartbeat.
+    pub stale: bool,
+    /// No row for the node id.
+    pub not_registered: bool,
     pub ready: bool,
     /// Registered and Healthy.
     pub healthy: bool,
     /// Healthy is Unknown (the metadata DB cannot be read).
     pub health_unknown: bool,
+    /// When its process last registered (DB clock).
+    pub registered_at: Option<DateTime<Utc>>,
+    /// When a stopped worker last heartbeat (DB clock); None while it runs.
+    pub stopped_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> Member<'a> {
     /// The facts of a worker's (desired) status.
     pub fn of(w: &'a AmpWorkerStatus) -> Self {
         let is = |t| condition_status(&w.conditions, t);
+        let state = w.state.as_deref();
+        let stopped = state == Some("Stopped");
         Self {
             node_id: w.node_id.as_deref().unwrap_or_default(),
             version: w.info.as_ref().and_then(|i| i.version.as_deref()),
-            stopped: w.state.as_deref() == Some("Stopped"),
+            stopped,
+            stale: state == Some("Stale"),
+            not_registered: state == Some("NotRegistered"),
             ready: is(READY) == Some(ConditionStatus::True),
             healthy: is(REGISTERED) == Some(ConditionStatus::True)
                 && is(HEALTHY) == Some(ConditionStatus::True),
             health_unknown: is(HEALTHY) == Some(ConditionStatus::Unknown),
+            registered_at: w.registered_at,
+            stopped_at: if stopped { w.heartbeat_at } else { None },
+        }
+    }
+
+    /// Stopped within [`CRASH_RUN_SECS`] of its last start.
+    fn crashed(&self) -> bool {
+        match (self.stopped_at, self.registered_at) {
+            (Some(stopped), Some(started)) => (stopped - started).num_seconds() < CRASH_RUN_SECS,
+            _ => false,
+        }
+    }
+}
+
+/// Why a member is not available, in the order a message lists them (the most urgent
+/// first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Crashed,
+    Stopped,
+    NotRegistered,
+    Stale,
+    VersionMismatch,
+    /// Healthy on the version, but up for less than minReadySeconds.
+    Starting,
+    NotReady,
+}
+
+impl Cause {
+    const ALL: [Cause; 7] = [
+        Cause::Crashed,
+        Cause::Stopped,
+        Cause::NotRegistered,
+        Cause::Stale,
+        Cause::VersionMismatch,
+        Cause::Starting,
+        Cause::NotReady,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Cause::Crashed => "crashed",
+            Cause::Stopped => "stopped",
+            Cause::NotRegistered => "not registered",
+            Cause::Stale => "stale",
+            Cause::VersionMismatch => "version mismatch",
+            Cause::Starting => "starting",
+            Cause::NotReady => "unhealthy",
         }
     }
 }
@@ -110,62 +179,125 @@ impl<'a> Member<'a> {
 #[derive(Debug, Clone)]
 pub struct FleetTally {
     expected: String,
-    /// Members: selected workers that are not stopped (a stopped worker is retired or
-    /// between runs; the fleet judges the workers that run, minReady still guards).
+    db_now: Option<DateTime<Utc>>,
+    min_ready_secs: i64,
+    retire_after_secs: i64,
+    /// Members: selected workers that are not retired (a stopped worker is a member that
+    /// is not ready until it has been stopped for the retirement delay).
     total: i64,
     ready: i64,
     /// Healthy members on the expected version.
     updated: i64,
-    /// Any selected worker (stopped or not) whose health is Unknown.
+    /// Updated members up for at least minReadySeconds.
+    available: i64,
+    crashed: i64,
+    retired: i64,
+    /// Any selected worker (retired or not) whose health is Unknown.
     db_unknown: bool,
     /// foldhash: one lookup per selected worker per cycle.
     versions: foldhash::HashMap<String, i64>,
     /// Not on the expected version: the first ids (what the status lists), and a count.
     mismatched: Smallest,
-    /// Not ready: the first ids (what a message names), and a count.
-    not_ready: Smallest,
+    /// Members that are not available, by cause (as [`Cause::ALL`]): the first ids (what
+    /// a message names), and a count.
+    causes: [Smallest; 7],
 }
 
 impl FleetTally {
-    pub fn new(expected: &str) -> Self {
+    pub fn new(spec: &AmpWorkerFleetSpec, db_now: Option<DateTime<Utc>>) -> Self {
         Self {
-            expected: expected.to_owned(),
+            expected: spec.version.clone(),
+            db_now,
+            min_ready_secs: spec.min_ready_seconds.unwrap_or(DEFAULT_MIN_READY_SECS),
+            retire_after_secs: spec
+                .retire_stopped_after_seconds
+                .unwrap_or(DEFAULT_RETIRE_STOPPED_AFTER_SECS),
             total: 0,
             ready: 0,
             updated: 0,
+            available: 0,
+            crashed: 0,
+            retired: 0,
             db_unknown: false,
             versions: foldhash::HashMap::default(),
             mismatched: Smallest::new(MAX_LISTED_MISMATCHED),
-            not_ready: Smallest::new(MESSAGE_NODE_IDS),
+            causes: std::array::from_fn(|_| Smallest::new(MESSAGE_NODE_IDS)),
         }
     }
 
     pub fn add(&mut self, m: &Member) {
         self.db_unknown |= m.health_unknown;
-        if m.stopped {
+        if self.retired(m) {
+            self.retired += 1;
             return;
         }
         let version = m.version.unwrap_or("unknown");
+        let updated = m.healthy && version == self.expected;
+        let available = updated && self.up_long_enough(m);
         self.total += 1;
         self.ready += i64::from(m.ready);
-        self.updated += i64::from(m.healthy && version == self.expected);
+        self.updated += i64::from(updated);
+        self.available += i64::from(available);
+        self.crashed += i64::from(m.stopped && m.crashed());
+        self.count_version(version);
+        if version != self.expected {
+            self.mismatched.push(m.node_id);
+        }
+        if !available {
+            let cause = self.cause(m, version);
+            self.causes[Cause::ALL.iter().position(|c| *c == cause).unwrap_or(6)].push(m.node_id);
+        }
+    }
+
+    fn count_version(&mut self, version: &str) {
         match self.versions.get_mut(version) {
             Some(count) => *count += 1,
             None => {
                 self.versions.insert(version.to_owned(), 1);
             }
         }
-        if version != self.expected {
-            self.mismatched.push(m.node_id);
+    }
+
+    /// Stopped longer than the retirement delay (by the DB clock).
+    fn retired(&self, m: &Member) -> bool {
+        match (self.db_now, m.stopped_at) {
+            (Some(now), Some(at)) => (now - at).num_seconds() > self.retire_after_secs,
+            _ => false,
         }
-        if !m.ready {
-            self.not_ready.push(m.node_id);
+    }
+
+    /// Up since its last registration for minReadySeconds (by the DB clock; when either
+    /// time is unknown, its health verdict alone decides).
+    fn up_long_enough(&self, m: &Member) -> bool {
+        match (self.db_now, m.registered_at) {
+            (Some(now), Some(at)) => (now - at).num_seconds() >= self.min_ready_secs,
+            _ => true,
+        }
+    }
+
+    fn cause(&self, m: &Member, version: &str) -> Cause {
+        if m.stopped {
+            if m.crashed() {
+                Cause::Crashed
+            } else {
+                Cause::Stopped
+            }
+        } else if m.not_registered {
+            Cause::NotRegistered
+        } else if m.stale {
+            Cause::Stale
+        } else if version != self.expected {
+            Cause::VersionMismatch
+        } else if m.healthy {
+            Cause::Starting
+        } else {
+            Cause::NotReady
         }
     }
 }
 
 pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
-    let mut tally = FleetTally::new(&i.spec.version);
+    let mut tally = FleetTally::new(i.spec, i.db_now);
     for w in i.workers {
         tally.add(&Member::of(w));
     }
@@ -205,8 +337,8 @@ pub fn fleet_status_from(i: &FleetJudged, tally: FleetTally) -> AmpWorkerFleetSt
     let prev = i.previous.cloned().unwrap_or_default();
     let complete = i.selector_error.is_none()
         && !tally.db_unknown
-        && tally.updated == tally.total
-        && tally.updated >= min_ready(i.spec);
+        && tally.available == tally.total
+        && tally.available >= min_ready(i.spec);
     let last_progress = last_progress(i, &prev, &tally, complete);
     let phase = phase(i, &tally, complete, last_progress);
     let deadline = deadline_secs(i.spec);
@@ -224,6 +356,9 @@ pub fn fleet_status_from(i: &FleetJudged, tally: FleetTally) -> AmpWorkerFleetSt
         workers: tally.total,
         ready_workers: tally.ready,
         updated_workers: tally.updated,
+        available_workers: tally.available,
+        crashed_workers: tally.crashed,
+        retired_workers: tally.retired,
         ready_summary: Some(format!("{}/{}", tally.ready, tally.total)),
         versions,
         unlisted_version_workers,
@@ -246,8 +381,9 @@ fn deadline_secs(spec: &AmpWorkerFleetSpec) -> i64 {
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS)
 }
 
-/// The deadline runs from the last progress: a new spec, more updated workers, or the
-/// moment a complete fleet stopped being complete (a worker died, a new one joined).
+/// The deadline runs from the last progress: a new spec, more updated or available
+/// workers, or the moment a complete fleet stopped being complete (a worker died, a new
+/// one joined).
 fn last_progress(
     i: &FleetJudged,
     prev: &AmpWorkerFleetStatus,
@@ -257,7 +393,10 @@ fn last_progress(
     let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
     let generation_changed = prev.observed_generation != i.generation;
     let fell_incomplete = was_complete && !complete;
-    let progressed = generation_changed || tally.updated > prev.updated_workers || fell_incomplete;
+    let progressed = generation_changed
+        || tally.updated > prev.updated_workers
+        || tally.available > prev.available_workers
+        || fell_incomplete;
     match prev.last_progress_time {
         Some(t) if !progressed => t,
         _ => i.now,
@@ -285,35 +424,94 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
             super::status::unreadable_message(i.db_failure)
         ));
     }
-    let mut progress_msg = format!(
-        "{} of {total} workers run {expected} and are healthy",
-        t.updated
-    );
-    if !t.not_ready.is_empty() {
-        progress_msg.push_str(&format!("; not ready: {}", first_names(&t.not_ready)));
-    }
-    if (i.now - last_progress).num_seconds() <= deadline {
-        return if total < min_ready {
-            let msg = format!("{total} workers selected, minReady is {min_ready}");
-            Phase::Progressing(Reason::WaitingForWorkers, msg)
-        } else {
-            Phase::Progressing(Reason::RolloutInProgress, progress_msg)
-        };
-    }
-    if !t.mismatched.is_empty() {
-        let msg = format!(
-            "{} of {total} workers not on {expected} after {deadline}s: {}",
-            t.mismatched.count(),
-            first_names(&t.mismatched)
-        );
-        return Phase::Stalled(Reason::VersionMismatch, msg);
-    }
-    let msg = if total < min_ready {
-        format!("{total} workers selected, minReady is {min_ready}; no progress for {deadline}s")
+    let too_few = total < min_ready;
+    let msg = if too_few {
+        format!(
+            "{total} workers selected, minReady is {min_ready}{}",
+            not_ready(t)
+        )
     } else {
-        format!("{progress_msg}; no progress for {deadline}s")
+        progress_message(t)
     };
-    Phase::Stalled(Reason::ProgressDeadlineExceeded, msg)
+    let within = (i.now - last_progress).num_seconds() <= deadline;
+    let reason = if t.crashed > 0 {
+        Reason::WorkersCrashing
+    } else if !t.mismatched.is_empty() {
+        if within {
+            Reason::RolloutInProgress
+        } else {
+            Reason::VersionMismatch
+        }
+    } else if too_few {
+        if within {
+            Reason::WaitingForWorkers
+        } else {
+            Reason::ProgressDeadlineExceeded
+        }
+    } else if within {
+        Reason::WorkersUnavailable
+    } else {
+        Reason::ProgressDeadlineExceeded
+    };
+    if within {
+        Phase::Progressing(reason, msg)
+    } else {
+        Phase::Stalled(reason, format!("{msg}; no progress for {deadline}s"))
+    }
+}
+
+/// `2 of 3 workers run v2 and are healthy`, then every member that is not available by
+/// cause, then (when no member runs the fleet's version) what they run instead.
+fn progress_message(t: &FleetTally) -> String {
+    let mut msg = format!(
+        "{} of {} workers run {} and are healthy{}",
+        t.updated,
+        t.total,
+        t.expected,
+        not_ready(t)
+    );
+    if t.total > 0 && !t.versions.contains_key(&t.expected) {
+        msg.push_str(&format!(
+            "; no worker runs {}; they run {}",
+            t.expected,
+            most_common_versions(t)
+        ));
+    }
+    msg
+}
+
+/// `; not ready: w1, w2 (stale), w3 (version mismatch)`: each cause's first names.
+fn not_ready(t: &FleetTally) -> String {
+    let groups: Vec<String> = Cause::ALL
+        .iter()
+        .zip(&t.causes)
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(cause, ids)| format!("{} ({})", first_names(ids), cause.label()))
+        .collect();
+    if groups.is_empty() {
+        String::new()
+    } else {
+        format!("; not ready: {}", groups.join(", "))
+    }
+}
+
+/// Versions shown when no member runs the expected one (a typo in spec.version).
+const MESSAGE_VERSIONS: usize = 3;
+
+/// `v1 (3), v0 (1)`: the most common versions, then how many more.
+fn most_common_versions(t: &FleetTally) -> String {
+    let mut all: Vec<(&str, i64)> = t.versions.iter().map(|(v, c)| (v.as_str(), *c)).collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut listed = all
+        .iter()
+        .take(MESSAGE_VERSIONS)
+        .map(|(v, c)| format!("{} ({c})", bounded_version(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MESSAGE_VERSIONS {
+        listed.push_str(&format!(" and {} more", all.len() - MESSAGE_VERSIONS));
+    }
+    listed
 }
 
 /// The first [`MESSAGE_NODE_IDS`] ids, then how many more: messages stay short at any size.
@@ -448,6 +646,43 @@ pub fn fleet_events(
             reason: "RolloutStalled",
             warning: true,
             note: message_of(desired, STALLED),
+        });
+    }
+    events.extend(degraded_events(stored, desired));
+    events
+}
+
+/// One Warning when members start crashing, one when a complete fleet loses a worker
+/// without a new rollout (a crash, a hang): what a person is paged for, once per change.
+fn degraded_events(
+    stored: &AmpWorkerFleetStatus,
+    desired: &AmpWorkerFleetStatus,
+) -> Vec<StatusEvent> {
+    let mut events = Vec::new();
+    if desired.crashed_workers > 0 && stored.crashed_workers == 0 {
+        events.push(StatusEvent {
+            reason: "WorkersCrashing",
+            warning: true,
+            note: format!(
+                "{} worker(s) stopped within {CRASH_RUN_SECS}s of starting: {}",
+                desired.crashed_workers,
+                message_of(desired, READY)
+            ),
+        });
+    }
+    let ready_reason = |s: &AmpWorkerFleetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .and_then(|c| Reason::parse(&c.reason))
+    };
+    if ready_reason(stored) == Some(Reason::RolloutComplete)
+        && ready_reason(desired) == Some(Reason::WorkersUnavailable)
+    {
+        events.push(StatusEvent {
+            reason: "WorkersUnavailable",
+            warning: true,
+            note: message_of(desired, READY),
         });
     }
     events

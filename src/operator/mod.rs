@@ -60,6 +60,11 @@ pub struct OperatorArgs {
     /// its node id lock: scaled down, retired); 0 disables. The row is never deleted.
     #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = crate::cli::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
     pub gc_stopped_after: Duration,
+    /// Heartbeat timeout of workers whose AmpWorker and fleet set none (whole seconds):
+    /// past it a worker whose process holds its node id is Stale. Amp's scheduler stops
+    /// assigning jobs to a worker after 5s.
+    #[arg(long, env = "AMP_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 3_600_000>)]
+    pub heartbeat_timeout: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
     #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]

@@ -225,6 +225,7 @@ fn controller_config(args: &OperatorArgs) -> Result<ReconcilerConfig, OperatorEr
             } else {
                 Some(to_chrono(args.gc_stopped_after, "--gc-stopped-after")?)
             },
+            heartbeat_timeout_secs: args.heartbeat_timeout.as_secs() as i64,
         },
         write_concurrency: args.write_concurrency,
         identity,

@@ -58,6 +58,8 @@ pub struct WorkerInputs<'a> {
     pub spec: &'a AmpWorkerSpec,
     /// Version of the fleet selecting this worker, if any.
     pub fleet_version: Option<&'a str>,
+    /// Seconds without a heartbeat after which it is Stale ([`heartbeat_timeout`]).
+    pub timeout: i64,
     pub previous: Option<&'a AmpWorkerStatus>,
     pub generation: Option<i64>,
     /// Wall clock, only for `lastTransitionTime`.
@@ -94,9 +96,9 @@ pub(crate) fn condition_status(conditions: &[Condition], type_: &str) -> Option<
     find(conditions, type_).map(|c| ConditionStatus::parse(&c.status))
 }
 
-pub fn timeout_secs(spec: &AmpWorkerSpec) -> i64 {
-    spec.heartbeat_timeout_seconds
-        .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT_SECS)
+/// The worker's heartbeat timeout: its own, else its fleet's, else the operator's default.
+pub fn heartbeat_timeout(spec: &AmpWorkerSpec, fleet: Option<i64>, default: i64) -> i64 {
+    spec.heartbeat_timeout_seconds.or(fleet).unwrap_or(default)
 }
 
 /// The expected version: the worker's own spec wins over its fleet.
@@ -174,7 +176,9 @@ fn build_info(info: &WorkerInfo) -> WorkerBuildInfo {
 fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
     match (i.db, i.row) {
         (DbView::Unavailable { .. }, _) => match find(previous, REGISTERED) {
-            Some(c) => Cond {
+            // What was known before the outage; an Unknown of an earlier outage (or an
+            // earlier cause) says this one's cause, like every other condition.
+            Some(c) if Reason::parse(&c.reason) != Some(Reason::MetadataDbUnavailable) => Cond {
                 type_: REGISTERED,
                 status: ConditionStatus::parse(&c.status),
                 // A reason that is not ours (someone edited the status) says only
@@ -182,7 +186,7 @@ fn registered_condition(i: &WorkerInputs, previous: &[Condition]) -> Cond {
                 reason: Reason::parse(&c.reason).unwrap_or(Reason::MetadataDbUnavailable),
                 message: c.message.clone(),
             },
-            None => cond(
+            _ => cond(
                 REGISTERED,
                 ConditionStatus::Unknown,
                 Reason::MetadataDbUnavailable,
@@ -227,9 +231,8 @@ fn healthy_condition(i: &WorkerInputs) -> Cond {
             },
             Some(row),
         ) => {
-            let timeout = timeout_secs(i.spec);
-            let health = judge_health(row, *db_now, *recovered_at, timeout);
-            health_condition(health, row, timeout)
+            let health = judge_health(row, *db_now, *recovered_at, i.timeout);
+            health_condition(health, row, i.timeout)
         }
     }
 }
@@ -498,16 +501,28 @@ pub fn info_cut_events(
     }]
 }
 
+/// Where a worker's expected version comes from: a fleet's rollout is reported by the
+/// fleet (one event per rollout), a worker's own expectedVersion by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedFrom {
+    Worker,
+    Fleet,
+}
+
 /// Events for what changed between the stored and the desired status.
 pub fn transition_events(
     stored: Option<&AmpWorkerStatus>,
     desired: &AmpWorkerStatus,
+    expected_from: ExpectedFrom,
 ) -> Vec<StatusEvent> {
     let Some(stored) = stored else {
         return Vec::new();
     };
     let mut events = health_events(stored, desired);
     events.extend(registration_events(stored, desired));
+    if expected_from == ExpectedFrom::Worker {
+        events.extend(version_events(stored, desired));
+    }
     events
 }
 
@@ -554,7 +569,7 @@ fn health_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<Sta
     events
 }
 
-/// WorkerRestarted, VersionChanged, VersionMismatch (Warning).
+/// WorkerRestarted, VersionChanged.
 fn registration_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
     let node = desired.node_id.as_deref().unwrap_or("?");
     let mut events = Vec::new();
@@ -580,18 +595,24 @@ fn registration_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> V
             note: format!("version changed from {old} to {new}"),
         });
     }
+    events
+}
+
+/// VersionMismatch (Warning), for a worker whose own spec names the version: a fleet's
+/// rollout mismatches every worker for a while, and says so once, on the fleet.
+fn version_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<StatusEvent> {
     if condition_status(&desired.conditions, VERSION_MATCHED) == Some(ConditionStatus::False)
         && condition_status(&stored.conditions, VERSION_MATCHED) != Some(ConditionStatus::False)
     {
-        events.push(StatusEvent {
+        return vec![StatusEvent {
             reason: "VersionMismatch",
             warning: true,
             note: find(&desired.conditions, VERSION_MATCHED)
                 .map(|c| c.message.clone())
                 .unwrap_or_default(),
-        });
+        }];
     }
-    events
+    Vec::new()
 }
 
 #[cfg(test)]

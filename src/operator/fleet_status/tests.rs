@@ -60,6 +60,9 @@ fn spec(version: &str) -> AmpWorkerFleetSpec {
         selector: None,
         min_ready: None,
         progress_deadline_seconds: Some(600),
+        heartbeat_timeout_seconds: None,
+        min_ready_seconds: None,
+        retire_stopped_after_seconds: None,
     }
 }
 
@@ -77,6 +80,7 @@ fn run(
         workers: &refs,
         selector_error: None,
         now,
+        db_now: None,
         db_failure: None,
     })
 }
@@ -167,7 +171,7 @@ fn partly_updated_is_reconciling_with_counts_and_mismatches() {
     assert_eq!(s.mismatched, vec!["w2".to_string(), "w3".to_string()]);
     assert_eq!(
         s.conditions[1].message,
-        "1 of 3 workers run v2 and are healthy; not ready: w2, w3"
+        "1 of 3 workers run v2 and are healthy; not ready: w2, w3 (version mismatch)"
     );
     assert_eq!(
         s.last_progress_time
@@ -203,7 +207,7 @@ fn stale_worker_on_the_right_version_is_not_updated_and_stalls_after_the_deadlin
     );
     assert_eq!(
         past.conditions[2].message,
-        "1 of 2 workers run v2 and are healthy; not ready: w2; no progress for 600s"
+        "1 of 2 workers run v2 and are healthy; not ready: w2 (unhealthy); no progress for 600s"
     );
     assert_eq!(past.state.as_deref(), Some("Stalled"));
 }
@@ -223,14 +227,14 @@ fn mismatch_past_the_deadline_is_stalled_with_version_mismatch() {
     );
     assert_eq!(
         past.conditions[2].message,
-        "1 of 2 workers not on v2 after 600s: w2"
+        "1 of 2 workers run v2 and are healthy; not ready: w2 (version mismatch); no progress for 600s"
     );
     assert_eq!(
         fleet_events(Some(&first), &past, "v2"),
         vec![StatusEvent {
             reason: "RolloutStalled",
             warning: true,
-            note: "1 of 2 workers not on v2 after 600s: w2".into()
+            note: "1 of 2 workers run v2 and are healthy; not ready: w2 (version mismatch); no progress for 600s".into()
         }]
     );
 }
@@ -266,7 +270,7 @@ fn long_mismatch_message_lists_five_ids_and_a_count() {
     let past = run(&spec("v2"), &ws, Some(&first), t(601));
     assert_eq!(
         past.conditions[2].message,
-        "8 of 8 workers not on v2 after 600s: w0, w1, w2, w3, w4 and 3 more"
+        "0 of 8 workers run v2 and are healthy; not ready: w0, w1, w2, w3, w4 and 3 more (version mismatch); no worker runs v2; they run v1 (8); no progress for 600s"
     );
     assert_eq!(past.mismatched.len(), 8);
 }
@@ -321,6 +325,7 @@ fn empty_selector_result_from_an_invalid_selector_is_stalled() {
         workers: &refs,
         selector_error: Some("invalid operator"),
         now: t(0),
+        db_now: None,
         db_failure: None,
     });
     assert_eq!(
@@ -371,6 +376,7 @@ fn a_new_spec_generation_restarts_the_deadline() {
         workers: &[&ws[0]],
         selector_error: None,
         now: t(5000),
+        db_now: None,
         db_failure: None,
     });
     assert_eq!(
@@ -394,6 +400,7 @@ fn rollout_events_started_then_completed() {
         workers: &[&v1[0], &v1[1]],
         selector_error: None,
         now: t(10),
+        db_now: None,
         db_failure: None,
     });
     assert_eq!(
@@ -401,7 +408,7 @@ fn rollout_events_started_then_completed() {
         vec![StatusEvent {
             reason: "RolloutStarted",
             warning: false,
-            note: "rolling out v2: 0 of 2 workers run v2 and are healthy; not ready: w1, w2".into()
+            note: "rolling out v2: 0 of 2 workers run v2 and are healthy; not ready: w1, w2 (version mismatch); no worker runs v2; they run v1 (2)".into()
         }]
     );
     let v2 = [worker("w1", "v2", "True"), worker("w2", "v2", "True")];
@@ -523,30 +530,262 @@ fn the_fleet_object_stays_under_64_kib_at_any_fleet_size() {
     println!("fleet object at 50,000 mismatched workers: {bytes} bytes");
 }
 
+/// A worker that ran from `registered` (seconds) until its last heartbeat at `last`, and
+/// whose lock no process holds now.
+fn stopped_after(node: &str, version: &str, registered: i64, last: i64) -> AmpWorkerStatus {
+    AmpWorkerStatus {
+        registered_at: Some(t(registered)),
+        heartbeat_at: Some(t(last)),
+        ..stopped(node, version)
+    }
+}
+
+/// A healthy worker that registered at `registered` (seconds).
+fn up_since(node: &str, version: &str, registered: i64) -> AmpWorkerStatus {
+    AmpWorkerStatus {
+        registered_at: Some(t(registered)),
+        ..worker(node, version, "True")
+    }
+}
+
+/// [`run`] with the metadata DB's clock at `db_now` seconds.
+fn run_db(
+    spec: &AmpWorkerFleetSpec,
+    workers: &[AmpWorkerStatus],
+    prev: Option<&AmpWorkerFleetStatus>,
+    now: DateTime<Utc>,
+    db_now: i64,
+) -> AmpWorkerFleetStatus {
+    let refs: Vec<&AmpWorkerStatus> = workers.iter().collect();
+    desired_fleet_status(&FleetInputs {
+        spec,
+        generation: Some(1),
+        previous: prev,
+        workers: &refs,
+        selector_error: None,
+        now,
+        db_now: Some(t(db_now)),
+        db_failure: None,
+    })
+}
+
 #[test]
-fn stopped_workers_are_not_members_but_min_ready_still_guards() {
-    // w3 was scaled away on the old version: the fleet judges w1 and w2.
+fn a_stopped_worker_is_a_member_that_is_not_ready_until_it_is_retired() {
+    // w3 was the last on v1; it stopped (a long run: not a crash) before it came back.
     let ws = [
-        worker("w1", "v2", "True"),
-        worker("w2", "v2", "True"),
-        stopped("w3", "v1"),
+        up_since("w1", "v2", 0),
+        up_since("w2", "v2", 0),
+        stopped_after("w3", "v1", 0, 1000),
     ];
-    let s = run(&spec("v2"), &ws, None, t(0));
-    assert_eq!(s.state.as_deref(), Some("Ready"));
-    assert_eq!((s.workers, s.ready_workers, s.updated_workers), (2, 2, 2));
-    assert_eq!(s.mismatched_count, 0);
+    let s = run_db(&spec("v2"), &ws, None, t(0), 1010);
+    assert_eq!(s.state.as_deref(), Some("Progressing"));
+    assert_eq!(conds(&s)[0], c("Ready", "False", "RolloutInProgress"));
     assert_eq!(
-        s.versions,
-        vec![VersionCount {
-            version: "v2".into(),
-            count: 2
-        }]
+        (
+            s.workers,
+            s.ready_workers,
+            s.updated_workers,
+            s.available_workers
+        ),
+        (3, 2, 2, 2)
     );
-    // Every worker stopped: nothing runs, so minReady (1) keeps the fleet from Ready.
-    let all_gone = [stopped("w1", "v2"), stopped("w2", "v2")];
-    let s = run(&spec("v2"), &all_gone, None, t(0));
+    assert_eq!((s.crashed_workers, s.retired_workers), (0, 0));
+    assert_eq!(s.mismatched, vec!["w3".to_string()]);
+    assert_eq!(
+        s.conditions[0].message,
+        "2 of 3 workers run v2 and are healthy; not ready: w3 (stopped)"
+    );
+    // Stopped for exactly the retirement delay (900 s): still a member.
+    let s = run_db(&spec("v2"), &ws, None, t(0), 1900);
+    assert_eq!(s.workers, 3);
+    // One second later it is retired: no longer a member, counted as retired.
+    let s = run_db(&spec("v2"), &ws, None, t(0), 1901);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!(
+        (s.workers, s.retired_workers, s.mismatched_count),
+        (2, 1, 0)
+    );
+    assert_eq!(s.ready_summary.as_deref(), Some("2/2"));
+    // A fleet-level delay.
+    let quick = AmpWorkerFleetSpec {
+        retire_stopped_after_seconds: Some(60),
+        ..spec("v2")
+    };
+    let s = run_db(&quick, &ws, None, t(0), 1061);
+    assert_eq!((s.workers, s.retired_workers), (2, 1));
+    // Every worker retired: minReady (1) keeps the fleet from Ready.
+    let all_gone = [
+        stopped_after("w1", "v2", 0, 100),
+        stopped_after("w2", "v2", 0, 100),
+    ];
+    let s = run_db(&spec("v2"), &all_gone, None, t(0), 5000);
     assert_eq!(s.state.as_deref(), Some("Progressing"));
     assert_eq!(conds(&s)[0], c("Ready", "False", "WaitingForWorkers"));
+    assert_eq!(s.conditions[0].message, "0 workers selected, minReady is 1");
+}
+
+#[test]
+fn a_crash_looping_version_never_completes_and_stalls_at_the_deadline() {
+    // The new version starts, heartbeats for 20 s and dies, over and over.
+    let ws = [
+        up_since("w1", "v2", 0),
+        stopped_after("w2", "v2", 980, 1000),
+    ];
+    let first = run_db(&spec("v2"), &ws, None, t(0), 1005);
+    assert_eq!(
+        conds(&first),
+        vec![
+            c("Ready", "False", "WorkersCrashing"),
+            c("Reconciling", "True", "WorkersCrashing"),
+            c("Stalled", "False", "Progressing"),
+        ]
+    );
+    assert_eq!(first.crashed_workers, 1);
+    assert_eq!(
+        first.conditions[0].message,
+        "1 of 2 workers run v2 and are healthy; not ready: w2 (crashed)"
+    );
+    // Between crashes it is up, but for less than minReadySeconds (10): not available.
+    let restarted = [up_since("w1", "v2", 0), up_since("w2", "v2", 1003)];
+    let s = run_db(&spec("v2"), &restarted, Some(&first), t(5), 1008);
+    assert_eq!(s.state.as_deref(), Some("Progressing"));
+    assert_eq!((s.ready_workers, s.available_workers), (2, 1));
+    assert_eq!(
+        s.conditions[0].message,
+        "2 of 2 workers run v2 and are healthy; not ready: w2 (starting)"
+    );
+    // Crashing again past the deadline: Stalled, naming the crash.
+    let s = run_db(&spec("v2"), &ws, Some(&first), t(601), 1606);
+    assert_eq!(
+        conds(&s),
+        vec![
+            c("Ready", "False", "WorkersCrashing"),
+            c("Reconciling", "False", "WorkersCrashing"),
+            c("Stalled", "True", "WorkersCrashing"),
+        ]
+    );
+    assert_eq!(s.state.as_deref(), Some("Stalled"));
+    assert_eq!(
+        s.conditions[2].message,
+        "1 of 2 workers run v2 and are healthy; not ready: w2 (crashed); no progress for 600s"
+    );
+    // Up for minReadySeconds: available, and the rollout completes.
+    let s = run_db(&spec("v2"), &restarted, Some(&first), t(20), 1013);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!(s.available_workers, 2);
+}
+
+#[test]
+fn min_ready_seconds_is_judged_by_the_db_clock_and_zero_turns_it_off() {
+    let ws = [up_since("w1", "v2", 100)];
+    assert_eq!(
+        run_db(&spec("v2"), &ws, None, t(0), 109).available_workers,
+        0
+    );
+    assert_eq!(
+        run_db(&spec("v2"), &ws, None, t(0), 110).available_workers,
+        1
+    );
+    let none = AmpWorkerFleetSpec {
+        min_ready_seconds: Some(0),
+        ..spec("v2")
+    };
+    let s = run_db(&none, &ws, None, t(0), 100);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+}
+
+#[test]
+fn a_hung_worker_in_a_steady_fleet_is_not_a_rollout_and_every_cause_is_named() {
+    let mut stale = worker("w2", "v2", "False");
+    stale.state = Some("Stale".into());
+    let mut gone = worker("w4", "v2", "False");
+    gone.state = Some("NotRegistered".into());
+    let ws = [
+        up_since("w1", "v2", 0),
+        stale.clone(),
+        stopped_after("w3", "v2", 0, 500),
+        gone,
+    ];
+    let s = run_db(&spec("v2"), &ws, None, t(0), 1000);
+    assert_eq!(
+        conds(&s),
+        vec![
+            c("Ready", "False", "WorkersUnavailable"),
+            c("Reconciling", "True", "WorkersUnavailable"),
+            c("Stalled", "False", "Progressing"),
+        ]
+    );
+    assert_eq!(
+        s.conditions[0].message,
+        "1 of 4 workers run v2 and are healthy; not ready: w3 (stopped), w4 (not registered), w2 (stale)"
+    );
+    // A rollout with a hung worker beside it: stalled on the version, the hang named too.
+    let ws = [worker("w1", "v1", "True"), stale];
+    let first = run_db(&spec("v2"), &ws, None, t(0), 1000);
+    let s = run_db(&spec("v2"), &ws, Some(&first), t(601), 1601);
+    assert_eq!(conds(&s)[2], c("Stalled", "True", "VersionMismatch"));
+    assert_eq!(
+        s.conditions[2].message,
+        "0 of 2 workers run v2 and are healthy; not ready: w2 (stale), w1 (version mismatch); no progress for 600s"
+    );
+}
+
+#[test]
+fn a_version_no_worker_runs_says_what_they_run() {
+    let ws = [
+        worker("a", "v1", "True"),
+        worker("b", "v1", "True"),
+        worker("c", "v0", "True"),
+        worker("d", "v3", "True"),
+        worker("e", "v4", "True"),
+    ];
+    let s = run(&spec("v2-typo"), &ws, None, t(0));
+    assert_eq!(
+        s.conditions[0].message,
+        "0 of 5 workers run v2-typo and are healthy; not ready: a, b, c, d, e (version mismatch); no worker runs v2-typo; they run v1 (2), v0 (1), v3 (1) and 1 more"
+    );
+}
+
+#[test]
+fn crashes_and_a_lost_worker_are_one_warning_each() {
+    let ready = run_db(&spec("v2"), &[up_since("w1", "v2", 0)], None, t(0), 100);
+    assert_eq!(ready.state.as_deref(), Some("Ready"));
+    // The only worker stops after a long run: the fleet is degraded, one Warning.
+    let lost = run_db(
+        &spec("v2"),
+        &[stopped_after("w1", "v2", 0, 200)],
+        Some(&ready),
+        t(1),
+        205,
+    );
+    let evs = fleet_events(Some(&ready), &lost, "v2");
+    assert_eq!(
+        evs,
+        vec![StatusEvent {
+            reason: "WorkersUnavailable",
+            warning: true,
+            note: "0 of 1 workers run v2 and are healthy; not ready: w1 (stopped)".into(),
+        }]
+    );
+    assert!(fleet_events(Some(&lost), &lost, "v2").is_empty());
+    // It comes back and dies within a minute: a crash, one Warning.
+    let crashed = run_db(
+        &spec("v2"),
+        &[stopped_after("w1", "v2", 300, 320)],
+        Some(&lost),
+        t(2),
+        325,
+    );
+    let evs = fleet_events(Some(&lost), &crashed, "v2");
+    assert_eq!(
+        evs,
+        vec![StatusEvent {
+            reason: "WorkersCrashing",
+            warning: true,
+            note: "1 worker(s) stopped within 60s of starting: 0 of 1 workers run v2 and are healthy; not ready: w1 (crashed)".into(),
+        }]
+    );
+    assert!(fleet_events(Some(&crashed), &crashed, "v2").is_empty());
 }
 
 #[test]
@@ -558,7 +797,7 @@ fn messages_name_the_workers_that_keep_the_fleet_from_ready() {
     let s = run(&spec("v2"), &ws, None, t(0));
     assert_eq!(
         s.conditions[0].message,
-        "1 of 8 workers run v2 and are healthy; not ready: w1, w2, w3, w4, w5 and 2 more"
+        "1 of 8 workers run v2 and are healthy; not ready: w1, w2, w3, w4, w5 and 2 more (version mismatch)"
     );
 }
 
@@ -571,7 +810,7 @@ fn a_fleet_created_mid_rollout_announces_it_and_db_outages_are_events() {
         vec![StatusEvent {
             reason: "RolloutStarted",
             warning: false,
-            note: "rolling out v2: 1 of 2 workers run v2 and are healthy; not ready: w1".into()
+            note: "rolling out v2: 1 of 2 workers run v2 and are healthy; not ready: w1 (version mismatch)".into()
         }]
     );
     // A fleet created with every worker on its version: nothing to announce.

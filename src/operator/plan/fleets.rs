@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 
@@ -57,10 +58,10 @@ pub(super) fn fleet_of(
 }
 
 /// One empty tally per fleet, for the judgement step to fill.
-pub(super) fn tallies(fleets: &[FleetSel]) -> Vec<FleetTally> {
+pub(super) fn tallies(fleets: &[FleetSel], db_now: Option<DateTime<Utc>>) -> Vec<FleetTally> {
     fleets
         .iter()
-        .map(|f| FleetTally::new(&f.fleet.spec.version))
+        .map(|f| FleetTally::new(&f.fleet.spec, db_now))
         .collect()
 }
 

@@ -15,8 +15,8 @@ use kube::ResourceExt;
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::super::fleet_status::Member;
 use super::super::status::{
-    ConditionStatus, DbView, Health, WorkerInputs, WriteNeed, desired_status, info_cut_events,
-    judge_health, timeout_secs, transition_events, write_need,
+    ConditionStatus, DbView, ExpectedFrom, Health, WorkerInputs, WriteNeed, desired_status,
+    info_cut_events, judge_health, transition_events, write_need,
 };
 use super::refresh::{Due, DueStatus, Pending, refresh_interval};
 use super::{Cycle, StatusWrite};
@@ -53,6 +53,7 @@ struct Memo {
     heartbeat_at: Option<DateTime<Utc>>,
     recovered_at: Option<DateTime<Utc>>,
     fleet_version: Option<String>,
+    timeout: i64,
     health: Health,
     facts: Facts,
 }
@@ -63,10 +64,14 @@ struct Facts {
     node_id: String,
     version: Option<String>,
     stopped: bool,
+    stale: bool,
+    not_registered: bool,
     /// Registered, Healthy, VersionMatched, Ready.
     conditions: [ConditionStatus; 4],
     /// Registered and Healthy.
     healthy: bool,
+    registered_at: Option<DateTime<Utc>>,
+    stopped_at: Option<DateTime<Utc>>,
 }
 
 impl Facts {
@@ -80,8 +85,12 @@ impl Facts {
             node_id: m.node_id.to_owned(),
             version: m.version.map(str::to_owned),
             stopped: m.stopped,
+            stale: m.stale,
+            not_registered: m.not_registered,
             conditions,
             healthy: m.healthy,
+            registered_at: m.registered_at,
+            stopped_at: m.stopped_at,
         }
     }
 
@@ -90,9 +99,13 @@ impl Facts {
             node_id: &self.node_id,
             version: self.version.as_deref(),
             stopped: self.stopped,
+            stale: self.stale,
+            not_registered: self.not_registered,
             ready: self.conditions[3] == ConditionStatus::True,
             healthy: self.healthy,
             health_unknown: self.conditions[1] == ConditionStatus::Unknown,
+            registered_at: self.registered_at,
+            stopped_at: self.stopped_at,
         }
     }
 }
@@ -142,6 +155,18 @@ pub(super) struct Subject<'a> {
     /// True when `stored` is what this replica wrote, not yet shown by the watch.
     pub(super) from_written: bool,
     pub(super) fleet_version: Option<&'a str>,
+    /// Its heartbeat timeout (its own, its fleet's or the operator's default).
+    pub(super) timeout: i64,
+}
+
+impl Subject<'_> {
+    fn expected_from(&self) -> ExpectedFrom {
+        if self.worker.spec.expected_version.is_some() {
+            ExpectedFrom::Worker
+        } else {
+            ExpectedFrom::Fleet
+        }
+    }
 }
 
 /// Judges one worker: adds it to its fleet's tally (via `member`), the condition counts
@@ -168,6 +193,7 @@ pub(super) fn judge<'a>(
         db: &db,
         spec: &s.worker.spec,
         fleet_version: s.fleet_version,
+        timeout: s.timeout,
         previous: s.stored,
         generation: s.worker.metadata.generation,
         now: c.input.now,
@@ -180,11 +206,7 @@ pub(super) fn judge<'a>(
         let events = info_cut_events(s.row, None, &desired);
         return Verdict::Create(s.worker.clone(), desired, events);
     };
-    let need = write_need(
-        s.stored,
-        &desired,
-        refresh_interval(c.config, &s.worker.spec),
-    );
+    let need = write_need(s.stored, &desired, refresh_interval(c.config, s.timeout));
     if need != WriteNeed::Transition
         && let Some(key) = key
     {
@@ -209,7 +231,7 @@ fn verdict<'a>(
             name: s.worker.name_any(),
             uid: s.worker.metadata.uid.clone(),
             events: [
-                transition_events(s.stored, &desired),
+                transition_events(s.stored, &desired, s.expected_from()),
                 info_cut_events(s.row, s.stored, &desired),
             ]
             .concat(),
@@ -244,7 +266,7 @@ fn unchanged<'a>(
         return Verdict::Unchanged;
     };
     let due = match stored.heartbeat_at {
-        Some(old) => heartbeat_at - old >= refresh_interval(c.config, &s.worker.spec),
+        Some(old) => heartbeat_at - old >= refresh_interval(c.config, s.timeout),
         None => true,
     };
     if due {
@@ -265,7 +287,7 @@ fn unchanged<'a>(
 fn effective_db(c: &Cycle, s: &Subject) -> DbView {
     match (c.input.db, c.input.recovery_from, s.row) {
         (DbView::Available { db_now, .. }, Some(from), Some(r))
-            if r.heartbeat_at + chrono::Duration::seconds(timeout_secs(&s.worker.spec)) < from =>
+            if r.heartbeat_at + chrono::Duration::seconds(s.timeout) < from =>
         {
             DbView::Available {
                 db_now: *db_now,
@@ -299,7 +321,7 @@ impl MemoKey {
         else {
             return None;
         };
-        let health = judge_health(row, *db_now, *recovered_at, timeout_secs(&s.worker.spec));
+        let health = judge_health(row, *db_now, *recovered_at, s.timeout);
         Some(Self {
             health,
             recovered_at: *recovered_at,
@@ -324,6 +346,7 @@ impl MemoKey {
             && row.lock == m.lock
             && (Arc::ptr_eq(&row.info, &m.info) || row.info == m.info)
             && s.fleet_version == m.fleet_version.as_deref()
+            && s.timeout == m.timeout
     }
 
     fn into_memo(self, seen: u64, object: &Arc<AmpWorker>, s: &Subject, facts: Facts) -> Memo {
@@ -338,6 +361,7 @@ impl MemoKey {
             heartbeat_at: (self.health != Health::Fresh).then_some(row.heartbeat_at),
             recovered_at: self.recovered_at,
             fleet_version: s.fleet_version.map(str::to_owned),
+            timeout: s.timeout,
             health: self.health,
             facts,
         }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus};
 use super::fleet_status::Member;
-use super::status::{ConditionStatus, DbView, StatusEvent};
+use super::status::{ConditionStatus, DbView, StatusEvent, heartbeat_timeout};
 use crate::metadata_db::{LockState, SnapshotRow};
 
 pub use budget::RefreshBudget;
@@ -43,6 +43,8 @@ pub struct PlanConfig {
     /// Discovered AmpWorkers whose worker stopped (no process holds its lock) longer
     /// than this ago are deleted: a retired worker's object goes, its row stays.
     pub gc_stopped_after: Option<chrono::Duration>,
+    /// The heartbeat timeout of workers whose AmpWorker and fleet set none.
+    pub heartbeat_timeout_secs: i64,
 }
 
 /// What the operator last wrote, by object uid: the reflector may lag behind our own
@@ -269,7 +271,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     let c = Cycle::new(input, config);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
-    let mut tallies = fleets::tallies(&fleets);
+    let mut tallies = fleets::tallies(&fleets, c.db_now);
     let mut counts = [[0i64; 3]; 4];
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
@@ -299,6 +301,11 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
             stored,
             from_written,
             fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
+            timeout: heartbeat_timeout(
+                &w.spec,
+                fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
+                config.heartbeat_timeout_secs,
+            ),
         };
         let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
             if let Some(i) = fleet {

@@ -7,16 +7,15 @@ use std::collections::BinaryHeap;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
-use super::super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus};
-use super::super::status::timeout_secs;
+use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::{PlanConfig, Refresh, RefreshStats};
 use crate::timestamps::format_timestamp;
 
 /// How often `heartbeatAt` alone is rewritten for this worker: `--status-refresh`, but
 /// never more than half its heartbeat timeout, so a Ready worker's LAST HEARTBEAT stays
 /// under the timeout that STATUS is judged by (while the refresh budget keeps up).
-pub(super) fn refresh_interval(config: &PlanConfig, spec: &AmpWorkerSpec) -> chrono::Duration {
-    let half_timeout = chrono::Duration::milliseconds(timeout_secs(spec) * 500);
+pub(super) fn refresh_interval(config: &PlanConfig, timeout_secs: i64) -> chrono::Duration {
+    let half_timeout = chrono::Duration::milliseconds(timeout_secs * 500);
     config.status_refresh.min(half_timeout)
 }
 
@@ -165,12 +164,8 @@ pub(super) fn schedule(
 /// `--status-refresh` (for the default timeout, most fleets), or the time the budget
 /// needs to go round every heartbeating worker once, whichever is longer.
 fn interval_secs(config: &PlanConfig, heartbeating: usize) -> f64 {
-    let default_spec = AmpWorkerSpec {
-        node_id: String::new(),
-        expected_version: None,
-        heartbeat_timeout_seconds: None,
-    };
-    let floor = refresh_interval(config, &default_spec).num_milliseconds() as f64 / 1000.0;
+    let floor =
+        refresh_interval(config, config.heartbeat_timeout_secs).num_milliseconds() as f64 / 1000.0;
     if config.refresh_budget > 0.0 {
         floor.max(heartbeating as f64 / config.refresh_budget)
     } else {

@@ -51,6 +51,9 @@ fn fleet(name: &str, version: &str) -> Arc<AmpWorkerFleet> {
             selector: None,
             min_ready: None,
             progress_deadline_seconds: None,
+            heartbeat_timeout_seconds: None,
+            min_ready_seconds: None,
+            retire_stopped_after_seconds: None,
         },
     );
     f.metadata.uid = Some(format!("uid-{name}"));
@@ -64,6 +67,7 @@ fn config() -> PlanConfig {
         refresh_budget: 20.0,
         gc_after: Some(chrono::Duration::hours(24)),
         gc_stopped_after: Some(chrono::Duration::minutes(15)),
+        heartbeat_timeout_secs: 30,
     }
 }
 
@@ -1018,7 +1022,7 @@ fn step_fleet_planning_picks_the_oldest_matching_fleet_and_writes_only_changes()
     let (written, db) = (Written::default(), available(t(0)));
     let i = input(&db, &[], &[], &fleets_in, &written);
     let mut p = Plan::default();
-    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels), &mut p);
+    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels, None), &mut p);
     assert_eq!(p.fleet_writes.len(), 2, "no status yet: both written");
     assert_eq!(p.fleet_conditions.len(), 6);
     // Once stored, the same tally writes nothing.
@@ -1031,6 +1035,79 @@ fn step_fleet_planning_picks_the_oldest_matching_fleet_and_writes_only_changes()
     let sels = fleets::ordered(&stored_fleets);
     let i = input(&db, &[], &[], &stored_fleets, &written);
     let mut again = Plan::default();
-    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels), &mut again);
+    fleets::plan_fleets(&i, &sels, fleets::tallies(&sels, None), &mut again);
     assert!(again.fleet_writes.is_empty(), "{:?}", again.fleet_writes);
+}
+
+/// A fleet's heartbeatTimeoutSeconds judges every worker it selects that sets none of its
+/// own (Amp's scheduler gives up after 5 s); the operator's default judges the rest, and
+/// a change of the fleet's timeout is judged at once, not from a remembered verdict.
+#[test]
+fn the_fleets_heartbeat_timeout_judges_its_workers_and_a_workers_own_wins() {
+    let rows = [row("a", "v1", t(0)), row("b", "v1", t(0))];
+    let mut own = (*existing("b", "b", false)).clone();
+    own.spec.heartbeat_timeout_seconds = Some(60);
+    let workers = [existing("a", "a", false), Arc::new(own)];
+    let state = |p: &Plan, name: &str| {
+        p.worker_writes
+            .iter()
+            .find(|w| w.name == name)
+            .and_then(|w| w.status.state.clone())
+    };
+    let mut quick = (*fleet("amp", "v1")).clone();
+    quick.spec.heartbeat_timeout_seconds = Some(5);
+    let quick = [Arc::new(quick)];
+    let p = run(
+        &available(t(6)),
+        &rows,
+        &workers,
+        &quick,
+        &Written::default(),
+    );
+    assert_eq!(state(&p, "a").as_deref(), Some("Stale"));
+    assert_eq!(state(&p, "b").as_deref(), Some("Ready"));
+    // Without the fleet's timeout, the default (30 s) judges a.
+    let p = run(
+        &available(t(6)),
+        &rows,
+        &workers,
+        &[fleet("amp", "v1")],
+        &Written::default(),
+    );
+    assert_eq!(state(&p, "a").as_deref(), Some("Ready"));
+    // The same objects judged with memos: the fleet's timeout is part of the memo.
+    let mut memos = Judgements::default();
+    let written = Written::default();
+    let lenient = [fleet("amp", "v1")];
+    let stored: Vec<Arc<AmpWorker>> = workers
+        .iter()
+        .map(|w| {
+            let mut w = (**w).clone();
+            w.status = p
+                .worker_writes
+                .iter()
+                .find(|x| x.name == w.name_any())
+                .map(|x| x.status.clone());
+            Arc::new(w)
+        })
+        .collect();
+    let at = |fleets: &[Arc<AmpWorkerFleet>], memos: &mut Judgements| {
+        plan_with(
+            &PlanInput {
+                db: &available(t(6)),
+                rows: &rows,
+                workers: &stored,
+                fleets,
+                written: &written,
+                recovery_from: None,
+                now: t(0),
+                refresh_allowance: usize::MAX,
+            },
+            &config(),
+            memos,
+        )
+    };
+    assert!(at(&lenient, &mut memos).worker_writes.is_empty());
+    let p = at(&quick, &mut memos);
+    assert_eq!(state(&p, "a").as_deref(), Some("Stale"));
 }

@@ -51,6 +51,7 @@ fn run(
         db,
         spec,
         fleet_version: None,
+        timeout: heartbeat_timeout(spec, None, DEFAULT_HEARTBEAT_TIMEOUT_SECS),
         previous: prev,
         generation: Some(3),
         now,
@@ -209,7 +210,7 @@ fn restart_counts_once_per_registration_move() {
         "same registration is not counted twice"
     );
     assert_eq!(
-        transition_events(Some(&first), &second)
+        transition_events(Some(&first), &second, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
@@ -234,6 +235,7 @@ fn version_mismatch_against_spec_and_fleet() {
         db: &available(t(10)),
         spec: &spec(None),
         fleet_version: Some("v2"),
+        timeout: heartbeat_timeout(&spec(None), None, DEFAULT_HEARTBEAT_TIMEOUT_SECS),
         previous: None,
         generation: Some(1),
         now: t(10),
@@ -247,6 +249,7 @@ fn version_mismatch_against_spec_and_fleet() {
         db: &available(t(10)),
         spec: &spec(Some("v1")),
         fleet_version: Some("v2"),
+        timeout: heartbeat_timeout(&spec(Some("v1")), None, DEFAULT_HEARTBEAT_TIMEOUT_SECS),
         previous: None,
         generation: Some(1),
         now: t(10),
@@ -288,7 +291,7 @@ fn db_unavailable_makes_health_unknown_and_keeps_the_last_known_facts() {
         "last known heartbeat kept"
     );
     assert!(
-        transition_events(Some(&before), &s).is_empty(),
+        transition_events(Some(&before), &s, ExpectedFrom::Worker).is_empty(),
         "no WorkerStale for an outage"
     );
     // Registered keeps its transition time; Healthy's moves.
@@ -437,7 +440,7 @@ fn transitions_fire_the_right_events_once() {
         Some(&fresh),
         t(41),
     );
-    let evs = transition_events(Some(&fresh), &stale);
+    let evs = transition_events(Some(&fresh), &stale, ExpectedFrom::Worker);
     assert_eq!(evs.len(), 1);
     assert_eq!((evs[0].reason, evs[0].warning), ("WorkerStale", true));
     let still = run(
@@ -448,7 +451,7 @@ fn transitions_fire_the_right_events_once() {
         t(42),
     );
     assert!(
-        transition_events(Some(&stale), &still).is_empty(),
+        transition_events(Some(&stale), &still, ExpectedFrom::Worker).is_empty(),
         "no repeat while stale"
     );
     let back = run(
@@ -459,7 +462,7 @@ fn transitions_fire_the_right_events_once() {
         t(50),
     );
     assert_eq!(
-        transition_events(Some(&still), &back)
+        transition_events(Some(&still), &back, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
@@ -474,14 +477,14 @@ fn transitions_fire_the_right_events_once() {
         t(60),
     );
     assert_eq!(
-        transition_events(Some(&back), &upgraded)
+        transition_events(Some(&back), &upgraded, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
         ["WorkerRestarted", "VersionChanged", "VersionMismatch"]
     );
     assert!(
-        transition_events(None, &fresh).is_empty(),
+        transition_events(None, &fresh, ExpectedFrom::Worker).is_empty(),
         "first sighting is not a transition"
     );
 }
@@ -655,7 +658,7 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
         Some(&ready),
         t(501),
     );
-    let events = transition_events(Some(&ready), &stopped);
+    let events = transition_events(Some(&ready), &stopped, ExpectedFrom::Worker);
     assert_eq!(
         events
             .iter()
@@ -672,7 +675,7 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
         t(502),
     );
     assert_eq!(
-        transition_events(Some(&ready), &stale)
+        transition_events(Some(&ready), &stale, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
@@ -686,7 +689,7 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
         t(503),
     );
     assert_eq!(
-        transition_events(Some(&stale), &killed)
+        transition_events(Some(&stale), &killed, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
@@ -704,7 +707,7 @@ fn a_stop_is_one_normal_event_not_a_stale_warning() {
     assert_eq!(restarted.state.as_deref(), Some("Ready"));
     assert_eq!(restarted.restart_count, killed.restart_count + 1);
     assert_eq!(
-        transition_events(Some(&killed), &restarted)
+        transition_events(Some(&killed), &restarted, ExpectedFrom::Worker)
             .iter()
             .map(|e| e.reason)
             .collect::<Vec<_>>(),
@@ -758,6 +761,7 @@ fn judged(
         db,
         spec,
         fleet_version,
+        timeout: heartbeat_timeout(spec, None, DEFAULT_HEARTBEAT_TIMEOUT_SECS),
         previous,
         generation: Some(1),
         now: t(10),
@@ -817,4 +821,72 @@ fn expected_version_and_short_commit_are_shown_for_the_wide_columns() {
     assert_eq!(long.short_commit.as_deref(), Some("äöüäöüäöüäöü"));
     let none = judged(&with_commit(None), &spec(None), None, &up, None);
     assert_eq!(none.short_commit, None);
+}
+
+/// Every condition of one object says the same cause, also after the cause changed
+/// during an outage (a worker first seen while the DB was down).
+#[test]
+fn conditions_carry_the_current_db_cause_only() {
+    let refused = DbView::Unavailable {
+        cause: Some("connection refused"),
+    };
+    let first = run(None, &refused, &spec(None), None, t(10));
+    let tls = DbView::Unavailable {
+        cause: Some("TLS failed: certificate expired"),
+    };
+    let s = run(None, &tls, &spec(None), Some(&first), t(20));
+    let messages: Vec<&str> = s.conditions.iter().map(|c| c.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "the metadata DB cannot be read (TLS failed: certificate expired)",
+            "the metadata DB cannot be read (TLS failed: certificate expired); heartbeat unknown",
+            "no expectedVersion set and no fleet selects this worker",
+            "the metadata DB cannot be read (TLS failed: certificate expired)",
+        ]
+    );
+    // A fact known before the outage is kept as it was.
+    let before = run(
+        Some(&row("v2", t(0), t(10))),
+        &available(t(10)),
+        &spec(None),
+        None,
+        t(10),
+    );
+    let s = run(None, &tls, &spec(None), Some(&before), t(20));
+    assert_eq!(conds(&s)[0], c("Registered", "True", "WorkerRegistered"));
+}
+
+/// A fleet's rollout is one event on the fleet: a worker judged against its fleet's
+/// version gets no VersionMismatch Warning; one with its own expectedVersion does.
+#[test]
+fn version_mismatch_warns_only_for_a_workers_own_expected_version() {
+    let r = row("v1", t(0), t(10));
+    let matched = judged(&r, &spec(None), Some("v1"), &available(t(10)), None);
+    let rolled = judged(
+        &r,
+        &spec(None),
+        Some("v2"),
+        &available(t(10)),
+        Some(&matched),
+    );
+    assert_eq!(
+        conds(&rolled)[2],
+        c("VersionMatched", "False", "VersionMismatch")
+    );
+    assert!(transition_events(Some(&matched), &rolled, ExpectedFrom::Fleet).is_empty());
+    let reasons: Vec<&str> = transition_events(Some(&matched), &rolled, ExpectedFrom::Worker)
+        .iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["VersionMismatch"]);
+}
+
+#[test]
+fn the_heartbeat_timeout_is_the_workers_then_the_fleets_then_the_default() {
+    let mut own = spec(None);
+    assert_eq!(heartbeat_timeout(&own, None, 30), 30);
+    assert_eq!(heartbeat_timeout(&own, Some(5), 30), 5);
+    own.heartbeat_timeout_seconds = Some(60);
+    assert_eq!(heartbeat_timeout(&own, Some(5), 30), 60);
 }
