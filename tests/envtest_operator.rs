@@ -568,6 +568,9 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         workers: 3,
         ready_workers: 2,
         updated_workers: 1,
+        available_workers: 1,
+        crashed_workers: 1,
+        retired_workers: 2,
         ready_summary: Some("2/3".into()),
         versions: vec![
             VersionCount {
