@@ -480,13 +480,19 @@ async fn a_rollout_from_v1_to_v2_goes_reconciling_then_ready() {
             c("Stalled", "False", "Progressing"),
         ]
     );
-    // Every worker now expects v2: VersionMatched flips to False, one VersionMismatch each.
-    let mismatch_events = reqs
+    // Every worker now expects v2 and VersionMatched flips to False, but a rollout is one
+    // Normal event on the fleet, not a Warning per worker.
+    let events: Vec<(&str, &str)> = reqs
         .iter()
-        .filter(|r| r.path.starts_with(EVENTS) && r.body["reason"] == "VersionMismatch")
-        .count();
-    assert_eq!(mismatch_events, 3);
-    assert!(reqs.iter().any(|r| r.body["reason"] == "RolloutStarted"));
+        .filter(|r| r.path.starts_with(EVENTS))
+        .map(|r| {
+            (
+                r.body["reason"].as_str().unwrap(),
+                r.body["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(events, vec![("RolloutStarted", "Normal")]);
 
     // Workers restart on v2 one by one.
     for (n, id) in ["w1", "w2", "w3"].into_iter().enumerate() {
@@ -510,22 +516,36 @@ async fn a_rollout_from_v1_to_v2_goes_reconciling_then_ready() {
             .unwrap()
             .body["status"];
         assert_eq!(fleet_status["updatedWorkers"], json!(n + 1));
-        if n < 2 {
-            assert_eq!(fleet_status["state"], "Progressing");
-            assert_eq!(reasons, vec!["WorkerRestarted", "VersionChanged"]);
-        } else {
-            assert_eq!(fleet_status["state"], "Ready");
-            assert_eq!(fleet_status["mismatched"], json!([]));
-            assert_eq!(
-                fleet_status["versions"],
-                json!([{"version": "v2", "count": 3}])
-            );
-            assert_eq!(
-                reasons,
-                vec!["WorkerRestarted", "VersionChanged", "RolloutCompleted"]
-            );
-        }
+        // Just started: not available before minReadySeconds (10 s) have passed.
+        assert_eq!(fleet_status["availableWorkers"], json!(0));
+        assert_eq!(fleet_status["state"], "Progressing");
+        assert_eq!(reasons, vec!["WorkerRestarted", "VersionChanged"]);
     }
+    // The last one has been up for minReadySeconds: the rollout is complete.
+    sqlx::query("UPDATE workers SET registered_at = registered_at - interval '10 seconds'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    cycle(&mut ctl, &fake).await;
+    let reqs = fake.take_requests();
+    let fleet_status = &reqs
+        .iter()
+        .find(|r| r.path.starts_with(FLEETS))
+        .unwrap()
+        .body["status"];
+    assert_eq!(fleet_status["state"], "Ready");
+    assert_eq!(fleet_status["availableWorkers"], json!(3));
+    assert_eq!(fleet_status["mismatched"], json!([]));
+    assert_eq!(
+        fleet_status["versions"],
+        json!([{"version": "v2", "count": 3}])
+    );
+    let reasons: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(EVENTS))
+        .map(|r| r.body["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, vec!["RolloutCompleted"]);
     cycle(&mut ctl, &fake).await;
     assert!(fake.take_requests().is_empty());
 }
