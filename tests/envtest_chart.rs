@@ -488,7 +488,7 @@ async fn existing_amp_mode_installs_and_its_fleet_judges_amp_s_workers() {
             ))
         })
         .collect();
-    let _op = common::Proc::spawn(
+    let op = common::Proc::spawn(
         "operator",
         std::process::Command::new(common::AMPD)
             .arg("operator")
@@ -508,8 +508,13 @@ async fn existing_amp_mode_installs_and_its_fleet_judges_amp_s_workers() {
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
             .then_some(fleet)
     })
-    .await
-    .expect("the fleet turns Ready on Amp's workers");
+    .await;
+    let Some(ready) = ready else {
+        let fleet = get_json(kc, &["get", "ampworkerfleet", "amp", "-n", "amp"]);
+        op.signal(libc::SIGTERM);
+        let (_, _, err) = op.wait_for_exit(std::time::Duration::from_secs(10));
+        panic!("the fleet turns Ready on Amp's workers: {fleet}\noperator: {err}")
+    };
     assert_eq!(ready["status"]["workers"], 2, "{ready}");
     assert_eq!(ready["status"]["updatedWorkers"], 2, "{ready}");
 }
