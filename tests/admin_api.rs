@@ -53,12 +53,14 @@ async fn json_shapes_errors_and_exit_codes() {
         json!({"workers": [
             {"node_id": "legacy",
              "info": {"version": "unknown", "commit_sha": "unknown", "commit_timestamp": "unknown", "build_date": "unknown"},
-             "created_at": "2026-01-01T00:00:00Z", "registered_at": "2026-01-01T00:00:00Z", "heartbeat_at": "2026-01-01T00:00:00Z"},
+             "created_at": "2026-01-01T00:00:00Z", "registered_at": "2026-01-01T00:00:00Z", "heartbeat_at": "2026-01-01T00:00:00Z",
+             "running": false},
             {"node_id": "worker-02",
              "info": {"version": "v2", "commit_sha": "bbb", "commit_timestamp": "2025-10-29T09:00:00Z", "build_date": "2025-10-30"},
-             "created_at": "2026-11-22T10:00:00Z", "registered_at": "2026-11-22T11:00:00Z", "heartbeat_at": "2026-11-22T12:00:00Z"}
+             "created_at": "2026-11-22T10:00:00Z", "registered_at": "2026-11-22T11:00:00Z", "heartbeat_at": "2026-11-22T12:00:00Z",
+             "running": false}
         ]}),
-        "sorted by node id, whole seconds (truncated), \"unknown\" for missing info"
+        "sorted by node id, whole seconds (truncated), \"unknown\" for missing info, no process holds either node id"
     );
     // A row whose info is `{}`, byte for byte: every info field is the string "unknown",
     // as Amp's Admin API answers it (Amp's own ampctl fails on null there).
@@ -66,7 +68,7 @@ async fn json_shapes_errors_and_exit_codes() {
         http_get(&addr, "/workers/legacy").unwrap(),
         (
             200,
-            r#"{"node_id":"legacy","info":{"version":"unknown","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-01-01T00:00:00Z","registered_at":"2026-01-01T00:00:00Z","heartbeat_at":"2026-01-01T00:00:00Z"}"#
+            r#"{"node_id":"legacy","info":{"version":"unknown","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-01-01T00:00:00Z","registered_at":"2026-01-01T00:00:00Z","heartbeat_at":"2026-01-01T00:00:00Z","running":false}"#
                 .to_owned()
         )
     );
@@ -117,7 +119,7 @@ async fn json_shapes_errors_and_exit_codes() {
     let (code, out, _) = ampctl(&url, &["worker", "list"]);
     assert_eq!(code, Some(0));
     assert!(
-        Regex::new(r"(?m)^legacy\s+Stale\s+unknown\s+\d+d ago")
+        Regex::new(r"(?m)^legacy\s+Stopped\s+unknown\s+\d+d ago")
             .unwrap()
             .is_match(&out),
         "{out}"
@@ -195,6 +197,8 @@ async fn text_output_states_health_in_one_age_format() {
     .execute(&pool)
     .await
     .unwrap();
+    // Both worker processes run (they hold their node id locks); only heartbeats differ.
+    let _processes = hold_node_id_locks(&pg.url(), &["worker-01", "worker-02"]).await;
     let (_api, addr) = start_api(&pg.url(), &[]).await;
     let url = format!("http://{addr}");
     let fresh = Regex::new(r"\b\d{1,2}s ago").unwrap();
@@ -304,6 +308,136 @@ async fn text_output_states_health_in_one_age_format() {
     );
 }
 
+/// Whether a worker process runs is the node id lock (read from `pg_locks` by the API in
+/// the same statement): a stopped worker is `Stopped` whatever its heartbeat, fails
+/// `check` while recently stopped (a crash is a failure), and is retired, counted in one
+/// line, once stopped longer than `--forget-stopped-after` (`--all` judges it again).
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_workers_are_named_judged_then_retired() {
+    let (pg, pool) = migrated_db().await;
+    register_row(&pool, "worker-01", "v2").await; // running
+    register_row_unlocked(&pool, "worker-02", "v2").await; // crashed just now
+    register_row_unlocked(&pool, "worker-03", "v1").await; // stopped an hour ago
+    sqlx::query(
+        "UPDATE workers SET heartbeat_at = now() - interval '1 hour' WHERE node_id = 'worker-03'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_api, addr) = start_api(&pg.url(), &[]).await;
+    let url = format!("http://{addr}");
+    let fresh = Regex::new(r"\b\d{1,2}s ago").unwrap();
+    let run = |args: &[&str]| {
+        let (code, out, err) = ampctl(&url, args);
+        (code, fresh.replace_all(&out, "Ns ago").into_owned(), err)
+    };
+
+    let running = |path: &str| {
+        let (code, body) = http_get(&addr, path).unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(running("/workers/worker-01")["running"], true);
+    assert_eq!(running("/workers/worker-02")["running"], false);
+    let listed: Vec<Value> = ["/workers", "/workers?limit=2"]
+        .iter()
+        .map(|p| running(p)["workers"].clone())
+        .collect();
+    for list in &listed {
+        let flags: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| &w["running"])
+            .collect();
+        assert_eq!(flags[..2], [&json!(true), &json!(false)], "{list}");
+    }
+
+    let (code, out, err) = run(&["worker", "list"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            Some(0),
+            "NODE ID     STATUS    VERSION   HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v2        Ns ago      Ns ago       Ns ago\n\
+             worker-02   Stopped   v2        Ns ago      Ns ago       Ns ago\n\
+             worker-03   Stopped   v1        60m ago     Ns ago       Ns ago\n",
+            ""
+        ),
+        "list keeps every worker; our API says who runs, so no note"
+    );
+    let (_, out, _) = run(&["worker", "inspect", "worker-02"]);
+    assert_eq!(
+        out.lines().nth(1),
+        Some("Status:           Stopped (no process holds its node id; last heartbeat Ns ago)")
+    );
+
+    let stopped = "❌ worker-02: stopped, no process holds its node id (last heartbeat Ns ago)\n";
+    assert_eq!(
+        run(&["worker", "check"]),
+        (
+            Some(1),
+            format!("✓ worker-01: healthy, heartbeat Ns ago, v2\n{stopped}"),
+            "1 worker(s) stopped more than 15m ago: retired, not judged (--all includes them)\n\
+             1 problem(s) across 2 worker(s)\n"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        run(&["worker", "check", "--all"]),
+        (
+            Some(1),
+            format!(
+                "✓ worker-01: healthy, heartbeat Ns ago, v2\n{stopped}\
+                 ❌ worker-03: stopped, no process holds its node id (last heartbeat 60m ago)\n"
+            ),
+            "2 problem(s) across 3 worker(s)\n".to_owned()
+        )
+    );
+    // A longer delay judges the hour-old stop as well.
+    assert_eq!(
+        run(&["worker", "check", "--forget-stopped-after", "2h"]).2,
+        "2 problem(s) across 3 worker(s)\n"
+    );
+    let (code, out, _) = run(&["worker", "check", "--json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            code,
+            &doc["ok"],
+            &doc["workers"],
+            &doc["retired"],
+            &doc["problems"]
+        ),
+        (Some(1), &json!(false), &json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(doc["findings"][1]["result"], "stopped");
+
+    // versions counts what runs or recently stopped: the retired v1 is not a mismatch.
+    assert_eq!(
+        run(&["worker", "versions"]),
+        (
+            Some(0),
+            "      2 v2\n".to_owned(),
+            "1 worker(s) stopped more than 15m ago: retired, not counted (--all includes them)\n"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        run(&["worker", "versions", "--json"]).1,
+        "{\"mismatch\":false,\"retired\":1,\"versions\":[{\"count\":2,\"version\":\"v2\"}]}\n"
+    );
+    let (code, out, err) = run(&["worker", "versions", "--all", "--expect-single"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            Some(1),
+            "      2 v2\n      1 v1\n",
+            "⚠ version mismatch: 2 versions running\n"
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_token_is_enforced_on_worker_endpoints_only() {
     let (pg, _pool) = migrated_db().await;
@@ -344,7 +478,7 @@ async fn bearer_token_is_enforced_on_worker_endpoints_only() {
     assert_eq!(code, Some(1));
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap(),
-        serde_json::json!({"ok": false, "workers": 0, "problems": 1, "findings": []})
+        serde_json::json!({"ok": false, "workers": 0, "problems": 1, "retired": 0, "findings": []})
     );
 }
 
@@ -566,6 +700,8 @@ async fn ampctl_escapes_server_text_and_cuts_off_endless_answers() {
     .execute(&pool)
     .await
     .unwrap();
+    // Running workers: `check` then shows each one's version (a stopped one's line does not).
+    let _processes = hold_node_id_locks(&pg.url(), &["worker-evil", "worker-ok"]).await;
     let (_api, addr) = start_api(&pg.url(), &[]).await;
     let url = format!("http://{addr}");
     for args in [

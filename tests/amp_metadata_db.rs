@@ -88,10 +88,16 @@ async fn migrate_changes_nothing_on_a_db_amp_manages() {
     let before = fingerprint(&pg, &pool).await;
     let (code, stdout, stderr) = migrate(&pg.url());
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(
-        stdout,
-        "found an Amp-managed workers table (migration history in _sqlx_migrations up to 20260312000000): nothing to migrate, nothing written; the Admin API and the operator read it as it is\n"
-    );
+    let found = "found an Amp-managed workers table (migration history in _sqlx_migrations up to 20260312000000): nothing to migrate, nothing written; the Admin API and the operator read it as it is";
+    assert_eq!(stdout, format!("{found}\n"));
+    // Its log says the same in words, not a Rust Debug string.
+    let done = stderr
+        .lines()
+        .find(|l| l.contains("migrate done"))
+        .unwrap_or_else(|| panic!("no `migrate done` line: {stderr}"));
+    assert!(done.ends_with(&format!("outcome={found}")), "{done}");
+    assert!(!stderr.contains("Foreign"), "{stderr}");
+
     let after = fingerprint(&pg, &pool).await;
     assert_eq!(before.0, after.0, "the schema changed");
     assert_eq!(before.1, after.1, "Amp's migration history changed");
@@ -100,6 +106,34 @@ async fn migrate_changes_nothing_on_a_db_amp_manages() {
         .await
         .unwrap();
     assert!(ours, "migrate created its history table on Amp's DB");
+
+    // With the reader role docs/amp.md creates (no grant on `_sqlx_migrations`): the
+    // same verdict, nothing written.
+    for statement in [
+        "CREATE ROLE amp_operator_reader LOGIN",
+        "ALTER ROLE amp_operator_reader SET default_transaction_read_only = on",
+        "GRANT SELECT ON workers TO amp_operator_reader",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let reader = format!(
+        "postgres://amp_operator_reader@127.0.0.1:{}/postgres",
+        pg.port()
+    );
+    let (code, stdout, stderr) = migrate(&reader);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            Some(0),
+            "found an Amp-managed workers table (migration history in _sqlx_migrations, not readable by this role): nothing to migrate, nothing written; the Admin API and the operator read it as it is\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        before.1,
+        fingerprint(&pg, &pool).await.1,
+        "Amp's history changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,9 +216,10 @@ async fn migrate_keeps_our_history_out_of_sqlx_migrations() {
 async fn our_worker_is_refused_a_node_id_an_amp_worker_holds() {
     let (pg, pool) = migrated_db().await;
     common::register_row_unlocked(&pool, "amp-b", "v0.0.35").await;
-    let row_before = metadata_db::get_worker(&pool, "amp-b").await.unwrap();
     let (_amp_session, locked) = amp_db::hold_amp_lock(&pg.url(), "amp-b").await.unwrap();
     assert!(locked);
+    // Read with the lock held: a row is read with whether a process holds its node id.
+    let row_before = metadata_db::get_worker(&pool, "amp-b").await.unwrap();
 
     let out = worker(&pg.url(), "amp-b", "v9")
         .args(["--lock-wait", "0s"])

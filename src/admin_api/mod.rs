@@ -86,6 +86,9 @@ pub struct AppState {
     pub db_timeout: Duration,
     /// The last `/readyz` verdict: its log line is written once per change.
     pub readiness: VerdictLog,
+    /// The database role we connect as: a missing grant names it (`grant SELECT on
+    /// workers to ROLE`).
+    pub role: String,
 }
 
 /// Remembers the last verdict of a repeated check (a probe every few seconds) so its
@@ -156,8 +159,17 @@ impl ApiError {
         }
     }
 
-    fn db(err: DbError) -> Self {
+    /// A failed DB call: a missing grant says which (`permission denied: grant SELECT on
+    /// workers to ROLE`); anything else is the short cause.
+    fn db(err: DbError, role: &str) -> Self {
         tracing::warn!(op = err.op(), error = %err, "metadata DB query failed");
+        if let Some(grant) = err.missing_grant(role) {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "METADATA_DB_PERMISSION_DENIED",
+                format!("metadata DB: {grant}"),
+            );
+        }
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "METADATA_DB_UNAVAILABLE",
@@ -222,7 +234,7 @@ async fn list_workers(
         .transpose()
         .map_err(invalid)?
     else {
-        return stream_all(state.pool.clone(), after, state.db_timeout).await;
+        return stream_all(state.pool.clone(), after, state.db_timeout, &state.role).await;
     };
     // One row more than asked says whether another page follows.
     let page = metadata_db::within(
@@ -238,7 +250,7 @@ async fn list_workers(
     .await;
     let mut rows = match page {
         Ok(rows) => rows,
-        Err(err) => return Err(ApiError::db(err)),
+        Err(err) => return Err(ApiError::db(err, &state.role)),
     };
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -264,6 +276,7 @@ async fn stream_all(
     pool: PgPool,
     after: Option<String>,
     db_timeout: Duration,
+    role: &str,
 ) -> Result<Response, ApiError> {
     use futures::StreamExt;
     let mut rows = Box::pin(metadata_db::stream_workers(pool.clone(), after));
@@ -274,7 +287,7 @@ async fn stream_all(
     };
     let first = match first {
         Ok(first) => first,
-        Err(err) => return Err(ApiError::db(err)),
+        Err(err) => return Err(ApiError::db(err, role)),
     };
     let body = async_stream::stream! {
         let mut chunk = String::from("{\"workers\":[");
@@ -354,7 +367,7 @@ async fn get_worker(
     })
     .await;
     match row {
-        Err(err) => Err(ApiError::db(err)),
+        Err(err) => Err(ApiError::db(err, &state.role)),
         Ok(Some(row)) => Ok(Json(Worker::from(row))),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -371,25 +384,19 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the metadata DB answers. A 503 says why in a fixed summary (connection
-/// refused, authentication failed, ...), never the server's own text, which an
-/// unauthenticated client has no business reading.
+/// Readiness: the workers can be read, as `/workers` reads them (a DB that answers but
+/// whose `workers` this role cannot read, or that has none, is not ready), like the
+/// operator's. A 503 says why in a fixed summary (connection refused, permission denied,
+/// no workers table, ...), never the server's own text, which an unauthenticated client
+/// has no business reading.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses(
-        (status = 200, description = "The metadata DB answers", body = String, content_type = "text/plain"),
-        (status = 503, description = "The metadata DB does not answer: `metadata DB unavailable: <cause>`", body = String, content_type = "text/plain"),
+        (status = 200, description = "The workers can be read", body = String, content_type = "text/plain"),
+        (status = 503, description = "They cannot: `metadata DB unavailable: <cause>`", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let ping = metadata_db::within(&state.pool, "readiness ping", state.db_timeout, |c| {
-        Box::pin(async move {
-            sqlx::query_scalar::<_, i32>("SELECT 1")
-                .fetch_one(c)
-                .await
-                .map_err(|source| DbError::Query {
-                    op: "readiness ping",
-                    source,
-                })
-        })
+    let ping = metadata_db::within(&state.pool, "read workers", state.db_timeout, |c| {
+        Box::pin(metadata_db::can_read_workers(c))
     })
     .await;
     let verdict = ping
@@ -542,6 +549,7 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
         args.db_timeout,
     )?;
     let state = Arc::new(AppState {
+        role: pool.connect_options().get_username().to_owned(),
         pool,
         auth_token: args.auth_token.filter(|t| !t.is_empty()),
         auth_metrics: args.auth_metrics,

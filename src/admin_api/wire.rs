@@ -58,10 +58,19 @@ pub struct Worker {
     #[serde(with = "whole_seconds")]
     #[schema(value_type = String, format = DateTime, example = "2026-11-22T10:00:00Z")]
     pub registered_at: DateTime<Utc>,
-    /// Last heartbeat (every second while the worker runs).
+    /// Last heartbeat (every second while the worker runs). For a worker that is not
+    /// running, its last sign of life (the DB's clock): when it stopped.
     #[serde(with = "whole_seconds")]
     #[schema(value_type = String, format = DateTime, example = "2026-11-22T10:00:00Z")]
     pub heartbeat_at: DateTime<Utc>,
+    /// Whether a process holds this node id's lock (Amp's key,
+    /// `hashtextextended(node_id, 0)`, read from `pg_locks` in the same statement as the
+    /// row): the lock lives as long as the worker process's session, so `false` means
+    /// the worker stopped or crashed, and `true` with an old heartbeat means it hangs.
+    /// Always sent by this API; absent from Admin APIs that cannot tell (Amp's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool, required = true, example = true)]
+    pub running: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -99,6 +108,7 @@ impl From<WorkerRow> for Worker {
             created_at: truncate(row.created_at),
             registered_at: truncate(row.registered_at),
             heartbeat_at: truncate(row.heartbeat_at),
+            running: row.lock.running(),
         }
     }
 }
@@ -123,16 +133,25 @@ mod tests {
             created_at: truncate(ts),
             registered_at: truncate(ts),
             heartbeat_at: truncate(ts),
+            running: Some(false),
         };
         assert_eq!(
             serde_json::to_string(&w).unwrap(),
-            r#"{"node_id":"worker-01","info":{"version":"v1","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z"}"#
+            r#"{"node_id":"worker-01","info":{"version":"v1","commit_sha":"unknown","commit_timestamp":"unknown","build_date":"unknown"},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z","running":false}"#
         );
         // "unknown" reads back as the string (a CSV export then matches jq's `@csv`).
         let back: Worker = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
         assert_eq!(back.info.commit_sha.as_deref(), Some(UNKNOWN));
         assert_eq!(back.info.build_date, w.info.build_date);
         assert_eq!(back.heartbeat_at, w.heartbeat_at);
+        assert_eq!(back.running, Some(false));
+        // Amp's Admin API does not say: read as not known, and not sent on.
+        let amp: Worker = serde_json::from_str(
+            r#"{"node_id":"w","info":{},"created_at":"2026-11-22T10:00:00Z","registered_at":"2026-11-22T10:00:00Z","heartbeat_at":"2026-11-22T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(amp.running, None);
+        assert!(!serde_json::to_string(&amp).unwrap().contains("running"));
     }
 
     #[test]
@@ -146,6 +165,7 @@ mod tests {
             created_at: DateTime::UNIX_EPOCH,
             registered_at: DateTime::UNIX_EPOCH,
             heartbeat_at: DateTime::UNIX_EPOCH,
+            lock: crate::metadata_db::LockState::Held,
         };
         let served = |commit_timestamp: &str, build_date: &str| {
             let json = serde_json::to_value(Worker::from(row(commit_timestamp, build_date)));

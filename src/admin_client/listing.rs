@@ -24,6 +24,9 @@ pub struct Listed {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "truncated_opt")]
     pub registered_at: Option<DateTime<Utc>>,
+    /// Whether a process holds the node id lock (ours); absent from Amp's list.
+    #[serde(default)]
+    pub running: Option<bool>,
 }
 
 impl Listed {
@@ -36,6 +39,7 @@ impl Listed {
             created_at: self.created_at?,
             registered_at: self.registered_at?,
             heartbeat_at: self.heartbeat_at,
+            running: self.running,
         })
     }
 }

@@ -35,6 +35,25 @@ fn terminal(workers: &[Worker]) -> Vec<Worker> {
     workers.iter().map(escape::for_terminal).collect()
 }
 
+/// The stderr line for an Admin API that does not say whether worker processes run
+/// (Amp's own): STATUS and `check` then judge heartbeats only, and nothing is retired.
+fn cannot_tell_note(workers: &[Worker]) -> Result<(), CtlError> {
+    if workers.iter().any(|w| w.running.is_none()) {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(render::CANNOT_TELL_NOTE.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Prints [`render::retired_note`] to stderr, if any worker was retired.
+fn retired_note(retired: usize, args: &super::Retirement, verb: &str) -> Result<(), CtlError> {
+    let forget = args.forget_stopped_after.as_secs() as i64;
+    if let Some(line) = render::retired_note(retired, forget, verb) {
+        std::io::stderr().lock().write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn stale_filter(stale_after: Option<Duration>, now: DateTime<Utc>) -> impl Fn(&Listed) -> bool {
     move |entry| {
         stale_after.is_none_or(|t| render::older_than(entry.heartbeat_at, now, t.as_secs() as i64))
@@ -78,6 +97,7 @@ pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCod
             args.stale_after,
         ))?,
     }
+    cannot_tell_note(&workers)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -154,6 +174,7 @@ pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<E
             Utc::now(),
             threshold,
         ))?;
+        cannot_tell_note(std::slice::from_ref(&worker))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -162,12 +183,15 @@ pub(super) async fn versions(
     client: &AdminClient,
     args: VersionsArgs,
 ) -> Result<ExitCode, CtlError> {
-    let workers: Vec<Worker> = client.list_workers().await?;
+    let listed: Vec<Worker> = client.list_workers().await?;
+    let forget = args.retirement.forget_secs();
+    let (workers, retired) = render::without_retired(listed, Utc::now(), forget);
     let counts = render::version_counts(&workers);
     if args.json {
         let json = serde_json::json!({
             "versions": counts.iter().map(|(c, v)| serde_json::json!({"version": v, "count": c})).collect::<Vec<_>>(),
             "mismatch": counts.len() > 1,
+            "retired": retired,
         });
         print(&format!("{json}\n"))?;
     } else {
@@ -177,6 +201,8 @@ pub(super) async fn versions(
             .collect();
         print(&render::versions_text(&shown))?;
     }
+    retired_note(retired, &args.retirement, "counted")?;
+    cannot_tell_note(&workers)?;
     if counts.len() > 1 {
         eprintln!("⚠ version mismatch: {} versions running", counts.len());
         if args.expect_single {
@@ -187,17 +213,16 @@ pub(super) async fn versions(
 }
 
 pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
-    let workers = client.list_workers().await?;
+    let listed = client.list_workers().await?;
+    let registered = listed.len();
+    let now = Utc::now();
+    let (workers, retired) = render::without_retired(listed, now, args.retirement.forget_secs());
+    let threshold = args.stale_after.as_secs() as i64;
+    let expected = args.expect_version.as_deref();
     if args.json {
         // Machine output: serde escapes what a terminal would need escaped.
-        let findings = render::check(
-            &workers,
-            Utc::now(),
-            args.stale_after.as_secs() as i64,
-            args.expect_version.as_deref(),
-        );
-        let out = render::check_json(&findings, workers.len());
-        print(&out)?;
+        let findings = render::check(&workers, now, threshold, expected);
+        print(&render::check_json(&findings, workers.len(), retired))?;
         let failed = workers.is_empty() || findings.iter().any(|f| f.is_problem());
         return Ok(if failed {
             ExitCode::from(1)
@@ -206,18 +231,21 @@ pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitC
         });
     }
     if workers.is_empty() {
-        // An empty fleet cannot pass a health check: a rollout that lost every worker must fail.
-        print("❌ no workers registered\n")?;
+        // An empty fleet cannot pass a health check: a rollout that lost every worker must
+        // fail, and so must one whose every worker stopped long ago.
+        print(&if registered == 0 {
+            "❌ no workers registered\n".to_owned()
+        } else {
+            format!("❌ no workers to judge: all {registered} registered are retired\n")
+        })?;
+        retired_note(retired, &args.retirement, "judged")?;
         return Ok(ExitCode::from(1));
     }
-    let findings = render::check(
-        &terminal(&workers),
-        Utc::now(),
-        args.stale_after.as_secs() as i64,
-        args.expect_version.as_deref(),
-    );
+    let findings = render::check(&terminal(&workers), now, threshold, expected);
     let out: String = findings.iter().map(|f| f.line() + "\n").collect();
     print(&out)?;
+    retired_note(retired, &args.retirement, "judged")?;
+    cannot_tell_note(&workers)?;
     let problems = findings.iter().filter(|f| f.is_problem()).count();
     if problems > 0 {
         eprintln!("{problems} problem(s) across {} worker(s)", workers.len());

@@ -67,6 +67,32 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
 /// [`DEFAULT_STALE_AFTER`] as clap's default text (a unit test keeps the two equal).
 const DEFAULT_STALE_AFTER_ARG: &str = "30s";
 
+/// How long a worker may be stopped (no process holds its node id lock) before `check`
+/// and `versions` retire it: the operator's `--gc-stopped-after` default, after which it
+/// collects the worker's AmpWorker (a unit test keeps the two equal).
+const DEFAULT_FORGET_STOPPED_AFTER_ARG: &str = "15m";
+
+/// Which workers `check` and `versions` judge. Amp never deletes a `workers` row, so
+/// every worker that ever ran stays listed: a stopped one is judged (a crash is a
+/// failure) until it has been stopped `--forget-stopped-after`, then retired.
+#[derive(Debug, Args)]
+pub struct Retirement {
+    /// A worker stopped longer than this (no process holds its node id; its last
+    /// heartbeat is when it stopped) is retired: counted in one line, not judged.
+    #[arg(long, env = "AMPCTL_FORGET_STOPPED_AFTER", default_value = DEFAULT_FORGET_STOPPED_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    pub forget_stopped_after: Duration,
+    /// Judge retired workers too.
+    #[arg(long, env = "AMPCTL_ALL")]
+    pub all: bool,
+}
+
+impl Retirement {
+    /// The retirement delay in seconds; `None` with `--all`.
+    pub fn forget_secs(&self) -> Option<i64> {
+        (!self.all).then_some(self.forget_stopped_after.as_secs() as i64)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
@@ -111,9 +137,12 @@ pub struct VersionsArgs {
     /// Exit 1 when more than one version runs.
     #[arg(long, env = "AMPCTL_EXPECT_SINGLE")]
     pub expect_single: bool,
-    /// Print the counts as JSON: `{"versions": [{"version", "count"}], "mismatch"}`.
+    /// Print the counts as JSON: `{"versions": [{"version", "count"}], "mismatch",
+    /// "retired"}`.
     #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
+    #[command(flatten)]
+    pub retirement: Retirement,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +156,8 @@ pub struct CheckArgs {
     /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
     #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
+    #[command(flatten)]
+    pub retirement: Retirement,
 }
 
 /// What went wrong, mapped to an exit code.
@@ -205,9 +236,27 @@ mod tests {
         assert_eq!(check.stale_after, DEFAULT_STALE_AFTER);
         assert_eq!(inspect.stale_after, DEFAULT_STALE_AFTER);
         assert_eq!(commands::status_threshold(None), 30);
+        assert_eq!(check.retirement.forget_secs(), Some(900));
+        let WorkerCommand::Versions(all) = parse(&["ampctl", "worker", "versions", "--all"]) else {
+            panic!("versions")
+        };
+        assert_eq!(all.retirement.forget_secs(), None);
         assert_eq!(
             commands::status_threshold(Some(Duration::from_secs(90))),
             90
         );
+    }
+
+    #[test]
+    fn workers_are_retired_when_the_operator_collects_their_ampworkers() {
+        let operator = <crate::operator::OperatorArgs as clap::Args>::augment_args(
+            clap::Command::new("operator"),
+        );
+        let gc = operator
+            .get_arguments()
+            .find(|a| a.get_id() == "gc_stopped_after")
+            .expect("--gc-stopped-after");
+        let defaults: Vec<_> = gc.get_default_values().iter().map(|v| v.to_str()).collect();
+        assert_eq!(defaults, [Some(DEFAULT_FORGET_STOPPED_AFTER_ARG)]);
     }
 }

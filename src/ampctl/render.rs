@@ -36,16 +36,20 @@ pub fn threshold(secs: i64) -> String {
 }
 
 /// A worker's health as the STATUS column and `inspect` state it, judged like `check`:
-/// stale when the heartbeat is more than the threshold old.
+/// stopped when no process holds its node id lock (an Admin API that says so: ours),
+/// else stale when the heartbeat is more than the threshold old.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Healthy,
     Stale,
+    Stopped,
 }
 
 impl Status {
     pub fn of(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> Self {
-        if is_stale(w, now, threshold_secs) {
+        if is_stopped(w) {
+            Status::Stopped
+        } else if is_stale(w, now, threshold_secs) {
             Status::Stale
         } else {
             Status::Healthy
@@ -56,8 +60,52 @@ impl Status {
         match self {
             Status::Healthy => "Healthy",
             Status::Stale => "Stale",
+            Status::Stopped => "Stopped",
         }
     }
+}
+
+/// What ampctl says (on stderr) when the Admin API does not report `running` (Amp's own
+/// does not read `pg_locks`): a stopped worker then shows as Stale, and none is retired.
+pub const CANNOT_TELL_NOTE: &str = "note: this Admin API does not say whether worker processes run (Amp's own does not): STATUS and checks judge heartbeats only, a stopped worker shows as Stale, none is retired\n";
+
+/// No process holds the worker's node id lock (only an Admin API that reads `pg_locks`
+/// says so; Amp's own does not, and then this is false).
+pub fn is_stopped(w: &Worker) -> bool {
+    w.running == Some(false)
+}
+
+/// Stopped for more than `forget_secs` (its last heartbeat is when it stopped): a worker
+/// scaled away or renamed, whose row Amp keeps forever. `check` and `versions` leave it
+/// out (and count it) unless `--all`.
+pub fn is_retired(w: &Worker, now: DateTime<Utc>, forget_secs: i64) -> bool {
+    is_stopped(w) && older_than(w.heartbeat_at, now, forget_secs)
+}
+
+/// The workers `check` and `versions` judge, and how many were retired; `forget_secs`
+/// `None` (`--all`) retires none.
+pub fn without_retired(
+    workers: Vec<Worker>,
+    now: DateTime<Utc>,
+    forget_secs: Option<i64>,
+) -> (Vec<Worker>, usize) {
+    let total = workers.len();
+    let judged: Vec<Worker> = workers
+        .into_iter()
+        .filter(|w| forget_secs.is_none_or(|f| !is_retired(w, now, f)))
+        .collect();
+    let retired = total - judged.len();
+    (judged, retired)
+}
+
+/// The one line that counts retired workers (none: no line).
+pub fn retired_note(retired: usize, forget_secs: i64, verb: &str) -> Option<String> {
+    (retired > 0).then(|| {
+        format!(
+            "{retired} worker(s) stopped more than {} ago: retired, not {verb} (--all includes them)\n",
+            threshold(forget_secs)
+        )
+    })
 }
 
 pub fn version_of(w: &Worker) -> &str {
@@ -187,6 +235,8 @@ pub enum Finding {
         age_secs: i64,
         threshold_secs: i64,
     },
+    /// No process holds its node id lock: it crashed or was stopped (and is not retired).
+    Stopped { node_id: String, age_secs: i64 },
     WrongVersion {
         node_id: String,
         version: String,
@@ -201,7 +251,8 @@ impl Finding {
 
     /// `MARK ID: VERDICT, DETAILS`, the verdict being the `--json` `result` in words:
     /// `✓ w1: healthy, heartbeat 0s ago, v1`, `❌ w2: stale, heartbeat 58s ago (threshold
-    /// 30s)`, `❌ w3: wrong version, v1 (expected v2)`. Ages and thresholds as everywhere
+    /// 30s)`, `❌ w3: wrong version, v1 (expected v2)`, `❌ w4: stopped, no process holds
+    /// its node id (last heartbeat 2m ago)`. Ages and thresholds as everywhere
     /// in ampctl ([`age_of`], [`threshold`]).
     pub fn line(&self) -> String {
         match self {
@@ -222,6 +273,10 @@ impl Finding {
                 age_of(*age_secs),
                 threshold(*threshold_secs)
             ),
+            Finding::Stopped { node_id, age_secs } => format!(
+                "❌ {node_id}: stopped, no process holds its node id (last heartbeat {})",
+                age_of(*age_secs)
+            ),
             Finding::WrongVersion {
                 node_id,
                 version,
@@ -241,7 +296,13 @@ pub fn check(
     for w in workers {
         let age_secs = heartbeat_age_secs(w, now);
         let mut ok = true;
-        if age_secs > threshold_secs {
+        if is_stopped(w) {
+            findings.push(Finding::Stopped {
+                node_id: w.node_id.clone(),
+                age_secs,
+            });
+            ok = false;
+        } else if age_secs > threshold_secs {
             findings.push(Finding::Stale {
                 node_id: w.node_id.clone(),
                 age_secs,
@@ -271,7 +332,8 @@ pub fn check(
 }
 
 /// `ampctl worker check --json`: the verdict, counts and every finding, for CI.
-pub fn check_json(findings: &[Finding], workers: usize) -> String {
+/// `workers` are the judged ones; `retired` those left out (see [`without_retired`]).
+pub fn check_json(findings: &[Finding], workers: usize, retired: usize) -> String {
     let problems = if workers == 0 {
         // An empty fleet cannot pass: a rollout that lost every worker must fail.
         1
@@ -282,6 +344,7 @@ pub fn check_json(findings: &[Finding], workers: usize) -> String {
         "ok": problems == 0,
         "workers": workers,
         "problems": problems,
+        "retired": retired,
         "findings": findings,
     });
     format!("{doc:#}\n")
@@ -296,12 +359,21 @@ pub fn inspect(w: &Worker, now: DateTime<Utc>, threshold_secs: i64) -> String {
     } else {
         ""
     };
+    let status = match Status::of(w, now, threshold_secs) {
+        Status::Stopped => format!(
+            "Stopped (no process holds its node id; last heartbeat {})",
+            age(w.heartbeat_at, now)
+        ),
+        other => format!(
+            "{} (heartbeat {}, threshold {})",
+            other.as_str(),
+            age(w.heartbeat_at, now),
+            threshold(threshold_secs)
+        ),
+    };
     format!(
-        "Node ID:          {}\nStatus:           {} (heartbeat {}, threshold {})\nVersion:          {}\nCommit SHA:       {}\nCommit Timestamp: {}\nBuild Date:       {}\nCreated:          {} ({})\nRegistered:       {} ({}{restarted})\nHeartbeat:        {} ({})\n",
+        "Node ID:          {}\nStatus:           {status}\nVersion:          {}\nCommit SHA:       {}\nCommit Timestamp: {}\nBuild Date:       {}\nCreated:          {} ({})\nRegistered:       {} ({}{restarted})\nHeartbeat:        {} ({})\n",
         w.node_id,
-        Status::of(w, now, threshold_secs).as_str(),
-        age(w.heartbeat_at, now),
-        threshold(threshold_secs),
         info(&w.info.version),
         info(&w.info.commit_sha),
         info(&w.info.commit_timestamp),
@@ -337,7 +409,85 @@ mod tests {
             created_at: t(8, 0, 0),
             registered_at: t(9, 0, 0),
             heartbeat_at: heartbeat,
+            running: None,
         }
+    }
+
+    /// [`w`] as our Admin API serves it: whether a process holds the node id lock.
+    fn ours(id: &str, heartbeat: DateTime<Utc>, running: bool) -> Worker {
+        Worker {
+            running: Some(running),
+            ..w(id, Some("v2"), heartbeat)
+        }
+    }
+
+    #[test]
+    fn a_worker_without_its_process_is_stopped_whatever_its_heartbeat() {
+        let now = t(12, 0, 0);
+        let fleet = [
+            ours("crashed", t(11, 59, 59), false), // heartbeat fresh, process gone
+            ours("hung", t(11, 0, 0), true),       // process there, no heartbeat
+            ours("fine", t(11, 59, 59), true),
+            w("amps", Some("v2"), t(11, 0, 0)), // Amp's Admin API cannot tell
+        ];
+        let statuses: Vec<&str> = fleet
+            .iter()
+            .map(|w| Status::of(w, now, 30).as_str())
+            .collect();
+        assert_eq!(statuses, ["Stopped", "Stale", "Healthy", "Stale"]);
+        assert_eq!(
+            table(&fleet[..1], now, 30).lines().nth(1),
+            Some("crashed   Stopped   v2        1s ago      3h ago       4h ago")
+        );
+        assert_eq!(
+            inspect(&fleet[0], now, 30).lines().nth(1),
+            Some("Status:           Stopped (no process holds its node id; last heartbeat 1s ago)")
+        );
+        let lines: Vec<String> = check(&fleet, now, 30, Some("v2"))
+            .iter()
+            .map(Finding::line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "❌ crashed: stopped, no process holds its node id (last heartbeat 1s ago)",
+                "❌ hung: stale, heartbeat 60m ago (threshold 30s)",
+                "✓ fine: healthy, heartbeat 1s ago, v2",
+                "❌ amps: stale, heartbeat 60m ago (threshold 30s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn workers_stopped_longer_than_the_forget_delay_are_retired_and_counted() {
+        let now = t(12, 0, 0);
+        let fleet = vec![
+            ours("recent", t(11, 45, 0), false), // stopped exactly 15m ago: still judged
+            ours("gone", t(11, 44, 59), false),  // 15m 1s: retired
+            ours("hung", t(8, 0, 0), true),      // a hung process is never retired
+            w("amps", Some("v2"), t(8, 0, 0)),   // nor one whose server cannot tell
+        ];
+        let (judged, retired) = without_retired(fleet.clone(), now, Some(900));
+        let ids: Vec<&str> = judged.iter().map(|w| w.node_id.as_str()).collect();
+        assert_eq!((ids, retired), (vec!["recent", "hung", "amps"], 1));
+        let (all, none) = without_retired(fleet, now, None);
+        assert_eq!((all.len(), none), (4, 0));
+        assert_eq!(
+            retired_note(1, 900, "judged").as_deref(),
+            Some(
+                "1 worker(s) stopped more than 15m ago: retired, not judged (--all includes them)\n"
+            )
+        );
+        assert_eq!(retired_note(0, 900, "judged"), None);
+        let findings = check(&judged[..1], now, 30, None);
+        let doc: serde_json::Value = serde_json::from_str(&check_json(&findings, 1, 1)).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "ok": false, "workers": 1, "problems": 1, "retired": 1,
+                "findings": [{"result": "stopped", "node_id": "recent", "age_secs": 900}]
+            })
+        );
     }
 
     #[test]
@@ -471,11 +621,11 @@ mod tests {
             w("worker-02", Some("v1"), t(9, 58, 0)),
         ];
         let findings = check(&ws, now, 30, Some("v2"));
-        let doc: serde_json::Value = serde_json::from_str(&check_json(&findings, 2)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&check_json(&findings, 2, 0)).unwrap();
         assert_eq!(
             doc,
             serde_json::json!({
-                "ok": false, "workers": 2, "problems": 2,
+                "ok": false, "workers": 2, "problems": 2, "retired": 0,
                 "findings": [
                     {"result": "healthy", "node_id": "worker-01", "age_secs": 10, "version": "v2"},
                     {"result": "stale", "node_id": "worker-02", "age_secs": 120, "threshold_secs": 30},
@@ -483,10 +633,10 @@ mod tests {
                 ]
             })
         );
-        let empty: serde_json::Value = serde_json::from_str(&check_json(&[], 0)).unwrap();
+        let empty: serde_json::Value = serde_json::from_str(&check_json(&[], 0, 0)).unwrap();
         assert_eq!(
             empty,
-            serde_json::json!({"ok": false, "workers": 0, "problems": 1, "findings": []})
+            serde_json::json!({"ok": false, "workers": 0, "problems": 1, "retired": 0, "findings": []})
         );
     }
 

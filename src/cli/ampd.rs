@@ -138,8 +138,10 @@ async fn run(command: Command) -> ExitCode {
 async fn migrate(url: &str, connect_wait: std::time::Duration) -> Result<(), metadata_db::DbError> {
     let pool = metadata_db::connect_pool_waiting(url, "ampd-migrate", 2, connect_wait).await?;
     let outcome = metadata_db::migrate(&pool).await?;
-    tracing::info!(database = %metadata_db::redact_url(url), outcome = ?outcome, "migrate done");
-    println!("{}", outcome.summary());
+    // In words, as printed (the outcome's Debug form is for developers).
+    let summary = outcome.summary();
+    tracing::info!(database = %metadata_db::redact_url(url), outcome = %summary, "migrate done");
+    println!("{summary}");
     Ok(())
 }
 

@@ -36,7 +36,58 @@ pub fn is_permanent(err: &sqlx::Error) -> bool {
     }
 }
 
+/// What a read lacked, as the statement that grants it: `permission denied: grant SELECT
+/// on workers to amp_reader` (or `grant USAGE on SCHEMA public to ...`), from the
+/// server's `permission denied for table|relation|schema NAME`; None for other errors.
+/// `role` is the one the client connected as (the server's message does not name it).
+pub fn missing_grant(err: &sqlx::Error, role: &str) -> Option<String> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if db.code().as_deref() != Some("42501") {
+        return None;
+    }
+    let denied = db.message().strip_prefix("permission denied for ")?;
+    let role = quoted_ident(role);
+    if let Some(schema) = denied.strip_prefix("schema ") {
+        return Some(format!(
+            "permission denied: grant USAGE on SCHEMA {schema} to {role}"
+        ));
+    }
+    // PostgreSQL 15 and later say `table`, older ones `relation`.
+    let table = denied
+        .strip_prefix("table ")
+        .or_else(|| denied.strip_prefix("relation "))?;
+    Some(format!(
+        "permission denied: grant SELECT on {table} to {role}"
+    ))
+}
+
+/// `name` as SQL writes an identifier: as is when it needs no quotes.
+fn quoted_ident(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 impl super::DbError {
+    /// [`missing_grant`] of the underlying error.
+    pub fn missing_grant(&self, role: &str) -> Option<String> {
+        use super::DbError;
+        match self {
+            DbError::Connect { source, .. } | DbError::Query { source, .. } => {
+                missing_grant(source, role)
+            }
+            _ => None,
+        }
+    }
+
     /// [`summary`] of the underlying error: what the conditions and `/readyz` say.
     pub fn summary(&self) -> Option<&'static str> {
         use super::DbError;

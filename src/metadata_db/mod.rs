@@ -2,6 +2,8 @@
 //!
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
+#[macro_use]
+mod lock_probe;
 mod connect_error;
 mod migrations;
 mod redact;
@@ -503,15 +505,20 @@ pub async fn list_workers<'e>(
     .map_err(DbError::query("list workers"))
 }
 
-/// Up to `limit` workers with node ids after `after` (keyset pagination), by node id.
+/// Up to `limit` workers with node ids after `after` (keyset pagination), by node id,
+/// each with whether a process holds its node id lock.
 pub async fn list_workers_page<'e>(
     db: impl Executor<'e, Database = Postgres>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<WorkerRow>, DbError> {
     sqlx::query_as::<_, WorkerRow>(concat!(
-        "SELECT ",
+        "WITH ",
+        held_locks_cte!(),
+        " SELECT ",
         worker_columns!(),
+        ", ",
+        lock_held_column!(),
         " FROM workers WHERE $1::text IS NULL OR node_id > $1 ORDER BY node_id LIMIT $2"
     ))
     .bind(after)
@@ -555,8 +562,12 @@ pub fn stream_workers(
             return;
         }
         let mut rows = sqlx::query_as::<_, WorkerRow>(concat!(
-            "SELECT ",
+            "WITH ",
+            held_locks_cte!(),
+            " SELECT ",
             worker_columns!(),
+            ", ",
+            lock_held_column!(),
             " FROM workers WHERE $1::text IS NULL OR node_id > $1 ORDER BY node_id"
         ))
         .bind(after)
@@ -570,14 +581,40 @@ pub fn stream_workers(
 /// How long one streamed list may take (a slow client reading a large fleet).
 pub const STREAM_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// One worker, or None when the id is not registered.
+/// Reads nothing, but as every worker read does (the same columns, `pg_locks`): fails
+/// with the cause when this role cannot read `workers` (no grant, no table, columns
+/// missing), which a bare `SELECT 1` would not notice. Readiness asks this.
+pub async fn can_read_workers<'e>(
+    db: impl Executor<'e, Database = Postgres>,
+) -> Result<(), DbError> {
+    sqlx::query(concat!(
+        "WITH ",
+        held_locks_cte!(),
+        " SELECT ",
+        worker_columns!(),
+        ", ",
+        lock_held_column!(),
+        " FROM workers LIMIT 0"
+    ))
+    .execute(db)
+    .await
+    .map(drop)
+    .map_err(DbError::query("read workers"))
+}
+
+/// One worker (with whether a process holds its node id lock), or None when the id is
+/// not registered.
 pub async fn get_worker<'e>(
     db: impl Executor<'e, Database = Postgres>,
     node_id: &str,
 ) -> Result<Option<WorkerRow>, DbError> {
     sqlx::query_as::<_, WorkerRow>(concat!(
-        "SELECT ",
+        "WITH ",
+        held_locks_cte!(),
+        " SELECT ",
         worker_columns!(),
+        ", ",
+        lock_held_column!(),
         " FROM workers WHERE node_id = $1"
     ))
     .bind(node_id)
@@ -634,11 +671,12 @@ pub async fn advisory_lock_held<'e>(
     db: impl Executor<'e, Database = Postgres>,
     node_id: &str,
 ) -> Result<bool, DbError> {
-    // A one-bigint advisory lock shows as classid (high 32 bits), objid (low), objsubid 1.
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))",
-    )
+    // The readers' probe (`lock_probe`), for one node id.
+    sqlx::query_scalar(concat!(
+        "WITH ",
+        held_locks_cte!(),
+        " SELECT hashtextextended($1, 0) IN (SELECT key FROM held)"
+    ))
     .bind(node_id)
     .fetch_one(db)
     .await

@@ -122,11 +122,31 @@ fn cut_to(mut text: String, max: usize) -> String {
 /// long as a worker process's session, so it tells a stopped worker from a hung one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LockState {
-    /// Not read (only the operator's snapshot reads `pg_locks`).
+    /// Not read (a statement without the `lock_held` column, e.g. a worker's own write).
     #[default]
     Unknown,
     Held,
     Free,
+}
+
+impl LockState {
+    /// The `lock_held` column of a reading statement (see `lock_probe`).
+    pub fn from_probe(held: Option<bool>) -> Self {
+        match held {
+            Some(true) => LockState::Held,
+            Some(false) => LockState::Free,
+            None => LockState::Unknown,
+        }
+    }
+
+    /// Whether a worker process runs: `None` when not read.
+    pub fn running(self) -> Option<bool> {
+        match self {
+            LockState::Held => Some(true),
+            LockState::Free => Some(false),
+            LockState::Unknown => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +158,8 @@ pub struct WorkerRow {
     pub created_at: DateTime<Utc>,
     pub registered_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+    /// Whether a process holds the node id lock, when the statement read it.
+    pub lock: LockState,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
@@ -151,6 +173,12 @@ impl<'r> sqlx::FromRow<'r, PgRow> for WorkerRow {
             created_at: row.try_get("created_at")?,
             registered_at: row.try_get("registered_at")?,
             heartbeat_at: row.try_get("heartbeat_at")?,
+            lock: match row.try_get("lock_held") {
+                Ok(held) => LockState::from_probe(held),
+                // Statements that do not probe locks (a worker's RETURNING).
+                Err(sqlx::Error::ColumnNotFound(_)) => LockState::Unknown,
+                Err(e) => return Err(e),
+            },
         })
     }
 }

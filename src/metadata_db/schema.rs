@@ -53,6 +53,9 @@ pub enum Flavour {
 pub struct ForeignSchema {
     /// Highest version in `_sqlx_migrations`, when that table exists (Amp's history).
     pub sqlx_version: Option<i64>,
+    /// `_sqlx_migrations` exists but this role may not read it (the reader role
+    /// docs/amp.md creates): a `workers` table beside it is not ours to write either way.
+    pub history_unreadable: bool,
     /// `heartbeat_at` is `timestamp without time zone` (Amp before v0.0.34).
     pub wall_clock_heartbeat: bool,
     /// Served columns that are missing or of a type we cannot read, e.g.
@@ -65,6 +68,9 @@ impl ForeignSchema {
     pub fn describe(&self) -> String {
         let history = match self.sqlx_version {
             Some(v) => format!("migration history in {SQLX_DEFAULT_TABLE} up to {v}"),
+            None if self.history_unreadable => {
+                format!("migration history in {SQLX_DEFAULT_TABLE}, not readable by this role")
+            }
             None => "no migration history".to_owned(),
         };
         let clock = if self.wall_clock_heartbeat {
@@ -89,12 +95,13 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<SchemaReport, DbError> {
     let columns = workers_columns(conn).await?;
     let schedules_jobs = relation_exists(conn, "jobs").await?;
     let ours_recorded = relation_exists(conn, MIGRATIONS_TABLE).await?;
-    let sqlx_versions = if relation_exists(conn, SQLX_DEFAULT_TABLE).await? {
-        Some(sqlx_history(conn).await?)
-    } else {
-        None
+    let flavour = match sqlx_history(conn).await? {
+        // Our own history says it all; without it, a table beside a history we may not
+        // read is someone else's (ours moved out of it, see `migrations`).
+        SqlxHistory::Unreadable if !ours_recorded => foreign(&columns, None, true),
+        SqlxHistory::Versions(versions) => classify(&columns, ours_recorded, Some(&versions)),
+        _ => classify(&columns, ours_recorded, None),
     };
-    let flavour = classify(&columns, ours_recorded, sqlx_versions.as_deref());
     Ok(SchemaReport {
         flavour,
         schedules_jobs,
@@ -123,8 +130,21 @@ fn classify(
     if columns.is_empty() && !foreign_history {
         return Flavour::Empty;
     }
+    foreign(
+        columns,
+        sqlx_versions.and_then(|v| v.iter().copied().max()),
+        false,
+    )
+}
+
+fn foreign(
+    columns: &[(String, String)],
+    sqlx_version: Option<i64>,
+    history_unreadable: bool,
+) -> Flavour {
     Flavour::Foreign(ForeignSchema {
-        sqlx_version: sqlx_versions.and_then(|v| v.iter().copied().max()),
+        sqlx_version,
+        history_unreadable,
         wall_clock_heartbeat: columns
             .iter()
             .any(|(n, t)| n == "heartbeat_at" && t == "timestamp without time zone"),
@@ -171,11 +191,32 @@ async fn relation_exists(conn: &mut PgConnection, name: &str) -> Result<bool, Db
         .map_err(DbError::query("look up a table"))
 }
 
-async fn sqlx_history(conn: &mut PgConnection) -> Result<Vec<i64>, DbError> {
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(conn)
-        .await
-        .map_err(DbError::query("read _sqlx_migrations"))
+/// What `_sqlx_migrations` holds, as far as this role may see.
+enum SqlxHistory {
+    Absent,
+    /// Amp's grants do not include it for a reader role (docs/amp.md's does not): the
+    /// check must not need more than reading `workers` does.
+    Unreadable,
+    Versions(Vec<i64>),
+}
+
+async fn sqlx_history(conn: &mut PgConnection) -> Result<SqlxHistory, DbError> {
+    let readable: Option<bool> = sqlx::query_scalar(
+        "SELECT has_table_privilege(to_regclass($1)::oid, 'SELECT') WHERE to_regclass($1) IS NOT NULL",
+    )
+    .bind(SQLX_DEFAULT_TABLE)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(DbError::query("look up a table"))?;
+    match readable {
+        None => Ok(SqlxHistory::Absent),
+        Some(false) => Ok(SqlxHistory::Unreadable),
+        Some(true) => sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(conn)
+            .await
+            .map(SqlxHistory::Versions)
+            .map_err(DbError::query("read _sqlx_migrations")),
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +274,7 @@ mod tests {
             amp,
             Flavour::Foreign(ForeignSchema {
                 sqlx_version: Some(20260312000000),
+                history_unreadable: false,
                 wall_clock_heartbeat: false,
                 unservable: vec![],
             })
@@ -247,6 +289,16 @@ mod tests {
             panic!("foreign expected");
         };
         assert_eq!(bare.unservable.len(), 5);
+        // A history this role may not read: foreign, said so.
+        let Flavour::Foreign(unread) =
+            foreign(&amp_columns("timestamp with time zone"), None, true)
+        else {
+            panic!("foreign expected");
+        };
+        assert_eq!(
+            unread.describe(),
+            "an Amp-managed workers table (migration history in _sqlx_migrations, not readable by this role)"
+        );
     }
 
     #[test]

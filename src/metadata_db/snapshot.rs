@@ -14,18 +14,19 @@ use super::{DbError, within};
 
 /// The narrow statement of every cycle: no `info`, no `ORDER BY` (the planner indexes
 /// rows by node id and sorts what it creates; public so the benchmark can `EXPLAIN` it).
-/// Locks: one scan of this database's advisory locks in `pg_locks` (no privilege needed),
-/// probed per row by Amp's key. `IN (SELECT ...)` in the select list is a hashed subplan
-/// whatever PostgreSQL estimates: as a `LEFT JOIN` it estimated `pg_locks` at one row
-/// and, at 50,000 workers, chose a nested loop, 50,000 x 50,000 hashes, minutes a read.
-pub const OPERATOR_SNAPSHOT_SQL: &str = "WITH held AS (
-       SELECT ((classid::bigint << 32) | objid::bigint) AS key FROM pg_locks
-        WHERE locktype = 'advisory' AND granted AND objsubid = 1
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+/// Locks: one scan of this database's advisory locks in `pg_locks`, probed per row by
+/// Amp's key (the fragment every reader shares, see `lock_probe`).
+pub const OPERATOR_SNAPSHOT_SQL: &str = concat!(
+    "WITH ",
+    held_locks_cte!(),
+    "
      SELECT node_id::text AS node_id, created_at::timestamptz AS created_at,
             registered_at::timestamptz AS registered_at, heartbeat_at::timestamptz AS heartbeat_at,
-            hashtextextended(workers.node_id, 0) IN (SELECT key FROM held) AS lock_held
-       FROM workers";
+            ",
+    lock_held_column!(),
+    "
+       FROM workers"
+);
 
 /// The settings of the snapshot's transaction, with the DB clock in the same round trip.
 /// `statement_timeout` is the read's bound: a read the operator gave up on stops on the
@@ -127,11 +128,7 @@ fn narrow(row: &PgRow, known: &InfoMap) -> Result<Narrow, sqlx::Error> {
         created_at: row.try_get(1)?,
         registered_at,
         heartbeat_at: row.try_get(3)?,
-        lock: match row.try_get::<Option<bool>, _>(4)? {
-            Some(true) => LockState::Held,
-            Some(false) => LockState::Free,
-            None => LockState::Unknown,
-        },
+        lock: LockState::from_probe(row.try_get(4)?),
     })
 }
 

@@ -225,6 +225,25 @@ static LIVE_SESSIONS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, sqlx::PgConnection>>,
 > = std::sync::LazyLock::new(Default::default);
 
+/// One session holding the node id locks (Amp's key) of `ids`, as running worker
+/// processes would, for as long as the returned connection lives.
+pub async fn hold_node_id_locks(url: &str, ids: &[&str]) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("lock session");
+    for id in ids {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .expect("lock");
+        assert!(locked, "{id} is locked by someone else");
+    }
+    conn
+}
+
 /// [`register_row`] without the lock: a worker that registered and is gone.
 pub async fn register_row_unlocked(pool: &PgPool, id: &str, version: &str) {
     let info = amp_operator::build_info::BuildInfo {
