@@ -222,12 +222,14 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
         "RoleBinding",
         "StatefulSet",
         "Deployment",
+        "NetworkPolicy",
     ] {
         assert!(
             kinds.iter().any(|k| k == kind),
             "{kind} not in the all-features release: {kinds:?}"
         );
     }
+    assert_no_credential_in_env(&manifest);
     let hooks = helm(kc, &["get", "hooks", "amp", "-n", "amp-all"]);
     let hook_objects = yaml_objects(&hooks);
     assert!(
@@ -256,6 +258,34 @@ async fn helm_install_upgrade_and_uninstall_on_a_real_api_server() {
             "60s",
         ],
     );
+}
+
+/// The credentials reach the release's pods as files (`databaseCredentials.mode=file`,
+/// the default): no container's env names a DB URL or the Admin API token, neither as a
+/// value nor from a Secret, so they show in no Pod spec (checkov's CKV_K8S_35).
+fn assert_no_credential_in_env(manifest: &[Value]) {
+    let mut checked = 0;
+    for object in manifest {
+        let spec = &object["spec"]["template"]["spec"];
+        for container in [&spec["containers"], &spec["initContainers"]]
+            .into_iter()
+            .filter_map(|c| c.as_array())
+            .flatten()
+        {
+            for env in container["env"].as_array().into_iter().flatten() {
+                let name = env["name"].as_str().unwrap_or_default();
+                assert!(
+                    !["AMP_DATABASE_URL", "AMP_AUTH_TOKEN"].contains(&name)
+                        && env["valueFrom"].get("secretKeyRef").is_none(),
+                    "{} of {}: env {name} carries a credential: {env:?}",
+                    container["name"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "no containers found in the manifest");
 }
 
 const CRDS: [&str; 2] = ["ampworkers.amp.io", "ampworkerfleets.amp.io"];

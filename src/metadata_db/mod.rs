@@ -3,6 +3,7 @@
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
 mod connect_error;
+pub mod credentials;
 mod migrations;
 mod redact;
 mod rows;
@@ -21,6 +22,7 @@ use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
+pub use credentials::{Credentials, CredentialsError, DbCredentialArgs};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};
@@ -56,6 +58,8 @@ pub enum DbError {
         .0.unservable.join(", ")
     )]
     UnservableSchema(ForeignSchema),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 impl DbError {
@@ -286,17 +290,26 @@ pub fn connect_pool_lazy_bounded(
     max_connections: u32,
     timeout: Duration,
 ) -> Result<PgPool, DbError> {
-    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
-    let options = connect_options(url, application_name)?.options([
-        ("statement_timeout", statement_timeout.as_str()),
-        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
-        // when the URL's role could (docs/amp.md still asks for a read-only role).
-        ("default_transaction_read_only", "on"),
-    ]);
+    let options = reader_options(url, application_name, timeout)?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeout)
         .connect_lazy_with(options))
+}
+
+/// The connect options of a reader pool (see [`connect_pool_lazy_bounded`]).
+pub fn reader_options(
+    url: &str,
+    application_name: &str,
+    timeout: Duration,
+) -> Result<PgConnectOptions, DbError> {
+    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
+    Ok(connect_options(url, application_name)?.options([
+        ("statement_timeout", statement_timeout.as_str()),
+        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
+        // when the URL's role could (docs/amp.md still asks for a read-only role).
+        ("default_transaction_read_only", "on"),
+    ]))
 }
 
 /// Runs `f` on a pooled connection, all within `timeout` (acquiring included).
