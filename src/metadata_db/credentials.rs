@@ -224,8 +224,13 @@ fn with_password(url: &str, password: &str) -> String {
     } else {
         parsed.query_pairs_mut().clear().extend_pairs(others);
     }
+    // `set_password` keeps `%` as is (taken for an escape): encode it all ourselves.
+    // byte_serialize writes a space as `+`, which userinfo does not decode.
+    let encoded = url::form_urlencoded::byte_serialize(password.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
     // A URL without a host (a Unix socket given as `?host=`) has no userinfo.
-    if parsed.set_password(Some(password)).is_err() {
+    if parsed.set_password(Some(&encoded)).is_err() {
         parsed.query_pairs_mut().append_pair("password", password);
     }
     parsed.to_string()
@@ -396,6 +401,13 @@ mod tests {
             let options: PgConnectOptions = merged.parse().expect("parses");
             assert_eq!(options.get_host(), "db", "{merged}");
             assert_eq!(options.get_username(), "amp");
+            use sqlx::ConnectOptions;
+            let password = options.to_url_lossy().password().map(|p| {
+                url::form_urlencoded::parse(format!("p={p}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            });
+            assert_eq!(password, Some(Some(PW.to_owned())), "{merged}");
             assert!(!merged.contains("old"), "{merged}");
             assert!(merged.contains("sslmode=disable"), "{merged}");
             // The redaction hides it, as a password written in the URL.
