@@ -187,14 +187,16 @@ async fn every_role_follows_a_rotated_password_file_and_stops_on_a_wrong_one() {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "ALTER ROLE {ROLE} PASSWORD '{SECOND}'"
     )))
-        .execute(&admin)
-        .await
-        .expect("alter role");
+    .execute(&admin)
+    .await
+    .expect("alter role");
     end_sessions(&admin, "ampd-admin-api").await;
     end_sessions(&admin, "amp-operator").await;
     let body = readyz_becomes(&api_addr, 503).await;
     assert_eq!(body, "metadata DB unavailable: authentication failed");
-    let err = operator_read(&operator).await.expect_err("old password refused");
+    let err = operator_read(&operator)
+        .await
+        .expect_err("old password refused");
     assert_eq!(err.summary(), Some("authentication failed"), "{err}");
 
     // The file catches up: every role recovers by itself, without a restart.
@@ -234,12 +236,18 @@ async fn every_role_follows_a_rotated_password_file_and_stops_on_a_wrong_one() {
             .filter(|pid| Some(*pid) != old)
     })
     .await;
-    assert!(relocked.is_some(), "the worker reconnected with the new password");
+    assert!(
+        relocked.is_some(),
+        "the worker reconnected with the new password"
+    );
     let row = metadata_db::get_worker(&admin, "w1")
         .await
         .expect("read")
         .expect("row");
-    assert_eq!(row.registered_at, registered.registered_at, "no restart seen");
+    assert_eq!(
+        row.registered_at, registered.registered_at,
+        "no restart seen"
+    );
 
     // A wrong password in the file: each role says so in one line; the worker stops
     // (no loop of connection attempts), the readers keep serving and say why.
@@ -314,7 +322,11 @@ async fn migrate_reads_the_files_and_pgpassfile() {
     let out = ampd(&files, "migrate").output().expect("run migrate");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(lines_with(&stderr, "authentication failed").len(), 1, "{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "authentication failed").len(),
+        1,
+        "{stderr}"
+    );
     assert_no_password("migrate", &stderr);
 
     // A missing file: bad input (exit 2), named by its path.

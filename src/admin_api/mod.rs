@@ -539,12 +539,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// says so), so a DB outage never crash-loops the API.
 pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(), AdminApiError> {
     let credentials = metadata_db::Credentials::from_args(&args.credentials);
-    let pool = metadata_db::credentials::reader_pool(
-        &credentials,
-        "ampd-admin-api",
-        8,
-        args.db_timeout,
-    )?;
+    let pool =
+        metadata_db::credentials::reader_pool(&credentials, "ampd-admin-api", 8, args.db_timeout)?;
     let auth_token = metadata_db::credentials::AuthToken::from_flags(
         args.auth_token,
         args.auth_token_file.as_deref(),

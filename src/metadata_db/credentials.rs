@@ -31,8 +31,9 @@ const MAX_FILE_BYTES: u64 = 64 * 1024;
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbCredentialArgs {
     /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp (the Admin API and the
-    /// operator need only a read-only role). Visible to anything that reads the process
-    /// environment or the Pod spec: prefer --database-url-file.
+    /// operator need only a read-only role); this or --database-url-file is required.
+    /// Visible to anything that reads the process environment or the Pod spec: prefer
+    /// --database-url-file.
     #[arg(
         long,
         env = "AMP_DATABASE_URL",
@@ -246,12 +247,8 @@ pub fn reader_pool(
     timeout: Duration,
 ) -> Result<PgPool, DbError> {
     let first = credentials.read()?;
-    let pool = super::connect_pool_lazy_bounded(
-        &first.url,
-        application_name,
-        max_connections,
-        timeout,
-    )?;
+    let pool =
+        super::connect_pool_lazy_bounded(&first.url, application_name, max_connections, timeout)?;
     let name = application_name.to_owned();
     keep_current(pool.clone(), credentials.clone(), first, move |url| {
         super::reader_options(url, &name, timeout)
@@ -441,7 +438,13 @@ mod tests {
             format!("the database password file {} is empty", path.display())
         );
         std::fs::write(&path, [0xff, 0xfe]).expect("write");
-        assert!(!file.read().expect_err("binary").to_string().contains('\u{fffd}'));
+        assert!(
+            !file
+                .read()
+                .expect_err("binary")
+                .to_string()
+                .contains('\u{fffd}')
+        );
         std::fs::write(&path, vec![b'a'; 70 * 1024]).expect("write");
         assert!(matches!(
             file.read(),

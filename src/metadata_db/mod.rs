@@ -21,8 +21,8 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use credentials::{Credentials, CredentialsError, DbCredentialArgs};
+pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
 pub use schema::{Flavour, ForeignSchema, SchemaReport};

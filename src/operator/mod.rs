@@ -126,7 +126,8 @@ impl OperatorError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::InvalidOption(_) | Self::Db(
+            Self::InvalidOption(_)
+            | Self::Db(
                 crate::metadata_db::DbError::InvalidUrl { .. }
                 | crate::metadata_db::DbError::Credentials(_),
             ) => 2,

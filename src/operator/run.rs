@@ -24,12 +24,8 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     let config = controller_config(&args)?;
     // Lazy: an unreachable DB must not stop the operator (conditions go Unknown).
     let credentials = metadata_db::Credentials::from_args(&args.credentials);
-    let pool = metadata_db::credentials::reader_pool(
-        &credentials,
-        "amp-operator",
-        2,
-        args.db_timeout,
-    )?;
+    let pool =
+        metadata_db::credentials::reader_pool(&credentials, "amp-operator", 2, args.db_timeout)?;
     let (client, server) = kube_client().await?;
     check_namespace(&client, &args.namespace)
         .await
