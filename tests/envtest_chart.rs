@@ -507,24 +507,33 @@ async fn existing_amp_mode_installs_and_its_fleet_judges_amp_s_workers() {
         .iter()
         .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "amp-operator")
         .expect("the operator Deployment");
+    // The chart mounts the Secret's reader-url at /etc/amp/db/url: here, a file of ours.
+    let mounted = tempfile::tempdir().unwrap();
+    std::fs::write(mounted.path().join("url"), &reader).unwrap();
     let env: Vec<(String, String)> = operator["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|e| {
-            Some((
-                e["name"].as_str()?.to_owned(),
-                e["value"].as_str()?.to_owned(),
-            ))
+            let value = e["value"].as_str()?;
+            let value = match value.strip_prefix("/etc/amp/db/") {
+                Some(file) => mounted.path().join(file).display().to_string(),
+                None => value.to_owned(),
+            };
+            Some((e["name"].as_str()?.to_owned(), value))
         })
         .collect();
+    assert!(
+        env.iter().any(|(name, _)| name == "AMP_DATABASE_URL_FILE"),
+        "{env:?}"
+    );
     let _op = common::Proc::spawn(
         "operator",
         std::process::Command::new(common::AMPD)
             .arg("operator")
             .envs(env)
             .env("KUBECONFIG", kc)
-            .env("AMP_DATABASE_URL", &reader)
+            .env_remove("AMP_DATABASE_URL")
             .env("AMP_NAMESPACE", "amp")
             .env("POD_NAME", "amp-operator-0")
             .env("AMP_OPERATOR_LISTEN", common::free_addr())
