@@ -342,3 +342,62 @@ async fn migrate_reads_the_files_and_pgpassfile() {
         "{stderr}"
     );
 }
+
+/// `GET path` with a bearer token: the status code.
+fn get_with_token(addr: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_admin_api_follows_a_rotated_token_file() {
+    let (pg, _admin) = migrated_db().await;
+    let url = pg.url();
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("token");
+    rewrite(&token, "tok-One\n");
+    let (api, addr) =
+        start_admin_api(&url, &["--auth-token-file", &token.display().to_string()]).await;
+    assert_eq!(get_with_token(&addr, "/workers", "tok-One"), 200);
+    assert_eq!(get_with_token(&addr, "/workers", "tok-Two"), 401);
+
+    rewrite(&token, "tok-Two\n");
+    let rotated = eventually(WAIT, || async {
+        (get_with_token(&addr, "/workers", "tok-One") == 401).then_some(())
+    })
+    .await;
+    assert!(
+        rotated.is_some(),
+        "the old token is refused after the rotation"
+    );
+    assert_eq!(get_with_token(&addr, "/workers", "tok-Two"), 200);
+
+    // A file that cannot be read keeps the last token valid (one warning).
+    std::fs::remove_file(&token).expect("rm");
+    tokio::time::sleep(metadata_db::credentials::RELOAD_PERIOD * 2).await;
+    assert_eq!(get_with_token(&addr, "/workers", "tok-Two"), 200);
+    assert_eq!(get_with_token(&addr, "/workers", "tok-Two"), 200);
+    let (_, _, stderr) = api.terminate();
+    assert_eq!(
+        lines_with(&stderr, "cannot read the auth token file").len(),
+        1,
+        "{stderr}"
+    );
+    for t in ["tok-One", "tok-Two"] {
+        assert!(!stderr.contains(t), "the token leaked:\n{stderr}");
+    }
+}
