@@ -100,6 +100,9 @@ pub struct WorkerConfig {
     pub credentials: metadata_db::Credentials,
     /// The URL as read at start (for logs, redacted).
     pub database_url: crate::metadata_db::DatabaseUrl,
+    /// The credentials as read at start and the session options made from them (made
+    /// once: making them logs each ignored URL parameter).
+    pub first_session: (metadata_db::credentials::Resolved, PgConnectOptions),
     pub heartbeat_interval: Duration,
     pub lock_wait: Duration,
     pub max_backoff: Duration,
@@ -131,11 +134,12 @@ impl WorkerConfig {
         let credentials = metadata_db::Credentials::from_args(&args.credentials);
         let first = credentials.read().map_err(DbError::from)?;
         // Checked now, so an invalid URL stops the worker before any connection.
-        session_options(&first.url, &node_id)?;
+        let options = session_options(&first.url, &node_id)?;
         Ok(Self {
             node_id,
             credentials,
-            database_url: first.url,
+            database_url: first.url.clone(),
+            first_session: (first, options),
             heartbeat_interval: args.heartbeat_interval,
             lock_wait: args.lock_wait,
             max_backoff: args.max_backoff,
@@ -170,7 +174,10 @@ pub async fn run(
         config.max_backoff,
         config.node_id.legacy_advisory_lock_key() as u64,
     );
-    let mut memory = SessionMemory::default();
+    let mut memory = SessionMemory {
+        used: Some(config.first_session.clone()),
+        ..SessionMemory::default()
+    };
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
@@ -230,13 +237,11 @@ impl SessionMemory {
             return Ok(options.clone());
         }
         let options = session_options(&now.url, &config.node_id)?;
-        if self.used.is_some() {
-            info!(
-                node_id = config.node_id.as_str(),
-                database = %now.url,
-                "the database credentials changed; the new session uses them"
-            );
-        }
+        info!(
+            node_id = config.node_id.as_str(),
+            database = %now.url,
+            "the database credentials changed; the new session uses them"
+        );
         self.used = Some((now, options.clone()));
         Ok(options)
     }
@@ -327,8 +332,7 @@ async fn prepare(
     let url = memory
         .used
         .as_ref()
-        .map(|(used, _)| used.url.clone())
-        .unwrap_or_else(|| config.database_url.clone());
+        .map_or_else(|| config.database_url.clone(), |(used, _)| used.url.clone());
     let connect = metadata_db::connect_one(&options, &url);
     let mut conn = step(
         shutdown,
