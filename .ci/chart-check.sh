@@ -3,7 +3,7 @@
 # and Helm 3 which must render the same), validates
 # every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
-# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 28 deliberate
+# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 33 deliberate
 # breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
 # fleet switches, the conventions (name overrides, ServiceAccounts, security contexts,
 # priorityClassName, PodDisruptionBudgets, helm test), and runs the Argo CD health check tests.
@@ -138,7 +138,7 @@ def db_containers(ds):
             continue
         spec = x["spec"]["template"]["spec"]
         for ct in spec.get("initContainers", []) + spec["containers"]:
-            if any(e["name"] == "AMP_DATABASE_URL" for e in ct.get("env", [])):
+            if any(e["name"] in ("AMP_DATABASE_URL", "AMP_DATABASE_URL_FILE") for e in ct.get("env", [])):
                 yield x, spec, ct
 def tls_env(ct):
     return {e["name"]: e.get("value") for e in ct["env"] if e["name"].startswith("PGSSL")}
@@ -155,7 +155,41 @@ for x, spec, ct in db_containers(c):
     vol = [v for v in spec["volumes"] if v["name"] == "db-tls"][0]["projected"]
     assert vol["defaultMode"] == 0o444 and vol["sources"] == [{"configMap": {"name": "rds-ca-bundle", "items": [{"key": "global-bundle.pem", "path": "ca.crt"}]}}], vol
 for x, spec, ct in db_containers(d):
-    assert not tls_env(ct) and "volumes" not in spec and "volumeMounts" not in ct, "default: no DB TLS"
+    assert not tls_env(ct) and not [v for v in spec["volumes"] if v["name"] == "db-tls"], "default: no DB TLS"
+    assert [m["name"] for m in ct["volumeMounts"]] == ["db-credentials"], "default: no DB TLS"
+# databaseCredentials: by default (and all-features) the URLs, passwords and the token
+# are files from the Secrets, never env (checkov CKV_K8S_35); mode=env (gitops) the old way.
+def env_names(ds):
+    return {e["name"] for x in ds if x["kind"] in ("Deployment", "StatefulSet", "Job")
+            for ct in x["spec"]["template"]["spec"].get("initContainers", []) + x["spec"]["template"]["spec"]["containers"]
+            for e in ct.get("env", [])}
+for ds, name in ((d, "default"), (a, "all-features")):
+    names = env_names(ds)
+    assert not names & {"AMP_DATABASE_URL", "AMP_AUTH_TOKEN"}, (name, names)
+    refs = [e for x in ds if x["kind"] in ("Deployment", "StatefulSet", "Job")
+            for ct in x["spec"]["template"]["spec"]["containers"] for e in ct.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})]
+    assert not refs, (name, refs)
+assert {"AMP_DATABASE_PASSWORD_FILE", "AMP_AUTH_TOKEN_FILE"} <= env_names(a)
+admin = [x for x in a if x["kind"] == "Deployment" and x["metadata"]["name"] == "amp-admin-api"][0]["spec"]["template"]["spec"]
+creds = [v for v in admin["volumes"] if v["name"] == "db-credentials"][0]["secret"]
+assert creds == {"secretName": "amp-database", "defaultMode": 0o440, "items": [
+    {"key": "reader-url", "path": "url"}, {"key": "reader-password", "path": "password"}]}, creds
+g = docs("gitops")
+assert "AMP_DATABASE_URL" in env_names(g) and "AMP_DATABASE_URL_FILE" not in env_names(g), "mode=env"
+# networkPolicy: off by default; all-features: one per component, the Admin API open to
+# this namespace, /metrics to the monitoring namespace, probes to the nodes' range.
+assert not [x for x in d if x["kind"] == "NetworkPolicy"]
+policies = {x["metadata"]["name"]: x["spec"] for x in a if x["kind"] == "NetworkPolicy"}
+assert sorted(policies) == ["amp-admin-api", "amp-operator", "amp-worker"], sorted(policies)
+monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+nodes = {"ipBlock": {"cidr": "10.0.0.0/8"}}
+assert policies["amp-admin-api"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 1610}], "from": [{"podSelector": {}}, monitoring, nodes]}]
+assert policies["amp-worker"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8081}], "from": [monitoring, nodes]}]
+db = {"ports": [{"protocol": "TCP", "port": 5432}], "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
+dns = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+assert policies["amp-worker"]["egress"] == [db, dns], policies["amp-worker"]["egress"]
+assert policies["amp-operator"]["egress"] == [db, {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}, dns]
 # existingAmp.enabled: nothing that writes to Amp's DB, the operator and Admin API on the
 # reader URL, the fleet on the version the user set.
 e = docs("existing-amp")
@@ -165,9 +199,8 @@ for absent in ("StatefulSet", "Job", "Secret", "PersistentVolumeClaim"):
 assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "Deployment") == ["amp-admin-api", "amp-operator"]
 assert sorted(x["metadata"]["name"] for x in e if x["kind"] == "ServiceAccount") == ["amp-admin-api", "amp-operator"]
 for dep in (x for x in e if x["kind"] == "Deployment"):
-    env = {v["name"]: v for v in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
-    ref = env["AMP_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "amp-metadata-db", "key": "reader-url"}, ref
+    vol = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "db-credentials"][0]["secret"]
+    assert vol["secretName"] == "amp-metadata-db" and vol["items"] == [{"key": "reader-url", "path": "url"}], vol
 assert one(e, "AmpWorkerFleet")["spec"]["version"] == "v0.0.35-275-g188bfd41"
 print("switches ok")
 PY
@@ -182,6 +215,7 @@ step "values.schema.json rejects bad values"
 for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "worker.replicas=three" \
            "image.pullPolicy=Sometimes" "crds.install=yes" "operator.pollInterval=soon" \
            "adminApi.service.port=70000" "postgresql.enabled=false" \
+           "databaseCredentials.mode=secret" "networkPolicy.enabled=yes" "networkPolicy.egress.database.port=0" \
            "operator.replicas=2,operator.leaderElection=false" "nameOverride=Amp_X" \
            "serviceAccount.create=maybe" "podSecurityContext.runAsUser=0" \
            "podSecurityContext.runAsNonRoot=false" "containerSecurityContext.allowPrivilegeEscalation=true" \

@@ -15,14 +15,20 @@ usage: test_chart.py RENDERED.yaml [RENDERED.yaml ...]
 - Only pods whose ServiceAccount is bound to a Role get a token
   (automountServiceAccountToken false everywhere else).
 - No credential inline: env values, args and ConfigMaps must not carry DB URLs with a
-  password, passwords or tokens; env takes them from secretKeyRef. Rendered Secrets use
-  data, never stringData.
+  password, passwords or tokens; env takes them from secretKeyRef, or names a file
+  (`*_FILE` = an absolute path) that a read-only mount of a Secret volume projects.
+  Rendered Secrets use data, never stringData.
 - The process contract: operator POD_NAME / AMP_NAMESPACE and worker AMP_NODE_ID come
   from the downward API; workers are a StatefulSet; the Admin API and the operator use a
   different (read-only) database URL key than the workers and migrations.
 - Helm hooks: a pre-install/pre-upgrade hook pod must not depend on a ServiceAccount,
   Secret or ConfigMap that the same release creates as an ordinary resource (those do
   not exist yet when pre-install hooks run).
+- Every role gets its DB URL from a Secret: AMP_DATABASE_URL by secretKeyRef or
+  AMP_DATABASE_URL_FILE inside a read-only Secret mount (databaseCredentials.mode).
+- NetworkPolicies (networkPolicy.enabled): each selects one component, restricts both
+  Ingress and Egress, and every rule names its ports; no ingress rule is open to every
+  peer (a rule without `from`).
 - DB TLS (databaseTLS): when any pod mounts the db-tls volume, every container that
   gets AMP_DATABASE_URL mounts it read-only at /etc/amp/db-tls, and PGSSLROOTCERT /
   PGSSLCERT / PGSSLKEY point at files inside it that the volume projects.
@@ -169,6 +175,10 @@ class Checker:
             if sc.get("privileged"):
                 self.fail(doc, f"container {name}: privileged")
             for e in c.get("env", []):
+                if self.is_file_reference(e):
+                    if self.secret_file(spec, c, e["value"]) is None:
+                        self.fail(doc, f"container {name}: env {e['name']}={e['value']} is not a file a read-only Secret mount projects")
+                    continue
                 if "value" in e and SECRETISH.search(f"{e['name']}={e['value']}"):
                     self.fail(doc, f"container {name}: env {e['name']} carries a credential inline; use secretKeyRef")
             for a in (c.get("command") or []) + (c.get("args") or []):
@@ -187,6 +197,41 @@ class Checker:
                     self.fail(doc, f"container {name}: {probe} must GET {path}, not {http.get('path')}")
             if not c.get("resources"):
                 self.fail(doc, f"container {name}: resources not set")
+
+    @staticmethod
+    def is_file_reference(e):
+        return e["name"].endswith("_FILE") and str(e.get("value", "")).startswith("/")
+
+    @staticmethod
+    def secret_file(spec, c, path):
+        """(Secret name, key) of the file at `path` in container `c`, when a read-only
+        mount of a Secret volume (or a projected one's Secret source) puts it there."""
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for m in c.get("volumeMounts", []):
+            if not m.get("readOnly"):
+                continue
+            v = volumes.get(m["name"], {})
+            sources = []
+            if "secret" in v:
+                sources.append((v["secret"]["secretName"], v["secret"].get("items", [])))
+            for src in v.get("projected", {}).get("sources", []):
+                if "secret" in src:
+                    sources.append((src["secret"]["name"], src["secret"].get("items", [])))
+            for secret, items in sources:
+                for item in items:
+                    if os.path.join(m["mountPath"], item["path"]) == path:
+                        return (secret, item["key"])
+        return None
+
+    @classmethod
+    def db_url_source(cls, spec, c):
+        """(Secret name, key) the container's DB URL comes from, or None."""
+        env = {e["name"]: e for e in c.get("env", [])}
+        ref = env.get("AMP_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            return (ref["name"], ref["key"])
+        path = env.get("AMP_DATABASE_URL_FILE", {}).get("value")
+        return cls.secret_file(spec, c, path) if path else None
 
     def check_tokens(self):
         """Only ServiceAccounts bound to a Role may have their token mounted."""
@@ -214,7 +259,7 @@ class Checker:
     def check_contract(self):
         roles = {}
         for d, spec, c, role in self.containers():
-            roles.setdefault(role, []).append((d, c))
+            roles.setdefault(role, []).append((d, spec, c))
             env = {e["name"]: e for e in c.get("env", [])}
 
             def field(name):
@@ -231,26 +276,23 @@ class Checker:
                 if field("AMP_NODE_ID") != "metadata.name":
                     self.fail(d, "worker AMP_NODE_ID must be the pod name (downward API)")
             if role in ("operator", "admin-api", "worker", "migrate"):
-                ref = env.get("AMP_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef")
-                if not ref:
-                    self.fail(d, f"{role}: AMP_DATABASE_URL must come from a secretKeyRef")
+                if not self.db_url_source(spec, c):
+                    self.fail(d, f"{role}: the DB URL must come from a Secret (AMP_DATABASE_URL by secretKeyRef or AMP_DATABASE_URL_FILE in a Secret mount)")
                 if env.get("AMP_LOG_FORMAT", {}).get("value") not in ("json", "text", "auto"):
                     self.fail(d, f"{role}: AMP_LOG_FORMAT not set")
 
         def db_keys(role):
-            keys = set()
-            for d, c in roles.get(role, []):
-                for e in c.get("env", []):
-                    ref = e.get("valueFrom", {}).get("secretKeyRef")
-                    if e["name"] == "AMP_DATABASE_URL" and ref:
-                        keys.add((ref["name"], ref["key"]))
-            return keys
+            return {
+                src
+                for _, spec, c in roles.get(role, [])
+                if (src := self.db_url_source(spec, c))
+            }
 
         writers = db_keys("worker") | db_keys("migrate")
         for reader in ("admin-api", "operator"):
             shared = db_keys(reader) & writers
             if shared:
-                for d, _ in roles[reader]:
+                for d, _, _ in roles[reader]:
                     self.fail(d, f"{reader} uses the read-write database URL {sorted(shared)}; give it the read-only role's")
 
     # ---------------------------------------------------------------- hooks
@@ -303,7 +345,7 @@ class Checker:
             return
         for d, spec, c, _ in self.containers():
             env = {e["name"]: e.get("value") for e in c.get("env", [])}
-            if "AMP_DATABASE_URL" not in env:
+            if "AMP_DATABASE_URL" not in env and "AMP_DATABASE_URL_FILE" not in env:
                 continue
             volume = tls_volume(spec)
             mount = next((m for m in c.get("volumeMounts", []) if m["name"] == "db-tls"), None)
@@ -319,6 +361,25 @@ class Checker:
             for name in ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
                 if env.get(name) is not None and env[name] not in files:
                     self.fail(d, f"container {c['name']}: {name}={env[name]} is not a file the db-tls volume projects")
+
+    # ---------------------------------------------------------------- NetworkPolicies
+    def check_network_policies(self):
+        for d in self.docs:
+            if d["kind"] != "NetworkPolicy":
+                continue
+            spec = d["spec"]
+            if not spec.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component"):
+                self.fail(d, "must select one component's pods (podSelector on app.kubernetes.io/component)")
+            if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+                self.fail(d, "must restrict both Ingress and Egress")
+            for rule in spec.get("ingress", []):
+                if not rule.get("from"):
+                    self.fail(d, "an ingress rule without `from` admits every peer")
+                if not rule.get("ports"):
+                    self.fail(d, "an ingress rule without ports opens every port")
+            for rule in spec.get("egress", []):
+                if not rule.get("ports"):
+                    self.fail(d, "an egress rule without ports opens every port")
 
     # ---------------------------------------------------------------- CRDs
     def check_crds(self):
@@ -357,6 +418,7 @@ class Checker:
         self.check_contract()
         self.check_hooks()
         self.check_db_tls()
+        self.check_network_policies()
         self.check_crds()
         roles = [d for d in self.docs if d["kind"] == "Role"]
         if len(roles) > 1:
@@ -450,9 +512,9 @@ def m_seccomp(docs):
 
 
 def m_inline_url(docs):
-    e = env(container(docs, "StatefulSet", "-worker"), "AMP_DATABASE_URL")
-    e.pop("valueFrom")
-    e["value"] = "postgres://amp:hunter2@db:5432/amp"
+    container(docs, "StatefulSet", "-worker")["env"].append(
+        {"name": "AMP_DATABASE_URL", "value": "postgres://amp:hunter2@db:5432/amp"}
+    )
 
 
 def m_inline_token(docs):
@@ -485,10 +547,37 @@ def m_node_id(docs):
     e["value"] = "worker"
 
 
+def db_credentials(docs, kind, suffix):
+    spec = Checker.pod_spec(find(docs, kind, suffix))
+    return next(v for v in spec["volumes"] if v["name"] == "db-credentials")
+
+
 def m_admin_writer(docs):
-    admin = env(container(docs, "Deployment", "-admin-api"), "AMP_DATABASE_URL")
-    worker = env(container(docs, "StatefulSet", "-worker"), "AMP_DATABASE_URL")
-    admin["valueFrom"] = copy.deepcopy(worker["valueFrom"])
+    admin = db_credentials(docs, "Deployment", "-admin-api")
+    worker = db_credentials(docs, "StatefulSet", "-worker")
+    admin["secret"] = copy.deepcopy(worker["secret"])
+
+
+def m_url_file_unmounted(docs):
+    c = container(docs, "Deployment", "-operator")
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "db-credentials"]
+
+
+def m_password_file_writable(docs):
+    c = container(docs, "StatefulSet", "-worker")
+    next(m for m in c["volumeMounts"] if m["name"] == "db-credentials")["readOnly"] = False
+
+
+def m_policy_open_ingress(docs):
+    find(docs, "NetworkPolicy", "-admin-api")["spec"]["ingress"][0].pop("from")
+
+
+def m_policy_any_port(docs):
+    find(docs, "NetworkPolicy", "-operator")["spec"]["egress"][0].pop("ports")
+
+
+def m_policy_ingress_only(docs):
+    find(docs, "NetworkPolicy", "-worker")["spec"]["policyTypes"] = ["Ingress"]
 
 
 def m_hook_release_sa(docs):
@@ -531,7 +620,8 @@ MUTATIONS = [
     m_seccomp, m_inline_url, m_inline_token, m_credential_arg, m_no_probe, m_wrong_probe,
     m_token_mounted, m_pod_name, m_node_id, m_admin_writer, m_hook_release_sa,
     m_fleet_invalid, m_crd_changed, m_string_data, m_tls_mount_missing, m_tls_wrong_path,
-    m_hook_release_ca,
+    m_hook_release_ca, m_url_file_unmounted, m_password_file_writable, m_policy_open_ingress,
+    m_policy_any_port, m_policy_ingress_only,
 ]
 
 

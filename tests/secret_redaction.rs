@@ -177,3 +177,87 @@ fn tls_settings_never_show_sslpassword_or_key_material() {
         "key material leaked:\n{stderr}"
     );
 }
+
+/// Credentials read from files (`--database-url-file`, `--database-password-file`) are
+/// hidden as those given in a flag: through failing connections of every role, in text
+/// and JSON, with `RUST_LOG=debug`, and in the `/readyz` body.
+#[test]
+fn file_contents_never_show() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("dir");
+    let url_file = dir.path().join("url");
+    let password_file = dir.path().join("password");
+    // A password with characters that are percent-encoded in a URL.
+    let password = format!("{SECRET}@/:%");
+    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let files = |url: &str| {
+        std::fs::write(&url_file, format!("{url}\n")).expect("write");
+        [
+            "--database-url-file".to_owned(),
+            url_file.display().to_string(),
+            "--database-password-file".to_owned(),
+            password_file.display().to_string(),
+        ]
+    };
+    let clean = |what: &str, text: &str| {
+        assert_clean(what, text);
+        assert!(!text.contains(&password), "{what}: leaked\n{text}");
+    };
+    for format in ["text", "json"] {
+        for url in urls(&addr) {
+            let worker = Proc::spawn(
+                "worker",
+                Command::new(AMPD)
+                    .args(["--log-format", format, "worker", "--node-id", "w1"])
+                    .args(files(&url))
+                    .args(["--max-backoff", "300ms"])
+                    .env_remove("AMP_DATABASE_URL")
+                    .env_remove("AMP_NODE_ID")
+                    .env("RUST_LOG", "debug"),
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            let (_, _, stderr) = worker.terminate();
+            assert!(stderr.contains("connection refused"), "{stderr}");
+            clean(&format!("worker {format} {url}"), &stderr);
+
+            let listen = free_addr();
+            let api = Proc::spawn(
+                "admin-api",
+                Command::new(AMPD)
+                    .args(["--log-format", format, "admin-api", "--listen", &listen])
+                    .args(files(&url))
+                    .env_remove("AMP_DATABASE_URL")
+                    .env("RUST_LOG", "debug"),
+            );
+            let up = tokio_block_on(amp_operator::testing::postgres::eventually(
+                Duration::from_secs(15),
+                || async { http_get(&listen, "/healthz").ok().map(|_| ()) },
+            ));
+            assert!(up.is_some(), "admin API listening");
+            let (status, body) = http_get(&listen, "/readyz").expect("GET /readyz");
+            assert_eq!(status, 503, "{body}");
+            clean("/readyz body", &body);
+            let (_, _, stderr) = api.terminate();
+            clean(&format!("admin-api {format} {url}"), &stderr);
+        }
+    }
+    // migrate: one line, redacted.
+    let out = Command::new(AMPD)
+        .args(["migrate", "--connect-wait", "0s"])
+        .args(files(&format!("postgres://amp@{addr}/amp")))
+        .env_remove("AMP_DATABASE_URL")
+        .output()
+        .expect("run ampd migrate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("postgres://amp:***@"), "{stderr}");
+    clean("migrate", &stderr);
+}
+
+fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}

@@ -83,7 +83,7 @@ image_size=$(STORAGE_DRIVER=vfs buildah images --format '{{.Size}}' "localhost/a
 base_size=$(STORAGE_DRIVER=vfs buildah images --format '{{.Size}}' localhost/amp-node/debian:bookworm | head -n 1)
 echo "images built and imported in ${images_s}s; localhost/amp:$T1 $image_size (Debian base $base_size)"
 values=(--set "image.repository=localhost/amp" --set image.pullPolicy=Never
-        --set postgresql.image=localhost/amp-node/postgres:15)
+        --set postgresql.image=localhost/amp-node/postgres:15-files)
 
 say "1. CRDs applied beforehand, helm install --wait (default values, 2 operator replicas)"
 kc apply --server-side -f crds/ >/dev/null

@@ -23,7 +23,8 @@ cache=${AMP_NODE_CACHE:-$HOME/.cache/amp-node}
 mkdir -p "$cache" "$NODE_DIR/images"
 BASE=localhost/amp-node/debian:bookworm
 PAUSE=localhost/amp-node/pause:1
-POSTGRES=localhost/amp-node/postgres:15
+# The tag names the entrypoint revision: a cached older image is not reused.
+POSTGRES=localhost/amp-node/postgres:15-files
 
 have_image() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 

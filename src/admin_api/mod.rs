@@ -34,12 +34,15 @@ pub struct AdminApiArgs {
     /// Address to listen on.
     #[arg(long, env = "AMP_ADMIN_LISTEN", default_value = "127.0.0.1:1610")]
     pub listen: SocketAddr,
-    /// Metadata DB URL (a read-only role is enough).
-    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: crate::metadata_db::DatabaseUrl,
+    #[command(flatten)]
+    pub credentials: metadata_db::DbCredentialArgs,
     /// Require `Authorization: Bearer TOKEN` on /workers endpoints.
     #[arg(long, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// File holding the bearer token (instead of --auth-token; trailing newline
+    /// ignored). Read again every second, so a rotated token is accepted without a restart.
+    #[arg(long, env = "AMP_AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
+    pub auth_token_file: Option<std::path::PathBuf>,
     /// Also require the token on /metrics and /openapi.json (the probes /healthz and
     /// /readyz stay open: kubelets cannot send tokens).
     #[arg(long, env = "AMP_AUTH_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
@@ -77,7 +80,7 @@ pub enum AdminApiError {
 
 pub struct AppState {
     pub pool: PgPool,
-    pub auth_token: Option<String>,
+    pub auth_token: Option<metadata_db::credentials::AuthToken>,
     /// /metrics and /openapi.json need the token too.
     pub auth_metrics: bool,
     pub stale_after: Duration,
@@ -475,7 +478,7 @@ async fn require_token(
     next: Next,
 ) -> Response {
     if let Some(expected) = &state.auth_token
-        && !token_matches(bearer_token(&headers), expected)
+        && !token_matches(bearer_token(&headers), &expected.current())
     {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -542,16 +545,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `ampd admin-api`: serve until shutdown. Starts even when the DB is down (`/readyz`
 /// says so), so a DB outage never crash-loops the API.
 pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(), AdminApiError> {
-    let pool = metadata_db::connect_pool_lazy_bounded(
-        &args.database_url,
-        "ampd-admin-api",
-        8,
-        args.db_timeout,
-    )?;
+    let credentials = metadata_db::Credentials::from_args(&args.credentials);
+    let pool =
+        metadata_db::credentials::reader_pool(&credentials, "ampd-admin-api", 8, args.db_timeout)?;
+    let auth_token = metadata_db::credentials::AuthToken::from_flags(
+        args.auth_token,
+        args.auth_token_file.as_deref(),
+    )
+    .map_err(DbError::from)?;
     let state = Arc::new(AppState {
         role: pool.connect_options().get_username().to_owned(),
         pool,
-        auth_token: args.auth_token.filter(|t| !t.is_empty()),
+        auth_token,
         auth_metrics: args.auth_metrics,
         stale_after: args.stale_after,
         metrics: ApiMetrics::new(),
@@ -566,7 +571,7 @@ pub async fn main(args: AdminApiArgs, shutdown: CancellationToken) -> Result<(),
         })?;
     tracing::info!(
         listen = %args.listen,
-        database = %metadata_db::redact_url(&args.database_url),
+        database = %credentials.describe(),
         auth = state.auth_token.is_some(),
         "admin API serving"
     );

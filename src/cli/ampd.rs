@@ -49,9 +49,8 @@ pub struct CrdgenArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
-    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: crate::metadata_db::DatabaseUrl,
+    #[command(flatten)]
+    pub credentials: crate::metadata_db::DbCredentialArgs,
     /// How long to keep trying while the server refuses connections (a database that is
     /// still starting); errors that waiting cannot fix stop at once.
     #[arg(long, env = "AMP_CONNECT_WAIT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<0, 600_000>)]
@@ -93,10 +92,13 @@ async fn run(command: Command) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(err.exit_code(), err.to_string()),
         },
-        Command::Migrate(args) => match migrate(&args.database_url, args.connect_wait).await {
+        Command::Migrate(args) => match migrate(&args.credentials, args.connect_wait).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(
-                if matches!(err, metadata_db::DbError::InvalidUrl { .. }) {
+                if matches!(
+                    err,
+                    metadata_db::DbError::InvalidUrl { .. } | metadata_db::DbError::Credentials(_)
+                ) {
                     2
                 } else {
                     1
@@ -135,7 +137,11 @@ async fn run(command: Command) -> ExitCode {
 /// Prints one line: what was applied, or the foreign schema found and left alone.
 /// Waits up to `connect_wait` for a server still starting (the chart's bundled
 /// PostgreSQL may be when the init container runs).
-async fn migrate(url: &str, connect_wait: std::time::Duration) -> Result<(), metadata_db::DbError> {
+async fn migrate(
+    credentials: &metadata_db::DbCredentialArgs,
+    connect_wait: std::time::Duration,
+) -> Result<(), metadata_db::DbError> {
+    let url = &metadata_db::Credentials::from_args(credentials).read()?.url;
     let pool = metadata_db::connect_pool_waiting(url, "ampd-migrate", 2, connect_wait).await?;
     let outcome = metadata_db::migrate(&pool).await?;
     // In words, as printed (the outcome's Debug form is for developers).

@@ -98,6 +98,7 @@ impl super::DbError {
             DbError::Timeout { .. } => Some("no answer in time"),
             DbError::UnservableSchema(_) => Some("its workers table lacks columns we read"),
             DbError::Migrate(_) => None,
+            DbError::Credentials(_) => Some("cannot read the credentials file"),
         }
     }
 
@@ -109,7 +110,8 @@ impl super::DbError {
             DbError::InvalidUrl { .. }
             | DbError::Tls(_)
             | DbError::UnservableSchema(_)
-            | DbError::Migrate(_) => true,
+            | DbError::Migrate(_)
+            | DbError::Credentials(_) => true,
             DbError::Timeout { .. } => false,
         }
     }

@@ -5,6 +5,7 @@
 #[macro_use]
 mod lock_probe;
 mod connect_error;
+pub mod credentials;
 mod migrations;
 mod redact;
 mod rows;
@@ -22,6 +23,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
+pub use credentials::{Credentials, CredentialsError, DbCredentialArgs};
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
@@ -58,6 +60,8 @@ pub enum DbError {
         .0.unservable.join(", ")
     )]
     UnservableSchema(ForeignSchema),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 impl DbError {
@@ -288,17 +292,26 @@ pub fn connect_pool_lazy_bounded(
     max_connections: u32,
     timeout: Duration,
 ) -> Result<PgPool, DbError> {
-    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
-    let options = connect_options(url, application_name)?.options([
-        ("statement_timeout", statement_timeout.as_str()),
-        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
-        // when the URL's role could (docs/amp.md still asks for a read-only role).
-        ("default_transaction_read_only", "on"),
-    ]);
+    let options = reader_options(url, application_name, timeout)?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeout)
         .connect_lazy_with(options))
+}
+
+/// The connect options of a reader pool (see [`connect_pool_lazy_bounded`]).
+pub fn reader_options(
+    url: &str,
+    application_name: &str,
+    timeout: Duration,
+) -> Result<PgConnectOptions, DbError> {
+    let statement_timeout = format!("{}ms", timeout.as_millis().max(1));
+    Ok(connect_options(url, application_name)?.options([
+        ("statement_timeout", statement_timeout.as_str()),
+        // Readers never write: on a DB Amp owns, the server itself guarantees it, even
+        // when the URL's role could (docs/amp.md still asks for a read-only role).
+        ("default_transaction_read_only", "on"),
+    ]))
 }
 
 /// Runs `f` on a pooled connection, all within `timeout` (acquiring included).

@@ -397,7 +397,11 @@ mod tests {
         }
         let args = crate::worker::WorkerArgs {
             node_id: "w1".into(),
-            database_url: DatabaseUrl::new(raw.clone()),
+            credentials: super::super::DbCredentialArgs {
+                database_url: Some(DatabaseUrl::new(raw.clone())),
+                database_url_file: None,
+                database_password_file: None,
+            },
             heartbeat_interval: std::time::Duration::from_secs(1),
             lock_wait: std::time::Duration::from_secs(1),
             max_backoff: std::time::Duration::from_secs(1),

@@ -20,9 +20,8 @@ pub use run::{check_crds, main};
 
 #[derive(Debug, clap::Args)]
 pub struct OperatorArgs {
-    /// Metadata DB URL.
-    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: crate::metadata_db::DatabaseUrl,
+    #[command(flatten)]
+    pub credentials: crate::metadata_db::DbCredentialArgs,
     /// Namespace whose AmpWorkers and fleets this operator manages.
     #[arg(long, env = "AMP_NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -132,7 +131,11 @@ impl OperatorError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::InvalidOption(_) | Self::Db(crate::metadata_db::DbError::InvalidUrl { .. }) => 2,
+            Self::InvalidOption(_)
+            | Self::Db(
+                crate::metadata_db::DbError::InvalidUrl { .. }
+                | crate::metadata_db::DbError::Credentials(_),
+            ) => 2,
             _ => 1,
         }
     }

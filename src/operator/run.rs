@@ -18,17 +18,14 @@ use super::metrics::OperatorMetrics;
 use super::plan::PlanConfig;
 use super::probes::{OperatorProbes, router};
 use super::{OperatorArgs, OperatorError};
-use crate::metadata_db::{self, redact_url};
+use crate::metadata_db;
 
 pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), OperatorError> {
     let config = controller_config(&args)?;
     // Lazy: an unreachable DB must not stop the operator (conditions go Unknown).
-    let pool = metadata_db::connect_pool_lazy_bounded(
-        &args.database_url,
-        "amp-operator",
-        2,
-        args.db_timeout,
-    )?;
+    let credentials = metadata_db::Credentials::from_args(&args.credentials);
+    let pool =
+        metadata_db::credentials::reader_pool(&credentials, "amp-operator", 2, args.db_timeout)?;
     let (client, server) = kube_client().await?;
     check_namespace(&client, &args.namespace)
         .await
@@ -115,7 +112,7 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     probes.ready.store(true, Ordering::Relaxed);
     tracing::info!(
         namespace = %args.namespace,
-        database = %redact_url(&args.database_url),
+        database = %credentials.describe(),
         identity = %config.identity,
         leader_election = args.leader_election,
         "operator started"

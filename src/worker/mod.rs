@@ -27,9 +27,8 @@ pub struct WorkerArgs {
     /// This worker's node id (letters, digits, '_', '-', '.'; starts with a letter).
     #[arg(long, env = "AMP_NODE_ID")]
     pub node_id: String,
-    /// Metadata DB URL, e.g. postgres://user:pass@host:5432/amp
-    #[arg(long, env = "AMP_DATABASE_URL", hide_env_values = true)]
-    pub database_url: crate::metadata_db::DatabaseUrl,
+    #[command(flatten)]
+    pub credentials: metadata_db::DbCredentialArgs,
     /// Heartbeat period.
     #[arg(long, env = "AMP_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 60_000>)]
     pub heartbeat_interval: Duration,
@@ -85,7 +84,7 @@ impl WorkerError {
     pub fn exit_code(&self) -> u8 {
         match self {
             WorkerError::InvalidNodeId(_)
-            | WorkerError::Db(DbError::InvalidUrl { .. })
+            | WorkerError::Db(DbError::InvalidUrl { .. } | DbError::Credentials(_))
             | WorkerError::AmpSchedulesJobs
             | WorkerError::ForeignSchema(_) => 2,
             _ => 1,
@@ -93,12 +92,17 @@ impl WorkerError {
     }
 }
 
-/// Validated worker settings. `Debug` is written out: `connect` holds the password.
+/// Validated worker settings. `Debug` is written out: `credentials` can hold a password.
 #[derive(Clone)]
 pub struct WorkerConfig {
     pub node_id: NodeId,
-    pub connect: PgConnectOptions,
+    /// Read again for every new session: a rotated password file is used without a restart.
+    pub credentials: metadata_db::Credentials,
+    /// The URL as read at start (for logs, redacted).
     pub database_url: crate::metadata_db::DatabaseUrl,
+    /// The credentials as read at start and the session options made from them (made
+    /// once: making them logs each ignored URL parameter).
+    pub first_session: (metadata_db::credentials::Resolved, PgConnectOptions),
     pub heartbeat_interval: Duration,
     pub lock_wait: Duration,
     pub max_backoff: Duration,
@@ -110,7 +114,6 @@ pub struct WorkerConfig {
 
 impl std::fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // PgConnectOptions' derived Debug prints its password; the URL says the same, redacted.
         f.debug_struct("WorkerConfig")
             .field("node_id", &self.node_id)
             .field("database_url", &self.database_url)
@@ -128,15 +131,15 @@ impl WorkerConfig {
     /// Validates everything before any connection is attempted.
     pub fn from_args(args: &WorkerArgs, info: BuildInfo) -> Result<Self, WorkerError> {
         let node_id = NodeId::parse(&args.node_id)?;
-        let connect =
-            metadata_db::connect_options(&args.database_url, &format!("ampd-worker/{node_id}"))?
-                // A lost heartbeat is harmless (the next one follows in a second), so
-                // heartbeats do not wait for the WAL flush.
-                .options([("synchronous_commit", "off")]);
+        let credentials = metadata_db::Credentials::from_args(&args.credentials);
+        let first = credentials.read().map_err(DbError::from)?;
+        // Checked now, so an invalid URL stops the worker before any connection.
+        let options = session_options(&first.url, &node_id)?;
         Ok(Self {
             node_id,
-            connect,
-            database_url: args.database_url.clone(),
+            credentials,
+            database_url: first.url.clone(),
+            first_session: (first, options),
             heartbeat_interval: args.heartbeat_interval,
             lock_wait: args.lock_wait,
             max_backoff: args.max_backoff,
@@ -145,6 +148,16 @@ impl WorkerConfig {
             placement: metadata_db::Placement::from_env(),
         })
     }
+}
+
+/// The options of the worker's session for `url`.
+fn session_options(url: &str, node_id: &NodeId) -> Result<PgConnectOptions, DbError> {
+    Ok(
+        metadata_db::connect_options(url, &format!("ampd-worker/{node_id}"))?
+            // A lost heartbeat is harmless (the next one follows in a second), so
+            // heartbeats do not wait for the WAL flush.
+            .options([("synchronous_commit", "off")]),
+    )
 }
 
 /// Runs the agent until `shutdown` is cancelled (Ok), the lock is held elsewhere or an
@@ -161,7 +174,10 @@ pub async fn run(
         config.max_backoff,
         config.node_id.legacy_advisory_lock_key() as u64,
     );
-    let mut memory = SessionMemory::default();
+    let mut memory = SessionMemory {
+        used: Some(config.first_session.clone()),
+        ..SessionMemory::default()
+    };
     loop {
         probes.set_ready(false);
         if shutdown.is_cancelled() {
@@ -173,7 +189,11 @@ pub async fn run(
             Ended::Shutdown => return Ok(()),
             Ended::Fatal(err) => return Err(err),
             // Reported once, by the caller's `error:` line (and termination message).
-            Ended::Failed { err, .. } | Ended::Lost(err) if err.is_permanent() => {
+            // A rotation may have refused the credentials this session was made with:
+            // when their files changed since, the next attempt uses the new ones.
+            Ended::Failed { err, .. } | Ended::Lost(err)
+                if err.is_permanent() && !memory.credentials_changed(&config.credentials) =>
+            {
                 return Err(WorkerError::Db(err));
             }
             Ended::Failed { step, err } => {
@@ -202,6 +222,37 @@ struct SessionMemory {
     /// `registered_at` means "this process started" (the seeds detect restarts by it): a
     /// reconnect after a DB blip resumes the row instead of registering again.
     registered: bool,
+    /// The credentials of the last connection attempt and the options made from them.
+    used: Option<(metadata_db::credentials::Resolved, PgConnectOptions)>,
+}
+
+impl SessionMemory {
+    /// The options for a new session from the credentials as they are now (made again
+    /// only when they changed: making them logs each ignored URL parameter).
+    fn session_options(&mut self, config: &WorkerConfig) -> Result<PgConnectOptions, DbError> {
+        let now = config.credentials.read()?;
+        if let Some((used, options)) = &self.used
+            && *used == now
+        {
+            return Ok(options.clone());
+        }
+        let options = session_options(&now.url, &config.node_id)?;
+        info!(
+            node_id = config.node_id.as_str(),
+            database = %now.url,
+            "the database credentials changed; the new session uses them"
+        );
+        self.used = Some((now, options.clone()));
+        Ok(options)
+    }
+
+    /// Whether the credentials' sources hold something else than the last attempt used.
+    fn credentials_changed(&self, credentials: &metadata_db::Credentials) -> bool {
+        match (&self.used, credentials.read()) {
+            (Some((used, _)), Ok(now)) => *used != now,
+            _ => false,
+        }
+    }
 }
 
 /// How a session ended.
@@ -272,7 +323,17 @@ async fn prepare(
     memory: &mut SessionMemory,
 ) -> Result<PgConnection, Ended> {
     let (node, timeout) = (config.node_id.as_str(), config.db_timeout);
-    let connect = metadata_db::connect_one(&config.connect, &config.database_url);
+    let options = memory
+        .session_options(config)
+        .map_err(|err| Ended::Failed {
+            step: "read the credentials",
+            err,
+        })?;
+    let url = memory
+        .used
+        .as_ref()
+        .map_or_else(|| config.database_url.clone(), |(used, _)| used.url.clone());
+    let connect = metadata_db::connect_one(&options, &url);
     let mut conn = step(
         shutdown,
         "connect",

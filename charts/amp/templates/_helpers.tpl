@@ -180,3 +180,71 @@ sslcert / sslkey win over these variables.
       {{- end }}
 {{- end }}
 {{- end -}}
+
+{{- /*
+Database credentials (databaseCredentials.mode). file (default): the URL (and the
+password, when databaseCredentials.passwordKey / readerPasswordKey name one) mounted from
+the Secret at /etc/amp/db and passed as AMP_DATABASE_URL_FILE / AMP_DATABASE_PASSWORD_FILE;
+ampd reads them again for every new connection, so a rotated Secret is used without a
+restart, and the Pod spec carries no credential. env: AMP_DATABASE_URL from the Secret.
+Call with (dict "root" . "reader" true|false).
+*/ -}}
+{{- define "amp.dbCredentials.mountPath" -}}/etc/amp/db{{- end -}}
+
+{{- define "amp.dbPasswordKey" -}}
+{{- if not (include "amp.bundledDb" .root) -}}
+{{- if .reader -}}{{ .root.Values.databaseCredentials.readerPasswordKey }}{{- else -}}{{ .root.Values.databaseCredentials.passwordKey }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "amp.dbCredentialsEnv" -}}
+{{- $dir := include "amp.dbCredentials.mountPath" . -}}
+{{- $urlKey := ternary (include "amp.dbReaderUrlKey" .root) (include "amp.dbUrlKey" .root) .reader -}}
+{{- if eq .root.Values.databaseCredentials.mode "env" }}
+- name: AMP_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "amp.dbSecret" .root }}
+      key: {{ $urlKey }}
+{{- else }}
+- name: AMP_DATABASE_URL_FILE
+  value: {{ printf "%s/url" $dir | quote }}
+{{- end }}
+{{- if include "amp.dbPasswordKey" . }}
+- name: AMP_DATABASE_PASSWORD_FILE
+  value: {{ printf "%s/password" $dir | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "amp.dbCredentialsMounted" -}}
+{{- if or (ne .root.Values.databaseCredentials.mode "env") (include "amp.dbPasswordKey" .) -}}true{{- end -}}
+{{- end -}}
+
+{{- /* The DB credentials and TLS volume mounts of a container that talks to the DB. */ -}}
+{{- define "amp.dbVolumeMounts" -}}
+{{- if include "amp.dbCredentialsMounted" . }}
+- name: db-credentials
+  mountPath: {{ include "amp.dbCredentials.mountPath" . }}
+  readOnly: true
+{{- end }}
+{{- include "amp.dbTlsVolumeMounts" .root }}
+{{- end -}}
+
+{{- define "amp.dbVolumes" -}}
+{{- if include "amp.dbCredentialsMounted" . }}
+- name: db-credentials
+  secret:
+    secretName: {{ include "amp.dbSecret" .root }}
+    defaultMode: {{ .root.Values.databaseCredentials.defaultMode }}
+    items:
+      {{- if ne .root.Values.databaseCredentials.mode "env" }}
+      - key: {{ ternary (include "amp.dbReaderUrlKey" .root) (include "amp.dbUrlKey" .root) .reader | quote }}
+        path: url
+      {{- end }}
+      {{- with (include "amp.dbPasswordKey" .) }}
+      - key: {{ . | quote }}
+        path: password
+      {{- end }}
+{{- end }}
+{{- include "amp.dbTlsVolumes" .root }}
+{{- end -}}

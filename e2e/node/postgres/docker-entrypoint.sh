@@ -1,12 +1,15 @@
 #!/bin/sh
 # The parts of the official postgres image's entrypoint the chart uses: initialise an
-# empty PGDATA with POSTGRES_USER/POSTGRES_PASSWORD/POSTGRES_DB, run
+# empty PGDATA with POSTGRES_USER/POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE)/POSTGRES_DB, run
 # /docker-entrypoint-initdb.d/* once (executable *.sh run, others sourced; *.sql via
 # psql), then exec the server listening on every address with password auth.
 set -eu
 : "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}"
 if [ "${1:-postgres}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
-  [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "POSTGRES_PASSWORD is required" >&2; exit 1; }
+  if [ -z "${POSTGRES_PASSWORD:-}" ] && [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+  fi
+  [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required" >&2; exit 1; }
   mkdir -p "$PGDATA" && chmod 700 "$PGDATA"
   pwfile=$(mktemp) && printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
   initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
