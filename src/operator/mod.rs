@@ -8,7 +8,9 @@ pub mod fleet_status;
 pub mod metrics;
 pub mod naming;
 pub mod plan;
+pub mod pods;
 mod probes;
+pub mod remediation;
 mod run;
 pub mod status;
 
