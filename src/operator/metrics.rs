@@ -308,6 +308,13 @@ impl OperatorMetrics {
         *last = labels;
     }
 
+    /// `amp_worker_remediations_total{result, reason}` as counted so far.
+    pub fn remediations_counted(&self, result: &'static str, reason: &'static str) -> u64 {
+        self.remediations
+            .get_or_create(&RemediationLabels { result, reason })
+            .get()
+    }
+
     pub fn count_remediation(&self, result: &'static str, reason: &'static str) {
         self.remediations
             .get_or_create(&RemediationLabels { result, reason })

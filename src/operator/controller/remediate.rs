@@ -64,7 +64,7 @@ impl Reconciler {
             return false;
         }
         if self.delete_forbidden {
-            self.metrics.count_remediation("skipped", "forbidden");
+            // Said once already (the event, the log line, the metric).
             return false;
         }
         match self.delete_pod(a).await {

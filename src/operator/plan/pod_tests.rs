@@ -412,6 +412,26 @@ fn nothing_while_the_db_is_down_or_just_back() {
 }
 
 #[test]
+fn after_an_outage_a_worker_without_its_lock_is_neither_hung_nor_counted() {
+    // Back 100 s ago; worker-0 heartbeat and froze since, worker-1 never reconnected
+    // (judged Stale from the return, but its lock is free).
+    let mut w = World::new(fleet(Some(RemediationMode::Restart), None))
+        .with("worker-0", -90, Some(pod("worker-0")))
+        .with("worker-1", -150, Some(pod("worker-1")));
+    w.rows[1].lock = LockState::Free;
+    w.db = DbView::Available {
+        db_now: t(0),
+        recovered_at: Some(t(-100)),
+    };
+    w.recovery_from = Some(t(-160));
+    let p = w.plan();
+    assert_eq!(status_of(&p, "worker-1").state.as_deref(), Some("Stale"));
+    let acted: Vec<&str> = p.remediations.iter().map(|a| a.node_id.as_str()).collect();
+    assert_eq!(acted, ["worker-0"]);
+    assert_eq!(fleet_status(&p).remediation.as_ref().unwrap().unhealthy, 1);
+}
+
+#[test]
 fn a_bare_pod_or_a_pod_claimed_twice_is_left_alone() {
     let mut bare = pod("worker-0");
     bare.metadata.owner_references = None;

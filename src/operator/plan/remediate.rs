@@ -24,7 +24,7 @@ use super::fleets::FleetSel;
 use super::judge::effective_db_for;
 use super::pods::FleetPodTally;
 use super::{Cycle, Plan};
-use crate::metadata_db::SnapshotRow;
+use crate::metadata_db::{LockState, SnapshotRow};
 use crate::timestamps::format_timestamp;
 
 /// The fleet condition saying whether hung workers may be restarted now.
@@ -215,6 +215,9 @@ fn health_of(c: &Cycle, cand: &Candidate) -> WorkerHealth {
     match judge_health(row, db_now, recovered_at, timeout) {
         Health::Fresh => WorkerHealth::Fresh,
         Health::Stopped => WorkerHealth::Stopped,
+        // Judged Stale while reconnecting after an outage, but no session holds the
+        // lock: nothing hangs there; only a held lock is a hung process.
+        Health::Stale if row.lock == LockState::Free => WorkerHealth::Stopped,
         Health::Stale => {
             let from = recovered_at.map_or(row.heartbeat_at, |r| r.max(row.heartbeat_at));
             WorkerHealth::Stale {
