@@ -688,3 +688,60 @@ async fn without_delete_on_pods_one_event_and_no_retry() {
     assert_eq!(pod_uid(&admin, &ns, "w-0").await, Some(uid));
     procs[0].signal(libc::SIGCONT);
 }
+
+/// The real `ampd operator`: it starts watching Pods when a fleet selects them, and the
+/// placement comes from its (slimmed) cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_process_watches_pods_once_a_fleet_selects_them() {
+    let Some(plane) =
+        envtest::require("the_operator_process_watches_pods_once_a_fleet_selects_them").await
+    else {
+        return;
+    };
+    let ns = plane.namespace("pods-process").await.unwrap();
+    let client = plane.client().await.unwrap();
+    let (pg, pool) = migrated_db().await;
+    let sts = statefulset(&client, &ns).await;
+    let _procs = workers(&client, &ns, &pg.url(), &pool, &["w-0"]).await;
+    pod(
+        &client,
+        &ns,
+        "w-0",
+        Some(&sts),
+        json!({"spec": {"nodeName": "node-a"}}),
+    )
+    .await;
+    let _op = Proc::spawn(
+        "operator",
+        &mut common::operator(plane.kubeconfig(), &ns, &pg.url(), "op-pods"),
+    );
+    let placed = |source: &'static str| {
+        let (c, n) = (client.clone(), ns.clone());
+        move || {
+            let (c, n) = (c.clone(), n.clone());
+            async move {
+                let s = status(&c, &n, "w-0").await;
+                (s["state"] == "Ready" && s["placement"]["source"] == source
+                    || source.is_empty() && s["state"] == "Ready")
+                    .then_some(s)
+            }
+        }
+    };
+    // No fleet selects Pods yet: no placement from a Pod.
+    let s = amp_operator::testing::postgres::eventually(WITHIN, placed(""))
+        .await
+        .expect("w-0 Ready");
+    assert_eq!(s.get("placement"), None);
+    let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
+    fleets
+        .create(&PostParams::default(), &fleet(json!({"mode": "Off"})))
+        .await
+        .unwrap();
+    let s = amp_operator::testing::postgres::eventually(WITHIN, placed("Pod"))
+        .await
+        .expect("placement from the Pod");
+    assert_eq!(
+        s["placement"],
+        json!({"pod": "w-0", "namespace": ns, "node": "node-a", "source": "Pod"})
+    );
+}
