@@ -721,9 +721,8 @@ async fn the_operator_process_watches_pods_once_a_fleet_selects_them() {
             let (c, n) = (c.clone(), n.clone());
             async move {
                 let s = status(&c, &n, "w-0").await;
-                (s["state"] == "Ready" && s["placement"]["source"] == source
-                    || source.is_empty() && s["state"] == "Ready")
-                    .then_some(s)
+                let placed = source.is_empty() || s["placement"]["source"] == source;
+                (s["state"] == "Ready" && placed).then_some(s)
             }
         }
     };
