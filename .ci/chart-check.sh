@@ -3,7 +3,7 @@
 # and Helm 3 which must render the same), validates
 # every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
-# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 33 deliberate
+# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 34 deliberate
 # breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
 # fleet switches, the conventions (name overrides, ServiceAccounts, security contexts,
 # priorityClassName, PodDisruptionBudgets, helm test), and runs the Argo CD health check tests.
@@ -220,7 +220,9 @@ for bad in "logFormat=xml" "bogus=1" "operator.bogus=1" "operator.replicas=-1" "
            "serviceAccount.create=maybe" "podSecurityContext.runAsUser=0" \
            "podSecurityContext.runAsNonRoot=false" "containerSecurityContext.allowPrivilegeEscalation=true" \
            "databaseTLS.sslMode=verify_full" "databaseTLS.bogus=1" "databaseTLS.defaultMode=777" \
-           "databaseTLS.ca.secretName=a,databaseTLS.ca.configMapName=b"; do
+           "databaseTLS.ca.secretName=a,databaseTLS.ca.configMapName=b" \
+           "fleet.remediation.mode=Always" "fleet.remediation.maxUnhealthy=most" \
+           "fleet.remediation.restartStaleAfterSeconds=0"; do
   for h in helm $helm3; do
     if "$h" template amp "$chart" --set "$bad" >/dev/null 2>&1; then
       die "$h: --set $bad was accepted"

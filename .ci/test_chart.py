@@ -53,6 +53,8 @@ ALLOWED = {
     ("amp.io", "ampworkerfleets/status"): {"get", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("coordination.k8s.io", "leases"): {"create", "get", "patch"},
+    # A fleet's podSelector (read); delete only with fleet.remediation.mode=Restart (below).
+    ("", "pods"): {"get", "list", "watch", "delete"},
 }
 SECRETISH = re.compile(r"(postgres(ql)?://|password|passwd|secret|token)", re.I)
 # A URL with user:password@ in it, or a flag that takes a credential.
@@ -104,6 +106,9 @@ class Checker:
                     extra = set(verbs) - allowed
                     if extra:
                         self.fail(doc, f"verbs {sorted(extra)} on {g}/{r} exceed {sorted(allowed)}")
+            # delete on Pods only when the rendered fleet restarts hung workers.
+            if "pods" in resources and "delete" in verbs and not self.fleet_restarts():
+                self.fail(doc, "delete on pods without a fleet whose spec.remediation.mode is Restart")
             # get/patch on leases only for the operator's own Lease.
             if "leases" in resources and {"get", "patch"} & set(verbs):
                 names = rule.get("resourceNames") or []
@@ -113,6 +118,13 @@ class Checker:
                 for value in lease_envs:
                     if value not in names:
                         self.fail(doc, f"lease resourceNames {names} miss the operator's lease {value!r}")
+
+    def fleet_restarts(self):
+        return any(
+            d.get("kind") == "AmpWorkerFleet"
+            and ((d.get("spec") or {}).get("remediation") or {}).get("mode") == "Restart"
+            for d in self.docs
+        )
 
     # ---------------------------------------------------------------- pods
     @staticmethod
@@ -614,6 +626,11 @@ def m_hook_release_ca(docs):
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "amp-db-ca"}, "data": {}})
 
 
+def m_pod_delete_without_restart(docs):
+    # delete on Pods granted while no fleet restarts hung workers.
+    find(docs, "Role")["rules"].append({"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]})
+
+
 MUTATIONS = [
     m_wildcard_verb, m_wildcard_group, m_extra_resource, m_extra_verb, m_lease_unrestricted,
     m_cluster_role, m_bind_cluster_role, m_root, m_writable_root, m_escalation, m_capability,
@@ -622,6 +639,7 @@ MUTATIONS = [
     m_fleet_invalid, m_crd_changed, m_string_data, m_tls_mount_missing, m_tls_wrong_path,
     m_hook_release_ca, m_url_file_unmounted, m_password_file_writable, m_policy_open_ingress,
     m_policy_any_port, m_policy_ingress_only,
+    m_pod_delete_without_restart,
 ]
 
 

@@ -358,7 +358,11 @@ fn fleet_conditions_list_every_type_status_and_reason() {
         (
             "Ready",
             "False",
-            &["RolloutInProgress", "WorkersUnavailable", "WaitingForWorkers"],
+            &[
+                "RolloutInProgress",
+                "WorkersUnavailable",
+                "WaitingForWorkers",
+            ],
         ),
         ("Ready", "False", stalled),
         ("Ready", "Unknown", &["MetadataDbUnavailable"]),

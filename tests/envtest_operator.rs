@@ -527,8 +527,11 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             namespace: Some("amp".into()),
             node: Some("node-a".into()),
             pod_ip: Some("10.0.0.7".into()),
+            source: Some("Worker".into()),
         }),
         restart_count: 3,
+        last_remediation_time: Some("2026-11-22T09:45:00Z".parse().unwrap()),
+        remediation_count: Some(2),
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
             .map(|t| condition(t, "True", "WorkerReady", 1))
@@ -586,6 +589,19 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         mismatched: vec!["Worker_1".into(), "worker-2".into()],
         mismatched_count: 6,
         last_progress_time: Some("2026-11-22T10:00:00Z".parse().unwrap()),
+        pods: Some(amp_operator::operator::crd::FleetPods {
+            selected: 3,
+            linked: 2,
+            workers_without_pod: 1,
+            pods_without_worker: 1,
+            ambiguous: 0,
+            reason: "WorkersWithoutPod".into(),
+            message: "1 workers without a selected Pod: worker-2".into(),
+        }),
+        remediation: Some(amp_operator::operator::crd::FleetRemediation {
+            unhealthy: 1,
+            max_unhealthy: 1,
+        }),
         conditions: vec![
             condition("Ready", "False", "VersionMismatch", 1),
             condition("Reconciling", "True", "RolloutInProgress", 1),

@@ -434,6 +434,8 @@ async fn a_rollout_from_v1_to_v2_goes_reconciling_then_ready() {
             version: "v1".into(),
             selector: None,
             min_ready: None,
+            pod_selector: None,
+            remediation: None,
             progress_deadline_seconds: Some(600),
             ..Default::default()
         },

@@ -158,6 +158,11 @@ pub struct WorkerPlacement {
     /// The Pod's IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
+    /// Where this placement comes from: Pod (the live Pod the worker's fleet selects
+    /// with spec.podSelector; it wins) or Worker (what the worker reported in its
+    /// metadata DB row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Observed state, mirrored from the metadata DB and judged by the database clock.
@@ -227,8 +232,10 @@ pub struct AmpWorkerStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub heartbeat_at: Option<DateTime<Utc>>,
-    /// Where the worker runs (Pod, namespace, Kubernetes node, Pod IP), as the worker
-    /// reported it; absent for workers that report none (Amp's own).
+    /// Where the worker runs (Pod, namespace, Kubernetes node, Pod IP): from the live
+    /// Pod when the worker's fleet sets spec.podSelector and a selected Pod is the
+    /// worker's, else as the worker reported it; absent when neither is known (Amp's own
+    /// workers without a podSelector). placement.source says which.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<WorkerPlacement>,
     /// Process restarts observed by the operator (the RESTARTS column): registeredAt
@@ -236,6 +243,20 @@ pub struct AmpWorkerStatus {
     /// object starts from 0.
     #[serde(default)]
     pub restart_count: i64,
+    /// When the operator last deleted this worker's Pod because the worker was hung
+    /// (its fleet's spec.remediation, mode Restart; RFC 3339, UTC, whole seconds, the
+    /// operator's clock). Absent when it never did.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamps::whole_seconds_opt"
+    )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub last_remediation_time: Option<DateTime<Utc>>,
+    /// How many times the operator deleted this worker's Pod because the worker was
+    /// hung. Absent when it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_count: Option<i64>,
     /// The worker's conditions, one per type; Ready is the summary that `kubectl wait`,
     /// kstatus, Argo CD and Flux read. Each type, then its possible status, reason and
     /// meaning:
@@ -352,6 +373,93 @@ pub struct AmpWorkerFleetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 2_592_000))]
     pub retire_stopped_after_seconds: Option<i64>,
+    /// Which Pods (by their labels, in the fleet's namespace) run the fleet's workers. A
+    /// worker's Pod is the selected Pod whose amp.io/node-id annotation is its node id,
+    /// or, for a Pod without that annotation, whose name is its node id (a StatefulSet's
+    /// Pods). Linked Pods fill status.placement of their AmpWorkers; remediation needs
+    /// them. When omitted, the operator reads no Pods for this fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    /// Restarting hung workers (off unless set): a worker that has been Stale (its
+    /// process holds the node id but does not heartbeat) for restartStaleAfterSeconds
+    /// gets its Pod deleted, so the Pod's controller recreates it under the same name.
+    /// Needs spec.podSelector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationSpec>,
+}
+
+/// What the operator may do about a hung worker.
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum RemediationMode {
+    /// Nothing (the default).
+    #[default]
+    Off,
+    /// Decide as Restart would and publish the events and metrics, but delete nothing.
+    DryRun,
+    /// Delete the hung worker's Pod.
+    Restart,
+}
+
+/// When and how far the operator restarts hung workers (like Cluster API's
+/// MachineHealthCheck).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationSpec {
+    /// Off (default), DryRun (events and metrics only) or Restart (delete the Pod).
+    #[serde(default)]
+    pub mode: RemediationMode,
+    /// How long a worker must have been Stale (by the metadata DB's clock, counted from
+    /// its last heartbeat plus its heartbeat timeout) before its Pod is deleted; also
+    /// the first per-worker back-off, doubled after each restart of that worker. 1 to
+    /// 86400; 300 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub restart_stale_after_seconds: Option<i64>,
+    /// Remediation pauses while more than this many of the fleet's members are Stale: a
+    /// count (e.g. 1) or a percentage of the members (e.g. "20%", rounded down). 1 when
+    /// omitted. While paused the fleet's RemediationAllowed condition is False.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unhealthy: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    /// Fleet-wide rate limit: at least this many seconds between two Pod deletions in
+    /// the fleet. 1 to 86400; 60 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub min_interval_seconds: Option<i64>,
+}
+
+/// The fleet's Pods (spec.podSelector) and how they link to its workers.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetPods {
+    /// Pods the podSelector selects.
+    pub selected: i64,
+    /// Selected workers linked to a selected Pod.
+    pub linked: i64,
+    /// Selected workers (not Stopped) for which no selected Pod exists.
+    pub workers_without_pod: i64,
+    /// Selected Pods whose node id (annotation or name) has no worker row in the
+    /// metadata DB.
+    pub pods_without_worker: i64,
+    /// Node ids claimed by more than one selected Pod (neither is linked).
+    pub ambiguous: i64,
+    /// AllLinked, WorkersWithoutPod, PodsWithoutWorker or AmbiguousPods (the first that
+    /// applies, in that order of concern: AmbiguousPods first).
+    pub reason: String,
+    /// The first few names of what is unlinked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Where remediation of the fleet's hung workers stands.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRemediation {
+    /// Members that are Stale now.
+    pub unhealthy: i64,
+    /// spec.remediation.maxUnhealthy resolved against the members.
+    pub max_unhealthy: i64,
 }
 
 /// How many member workers run one version.
@@ -433,6 +541,16 @@ pub struct AmpWorkerFleetStatus {
     )]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub last_progress_time: Option<DateTime<Utc>>,
+    /// How the Pods selected by spec.podSelector link to the workers; absent without a
+    /// podSelector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<FleetPods>,
+    /// Stale members against maxUnhealthy; absent unless spec.remediation is on. The
+    /// RemediationAllowed condition (True RemediationAllowed; False TooManyUnhealthy,
+    /// InvalidMaxUnhealthy or NoPodSelector; Unknown MetadataDbUnavailable) says whether
+    /// the operator may restart hung workers now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<FleetRemediation>,
     /// The fleet's conditions, one per type, following kstatus (read by `kubectl wait`,
     /// Argo CD and Flux). Each type, then its possible status, reason and meaning:
     ///

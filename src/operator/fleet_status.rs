@@ -369,6 +369,8 @@ pub fn fleet_status_from(i: &FleetJudged, tally: FleetTally) -> AmpWorkerFleetSt
             .into_iter()
             .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
             .collect(),
+        // status.pods and status.remediation: added by the planner (plan::fleets).
+        ..AmpWorkerFleetStatus::default()
     }
 }
 

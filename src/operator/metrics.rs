@@ -33,6 +33,20 @@ pub struct WriteLabels {
     pub result: String,
 }
 
+/// `amp_worker_remediations_total`: result is restarted, dry_run, skipped or failed;
+/// reason one of a fixed set (`remediation::SkipReason` labels, `forbidden`,
+/// `api_error`, `pod_gone`, `due`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemediationLabels {
+    pub result: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub fleet: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub reason: String,
@@ -57,6 +71,11 @@ pub struct OperatorMetrics {
     pub name_collisions: Counter,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
+    /// `amp_worker_*` (no `amp_operator_` prefix: they are about the workers).
+    worker_registry: Registry,
+    pub remediations: Family<RemediationLabels, Counter>,
+    pub remediation_paused: Family<FleetLabels, Gauge>,
+    last_paused: Mutex<Vec<String>>,
     /// Why the last snapshot read failed (None after a good one): what `/readyz` says.
     /// Not exported: a cause is not a bounded label value.
     pub metadata_db_cause: Mutex<Option<&'static str>>,
@@ -172,7 +191,24 @@ impl OperatorMetrics {
             "Discovered workers whose AmpWorker name is held by an object of another nodeId (each backed-off attempt)",
             name_collisions.clone(),
         );
+        let mut worker_registry = Registry::with_prefix("amp_worker");
+        let remediations = Family::<RemediationLabels, Counter>::default();
+        let remediation_paused = Family::<FleetLabels, Gauge>::default();
+        worker_registry.register(
+            "remediations",
+            "Hung-worker remediations by result (restarted, dry_run, skipped, failed) and bounded reason; a skip is counted when a due worker's reason changes",
+            remediations.clone(),
+        );
+        worker_registry.register(
+            "remediation_paused",
+            "1 while a fleet's remediation is paused because more members than maxUnhealthy are Stale",
+            remediation_paused.clone(),
+        );
         Self {
+            worker_registry,
+            remediations,
+            remediation_paused,
+            last_paused: Mutex::new(Vec::new()),
             registry,
             cycles,
             cycle_errors,
@@ -272,8 +308,53 @@ impl OperatorMetrics {
         *last = labels;
     }
 
+    /// `amp_worker_remediations_total{result, reason}` as counted so far.
+    pub fn remediations_counted(&self, result: &'static str, reason: &'static str) -> u64 {
+        self.remediations
+            .get_or_create(&RemediationLabels { result, reason })
+            .get()
+    }
+
+    pub fn count_remediation(&self, result: &'static str, reason: &'static str) {
+        self.remediations
+            .get_or_create(&RemediationLabels { result, reason })
+            .inc();
+    }
+
+    /// 1 for each paused fleet; a fleet no longer paused is removed.
+    pub fn set_remediation_paused(&self, fleets: &[String]) {
+        let mut last = self.last_paused.lock().unwrap_or_else(|p| p.into_inner());
+        for old in last.iter().filter(|f| !fleets.contains(f)) {
+            self.remediation_paused
+                .remove(&FleetLabels { fleet: old.clone() });
+        }
+        for f in fleets {
+            self.remediation_paused
+                .get_or_create(&FleetLabels { fleet: f.clone() })
+                .set(1);
+        }
+        *last = fleets.to_vec();
+    }
+
     pub fn metrics_response(&self) -> axum::response::Response {
-        crate::telemetry::metrics_response(&self.registry)
+        use axum::response::IntoResponse;
+        let mut body = String::new();
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut body, &self.registry)
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut body, &self.worker_registry)
+            })
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut body));
+        if encoded.is_err() {
+            return crate::telemetry::metrics_response(&self.registry);
+        }
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -285,6 +366,29 @@ mod fleet_series_tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
         out
+    }
+
+    #[test]
+    fn remediations_are_exported_without_the_operator_prefix() {
+        let m = OperatorMetrics::new();
+        m.count_remediation("skipped", "too_many_unhealthy");
+        m.set_remediation_paused(&["amp".to_owned()]);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.worker_registry).unwrap();
+        assert!(
+            out.contains(
+                r#"amp_worker_remediations_total{result="skipped",reason="too_many_unhealthy"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"amp_worker_remediation_paused{fleet="amp"} 1"#),
+            "{out}"
+        );
+        m.set_remediation_paused(&[]);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.worker_registry).unwrap();
+        assert!(!out.contains(r#"fleet="amp""#), "{out}");
     }
 
     #[test]

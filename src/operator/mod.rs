@@ -8,7 +8,9 @@ pub mod fleet_status;
 pub mod metrics;
 pub mod naming;
 pub mod plan;
+pub mod pods;
 mod probes;
+pub mod remediation;
 mod run;
 pub mod status;
 
@@ -16,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crdgen::{crd_yaml, write_crds};
-pub use run::{check_crds, main};
+pub use run::{PodAccess, check_crds, main, pod_access};
 
 #[derive(Debug, clap::Args)]
 pub struct OperatorArgs {

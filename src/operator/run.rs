@@ -110,6 +110,19 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         }
     }
     probes.ready.store(true, Ordering::Relaxed);
+    let access = pod_access(&client, &args.namespace).await;
+    tracing::info!(
+        read_pods = access.read,
+        delete_pods = access.delete,
+        "pod access: {} (a fleet's spec.podSelector needs list and watch, spec.remediation mode Restart needs delete)",
+        match (access.read, access.delete) {
+            (true, true) => "read and delete",
+            (true, false) => "read only",
+            (false, true) => "delete only (cannot read)",
+            (false, false) => "none",
+        }
+    );
+    let mut pod_cache = PodCache::new(client.clone(), &args.namespace);
     tracing::info!(
         namespace = %args.namespace,
         database = %credentials.describe(),
@@ -149,7 +162,11 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         if !is_leader {
             continue;
         }
-        let report = controller.cycle(workers.state(), fleets.state()).await;
+        let fleets_now = fleets.state();
+        let pods = pod_cache.pods(&fleets_now).await;
+        let report = controller
+            .cycle_with_pods(workers.state(), fleets_now, pods)
+            .await;
         log_cycle(&report);
     }
     // Dropping the receiver makes the lease manager release the lease for a fast failover.
@@ -177,6 +194,7 @@ fn log_cycle(report: &super::controller::CycleReport) {
                 events = report.events,
                 errors = report.errors,
                 collisions = report.collisions,
+                remediated = report.remediated,
                 "cycle"
             )
         };
@@ -263,17 +281,54 @@ pub async fn check_namespace(client: &Client, namespace: &str) -> Result<(), Ope
 }
 
 async fn may_get_namespace(client: &Client, namespace: &str) -> bool {
+    use k8s_openapi::api::authorization::v1::ResourceAttributes;
+    may(
+        client,
+        ResourceAttributes {
+            verb: Some("get".into()),
+            resource: Some("namespaces".into()),
+            name: Some(namespace.to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// What the operator may do with Pods in its namespace, said in one line at start-up
+/// (a fleet's podSelector needs list/watch, remediation needs delete).
+pub async fn pod_access(client: &Client, namespace: &str) -> PodAccess {
+    use k8s_openapi::api::authorization::v1::ResourceAttributes;
+    let on_pods = |verb: &str| ResourceAttributes {
+        verb: Some(verb.into()),
+        resource: Some("pods".into()),
+        namespace: Some(namespace.to_owned()),
+        ..Default::default()
+    };
+    PodAccess {
+        read: may(client, on_pods("list")).await && may(client, on_pods("watch")).await,
+        delete: may(client, on_pods("delete")).await,
+    }
+}
+
+/// The answer of [`pod_access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodAccess {
+    pub read: bool,
+    pub delete: bool,
+}
+
+/// Whether this identity may do what `attributes` say (a SelfSubjectAccessReview, open
+/// to everyone); false when the review itself fails.
+async fn may(
+    client: &Client,
+    attributes: k8s_openapi::api::authorization::v1::ResourceAttributes,
+) -> bool {
     use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some("get".into()),
-                resource: Some("namespaces".into()),
-                name: Some(namespace.to_owned()),
-                ..Default::default()
-            }),
+            resource_attributes: Some(attributes),
             ..Default::default()
         },
         ..Default::default()
@@ -305,6 +360,68 @@ pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), Operator
             kind: "AmpWorkerFleet",
         }),
         Err(e) => Err(OperatorError::Kube(e)),
+    }
+}
+
+/// The namespace's Pods, watched from the first cycle in which a fleet sets a
+/// podSelector (an operator without such fleets reads no Pods and needs no access).
+struct PodCache {
+    client: Client,
+    namespace: String,
+    store: Option<reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+}
+
+impl PodCache {
+    fn new(client: Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_owned(),
+            store: None,
+        }
+    }
+
+    /// The cached Pods; empty while no fleet selects Pods or the first list has not
+    /// arrived (then no placement comes from Pods and no Pod is restarted).
+    async fn pods(
+        &mut self,
+        fleets: &[Arc<AmpWorkerFleet>],
+    ) -> Vec<Arc<k8s_openapi::api::core::v1::Pod>> {
+        if self.store.is_none() && !fleets.iter().any(|f| f.spec.pod_selector.is_some()) {
+            return Vec::new();
+        }
+        let store = match &self.store {
+            Some(store) => store.clone(),
+            None => {
+                let store = self.start();
+                // The first list, briefly: placements should not flap at start-up.
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    store.wait_until_ready(),
+                )
+                .await;
+                self.store = Some(store.clone());
+                store
+            }
+        };
+        store.state()
+    }
+
+    fn start(&self) -> reflector::Store<k8s_openapi::api::core::v1::Pod> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let (store, writer) = reflector::store();
+        tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
+        tokio::spawn(drain(
+            reflector(
+                writer,
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    // 10,000 Pods: keep only name, labels, owner, node, IP, phase, restarts.
+                    .modify(super::pods::slim_pod),
+            ),
+            "Pod",
+        ));
+        store
     }
 }
 

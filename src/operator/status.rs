@@ -12,6 +12,8 @@ use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
 use crate::timestamps::{format_timestamp, truncate};
 
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
+/// `status.placement.source` of a placement the worker reported in its row.
+pub const PLACEMENT_FROM_WORKER: &str = "Worker";
 
 pub const REGISTERED: &str = "Registered";
 pub const HEALTHY: &str = "Healthy";
@@ -153,6 +155,7 @@ fn mirror_row(i: &WorkerInputs, prev: AmpWorkerStatus) -> AmpWorkerStatus {
         namespace: p.namespace.clone(),
         node: p.node.clone(),
         pod_ip: p.pod_ip.clone(),
+        source: Some(PLACEMENT_FROM_WORKER.to_owned()),
     });
     status.created_at = Some(truncate(row.created_at));
     status.registered_at = Some(registered_at);

@@ -5,6 +5,7 @@
 mod db_read;
 mod events;
 mod execute;
+mod remediate;
 mod retry;
 
 use std::collections::HashMap;
@@ -17,11 +18,17 @@ use sqlx::PgPool;
 
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
-use super::plan::{Judgements, PlanConfig, PlanInput, RefreshBudget, Written, plan_with};
+use super::plan::{
+    Judgements, PlanConfig, PlanInput, PodInput, RefreshBudget, RemediationHistory, Written,
+    plan_with_pods,
+};
+use super::remediation::SkipReason;
 use super::status::DbView;
 use db_read::DbReader;
 use events::Publisher;
 pub use events::{MAX_EVENT_NOTE_BYTES, NAME_COLLISION_REASON, truncate_note};
+use k8s_openapi::api::core::v1::Pod;
+pub use remediate::REMEDIATION_FORBIDDEN_REASON;
 use retry::Retries;
 
 /// Objects created this process whose creation the reflector has not shown yet are
@@ -56,6 +63,8 @@ pub struct CycleReport {
     pub errors: usize,
     /// Creates refused because another object of another nodeId holds the name.
     pub collisions: usize,
+    /// Hung workers' Pods deleted.
+    pub remediated: usize,
 }
 
 impl CycleReport {
@@ -67,6 +76,7 @@ impl CycleReport {
             + self.deleted
             + self.events
             + self.collisions
+            + self.remediated
             > 0
     }
 }
@@ -85,6 +95,13 @@ pub struct Reconciler {
     retries: Retries,
     refresh_budget: RefreshBudget,
     last_cycle: Option<Instant>,
+    pods_api: Api<Pod>,
+    /// Past remediations: the per-worker back-off and the fleets' rate limit.
+    history: RemediationHistory,
+    /// Each due worker's last skip reason, so a skip is counted once per change.
+    last_skips: HashMap<String, SkipReason>,
+    /// A Pod delete was answered 403: said once, not tried again.
+    delete_forbidden: bool,
 }
 
 impl Reconciler {
@@ -97,6 +114,10 @@ impl Reconciler {
         Self {
             workers_api: Api::namespaced(client.clone(), &config.namespace),
             fleets_api: Api::namespaced(client.clone(), &config.namespace),
+            pods_api: Api::namespaced(client.clone(), &config.namespace),
+            history: RemediationHistory::default(),
+            last_skips: HashMap::new(),
+            delete_forbidden: false,
             events: Publisher::new(client, &config.identity, metrics.clone()),
             db: DbReader::new(pool),
             refresh_budget: RefreshBudget::new(config.plan.refresh_budget, REFRESH_BURST_SECS),
@@ -123,6 +144,9 @@ impl Reconciler {
         self.judgements = Judgements::default();
         self.pending.clear();
         self.retries.clear();
+        // A new leader starts from what the AmpWorkers' statuses record.
+        self.history = RemediationHistory::default();
+        self.last_skips.clear();
     }
 
     /// One cycle over the given objects (from the reflector stores in production, from
@@ -131,6 +155,17 @@ impl Reconciler {
         &mut self,
         workers: Vec<Arc<AmpWorker>>,
         fleets: Vec<Arc<AmpWorkerFleet>>,
+    ) -> CycleReport {
+        self.cycle_with_pods(workers, fleets, Vec::new()).await
+    }
+
+    /// [`Self::cycle`] with the namespace's Pods (slimmed; empty when no fleet selects
+    /// Pods): placement from the live Pod, fleets' `status.pods`, and remediation.
+    pub async fn cycle_with_pods(
+        &mut self,
+        workers: Vec<Arc<AmpWorker>>,
+        fleets: Vec<Arc<AmpWorkerFleet>>,
+        pods: Vec<Arc<Pod>>,
     ) -> CycleReport {
         let started = Instant::now();
         let (db, rows) = self.db.read(&self.metrics).await;
@@ -148,7 +183,17 @@ impl Reconciler {
             now: Utc::now(),
             refresh_allowance: self.refresh_budget.refill(since_last),
         };
-        let mut plan = plan_with(&input, &self.config.plan, &mut self.judgements);
+        let pod_input = PodInput {
+            pods: &pods,
+            namespace: &self.config.namespace,
+            history: std::mem::take(&mut self.history),
+        };
+        let mut plan = plan_with_pods(&input, &pod_input, &self.config.plan, &mut self.judgements);
+        self.history = pod_input.history;
+        self.count_skips(&std::mem::take(&mut plan.remediation_skips));
+        self.metrics
+            .set_remediation_paused(&std::mem::take(&mut plan.remediation_paused));
+        let remediations = std::mem::take(&mut plan.remediations);
         self.metrics.set_worker_conditions(&plan.worker_conditions);
         self.metrics.set_fleet_conditions(&plan.fleet_conditions);
         self.metrics.set_refresh_stats(&plan.refresh_stats);
@@ -161,6 +206,9 @@ impl Reconciler {
         if !plan.is_empty() {
             self.execute(plan, &mut report).await;
         }
+        // After the status writes: a worker's record of its last restart follows in the
+        // next cycle's judgement, from the remembered history.
+        report.remediated = self.remediate(remediations).await;
         if report.errors > 0 {
             self.metrics.cycle_errors.inc();
         }

@@ -59,6 +59,8 @@ fn spec(version: &str) -> AmpWorkerFleetSpec {
         version: version.into(),
         selector: None,
         min_ready: None,
+        pod_selector: None,
+        remediation: None,
         progress_deadline_seconds: Some(600),
         heartbeat_timeout_seconds: None,
         min_ready_seconds: None,

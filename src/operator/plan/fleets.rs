@@ -65,15 +65,41 @@ pub(super) fn tallies(fleets: &[FleetSel], db_now: Option<DateTime<Utc>>) -> Vec
         .collect()
 }
 
+/// What a fleet's status shows besides its tally: its Pods and its remediation.
+#[derive(Default)]
+pub(super) struct FleetExtras<'a> {
+    /// The Pods spec.podSelector selects, with their workers' node ids (None: no worker
+    /// row); empty without a podSelector.
+    #[allow(dead_code)] // read by the membership rules to come (issue #29)
+    pub(super) selected_pods: Vec<super::SelectedPod<'a>>,
+    pub(super) pods: Option<crate::operator::crd::FleetPods>,
+    pub(super) remediation: Option<super::remediate::FleetOutcome>,
+}
+
 /// Each fleet's desired status from its tally; a write (with its events) where it
 /// differs from the stored one.
+#[cfg(test)]
 pub(super) fn plan_fleets(
     input: &PlanInput,
     fleets: &[FleetSel],
     tallies: Vec<FleetTally>,
     plan: &mut Plan,
 ) {
-    for (f, tally) in fleets.iter().zip(tallies) {
+    plan_fleets_with(input, fleets, tallies, Vec::new(), plan);
+}
+
+/// [`plan_fleets`] with each fleet's Pods and remediation (none when `extras` is short).
+pub(super) fn plan_fleets_with(
+    input: &PlanInput,
+    fleets: &[FleetSel],
+    tallies: Vec<FleetTally>,
+    extras: Vec<FleetExtras>,
+    plan: &mut Plan,
+) {
+    let extras = extras
+        .into_iter()
+        .chain(std::iter::repeat_with(FleetExtras::default));
+    for ((f, tally), extra) in fleets.iter().zip(tallies).zip(extras) {
         let stored = f
             .fleet
             .metadata
@@ -92,7 +118,21 @@ pub(super) fn plan_fleets(
                 DbView::Available { .. } => None,
             },
         };
-        let desired = fleet_status_from(&judged, tally);
+        let mut desired = fleet_status_from(&judged, tally);
+        desired.pods = extra.pods;
+        let remediation_events = super::remediate::apply_fleet_outcome(
+            &mut desired,
+            stored,
+            extra.remediation,
+            input.now,
+            f.fleet.metadata.generation,
+        );
+        if desired.conditions.iter().any(|c| {
+            c.type_ == super::REMEDIATION_ALLOWED
+                && c.reason == super::remediate::TOO_MANY_UNHEALTHY
+        }) {
+            plan.remediation_paused.push(f.fleet.name_any());
+        }
         for c in &desired.conditions {
             plan.fleet_conditions
                 .push((f.fleet.name_any(), c.type_.clone(), c.status.clone()));
@@ -101,7 +141,11 @@ pub(super) fn plan_fleets(
             plan.fleet_writes.push(StatusWrite {
                 name: f.fleet.name_any(),
                 uid: f.fleet.metadata.uid.clone(),
-                events: fleet_events(stored, &desired, &f.fleet.spec.version),
+                events: [
+                    fleet_events(stored, &desired, &f.fleet.spec.version),
+                    remediation_events,
+                ]
+                .concat(),
                 status: desired,
             });
         }

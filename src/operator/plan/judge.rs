@@ -21,6 +21,7 @@ use super::super::status::{
 use super::refresh::{Due, DueStatus, Pending, refresh_interval};
 use super::{Cycle, StatusWrite};
 use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
+use crate::operator::pods;
 use crate::timestamps::truncate;
 
 /// The last judgement of each AmpWorker, kept from one cycle to the next.
@@ -155,6 +156,10 @@ pub(super) struct Subject<'a> {
     /// True when `stored` is what this replica wrote, not yet shown by the watch.
     pub(super) from_written: bool,
     pub(super) fleet_version: Option<&'a str>,
+    /// The worker's live Pod, when its fleet selects Pods and one is the worker's.
+    pub(super) pod: Option<&'a k8s_openapi::api::core::v1::Pod>,
+    /// Pod deletions the operator made for this worker (the last, and how many).
+    pub(super) restarts: Option<crate::operator::remediation::History>,
     /// Its heartbeat timeout (its own, its fleet's or the operator's default).
     pub(super) timeout: i64,
 }
@@ -179,7 +184,8 @@ pub(super) fn judge<'a>(
     member: &mut dyn FnMut(&Member, &[ConditionStatus; 4]),
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
-    let key = MemoKey::of(s, &db);
+    // A memo stands for a stored status that already shows the Pod and the restarts.
+    let key = MemoKey::of(s, &db).filter(|_| extras_shown(s));
     if let (Some(key), Some(object)) = (&key, s.object)
         && let Some(memo) = memos.by_object.get_mut(&address(object))
         && key.matches(memo, s)
@@ -198,6 +204,8 @@ pub(super) fn judge<'a>(
         generation: s.worker.metadata.generation,
         now: c.input.now,
     });
+    let mut desired = desired;
+    apply_extras(&mut desired, s);
     let facts = Facts::of(&desired);
     member(&facts.member(), &facts.conditions);
     let healthy = facts.conditions[1] == ConditionStatus::True;
@@ -216,6 +224,36 @@ pub(super) fn judge<'a>(
         );
     }
     verdict(s, need, desired, healthy, pending)
+}
+
+/// Whether the stored status shows what the Pod and the restart history add to it.
+fn extras_shown(s: &Subject) -> bool {
+    let placement = s.stored.and_then(|st| st.placement.as_ref());
+    let pod_shown = match s.pod {
+        Some(pod) => pods::shows_pod(placement, pod),
+        None => !pods::from_pod(placement),
+    };
+    let restarts_shown = s.restarts.is_none_or(|h| {
+        s.stored.is_some_and(|st| {
+            st.last_remediation_time >= Some(truncate(h.last))
+                && st.remediation_count >= Some(h.count)
+        })
+    });
+    pod_shown && restarts_shown
+}
+
+/// The live Pod's placement wins over the worker's own; the operator's restarts of the
+/// worker are recorded (never lowered: the status may know of earlier ones).
+fn apply_extras(status: &mut AmpWorkerStatus, s: &Subject) {
+    match s.pod {
+        Some(pod) => status.placement = Some(pods::placement_of(pod)),
+        None if pods::from_pod(status.placement.as_ref()) => status.placement = None,
+        None => {}
+    }
+    if let Some(h) = s.restarts {
+        status.last_remediation_time = status.last_remediation_time.max(Some(truncate(h.last)));
+        status.remediation_count = status.remediation_count.max(Some(h.count));
+    }
 }
 
 /// What to do with a freshly built status, by how it differs from the stored one.
@@ -285,9 +323,15 @@ fn unchanged<'a>(
 /// The DB as this worker is judged: the grace after an outage is for workers that were
 /// alive when the DB went away.
 fn effective_db(c: &Cycle, s: &Subject) -> DbView {
-    match (c.input.db, c.input.recovery_from, s.row) {
+    effective_db_for(c, s.row, s.timeout)
+}
+
+/// [`effective_db`] for a row and heartbeat timeout (the remediation step judges health
+/// too).
+pub(super) fn effective_db_for(c: &Cycle, row: Option<&SnapshotRow>, timeout: i64) -> DbView {
+    match (c.input.db, c.input.recovery_from, row) {
         (DbView::Available { db_now, .. }, Some(from), Some(r))
-            if r.heartbeat_at + chrono::Duration::seconds(s.timeout) < from =>
+            if r.heartbeat_at + chrono::Duration::seconds(timeout) < from =>
         {
             DbView::Available {
                 db_now: *db_now,

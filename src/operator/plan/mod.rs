@@ -12,7 +12,9 @@ mod discovery;
 mod fleets;
 mod gc;
 mod judge;
+mod pods;
 mod refresh;
+mod remediate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,7 +30,12 @@ pub use budget::RefreshBudget;
 pub use discovery::discovered_worker;
 pub use judge::Judgements;
 use judge::{CONDITION_TYPES, Subject, Verdict};
+pub use pods::SelectedPod;
 use refresh::Pending;
+pub use remediate::{
+    DRY_RUN_REASON, REMEDIATION_ALLOWED, REMEDIATION_PAUSED_REASON, RESTARTED_REASON,
+    RemediationAction, RemediationHistory, RemediationSkip, WorkerRemediations,
+};
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -103,6 +110,17 @@ pub struct PlanInput<'a> {
     pub refresh_allowance: usize,
 }
 
+/// What the cycle knows of Pods (for fleets with a podSelector) and of past
+/// remediations; empty for a cycle that reads no Pods.
+#[derive(Default)]
+pub struct PodInput<'a> {
+    /// The namespace's Pods (slimmed, see `operator::pods::slim_pod`).
+    pub pods: &'a [Arc<k8s_openapi::api::core::v1::Pod>],
+    /// The operator's namespace: a fleet's Pods must be in the fleet's.
+    pub namespace: &'a str,
+    pub history: RemediationHistory,
+}
+
 /// A heartbeat-only refresh: only `heartbeatAt` differs from what is stored, so only
 /// that field needs to reach the API server. `status` is the whole status it results
 /// in, remembered as written once the patch landed.
@@ -164,6 +182,12 @@ pub struct Plan {
     pub worker_conditions: ConditionCounts,
     /// (fleet name, condition, status) = 1 for every fleet condition.
     pub fleet_conditions: Vec<(String, String, String)>,
+    /// Hung workers' Pods to delete (or, in a dry run, to report).
+    pub remediations: Vec<RemediationAction>,
+    /// Workers due for a restart but held back, and why (for the metrics).
+    pub remediation_skips: Vec<RemediationSkip>,
+    /// Fleets whose remediation is paused by maxUnhealthy (for the metrics).
+    pub remediation_paused: Vec<String>,
 }
 
 impl Plan {
@@ -173,6 +197,7 @@ impl Plan {
             && self.refreshes.is_empty()
             && self.fleet_writes.is_empty()
             && self.deletes.is_empty()
+            && self.remediations.is_empty()
     }
 }
 
@@ -268,10 +293,23 @@ pub fn plan(input: &PlanInput, config: &PlanConfig) -> Plan {
 /// [`plan`], carrying the last judgements from one cycle to the next so an unchanged
 /// worker costs a comparison (the result is the same as without them).
 pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements) -> Plan {
+    plan_with_pods(input, &PodInput::default(), config, memos)
+}
+
+/// [`plan_with`], with the Pods fleets select (placement, `status.pods`) and the
+/// remediation step.
+pub fn plan_with_pods(
+    input: &PlanInput,
+    pod_input: &PodInput,
+    config: &PlanConfig,
+    memos: &mut Judgements,
+) -> Plan {
     let c = Cycle::new(input, config);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
     let mut tallies = fleets::tallies(&fleets, c.db_now);
+    let mut pod_tallies = pods::tallies(&fleets, pod_input.pods, pod_input.namespace);
+    let mut hung: Vec<Vec<remediate::Candidate>> = fleets.iter().map(|_| Vec::new()).collect();
     let mut counts = [[0i64; 3]; 4];
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
@@ -294,6 +332,25 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
             continue;
         }
         let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
+        let pod = fleet
+            .and_then(|i| pod_tallies[i].index.as_ref())
+            .and_then(|ix| ix.pod_of(&w.spec.node_id));
+        let timeout = heartbeat_timeout(
+            &w.spec,
+            fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
+            config.heartbeat_timeout_secs,
+        );
+        if let Some(i) = fleet {
+            let running = row.is_some_and(|r| r.lock != LockState::Free);
+            pod_tallies[i].add_worker(&w.spec.node_id, running, pod.is_some());
+            if object.is_some() && remediation_on(fleets[i].fleet) {
+                hung[i].push(remediate::Candidate {
+                    worker: w,
+                    row,
+                    timeout,
+                });
+            }
+        }
         let subject = Subject {
             worker: w,
             object,
@@ -301,11 +358,9 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
             stored,
             from_written,
             fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
-            timeout: heartbeat_timeout(
-                &w.spec,
-                fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
-                config.heartbeat_timeout_secs,
-            ),
+            timeout,
+            pod,
+            restarts: restarts_of(&pod_input.history, w),
         };
         let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
             if let Some(i) = fleet {
@@ -326,8 +381,41 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
     plan.worker_conditions = condition_counts(&counts);
     (plan.refreshes, plan.refresh_stats) = refresh::schedule(pending, c.db_now, config);
-    fleets::plan_fleets(input, &fleets, tallies, &mut plan);
+    let outcomes = remediate::plan_remediation(
+        &c,
+        &fleets,
+        &pod_tallies,
+        hung,
+        &pod_input.history,
+        &mut plan,
+    );
+    let extras = pod_tallies
+        .into_iter()
+        .zip(outcomes)
+        .map(|(pods, remediation)| fleets::FleetExtras {
+            selected_pods: pods.selected_pods(&c),
+            pods: pods.summary(&c),
+            remediation,
+        })
+        .collect();
+    fleets::plan_fleets_with(input, &fleets, tallies, extras, &mut plan);
     plan
+}
+
+fn remediation_on(fleet: &AmpWorkerFleet) -> bool {
+    fleet
+        .spec
+        .remediation
+        .as_ref()
+        .is_some_and(|r| r.mode != super::crd::RemediationMode::Off)
+}
+
+/// The worker's Pod deletions this replica made (its status records them).
+fn restarts_of(history: &RemediationHistory, w: &AmpWorker) -> Option<super::remediation::History> {
+    history
+        .workers
+        .get(w.spec.node_id.as_str())
+        .and_then(|h| h.restarts)
 }
 
 const STATUSES: [ConditionStatus; 3] = [
@@ -355,5 +443,7 @@ fn condition_counts(counts: &[[i64; 3]; 4]) -> ConditionCounts {
     out
 }
 
+#[cfg(test)]
+mod pod_tests;
 #[cfg(test)]
 mod tests;

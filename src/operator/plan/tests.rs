@@ -50,6 +50,8 @@ fn fleet(name: &str, version: &str) -> Arc<AmpWorkerFleet> {
             version: version.into(),
             selector: None,
             min_ready: None,
+            pod_selector: None,
+            remediation: None,
             progress_deadline_seconds: None,
             heartbeat_timeout_seconds: None,
             min_ready_seconds: None,

@@ -735,6 +735,7 @@ fn placement_is_mirrored_from_what_the_worker_reported() {
         Some(WorkerPlacement {
             pod: Some("amp-worker-0".into()),
             node: Some("node-a".into()),
+            source: Some("Worker".into()),
             ..Default::default()
         })
     );

@@ -1,0 +1,155 @@
+//! Pods per fleet: each fleet with a `podSelector` indexes the Pods it selects; its
+//! workers link to them as they are judged, and the fleet's `status.pods` counts what
+//! did not link (visible, never an error).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::Selector;
+
+use super::super::crd::FleetPods;
+use super::super::pods::{PodIndex, pod_node_id};
+use super::Cycle;
+use super::fleets::FleetSel;
+
+/// Names listed in `status.pods.message`.
+const MESSAGE_NAMES: usize = 5;
+
+/// A selected Pod and the node id of the worker it runs (None: no worker row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectedPod<'a> {
+    pub name: &'a str,
+    pub node_id: Option<&'a str>,
+}
+
+/// One fleet's Pods and its workers' links to them, counted as they are met.
+#[derive(Debug, Default)]
+pub(super) struct FleetPodTally<'a> {
+    /// None without a podSelector: the fleet reads no Pods.
+    pub(super) index: Option<PodIndex<'a>>,
+    pub(super) selector_error: Option<String>,
+    /// The fleet's namespace: the only one its Pods may be in.
+    pub(super) namespace: String,
+    linked: i64,
+    without_pod: Vec<&'a str>,
+}
+
+impl<'a> FleetPodTally<'a> {
+    /// A running worker (its process holds the node id) of this fleet, with or without
+    /// its Pod.
+    pub(super) fn add_worker(&mut self, node_id: &'a str, running: bool, linked: bool) {
+        if self.index.is_none() {
+            return;
+        }
+        if linked {
+            self.linked += 1;
+        } else if running {
+            self.without_pod.push(node_id);
+        }
+    }
+
+    /// The selected Pods with the node id of their worker, for the fleet's membership.
+    pub fn selected_pods(&self, c: &Cycle<'a>) -> Vec<SelectedPod<'a>> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
+        index
+            .selected
+            .iter()
+            .filter_map(|p| {
+                let name = p.metadata.name.as_deref()?;
+                let node_id = pod_node_id(p).filter(|id| c.node(id).row.is_some());
+                Some(SelectedPod { name, node_id })
+            })
+            .collect()
+    }
+
+    /// `status.pods`; None without a podSelector.
+    pub(super) fn summary(mut self, c: &Cycle<'a>) -> Option<FleetPods> {
+        if let Some(err) = self.selector_error {
+            return Some(FleetPods {
+                reason: "InvalidPodSelector".into(),
+                message: err,
+                ..FleetPods::default()
+            });
+        }
+        let index = self.index.as_ref()?;
+        let mut orphans: Vec<&str> = self
+            .selected_pods(c)
+            .into_iter()
+            .filter(|p| p.node_id.is_none())
+            .map(|p| p.name)
+            .collect();
+        orphans.sort_unstable();
+        self.without_pod.sort_unstable();
+        let ambiguous = index.ambiguous() as i64;
+        let (reason, message) = if ambiguous > 0 {
+            (
+                "AmbiguousPods",
+                format!("{ambiguous} node id(s) claimed by several selected Pods"),
+            )
+        } else if !self.without_pod.is_empty() {
+            (
+                "WorkersWithoutPod",
+                names("workers without a selected Pod", &self.without_pod),
+            )
+        } else if !orphans.is_empty() {
+            (
+                "PodsWithoutWorker",
+                names("selected Pods without a worker row", &orphans),
+            )
+        } else {
+            ("AllLinked", String::new())
+        };
+        Some(FleetPods {
+            selected: index.selected.len() as i64,
+            linked: self.linked,
+            workers_without_pod: self.without_pod.len() as i64,
+            pods_without_worker: orphans.len() as i64,
+            ambiguous,
+            reason: reason.into(),
+            message,
+        })
+    }
+}
+
+fn names(what: &str, all: &[&str]) -> String {
+    let shown: Vec<&str> = all.iter().take(MESSAGE_NAMES).copied().collect();
+    let more = all.len().saturating_sub(MESSAGE_NAMES);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{} {what}: {}{tail}", all.len(), shown.join(", "))
+}
+
+/// One tally per fleet (in the order of `fleets`), with its Pod index when it has a
+/// podSelector.
+pub(super) fn tallies<'a>(
+    fleets: &[FleetSel<'a>],
+    pods: &'a [Arc<Pod>],
+    namespace: &str,
+) -> Vec<FleetPodTally<'a>> {
+    fleets
+        .iter()
+        .map(|f| {
+            let Some(sel) = &f.fleet.spec.pod_selector else {
+                return FleetPodTally::default();
+            };
+            let ns = f.fleet.metadata.namespace.as_deref().unwrap_or(namespace);
+            match Selector::try_from(sel.clone()) {
+                Ok(selector) => FleetPodTally {
+                    index: Some(PodIndex::build(&selector, ns, pods)),
+                    namespace: ns.to_owned(),
+                    ..FleetPodTally::default()
+                },
+                Err(e) => FleetPodTally {
+                    selector_error: Some(format!("spec.podSelector: {e}")),
+                    namespace: ns.to_owned(),
+                    ..FleetPodTally::default()
+                },
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,322 @@
+//! Workers' Pods: what the operator keeps of a Pod (a slim copy, so 10,000 cached Pods
+//! stay small), which selected Pod is which worker's (pure linking), and the placement
+//! a live Pod gives an AmpWorker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
+use kube::core::{Selector, SelectorExt};
+
+use super::crd::{NODE_ID_ANNOTATION, WorkerPlacement};
+
+/// `status.placement.source` of a placement read from the live Pod.
+pub const PLACEMENT_FROM_POD: &str = "Pod";
+
+/// Keeps only what linking, placement and remediation read: name, namespace, uid,
+/// labels, the node-id annotation, the controller owner, creation and deletion
+/// timestamps; the node name; phase, IP and each container's restart count.
+pub fn slim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = meta
+        .annotations
+        .take()
+        .and_then(|mut a| a.remove(NODE_ID_ANNOTATION))
+        .map(|id| BTreeMap::from([(NODE_ID_ANNOTATION.to_owned(), id)]));
+    meta.owner_references = meta
+        .owner_references
+        .take()
+        .map(|refs| {
+            refs.into_iter()
+                .filter(|r| r.controller == Some(true))
+                .collect::<Vec<_>>()
+        })
+        .filter(|refs| !refs.is_empty());
+    meta.generate_name = None;
+    meta.finalizers = None;
+    let node_name = pod.spec.take().and_then(|s| s.node_name);
+    pod.spec = Some(PodSpec {
+        node_name,
+        ..PodSpec::default()
+    });
+    pod.status = pod.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        pod_ip: s.pod_ip,
+        container_statuses: s.container_statuses.map(|cs| {
+            cs.into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    restart_count: c.restart_count,
+                    ready: c.ready,
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
+}
+
+/// The node id a Pod runs: its `amp.io/node-id` annotation (for ids that are not valid
+/// Pod names), else its name (a StatefulSet's Pod named after its worker).
+pub fn pod_node_id(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NODE_ID_ANNOTATION))
+        .or(pod.metadata.name.as_ref())
+        .map(String::as_str)
+}
+
+/// Whether `selector` selects `pod` in `namespace` (the fleet's, the operator's).
+pub fn selects(selector: &Selector, namespace: &str, pod: &Pod) -> bool {
+    let empty = BTreeMap::new();
+    pod.metadata.namespace.as_deref() == Some(namespace)
+        && selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
+}
+
+/// A node id's Pod among a fleet's selected Pods.
+#[derive(Debug, Clone, Copy)]
+pub enum PodLink<'a> {
+    One(&'a Pod),
+    /// Several selected Pods claim the node id: none is linked (and none restarted).
+    Ambiguous,
+}
+
+/// A fleet's selected Pods, by the node id each runs.
+#[derive(Debug, Default)]
+pub struct PodIndex<'a> {
+    by_node_id: foldhash::HashMap<&'a str, PodLink<'a>>,
+    /// Every selected Pod, for the fleet's counts.
+    pub selected: Vec<&'a Pod>,
+}
+
+impl<'a> PodIndex<'a> {
+    /// The Pods `selector` selects in `namespace`, indexed by node id.
+    pub fn build(selector: &Selector, namespace: &str, pods: &'a [Arc<Pod>]) -> Self {
+        let mut index = PodIndex::default();
+        for pod in pods.iter().filter(|p| selects(selector, namespace, p)) {
+            index.selected.push(pod);
+            let Some(id) = pod_node_id(pod) else { continue };
+            index
+                .by_node_id
+                .entry(id)
+                .and_modify(|l| *l = PodLink::Ambiguous)
+                .or_insert(PodLink::One(pod));
+        }
+        index
+    }
+
+    /// The worker's Pod, if exactly one selected Pod runs `node_id`.
+    pub fn link(&self, node_id: &str) -> Option<PodLink<'a>> {
+        self.by_node_id.get(node_id).copied()
+    }
+
+    /// The Pod of `node_id` when exactly one claims it.
+    pub fn pod_of(&self, node_id: &str) -> Option<&'a Pod> {
+        match self.link(node_id) {
+            Some(PodLink::One(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// How many node ids several Pods claim.
+    pub fn ambiguous(&self) -> usize {
+        self.by_node_id
+            .values()
+            .filter(|l| matches!(l, PodLink::Ambiguous))
+            .count()
+    }
+}
+
+/// Where a live Pod runs, as `status.placement` shows it.
+pub fn placement_of(pod: &Pod) -> WorkerPlacement {
+    WorkerPlacement {
+        pod: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        source: Some(PLACEMENT_FROM_POD.to_owned()),
+    }
+}
+
+/// Whether `shown` is what `pod` would show (no allocation: compared per worker per cycle).
+pub fn shows_pod(shown: Option<&WorkerPlacement>, pod: &Pod) -> bool {
+    let Some(p) = shown else { return false };
+    p.source.as_deref() == Some(PLACEMENT_FROM_POD)
+        && p.pod == pod.metadata.name
+        && p.namespace == pod.metadata.namespace
+        && p.node.as_deref() == pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+        && p.pod_ip.as_deref() == pod.status.as_ref().and_then(|s| s.pod_ip.as_deref())
+}
+
+/// Whether `shown` came from a Pod (which must go when the Pod does).
+pub fn from_pod(shown: Option<&WorkerPlacement>) -> bool {
+    shown.is_some_and(|p| p.source.as_deref() == Some(PLACEMENT_FROM_POD))
+}
+
+/// The Pod's controller (a StatefulSet, ReplicaSet, ...): `Kind/name`, if it has one.
+/// Only a Pod with one comes back after a delete.
+pub fn controller_of(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| format!("{}/{}", r.kind, r.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+
+    fn pod(name: &str, labels: &[(&str, &str)], annotation: Option<&str>) -> Arc<Pod> {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("amp".into());
+        p.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        p.metadata.annotations =
+            annotation.map(|a| BTreeMap::from([(NODE_ID_ANNOTATION.to_owned(), a.to_owned())]));
+        p.spec = Some(PodSpec {
+            node_name: Some("node-a".into()),
+            ..Default::default()
+        });
+        p.status = Some(PodStatus {
+            pod_ip: Some("10.0.0.1".into()),
+            ..Default::default()
+        });
+        Arc::new(p)
+    }
+
+    fn app(v: &str) -> Selector {
+        Selector::try_from(LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_owned(), v.to_owned())])),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_links_by_name_or_by_its_annotation_which_wins() {
+        let pods = vec![
+            pod("worker-0", &[("app", "amp")], None),
+            pod("odd-name", &[("app", "amp")], Some("GPU_Worker.A1")),
+            // Annotated with another id: not worker-2's by name.
+            pod("worker-2", &[("app", "amp")], Some("worker-9")),
+        ];
+        let index = PodIndex::build(&app("amp"), "amp", &pods);
+        let name = |id| index.pod_of(id).and_then(|p| p.metadata.name.as_deref());
+        assert_eq!(name("worker-0"), Some("worker-0"));
+        assert_eq!(name("GPU_Worker.A1"), Some("odd-name"));
+        assert_eq!(name("worker-9"), Some("worker-2"));
+        assert_eq!(name("worker-2"), None);
+        assert_eq!(name("odd-name"), None);
+        assert_eq!(index.selected.len(), 3);
+        assert_eq!(index.ambiguous(), 0);
+    }
+
+    #[test]
+    fn only_selected_pods_in_the_namespace_link() {
+        let mut other_ns = (*pod("worker-1", &[("app", "amp")], None)).clone();
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let pods = vec![
+            pod("worker-0", &[("app", "other")], None),
+            Arc::new(other_ns),
+        ];
+        let index = PodIndex::build(&app("amp"), "amp", &pods);
+        assert!(index.pod_of("worker-0").is_none());
+        assert!(index.pod_of("worker-1").is_none());
+        assert!(index.selected.is_empty());
+    }
+
+    #[test]
+    fn two_pods_claiming_one_node_id_link_neither() {
+        let pods = vec![
+            pod("worker-0", &[("app", "amp")], None),
+            pod("copy", &[("app", "amp")], Some("worker-0")),
+        ];
+        let index = PodIndex::build(&app("amp"), "amp", &pods);
+        assert!(matches!(index.link("worker-0"), Some(PodLink::Ambiguous)));
+        assert!(index.pod_of("worker-0").is_none());
+        assert_eq!(index.ambiguous(), 1);
+    }
+
+    #[test]
+    fn placement_comes_from_the_pod_and_says_so() {
+        let p = pod("worker-0", &[], None);
+        let placement = placement_of(&p);
+        assert_eq!(
+            serde_json::to_value(&placement).unwrap(),
+            serde_json::json!({"pod": "worker-0", "namespace": "amp", "node": "node-a",
+                "podIp": "10.0.0.1", "source": "Pod"})
+        );
+        assert!(shows_pod(Some(&placement), &p));
+        let mut moved = (*p).clone();
+        moved.spec.as_mut().unwrap().node_name = Some("node-b".into());
+        assert!(!shows_pod(Some(&placement), &moved));
+        let reported = WorkerPlacement {
+            source: Some("Worker".into()),
+            ..placement.clone()
+        };
+        assert!(!shows_pod(Some(&reported), &p));
+        assert!(from_pod(Some(&placement)) && !from_pod(Some(&reported)));
+    }
+
+    #[test]
+    fn a_slim_pod_keeps_what_is_read_and_nothing_else() {
+        let mut p = (*pod("worker-0", &[("app", "amp")], Some("w0"))).clone();
+        p.metadata.annotations.as_mut().unwrap().insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "x".repeat(5000),
+        );
+        p.metadata.owner_references = Some(vec![
+            OwnerReference {
+                kind: "StatefulSet".into(),
+                name: "amp-worker".into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+            OwnerReference {
+                kind: "Other".into(),
+                name: "x".into(),
+                ..Default::default()
+            },
+        ]);
+        p.spec.as_mut().unwrap().containers = vec![Default::default()];
+        p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+            name: "ampd".into(),
+            image: "big-image-name".into(),
+            restart_count: 4,
+            ..Default::default()
+        }]);
+        slim_pod(&mut p);
+        assert_eq!(pod_node_id(&p), Some("w0"));
+        assert_eq!(p.metadata.annotations.as_ref().unwrap().len(), 1);
+        assert_eq!(controller_of(&p).as_deref(), Some("StatefulSet/amp-worker"));
+        assert_eq!(p.metadata.owner_references.as_ref().unwrap().len(), 1);
+        assert!(p.spec.as_ref().unwrap().containers.is_empty());
+        let cs = &p
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (cs.name.as_str(), cs.restart_count, cs.image.as_str()),
+            ("ampd", 4, "")
+        );
+        assert_eq!(placement_of(&p).node.as_deref(), Some("node-a"));
+    }
+
+    #[test]
+    fn a_bare_pod_has_no_controller() {
+        assert_eq!(controller_of(&pod("worker-0", &[], None)), None);
+    }
+}
