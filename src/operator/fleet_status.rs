@@ -143,6 +143,9 @@ enum Cause {
     Crashed,
     Stopped,
     NotRegistered,
+    /// A selected Pod whose node id has no worker row (not started, or crashing before
+    /// it registers).
+    NoWorker,
     Stale,
     VersionMismatch,
     /// Healthy on the version, but up for less than minReadySeconds.
@@ -151,10 +154,11 @@ enum Cause {
 }
 
 impl Cause {
-    const ALL: [Cause; 7] = [
+    const ALL: [Cause; 8] = [
         Cause::Crashed,
         Cause::Stopped,
         Cause::NotRegistered,
+        Cause::NoWorker,
         Cause::Stale,
         Cause::VersionMismatch,
         Cause::Starting,
@@ -166,6 +170,7 @@ impl Cause {
             Cause::Crashed => "crashed",
             Cause::Stopped => "stopped",
             Cause::NotRegistered => "not registered",
+            Cause::NoWorker => "Pod without a worker",
             Cause::Stale => "stale",
             Cause::VersionMismatch => "version mismatch",
             Cause::Starting => "starting",
@@ -200,7 +205,7 @@ pub struct FleetTally {
     mismatched: Smallest,
     /// Members that are not available, by cause (as [`Cause::ALL`]): the first ids (what
     /// a message names), and a count.
-    causes: [Smallest; 7],
+    causes: [Smallest; 8],
 }
 
 impl FleetTally {
@@ -225,9 +230,11 @@ impl FleetTally {
         }
     }
 
-    pub fn add(&mut self, m: &Member) {
+    /// Counts a selected worker. `pod`: whether its Pod exists, when the fleet selects
+    /// Pods (None: it does not).
+    pub fn add(&mut self, m: &Member, pod: Option<bool>) {
         self.db_unknown |= m.health_unknown;
-        if self.retired(m) {
+        if self.retired(m, pod) {
             self.retired += 1;
             return;
         }
@@ -245,7 +252,20 @@ impl FleetTally {
         }
         if !available {
             let cause = self.cause(m, version);
-            self.causes[Cause::ALL.iter().position(|c| *c == cause).unwrap_or(6)].push(m.node_id);
+            self.push_cause(cause, m.node_id);
+        }
+    }
+
+    /// A selected Pod that runs no worker of the fleet: a member that is not ready, as a
+    /// Deployment's replica that is not available.
+    pub fn add_pod_without_worker(&mut self, pod: &str) {
+        self.total += 1;
+        self.push_cause(Cause::NoWorker, pod);
+    }
+
+    fn push_cause(&mut self, cause: Cause, id: &str) {
+        if let Some(i) = Cause::ALL.iter().position(|c| *c == cause) {
+            self.causes[i].push(id);
         }
     }
 
@@ -258,10 +278,13 @@ impl FleetTally {
         }
     }
 
-    /// Stopped longer than the retirement delay (by the DB clock).
-    fn retired(&self, m: &Member) -> bool {
-        match (self.db_now, m.stopped_at) {
-            (Some(now), Some(at)) => (now - at).num_seconds() > self.retire_after_secs,
+    /// No longer a member: with Pods, stopped and its Pod gone (scaled down; a stopped
+    /// worker whose Pod exists should run); without, stopped longer than the retirement
+    /// delay (by the DB clock).
+    fn retired(&self, m: &Member, pod: Option<bool>) -> bool {
+        match (pod, self.db_now, m.stopped_at) {
+            (Some(has_pod), _, _) => m.stopped && !has_pod,
+            (None, Some(now), Some(at)) => (now - at).num_seconds() > self.retire_after_secs,
             _ => false,
         }
     }
@@ -299,7 +322,7 @@ impl FleetTally {
 pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     let mut tally = FleetTally::new(i.spec, i.db_now);
     for w in i.workers {
-        tally.add(&Member::of(w));
+        tally.add(&Member::of(w), None);
     }
     fleet_status_from(
         &FleetJudged {

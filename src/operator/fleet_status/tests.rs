@@ -850,3 +850,64 @@ fn a_fleet_created_mid_rollout_announces_it_and_db_outages_are_events() {
         [("MetadataDbAvailable", false), ("RolloutCompleted", false)]
     );
 }
+
+/// With a podSelector the members are the selected Pods, as a Deployment's replicas: a
+/// Pod whose worker stopped, crashed or never registered is a member that is not Ready;
+/// a stopped worker whose Pod is gone (scaled down) is not a member at all.
+#[test]
+fn with_pods_the_selected_pods_are_the_members() {
+    let spec = spec("v2");
+    let judged = |prev| FleetJudged {
+        spec: &spec,
+        generation: Some(1),
+        previous: prev,
+        selector_error: None,
+        now: t(0),
+        db_failure: None,
+    };
+    let (up, down, gone) = (
+        up_since("amp-0", "v2", 0),
+        stopped_after("amp-1", "v2", 0, 100),
+        stopped_after("amp-3", "v2", 0, 100),
+    );
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(true));
+    // amp-1's Pod exists: it should run, so it counts however long it has been down.
+    tally.add(&Member::of(&down), Some(true));
+    // amp-3's Pod was scaled away.
+    tally.add(&Member::of(&gone), Some(false));
+    tally.add_pod_without_worker("amp-2");
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!(
+        (
+            s.workers,
+            s.ready_workers,
+            s.available_workers,
+            s.retired_workers
+        ),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(conds(&s)[0], c("Ready", "False", "WorkersUnavailable"));
+    assert_eq!(
+        s.conditions[0].message,
+        "1 of 3 workers run v2 and are healthy; not ready: amp-1 (stopped), amp-2 (Pod without a worker)"
+    );
+    // Hours later the stopped worker with a Pod is still a member (no retirement by time).
+    let mut tally = FleetTally::new(&spec, Some(t(100_000)));
+    tally.add(&Member::of(&up), Some(true));
+    tally.add(&Member::of(&down), Some(true));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!((s.workers, s.retired_workers), (2, 0));
+    // Scaled down to one: Ready.
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(true));
+    tally.add(&Member::of(&down), Some(false));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!((s.workers, s.retired_workers), (1, 1));
+    // A running worker without a Pod (outside Kubernetes) is still a member.
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(false));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!((s.workers, s.available_workers), (1, 1));
+}

@@ -118,6 +118,10 @@ pub(super) fn plan_fleets_with(
                 DbView::Available { .. } => None,
             },
         };
+        let mut tally = tally;
+        for pod in extra.selected_pods.iter().filter(|p| p.node_id.is_none()) {
+            tally.add_pod_without_worker(pod.name);
+        }
         let mut desired = fleet_status_from(&judged, tally);
         desired.pods = extra.pods;
         let remediation_events = super::remediate::apply_fleet_outcome(

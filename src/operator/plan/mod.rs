@@ -362,9 +362,10 @@ pub fn plan_with_pods(
             pod,
             restarts: restarts_of(&pod_input.history, w),
         };
+        let pod_linked = fleet.and_then(|i| pod_tallies[i].index.as_ref().map(|_| pod.is_some()));
         let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
             if let Some(i) = fleet {
-                tallies[i].add(m);
+                tallies[i].add(m, pod_linked);
             }
             count_conditions(&mut counts, conditions);
         };
