@@ -3,6 +3,7 @@
 //! Every query binds its parameters; every timestamp is the database's `now()`.
 
 mod connect_error;
+mod jobs;
 mod migrations;
 mod redact;
 mod rows;
@@ -20,10 +21,11 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
+pub use jobs::{JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within};
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
-pub use schema::{Flavour, ForeignSchema, SchemaReport};
+pub use schema::{Flavour, ForeignSchema, JobSchema, JobTables, SchemaReport};
 pub use snapshot::{
     InfoCache, OPERATOR_SNAPSHOT_SQL, OperatorSnapshot, SnapshotRow, operator_snapshot_within,
 };

@@ -1,0 +1,363 @@
+//! Reading Amp's jobs per worker from a metadata DB of either job schema (nightly's
+//! `jobs_status`, v0.0.35's `jobs.status`), built by `amp_operator::testing::amp_db` from
+//! the facts sheet: what each worker has, jobs never picked up, jobs of an assignee
+//! without a row, unknown statuses, a reader without grants, and nothing ever written.
+
+mod common;
+
+use std::time::Duration;
+
+use amp_operator::metadata_db::{self, JobSchema, JobsRead, JobsSnapshot, NodeJobs};
+use amp_operator::testing::amp_db::{self, AmpJobs, AmpSchema, amp_info};
+use amp_operator::testing::postgres::TempPostgres;
+use serde_json::Value;
+use sqlx::PgPool;
+
+const BOUND: Duration = Duration::from_secs(5);
+
+async fn amp_db(jobs: Option<AmpJobs>) -> (TempPostgres, PgPool) {
+    let pg = TempPostgres::start().expect("start throwaway PostgreSQL");
+    let pool = metadata_db::connect_pool(&pg.url(), "tests", 3)
+        .await
+        .expect("connect");
+    amp_db::create_with_jobs(&pool, AmpSchema::Current, jobs)
+        .await
+        .expect("Amp's schema");
+    (pg, pool)
+}
+
+/// The operator's pool: read-only sessions, every call bounded.
+fn reader(url: &str) -> PgPool {
+    metadata_db::connect_pool_lazy_bounded(url, "tests", 2, BOUND).unwrap()
+}
+
+async fn register(pool: &PgPool, node_ids: &[&str]) {
+    let mut conn = pool.acquire().await.unwrap();
+    for node_id in node_ids {
+        amp_db::register(&mut conn, node_id, &amp_info("v0.0.35"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn read(pool: &PgPool) -> JobsSnapshot {
+    match metadata_db::jobs_within(pool, BOUND)
+        .await
+        .expect("jobs read")
+    {
+        JobsRead::Read(snapshot) => snapshot,
+        other => panic!("jobs not read: {other:?}"),
+    }
+}
+
+/// Every row of every job table there is, as JSON.
+async fn job_rows(pool: &PgPool) -> Vec<(String, Value)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+          WHERE schemaname = 'public' AND tablename LIKE 'job%' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for table in tables {
+        // Table names from the catalog, not from input.
+        let all: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(json_agg(t ORDER BY t::text), '[]') FROM {table} t"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        rows.push((table, all));
+    }
+    rows
+}
+
+fn node(s: &JobsSnapshot, node_id: &str) -> NodeJobs {
+    s.node(node_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no jobs for {node_id}: {s:?}"))
+}
+
+/// Counts only: the oldest scheduled job is checked on its own.
+fn counts(mut n: NodeJobs) -> NodeJobs {
+    n.oldest_scheduled = None;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nightly_jobs_are_read_from_jobs_status_per_worker() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    register(&pool, &["busy", "idle", "dead"]).await;
+    let job = |first: &'static str, current: &'static str, status: &'static str, age: u64| {
+        let pool = pool.clone();
+        async move {
+            amp_db::add_job(
+                &pool,
+                AmpJobs::Nightly,
+                first,
+                current,
+                status,
+                Duration::from_secs(age),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // A healthy worker with running jobs (legacy `jobs.status` says SCHEDULED for each).
+    job("busy", "busy", "RUNNING", 30).await;
+    job("busy", "busy", "RUNNING", 20).await;
+    job("busy", "busy", "STOP_REQUESTED", 5).await;
+    job("busy", "busy", "COMPLETED", 900).await;
+    job("busy", "busy", "PAUSED", 5).await;
+    // Scheduled and never picked up: the oldest is the one to name.
+    job("idle", "idle", "SCHEDULED", 60).await;
+    let stuck = job("idle", "idle", "SCHEDULED", 300).await;
+    job("idle", "idle", "FATAL", 900).await;
+    // A stopped worker's jobs stay as they were; a failure is retried on it.
+    job("dead", "dead", "RUNNING", 600).await;
+    job("dead", "dead", "STOPPING", 600).await;
+    job("dead", "dead", "ERROR", 600).await;
+    job("dead", "dead", "STOPPED", 600).await;
+    // Rescheduled to a node id that has no row at all.
+    job("busy", "ghost", "RUNNING", 100).await;
+    let before = job_rows(&pool).await;
+
+    let snapshot = read(&reader(&pg.url())).await;
+
+    assert_eq!(snapshot.schema, JobSchema::Nightly);
+    let ids: Vec<&str> = snapshot.nodes.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(ids, ["busy", "dead", "ghost", "idle"]);
+    assert_eq!(
+        node(&snapshot, "busy"),
+        NodeJobs {
+            node_id: "busy".into(),
+            registered: true,
+            running: 2,
+            stop_requested: 1,
+            unknown: 1,
+            ..NodeJobs::default()
+        }
+    );
+    assert_eq!(snapshot.unknown_statuses, ["PAUSED"]);
+    let idle = node(&snapshot, "idle");
+    assert_eq!(
+        counts(idle.clone()),
+        NodeJobs {
+            node_id: "idle".into(),
+            registered: true,
+            scheduled: 2,
+            ..NodeJobs::default()
+        }
+    );
+    let oldest = idle.oldest_scheduled.expect("an oldest scheduled job");
+    assert_eq!(oldest.id, stuck);
+    assert!(
+        oldest.age(snapshot.db_now) >= chrono::Duration::seconds(300),
+        "{oldest:?} at {}",
+        snapshot.db_now
+    );
+    assert_eq!(
+        node(&snapshot, "dead"),
+        NodeJobs {
+            node_id: "dead".into(),
+            registered: true,
+            running: 1,
+            stopping: 1,
+            retrying: 1,
+            ..NodeJobs::default()
+        }
+    );
+    assert_eq!(
+        node(&snapshot, "ghost"),
+        NodeJobs {
+            node_id: "ghost".into(),
+            registered: false,
+            running: 1,
+            ..NodeJobs::default()
+        }
+    );
+    assert_eq!(
+        snapshot
+            .unregistered()
+            .map(|n| n.node_id.as_str())
+            .collect::<Vec<_>>(),
+        ["ghost"]
+    );
+    assert_eq!(job_rows(&pool).await, before, "the job tables changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_legacy_jobs_status_is_never_read_as_current() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    register(&pool, &["w1"]).await;
+    amp_db::add_job(
+        &pool,
+        AmpJobs::Nightly,
+        "w1",
+        "w1",
+        "RUNNING",
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let legacy: Vec<String> = sqlx::query_scalar("SELECT status FROM jobs")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy,
+        ["SCHEDULED"],
+        "the fixture leaves jobs.status as Amp does"
+    );
+
+    let snapshot = read(&reader(&pg.url())).await;
+    assert_eq!(
+        snapshot.nodes,
+        [NodeJobs {
+            node_id: "w1".into(),
+            registered: true,
+            running: 1,
+            ..NodeJobs::default()
+        }]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release_0_0_35_jobs_are_read_from_jobs() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Release0035)).await;
+    register(&pool, &["a", "b"]).await;
+    for (node_id, status, age) in [
+        ("a", "RUNNING", 10),
+        ("a", "SCHEDULED", 200),
+        ("a", "FAILED", 10),
+        ("a", "COMPLETED", 10),
+        ("b", "STOPPING", 10),
+        ("b", "", 10),
+    ] {
+        amp_db::add_job(
+            &pool,
+            AmpJobs::Release0035,
+            node_id,
+            node_id,
+            status,
+            Duration::from_secs(age),
+        )
+        .await
+        .unwrap();
+    }
+    let before = job_rows(&pool).await;
+
+    let snapshot = read(&reader(&pg.url())).await;
+
+    assert_eq!(snapshot.schema, JobSchema::Release0035);
+    assert_eq!(
+        counts(node(&snapshot, "a")),
+        NodeJobs {
+            node_id: "a".into(),
+            registered: true,
+            running: 1,
+            scheduled: 1,
+            ..NodeJobs::default()
+        }
+    );
+    assert!(node(&snapshot, "a").oldest_scheduled.is_some());
+    assert_eq!(
+        node(&snapshot, "b"),
+        NodeJobs {
+            node_id: "b".into(),
+            registered: true,
+            stopping: 1,
+            unknown: 1,
+            ..NodeJobs::default()
+        }
+    );
+    assert_eq!(snapshot.unknown_statuses, [""]);
+    assert_eq!(job_rows(&pool).await, before, "the job tables changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_without_grants_gets_jobs_unknown_naming_the_grant() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    register(&pool, &["w1"]).await;
+    amp_db::add_job(
+        &pool,
+        AmpJobs::Nightly,
+        "w1",
+        "w1",
+        "RUNNING",
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    for statement in [
+        "CREATE ROLE amp_reader LOGIN",
+        "GRANT SELECT ON workers TO amp_reader",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let url = pg.url().replacen("amp@", "amp_reader@", 1);
+    let read = metadata_db::jobs_within(&reader(&url), BOUND)
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        JobsRead::Unknown(
+            "jobs unknown: the metadata DB role may not read jobs_status (GRANT SELECT ON jobs_status TO <the reader role>)"
+                .into()
+        )
+    );
+    // Workers are still mirrored by the same role.
+    assert_eq!(
+        metadata_db::list_workers(&reader(&url))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    sqlx::query("GRANT SELECT ON jobs_status TO amp_reader")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(read_nodes(&url).await, ["w1"]);
+}
+
+async fn read_nodes(url: &str) -> Vec<String> {
+    read(&reader(url))
+        .await
+        .nodes
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_db_without_job_tables_has_no_jobs_and_an_odd_one_says_why() {
+    let (pg, pool) = amp_db(None).await;
+    assert_eq!(
+        metadata_db::jobs_within(&reader(&pg.url()), BOUND)
+            .await
+            .unwrap(),
+        JobsRead::NoJobTables
+    );
+    let (_ours, our_pool) = common::migrated_db().await;
+    assert_eq!(
+        metadata_db::jobs_within(&our_pool, BOUND).await.unwrap(),
+        JobsRead::NoJobTables
+    );
+
+    sqlx::query("CREATE TABLE jobs_status (job_id uuid, node_id text, status integer)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata_db::jobs_within(&reader(&pg.url()), BOUND)
+            .await
+            .unwrap(),
+        JobsRead::Unknown(
+            "jobs unknown: Amp's job tables have an unexpected shape: jobs_status.job_id (uuid), jobs_status.status (integer), jobs_status.updated_at (missing)"
+                .into()
+        )
+    );
+}
