@@ -529,6 +529,18 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             pod_ip: Some("10.0.0.7".into()),
         }),
         restart_count: 3,
+        jobs: Some(amp_operator::operator::crd::WorkerJobs {
+            active: 3,
+            scheduled: 1,
+            running: 2,
+            stopping: 0,
+            retrying: 1,
+            unknown: 0,
+            oldest_scheduled: Some(amp_operator::operator::crd::ScheduledJobRef {
+                id: 42,
+                since: "2026-11-22T09:55:00Z".parse().unwrap(),
+            }),
+        }),
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
             .map(|t| condition(t, "True", "WorkerReady", 1))
@@ -588,6 +600,7 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             condition("Reconciling", "True", "RolloutInProgress", 1),
             condition("Stalled", "False", "RolloutProgressing", 1),
         ],
+        jobs: None,
     };
     let patch =
         json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet", "status": fleet_status});

@@ -72,6 +72,12 @@ reasons!(
     RolloutInProgress,
     WaitingForWorkers,
     Progressing,
+    // Amp's jobs (AmpWorker and AmpWorkerFleet)
+    JobsPickedUp,
+    JobNotPickedUp,
+    JobsStranded,
+    NoStrandedJobs,
+    JobsUnknown,
 );
 
 #[cfg(test)]

@@ -234,6 +234,7 @@ pub fn fleet_status_from(i: &FleetJudged, tally: FleetTally) -> AmpWorkerFleetSt
             .into_iter()
             .map(|c| to_condition(c, &prev.conditions, i.generation, i.now))
             .collect(),
+        jobs: None,
     }
 }
 

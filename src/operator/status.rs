@@ -594,5 +594,7 @@ fn registration_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> V
     events
 }
 
+pub mod jobs;
+
 #[cfg(test)]
 mod tests;

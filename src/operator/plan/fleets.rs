@@ -9,6 +9,7 @@ use kube::core::{Selector, SelectorExt};
 use super::super::crd::AmpWorkerFleet;
 use super::super::fleet_status::{FleetJudged, FleetTally, fleet_events, fleet_status_from};
 use super::super::status::DbView;
+use super::super::status::jobs::{FleetJobsTally, apply_fleet_jobs, fleet_job_events};
 use super::{Plan, PlanInput, StatusWrite};
 
 pub(super) struct FleetSel<'a> {
@@ -70,9 +71,14 @@ pub(super) fn plan_fleets(
     input: &PlanInput,
     fleets: &[FleetSel],
     tallies: Vec<FleetTally>,
+    job_tallies: Vec<FleetJobsTally>,
     plan: &mut Plan,
 ) {
-    for (f, tally) in fleets.iter().zip(tallies) {
+    // Fewer job tallies than fleets (none at all in some tests) count as empty ones.
+    let job_tallies = job_tallies
+        .into_iter()
+        .chain(std::iter::repeat_with(FleetJobsTally::default));
+    for ((f, tally), job_tally) in fleets.iter().zip(tallies).zip(job_tallies) {
         let stored = f
             .fleet
             .metadata
@@ -91,7 +97,15 @@ pub(super) fn plan_fleets(
                 DbView::Available { .. } => None,
             },
         };
-        let desired = fleet_status_from(&judged, tally);
+        let mut desired = fleet_status_from(&judged, tally);
+        apply_fleet_jobs(
+            &mut desired,
+            input.jobs,
+            input.db,
+            job_tally,
+            stored,
+            input.now,
+        );
         for c in &desired.conditions {
             plan.fleet_conditions
                 .push((f.fleet.name_any(), c.type_.clone(), c.status.clone()));
@@ -100,7 +114,11 @@ pub(super) fn plan_fleets(
             plan.fleet_writes.push(StatusWrite {
                 name: f.fleet.name_any(),
                 uid: f.fleet.metadata.uid.clone(),
-                events: fleet_events(stored, &desired, &f.fleet.spec.version),
+                events: [
+                    fleet_events(stored, &desired, &f.fleet.spec.version),
+                    fleet_job_events(stored, &desired),
+                ]
+                .concat(),
                 status: desired,
             });
         }

@@ -14,6 +14,9 @@ use kube::ResourceExt;
 
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::super::fleet_status::Member;
+use super::super::status::jobs::{
+    JobFacts, JobsMemo, WorkerJobsInput, apply_worker_jobs, job_events, worker_jobs_input,
+};
 use super::super::status::{
     ConditionStatus, DbView, Health, WorkerInputs, WriteNeed, desired_status, info_cut_events,
     judge_health, timeout_secs, transition_events, write_need,
@@ -54,6 +57,8 @@ struct Memo {
     recovered_at: Option<DateTime<Utc>>,
     fleet_version: Option<String>,
     health: Health,
+    /// The worker's share of the jobs read, as judged.
+    jobs: JobsMemo,
     facts: Facts,
 }
 
@@ -67,6 +72,8 @@ struct Facts {
     conditions: [ConditionStatus; 4],
     /// Registered and Healthy.
     healthy: bool,
+    /// Its jobs, for the fleet's totals (None without job tables).
+    jobs: Option<JobFacts>,
 }
 
 impl Facts {
@@ -82,6 +89,7 @@ impl Facts {
             stopped: m.stopped,
             conditions,
             healthy: m.healthy,
+            jobs: JobFacts::of(status),
         }
     }
 
@@ -151,19 +159,25 @@ pub(super) fn judge<'a>(
     s: &Subject<'a>,
     memos: &mut Judgements,
     pending: &mut Pending<'a>,
-    member: &mut dyn FnMut(&Member, &[ConditionStatus; 4]),
+    member: &mut dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>),
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
+    let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     let key = MemoKey::of(s, &db);
     if let (Some(key), Some(object)) = (&key, s.object)
         && let Some(memo) = memos.by_object.get_mut(&address(object))
         && key.matches(memo, s)
+        && memo.jobs.matches(&jobs)
     {
         memo.seen = memos.cycle;
-        member(&memo.facts.member(), &memo.facts.conditions);
+        member(
+            &memo.facts.member(),
+            &memo.facts.conditions,
+            memo.facts.jobs.as_ref(),
+        );
         return unchanged(c, s, key.heartbeat_at, memo.facts.conditions[1], pending);
     }
-    let desired = desired_status(&WorkerInputs {
+    let mut desired = desired_status(&WorkerInputs {
         row: s.row,
         db: &db,
         spec: &s.worker.spec,
@@ -172,8 +186,16 @@ pub(super) fn judge<'a>(
         generation: s.worker.metadata.generation,
         now: c.input.now,
     });
+    apply_worker_jobs(
+        &mut desired,
+        &jobs,
+        &db,
+        &s.worker.spec,
+        s.stored,
+        c.input.now,
+    );
     let facts = Facts::of(&desired);
-    member(&facts.member(), &facts.conditions);
+    member(&facts.member(), &facts.conditions, facts.jobs.as_ref());
     let healthy = facts.conditions[1] == ConditionStatus::True;
     pending.heartbeating += usize::from(healthy);
     let Some(object) = s.object else {
@@ -190,7 +212,7 @@ pub(super) fn judge<'a>(
     {
         memos.by_object.insert(
             address(object),
-            key.into_memo(memos.cycle, object, s, facts),
+            key.into_memo(memos.cycle, object, s, facts, &jobs),
         );
     }
     verdict(s, need, desired, healthy, pending)
@@ -210,6 +232,7 @@ fn verdict<'a>(
             uid: s.worker.metadata.uid.clone(),
             events: [
                 transition_events(s.stored, &desired),
+                job_events(s.stored, &desired),
                 info_cut_events(s.row, s.stored, &desired),
             ]
             .concat(),
@@ -326,7 +349,14 @@ impl MemoKey {
             && s.fleet_version == m.fleet_version.as_deref()
     }
 
-    fn into_memo(self, seen: u64, object: &Arc<AmpWorker>, s: &Subject, facts: Facts) -> Memo {
+    fn into_memo(
+        self,
+        seen: u64,
+        object: &Arc<AmpWorker>,
+        s: &Subject,
+        facts: Facts,
+        jobs: &WorkerJobsInput,
+    ) -> Memo {
         let row = s.row.expect("a key is made only with a row");
         Memo {
             seen,
@@ -339,6 +369,7 @@ impl MemoKey {
             recovered_at: self.recovered_at,
             fleet_version: s.fleet_version.map(str::to_owned),
             health: self.health,
+            jobs: JobsMemo::of(jobs),
             facts,
         }
     }

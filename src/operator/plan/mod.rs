@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus};
 use super::fleet_status::Member;
+use super::status::jobs::{FleetJobsTally, JobFacts, JobsView};
 use super::status::{ConditionStatus, DbView, StatusEvent};
 use crate::metadata_db::{LockState, SnapshotRow};
 
@@ -99,6 +100,8 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
     /// Heartbeat-only refreshes this cycle may write (from [`RefreshBudget`]).
     pub refresh_allowance: usize,
+    /// The operator's latest jobs read (read at its own cadence, not every cycle).
+    pub jobs: &'a JobsView,
 }
 
 /// A heartbeat-only refresh: only `heartbeatAt` differs from what is stored, so only
@@ -162,6 +165,8 @@ pub struct Plan {
     pub worker_conditions: ConditionCounts,
     /// (fleet name, condition, status) = 1 for every fleet condition.
     pub fleet_conditions: Vec<(String, String, String)>,
+    /// Unfinished jobs on workers that are down or have no row (None: jobs not known).
+    pub jobs_stranded: Option<i64>,
 }
 
 impl Plan {
@@ -270,6 +275,8 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
     let mut tallies = fleets::tallies(&fleets);
+    let mut job_tallies = vec![FleetJobsTally::default(); fleets.len()];
+    let mut stranded = 0i64;
     let mut counts = [[0i64; 3]; 4];
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
@@ -300,12 +307,19 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
             from_written,
             fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
         };
-        let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
-            if let Some(i) = fleet {
-                tallies[i].add(m);
-            }
-            count_conditions(&mut counts, conditions);
-        };
+        let mut member =
+            |m: &Member, conditions: &[ConditionStatus; 4], jobs: Option<&JobFacts>| {
+                if let Some(i) = fleet {
+                    tallies[i].add(m);
+                }
+                if let Some(jobs) = jobs {
+                    stranded += jobs.stranded;
+                    if let Some(i) = fleet {
+                        job_tallies[i].add(m.node_id, jobs);
+                    }
+                }
+                count_conditions(&mut counts, conditions);
+            };
         match judge::judge(&c, &subject, memos, &mut pending, &mut member) {
             Verdict::Create(obj, status, events) => plan.creates.push((obj, status, events)),
             Verdict::Write(write) => plan.worker_writes.push(write),
@@ -319,8 +333,28 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
     plan.worker_conditions = condition_counts(&counts);
     (plan.refreshes, plan.refresh_stats) = refresh::schedule(pending, c.db_now, config);
-    fleets::plan_fleets(input, &fleets, tallies, &mut plan);
+    plan.jobs_stranded = unclaimed_jobs(&c, &mut job_tallies).map(|n| n + stranded);
+    fleets::plan_fleets(input, &fleets, tallies, job_tallies, &mut plan);
     plan
+}
+
+/// Jobs whose assignee has no row and no AmpWorker: nobody's, so every fleet counts them
+/// as stranded. None when jobs are not known.
+fn unclaimed_jobs(c: &Cycle, job_tallies: &mut [FleetJobsTally]) -> Option<i64> {
+    let JobsView::Known(index) = c.input.jobs else {
+        return None;
+    };
+    let mut total = 0i64;
+    for jobs in index.snapshot.unregistered() {
+        if c.node(&jobs.node_id).claimed_by_user.is_some() {
+            continue; // Its AmpWorker is NotRegistered and counts them.
+        }
+        total += i64::try_from(jobs.active() + jobs.retrying).unwrap_or(i64::MAX);
+        for tally in job_tallies.iter_mut() {
+            tally.add_unregistered(&jobs.node_id, jobs);
+        }
+    }
+    Some(total)
 }
 
 const STATUSES: [ConditionStatus; 3] = [

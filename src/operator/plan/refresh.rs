@@ -169,6 +169,7 @@ fn interval_secs(config: &PlanConfig, heartbeating: usize) -> f64 {
         node_id: String::new(),
         expected_version: None,
         heartbeat_timeout_seconds: None,
+        job_pickup_timeout_seconds: None,
     };
     let floor = refresh_interval(config, &default_spec).num_milliseconds() as f64 / 1000.0;
     if config.refresh_budget > 0.0 {
