@@ -657,6 +657,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "expectedVersion": "v2", "shortCommit": "8b065bde3c1f",
         "heartbeatAt": "2025-01-01T00:00:00Z",
         "placement": {"pod": "amp-worker-1", "node": "node-a"},
+        "jobs": {"active": 3, "scheduled": 1, "running": 2, "stopping": 0, "retrying": 0, "unknown": 0},
         "conditions": [
             condition("Healthy", "True", "HeartbeatFresh", 1),
             condition("Ready", "False", "VersionMismatch", 1),
@@ -692,6 +693,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
             "NODE ID",
             "STATUS",
             "VERSION",
+            "JOBS",
             "RESTARTS",
             "LAST HEARTBEAT",
             "AGE",
@@ -705,11 +707,11 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
     // LAST HEARTBEAT and AGE are ages: they move.
     let row = &rows[1];
     assert_eq!(
-        row[..5],
-        ["worker-1", "worker-1", "VersionMismatch", "v1", "0"]
+        row[..6],
+        ["worker-1", "worker-1", "VersionMismatch", "v1", "3", "0"]
     );
     assert_eq!(
-        row[7..],
+        row[8..],
         [
             "v2",
             "VersionMismatch",
@@ -782,6 +784,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "ampworker.status",
         "ampworker.status.info",
         "ampworker.status.placement",
+        "ampworker.status.jobs",
         "ampworkerfleet.spec",
         "ampworkerfleet.status",
         "ampworkerfleet.status.versions",

@@ -338,20 +338,26 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     plan
 }
 
-/// Jobs whose assignee has no row and no AmpWorker: nobody's, so every fleet counts them
-/// as stranded. None when jobs are not known.
+/// Jobs of node ids no AmpWorker claims that are down: no row at all (no worker can ever
+/// resume them), or a row whose worker stopped (discovery skips those, and collects
+/// their objects after `--gc-stopped-after`). They are nobody's, so every fleet counts
+/// them as stranded. None when jobs are not known.
 fn unclaimed_jobs(c: &Cycle, job_tallies: &mut [FleetJobsTally]) -> Option<i64> {
     let JobsView::Known(index) = c.input.jobs else {
         return None;
     };
     let mut total = 0i64;
-    for jobs in index.snapshot.unregistered() {
-        if c.node(&jobs.node_id).claimed_by_user.is_some() {
-            continue; // Its AmpWorker is NotRegistered and counts them.
-        }
+    for jobs in &index.snapshot.nodes {
+        let node = c.node(&jobs.node_id);
+        let unregistered = match node.row {
+            _ if node.claimed_by_user.is_some() => continue, // its AmpWorker counts them
+            None => true,
+            Some(row) if row.lock == LockState::Free => false,
+            Some(_) => continue, // running: discovery creates its AmpWorker
+        };
         total += i64::try_from(jobs.active() + jobs.retrying).unwrap_or(i64::MAX);
         for tally in job_tallies.iter_mut() {
-            tally.add_unregistered(&jobs.node_id, jobs);
+            tally.add_unclaimed(&jobs.node_id, jobs, unregistered);
         }
     }
     Some(total)

@@ -1086,6 +1086,8 @@ fn jobs_reach_worker_and_fleet_statuses_and_the_stranded_total() {
     let rows = [
         with_lock(row("busy", "v1", t(0)), Held),
         with_lock(row("dead", "v1", t(0)), Free),
+        with_lock(row("retired", "v1", t(0)), Free),
+        with_lock(row("new", "v1", t(0)), Held),
     ];
     let workers = [
         existing("busy", "busy", true),
@@ -1096,6 +1098,10 @@ fn jobs_reach_worker_and_fleet_statuses_and_the_stranded_total() {
         jobs_of("busy", true, 2, None),
         jobs_of("dead", true, 3, None),
         jobs_of("ghost", false, 1, None),
+        // A stopped worker discovery never made an AmpWorker for.
+        jobs_of("retired", true, 2, None),
+        // A running worker whose AmpWorker is being created counts once it exists.
+        jobs_of("new", true, 5, None),
     ]);
     let written = Written::default();
     let db = available(t(1));
@@ -1114,7 +1120,7 @@ fn jobs_reach_worker_and_fleet_statuses_and_the_stranded_total() {
         condition_of(&status("dead"), "JobsStranded"),
         Some(("True".into(), "JobsStranded".into()))
     );
-    assert_eq!(p.jobs_stranded, Some(4), "dead's 3 and ghost's 1");
+    assert_eq!(p.jobs_stranded, Some(6), "dead's 3, ghost's 1, retired's 2");
     let fleet_status = &p.fleet_writes[0].status;
     let jobs = fleet_status.jobs.clone().unwrap();
     assert_eq!(

@@ -423,14 +423,17 @@ impl FleetJobsTally {
         }
     }
 
-    /// Jobs of node ids that have no row and no AmpWorker.
-    pub fn add_unregistered(&mut self, node_id: &str, jobs: &NodeJobs) {
+    /// Jobs of a node id that is down and has no AmpWorker: no row at all
+    /// (`unregistered`), or a stopped worker's row.
+    pub fn add_unclaimed(&mut self, node_id: &str, jobs: &NodeJobs, unregistered: bool) {
         let n = i64::try_from(jobs.active() + jobs.retrying).unwrap_or(i64::MAX);
         if n == 0 {
             return;
         }
         self.jobs.stranded += n;
-        self.jobs.unregistered_assignees += n;
+        if unregistered {
+            self.jobs.unregistered_assignees += n;
+        }
         self.stranded_workers.push(node_id.to_owned());
     }
 }

@@ -433,13 +433,22 @@ fn a_fleet_totals_its_jobs_and_names_the_first_stranded_workers() {
             },
         );
     }
-    tally.add_unregistered(
+    tally.add_unclaimed(
         "ghost",
         &NodeJobs {
             node_id: "ghost".into(),
             running: 2,
             ..NodeJobs::default()
         },
+        true,
+    );
+    tally.add_unclaimed(
+        "idle",
+        &NodeJobs {
+            node_id: "idle".into(),
+            ..NodeJobs::default()
+        },
+        true,
     );
     let s = fleet(&v, &available(1), tally, None);
     let jobs = s.jobs.clone().unwrap();
