@@ -1130,9 +1130,9 @@ fn jobs_reach_worker_and_fleet_statuses_and_the_stranded_total() {
             jobs.stranded,
             jobs.unregistered_assignees
         ),
-        (5, 5, 4, 1)
+        (10, 10, 6, 1)
     );
-    assert_eq!(jobs.stranded_workers, ["dead", "ghost"]);
+    assert_eq!(jobs.stranded_workers, ["dead", "ghost", "retired"]);
     assert!(
         p.fleet_conditions
             .contains(&("f".into(), "JobsStranded".into(), "True".into()))
