@@ -77,6 +77,8 @@ pub struct OperatorMetrics {
     pub jobs_stranded: Gauge,
     /// 1 when the latest jobs read succeeded, 0 when the job tables cannot be read.
     pub jobs_known: Gauge,
+    /// AmpWorkers whose AcceptingJobs condition is False.
+    pub workers_not_accepting_jobs: Gauge,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
     /// Why the last snapshot read failed (None after a good one): what `/readyz` says.
@@ -197,6 +199,12 @@ impl OperatorMetrics {
         let jobs = Family::<JobStatusLabels, Gauge>::default();
         let jobs_stranded = Gauge::default();
         let jobs_known = Gauge::default();
+        let workers_not_accepting_jobs = Gauge::default();
+        registry.register(
+            "workers_not_accepting_jobs",
+            "AmpWorkers that heartbeat but left a job SCHEDULED longer than jobPickupTimeoutSeconds (AcceptingJobs False)",
+            workers_not_accepting_jobs.clone(),
+        );
         registry.register(
             "jobs",
             "Amp's unfinished jobs by status (scheduled, running, stop_requested, stopping, error, unknown), from the latest jobs read; absent without job tables",
@@ -217,6 +225,7 @@ impl OperatorMetrics {
             jobs,
             jobs_stranded,
             jobs_known,
+            workers_not_accepting_jobs,
             cycles,
             cycle_errors,
             cycle_seconds,

@@ -164,6 +164,9 @@ impl Reconciler {
         if let Some(stranded) = plan.jobs_stranded {
             self.metrics.jobs_stranded.set(stranded);
         }
+        self.metrics
+            .workers_not_accepting_jobs
+            .set(plan.workers_not_accepting_jobs);
         self.retries.drop_backed_off(&mut plan);
         self.refresh_budget.spend(plan.refreshes.len());
         let mut report = CycleReport {

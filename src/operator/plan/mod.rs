@@ -167,6 +167,8 @@ pub struct Plan {
     pub fleet_conditions: Vec<(String, String, String)>,
     /// Unfinished jobs on workers that are down or have no row (None: jobs not known).
     pub jobs_stranded: Option<i64>,
+    /// Workers whose AcceptingJobs is False.
+    pub workers_not_accepting_jobs: i64,
 }
 
 impl Plan {
@@ -277,6 +279,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     let mut tallies = fleets::tallies(&fleets);
     let mut job_tallies = vec![FleetJobsTally::default(); fleets.len()];
     let mut stranded = 0i64;
+    let mut not_accepting = 0i64;
     let mut counts = [[0i64; 3]; 4];
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
@@ -314,6 +317,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
                 }
                 if let Some(jobs) = jobs {
                     stranded += jobs.stranded;
+                    not_accepting += i64::from(jobs.not_accepting);
                     if let Some(i) = fleet {
                         job_tallies[i].add(m.node_id, jobs);
                     }
@@ -334,6 +338,7 @@ pub fn plan_with(input: &PlanInput, config: &PlanConfig, memos: &mut Judgements)
     plan.worker_conditions = condition_counts(&counts);
     (plan.refreshes, plan.refresh_stats) = refresh::schedule(pending, c.db_now, config);
     plan.jobs_stranded = unclaimed_jobs(&c, &mut job_tallies).map(|n| n + stranded);
+    plan.workers_not_accepting_jobs = not_accepting;
     fleets::plan_fleets(input, &fleets, tallies, job_tallies, &mut plan);
     plan
 }

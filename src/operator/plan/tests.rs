@@ -1191,6 +1191,17 @@ fn remembered_judgements_follow_the_jobs_read() {
     }
     // Scheduled at 10 s, 120 s timeout: late from 131 s on (the DB clock).
     assert_eq!(not_picked_up_at, Some(131));
+    let late = jobs_view(vec![jobs_of("w", true, 1, Some((7, 10)))]);
+    let db = available(t(140));
+    let rows = [row("w", "v1", t(140))];
+    let p = plan(
+        &PlanInput {
+            jobs: &late,
+            ..input(&db, &rows, &objects, &[], &written)
+        },
+        &config(),
+    );
+    assert_eq!(p.workers_not_accepting_jobs, 1);
     let last = objects[0].status.clone().unwrap();
     assert_eq!(
         condition_of(&last, "AcceptingJobs"),

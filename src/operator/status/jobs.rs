@@ -383,6 +383,8 @@ pub struct JobFacts {
     pub running: i64,
     /// Unfinished jobs (ERROR included) while the worker is down; 0 otherwise.
     pub stranded: i64,
+    /// AcceptingJobs is False: a job waits too long on it while it heartbeats.
+    pub not_accepting: bool,
 }
 
 impl JobFacts {
@@ -391,6 +393,8 @@ impl JobFacts {
         let jobs = status.jobs.as_ref()?;
         let stranded =
             condition_status(&status.conditions, JOBS_STRANDED) == Some(ConditionStatus::True);
+        let not_accepting =
+            condition_status(&status.conditions, ACCEPTING_JOBS) == Some(ConditionStatus::False);
         Some(Self {
             active: jobs.active,
             scheduled: jobs.scheduled,
@@ -400,6 +404,7 @@ impl JobFacts {
             } else {
                 0
             },
+            not_accepting,
         })
     }
 }

@@ -384,7 +384,8 @@ fn job_facts_count_stranded_jobs_only_while_the_worker_is_down() {
             active: 3,
             scheduled: 1,
             running: 2,
-            stranded: 0
+            stranded: 0,
+            not_accepting: false,
         })
     );
     let stopped = judge(Some(&row(100, LockState::Free)), &available(101), &v, None);
@@ -420,6 +421,7 @@ fn a_fleet_totals_its_jobs_and_names_the_first_stranded_workers() {
             scheduled: 1,
             running: 4,
             stranded: 0,
+            not_accepting: false,
         },
     );
     for i in (0..12).rev() {
@@ -430,6 +432,7 @@ fn a_fleet_totals_its_jobs_and_names_the_first_stranded_workers() {
                 scheduled: 0,
                 running: 1,
                 stranded: 1,
+                not_accepting: false,
             },
         );
     }
