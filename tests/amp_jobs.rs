@@ -361,3 +361,62 @@ async fn a_db_without_job_tables_has_no_jobs_and_an_odd_one_says_why() {
         )
     );
 }
+
+/// The figure in docs/benchmarks.md: PostgreSQL time of one jobs read at 10,000 workers
+/// and 100,000 jobs (20,000 unfinished), on Amp's own indexes. Ignored by default (it
+/// prints, it asserts nothing about time):
+/// `cargo nextest run --test amp_jobs --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: prints the jobs read's cost at 10,000 workers / 100,000 jobs"]
+async fn bench_jobs_read_at_10000_workers_and_100000_jobs() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    for statement in [
+        "INSERT INTO workers (node_id, heartbeat_at, info)
+         SELECT 'w' || lpad(i::text, 5, '0'), now(), '{}' FROM generate_series(0, 9999) i",
+        "INSERT INTO jobs (node_id, idempotency_key)
+         SELECT 'w' || lpad((i % 10000)::text, 5, '0'), 'k' || i FROM generate_series(0, 99999) i",
+        // Every fifth job unfinished (20,000), the rest finished; 100 on node ids gone.
+        "INSERT INTO jobs_status (job_id, node_id, status, updated_at)
+         SELECT id, CASE WHEN id % 1000 = 0 THEN 'gone-' || id ELSE node_id END,
+                CASE WHEN id % 5 = 0
+                     THEN (ARRAY['SCHEDULED','RUNNING','RUNNING','STOPPING'])[1 + (id / 5) % 4]
+                     ELSE (ARRAY['COMPLETED','STOPPED','FATAL'])[1 + id % 3] END,
+                now() - (id % 600) * interval '1 second'
+           FROM jobs",
+        "ANALYZE",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let reader = reader(&pg.url());
+    let mut took = Vec::new();
+    let mut snapshot = None;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        snapshot = Some(read(&reader).await);
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    let snapshot = snapshot.unwrap();
+    let active: u64 = snapshot.nodes.iter().map(NodeJobs::active).sum();
+    assert_eq!(active, 20_000);
+    assert_eq!(snapshot.unregistered().count(), 100);
+    let sql = metadata_db::jobs_read_sql(&JobSchema::Nightly).unwrap();
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"
+    )))
+    .bind(JobSchema::Nightly.terminal_statuses())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let text = plan.to_string();
+    println!(
+        "jobs read, 10,000 workers, 100,000 jobs (20,000 unfinished): round trip min {:.1} ms, median {:.1} ms, max {:.1} ms; PostgreSQL execution {} ms, planning {} ms; index scans on jobs_status: {}; sequential scans of jobs_status: {}",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1],
+        plan[0]["Execution Time"],
+        plan[0]["Planning Time"],
+        text.matches("jobs_status_by_status").count(),
+        text.matches(r#""Node Type":"Seq Scan","Parallel Aware":false,"Async Capable":false,"Relation Name":"jobs_status""#).count(),
+    );
+}
