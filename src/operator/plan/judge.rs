@@ -152,6 +152,10 @@ pub(super) struct Subject<'a> {
     pub(super) fleet_version: Option<&'a str>,
 }
 
+/// Where a judged worker goes: its fleet's tally (and job totals) and the condition counts.
+pub(super) type MemberSink<'m> =
+    dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>) + 'm;
+
 /// Judges one worker: adds it to its fleet's tally (via `member`), the condition counts
 /// and the refresh bookkeeping, and says what to write.
 pub(super) fn judge<'a>(
@@ -159,7 +163,7 @@ pub(super) fn judge<'a>(
     s: &Subject<'a>,
     memos: &mut Judgements,
     pending: &mut Pending<'a>,
-    member: &mut dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>),
+    member: &mut MemberSink,
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
     let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
