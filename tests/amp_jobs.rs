@@ -420,3 +420,73 @@ async fn bench_jobs_read_at_10000_workers_and_100000_jobs() {
         text.matches(r#""Node Type":"Seq Scan","Parallel Aware":false,"Async Capable":false,"Relation Name":"jobs_status""#).count(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    register(&pool, &["busy", "idle"]).await;
+    for (status, age) in [
+        ("RUNNING", 10),
+        ("SCHEDULED", 300),
+        ("ERROR", 10),
+        ("COMPLETED", 10),
+    ] {
+        amp_db::add_job(
+            &pool,
+            AmpJobs::Nightly,
+            "busy",
+            "busy",
+            status,
+            Duration::from_secs(age),
+        )
+        .await
+        .unwrap();
+    }
+    let oldest: i64 =
+        sqlx::query_scalar("SELECT job_id FROM jobs_status WHERE status = 'SCHEDULED'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let before = job_rows(&pool).await;
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
+
+    let (code, body) = common::http_get(&addr, "/workers/busy").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let mut worker: Value = serde_json::from_str(&body).unwrap();
+    let jobs = worker["jobs"].take();
+    let age = jobs["oldest_scheduled"]["age_seconds"].as_i64().unwrap();
+    assert!(age >= 300, "{jobs}");
+    let since = jobs["oldest_scheduled"]["since"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(since.ends_with('Z') && since.len() == 20, "{since}");
+    assert_eq!(
+        jobs,
+        serde_json::json!({
+            "active": 2, "scheduled": 1, "running": 1, "stopping": 0, "retrying": 1,
+            "unknown": 0,
+            "oldest_scheduled": {"id": oldest, "since": since, "age_seconds": age}
+        })
+    );
+    assert_eq!(worker["node_id"], "busy");
+
+    // No unfinished job: zeros, not absent.
+    let (_, body) = common::http_get(&addr, "/workers/idle").unwrap();
+    let idle: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        idle["jobs"],
+        serde_json::json!({"active": 0, "scheduled": 0, "running": 0, "stopping": 0, "retrying": 0, "unknown": 0})
+    );
+    assert_eq!(job_rows(&pool).await, before, "the job tables changed");
+
+    // Our own DB has no job tables: no `jobs` at all.
+    let (ours, our_pool) = common::migrated_db().await;
+    common::register_row(&our_pool, "w1", "v1").await;
+    let (_ours_api, ours_addr) = common::start_admin_api(&ours.url(), &[]).await;
+    let (code, body) = common::http_get(&ours_addr, "/workers/w1").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let w: Value = serde_json::from_str(&body).unwrap();
+    assert!(w.get("jobs").is_none(), "{body}");
+    assert_eq!(w["node_id"], "w1");
+}

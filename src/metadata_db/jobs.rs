@@ -53,6 +53,32 @@ macro_rules! jobs_read {
     };
 }
 
+/// One node id's share of [`jobs_read!`], by Amp's `(node_id, status)` index: `$1` the
+/// terminal statuses, `$2` the node id.
+macro_rules! node_jobs_read {
+    ($table:literal, $id:literal) => {
+        concat!(
+            "SELECT COALESCE(j.node_id::text, '') AS node_id, left(j.status::text, 64) AS status,
+                    count(*) AS jobs,
+                    (array_agg(j.", $id, "::bigint ORDER BY j.updated_at, j.", $id, ")
+                       FILTER (WHERE j.status = 'SCHEDULED'))[1] AS oldest,
+                    min(j.updated_at::timestamptz) FILTER (WHERE j.status = 'SCHEDULED') AS since,
+                    EXISTS (SELECT 1 FROM workers w WHERE w.node_id = j.node_id) AS registered
+               FROM ", $table, " j
+              WHERE j.node_id = $2 AND j.status <> ALL($1::text[])
+              GROUP BY j.node_id, j.status"
+        )
+    };
+}
+
+fn node_jobs_read_sql(schema: &JobSchema) -> Option<&'static str> {
+    match schema {
+        JobSchema::Nightly => Some(node_jobs_read!("jobs_status", "job_id")),
+        JobSchema::Release0035 => Some(node_jobs_read!("jobs", "id")),
+        JobSchema::None | JobSchema::Unexpected(_) => None,
+    }
+}
+
 /// The read for a schema's state table (`None` without one; public so the benchmark can
 /// `EXPLAIN` it). Amp's indexes are all there is (we cannot add any to its DB): the
 /// distinct statuses come from a skip scan of the `(status)` index (a handful of index
@@ -158,13 +184,31 @@ pub enum JobsRead {
 /// One jobs read, bounded by `timeout` on both ends (see [`within`]).
 pub async fn jobs_within(pool: &PgPool, timeout: Duration) -> Result<JobsRead, DbError> {
     within(pool, "jobs read", timeout, move |conn| {
-        Box::pin(jobs_on(conn, timeout))
+        Box::pin(jobs_on(conn, timeout, None))
+    })
+    .await
+}
+
+/// [`jobs_within`] for one node id (the Admin API's `GET /workers/{id}`): its snapshot
+/// holds that node's entry, or none when it has no unfinished job.
+pub async fn node_jobs_within(
+    pool: &PgPool,
+    timeout: Duration,
+    node_id: &str,
+) -> Result<JobsRead, DbError> {
+    let node_id = node_id.to_owned();
+    within(pool, "jobs read", timeout, move |conn| {
+        Box::pin(jobs_on(conn, timeout, Some(node_id)))
     })
     .await
 }
 
 /// Catalog, grants and the read in one READ ONLY transaction at one DB clock.
-async fn jobs_on(conn: &mut PgConnection, timeout: Duration) -> Result<JobsRead, DbError> {
+async fn jobs_on(
+    conn: &mut PgConnection,
+    timeout: Duration,
+    node: Option<String>,
+) -> Result<JobsRead, DbError> {
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -176,7 +220,11 @@ async fn jobs_on(conn: &mut PgConnection, timeout: Duration) -> Result<JobsRead,
             .await
             .map_err(DbError::query("read database clock"))?;
     let tables = schema::job_tables(&mut tx).await?;
-    let sql = match (&tables.schema, jobs_read_sql(&tables.schema)) {
+    let statement = match node {
+        None => jobs_read_sql(&tables.schema),
+        Some(_) => node_jobs_read_sql(&tables.schema),
+    };
+    let sql = match (&tables.schema, statement) {
         (JobSchema::None, _) => return Ok(JobsRead::NoJobTables),
         (JobSchema::Unexpected(what), _) => {
             return Ok(JobsRead::Unknown(format!(
@@ -189,10 +237,11 @@ async fn jobs_on(conn: &mut PgConnection, timeout: Duration) -> Result<JobsRead,
         (_, Some(sql)) => sql,
         (_, None) => return Ok(JobsRead::NoJobTables),
     };
-    let rows = sqlx::query(sql)
-        .bind(tables.schema.terminal_statuses())
-        .fetch_all(&mut *tx)
-        .await;
+    let mut query = sqlx::query(sql).bind(tables.schema.terminal_statuses());
+    if let Some(node) = node {
+        query = query.bind(node);
+    }
+    let rows = query.fetch_all(&mut *tx).await;
     let rows = match rows {
         Ok(rows) => rows,
         // Revoked between the grant check and the read: the same answer.

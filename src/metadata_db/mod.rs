@@ -21,7 +21,9 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use jobs::{JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within};
+pub use jobs::{
+    JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within, node_jobs_within,
+};
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};

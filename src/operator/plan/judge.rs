@@ -153,8 +153,7 @@ pub(super) struct Subject<'a> {
 }
 
 /// Where a judged worker goes: its fleet's tally (and job totals) and the condition counts.
-pub(super) type MemberSink<'m> =
-    dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>) + 'm;
+pub(super) type MemberSink<'m> = dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>) + 'm;
 
 /// Judges one worker: adds it to its fleet's tally (via `member`), the condition counts
 /// and the refresh bookkeeping, and says what to write.
