@@ -470,6 +470,25 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
         })
     );
     assert_eq!(worker["node_id"], "busy");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+        .args([
+            "--admin-url",
+            &format!("http://{addr}"),
+            "worker",
+            "inspect",
+            "busy",
+        ])
+        .env_remove("AMP_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "Oldest Scheduled: job {oldest} (5m ago)\nJobs Verdict:     not accepting jobs: job {oldest} scheduled 5m ago\n"
+        )),
+        "{stdout}"
+    );
 
     // No unfinished job: zeros, not absent.
     let (_, body) = common::http_get(&addr, "/workers/idle").unwrap();
