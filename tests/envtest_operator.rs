@@ -532,6 +532,18 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         restart_count: 3,
         last_remediation_time: Some("2026-11-22T09:45:00Z".parse().unwrap()),
         remediation_count: Some(2),
+        jobs: Some(amp_operator::operator::crd::WorkerJobs {
+            active: 3,
+            scheduled: 1,
+            running: 2,
+            stopping: 0,
+            retrying: 1,
+            unknown: 0,
+            oldest_scheduled: Some(amp_operator::operator::crd::ScheduledJobRef {
+                id: 42,
+                since: "2026-11-22T09:55:00Z".parse().unwrap(),
+            }),
+        }),
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
             .map(|t| condition(t, "True", "WorkerReady", 1))
@@ -607,6 +619,7 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             condition("Reconciling", "True", "RolloutInProgress", 1),
             condition("Stalled", "False", "RolloutProgressing", 1),
         ],
+        jobs: None,
     };
     let patch =
         json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet", "status": fleet_status});
@@ -663,6 +676,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "expectedVersion": "v2", "shortCommit": "8b065bde3c1f",
         "heartbeatAt": "2025-01-01T00:00:00Z",
         "placement": {"pod": "amp-worker-1", "node": "node-a"},
+        "jobs": {"active": 3, "scheduled": 1, "running": 2, "stopping": 0, "retrying": 0, "unknown": 0},
         "conditions": [
             condition("Healthy", "True", "HeartbeatFresh", 1),
             condition("Ready", "False", "VersionMismatch", 1),
@@ -698,6 +712,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
             "NODE ID",
             "STATUS",
             "VERSION",
+            "JOBS",
             "RESTARTS",
             "LAST HEARTBEAT",
             "AGE",
@@ -711,11 +726,11 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
     // LAST HEARTBEAT and AGE are ages: they move.
     let row = &rows[1];
     assert_eq!(
-        row[..5],
-        ["worker-1", "worker-1", "VersionMismatch", "v1", "0"]
+        row[..6],
+        ["worker-1", "worker-1", "VersionMismatch", "v1", "3", "0"]
     );
     assert_eq!(
-        row[7..],
+        row[8..],
         [
             "v2",
             "VersionMismatch",
@@ -788,6 +803,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "ampworker.status",
         "ampworker.status.info",
         "ampworker.status.placement",
+        "ampworker.status.jobs",
         "ampworkerfleet.spec",
         "ampworkerfleet.status",
         "ampworkerfleet.status.versions",

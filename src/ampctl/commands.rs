@@ -169,11 +169,13 @@ pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<E
     } else {
         let worker = crate::admin_client::whole_second_worker(fetched.value);
         let threshold = args.stale_after.as_secs() as i64;
-        print(&render::inspect(
-            &escape::for_terminal(&worker),
-            Utc::now(),
-            threshold,
-        ))?;
+        let now = Utc::now();
+        let mut out = render::inspect(&escape::for_terminal(&worker), now, threshold);
+        if let Some(jobs) = super::jobs::of_body(&fetched.body) {
+            let heartbeating = (now - worker.heartbeat_at).num_seconds() <= threshold;
+            out.push_str(&super::jobs::section(&jobs, heartbeating));
+        }
+        print(&out)?;
         cannot_tell_note(std::slice::from_ref(&worker))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 
 mod commands;
 mod escape;
+mod jobs;
 pub mod render;
 
 use std::process::ExitCode;

@@ -95,6 +95,8 @@ pub struct Member<'a> {
     pub stale: bool,
     /// No row for the node id.
     pub not_registered: bool,
+    /// Heartbeating, but leaves a job SCHEDULED past its pickup timeout.
+    pub not_accepting_jobs: bool,
     pub ready: bool,
     /// Registered and Healthy.
     pub healthy: bool,
@@ -118,6 +120,7 @@ impl<'a> Member<'a> {
             stopped,
             stale: state == Some("Stale"),
             not_registered: state == Some("NotRegistered"),
+            not_accepting_jobs: state == Some(super::status::jobs::NOT_ACCEPTING_JOBS),
             ready: is(READY) == Some(ConditionStatus::True),
             healthy: is(REGISTERED) == Some(ConditionStatus::True)
                 && is(HEALTHY) == Some(ConditionStatus::True),
@@ -148,19 +151,21 @@ enum Cause {
     NoWorker,
     Stale,
     VersionMismatch,
-    /// Healthy on the version, but up for less than minReadySeconds.
+    NotAcceptingJobs,
+    /// Ready on the version, but up for less than minReadySeconds.
     Starting,
     NotReady,
 }
 
 impl Cause {
-    const ALL: [Cause; 8] = [
+    const ALL: [Cause; 9] = [
         Cause::Crashed,
         Cause::Stopped,
         Cause::NotRegistered,
         Cause::NoWorker,
         Cause::Stale,
         Cause::VersionMismatch,
+        Cause::NotAcceptingJobs,
         Cause::Starting,
         Cause::NotReady,
     ];
@@ -173,6 +178,7 @@ impl Cause {
             Cause::NoWorker => "Pod without a worker",
             Cause::Stale => "stale",
             Cause::VersionMismatch => "version mismatch",
+            Cause::NotAcceptingJobs => "not accepting jobs",
             Cause::Starting => "starting",
             Cause::NotReady => "unhealthy",
         }
@@ -205,7 +211,7 @@ pub struct FleetTally {
     mismatched: Smallest,
     /// Members that are not available, by cause (as [`Cause::ALL`]): the first ids (what
     /// a message names), and a count.
-    causes: [Smallest; 8],
+    causes: [Smallest; 9],
 }
 
 impl FleetTally {
@@ -240,7 +246,9 @@ impl FleetTally {
         }
         let version = m.version.unwrap_or("unknown");
         let updated = m.healthy && version == self.expected;
-        let available = updated && self.up_long_enough(m);
+        // Ready too: a worker that does not pick up its jobs (AcceptingJobs False) is
+        // healthy and updated, but not available.
+        let available = updated && m.ready && self.up_long_enough(m);
         self.total += 1;
         self.ready += i64::from(m.ready);
         self.updated += i64::from(updated);
@@ -311,7 +319,9 @@ impl FleetTally {
             Cause::Stale
         } else if version != self.expected {
             Cause::VersionMismatch
-        } else if m.healthy {
+        } else if m.not_accepting_jobs {
+            Cause::NotAcceptingJobs
+        } else if m.healthy && m.ready {
             Cause::Starting
         } else {
             Cause::NotReady

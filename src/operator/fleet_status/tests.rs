@@ -392,8 +392,18 @@ fn a_new_spec_generation_restarts_the_deadline() {
 
 #[test]
 fn rollout_events_started_then_completed() {
-    let v1 = [worker("w1", "v1", "True"), worker("w2", "v1", "True")];
+    // Ready: judged against a fleet on v1.
+    let ready = |node: &str| AmpWorkerStatus {
+        conditions: vec![
+            condition(REGISTERED, "True"),
+            condition(HEALTHY, "True"),
+            condition(READY, "True"),
+        ],
+        ..worker(node, "v1", "True")
+    };
+    let v1 = [ready("w1"), ready("w2")];
     let ready_v1 = run(&spec("v1"), &v1, None, t(0));
+    assert_eq!(ready_v1.state.as_deref(), Some("Ready"));
     assert!(fleet_events(None, &ready_v1, "v1").is_empty());
     let rolling = desired_fleet_status(&FleetInputs {
         spec: &spec("v2"),
