@@ -91,11 +91,14 @@ impl ChartOperator<'_> {
         self.plane
             .write_token_kubeconfig(token, &kubeconfig)
             .expect("token kubeconfig");
+        // The chart mounts the URL as a file (AMP_DATABASE_URL_FILE in its env).
+        let url_file = self.dir.join(format!("{identity}.db-url"));
+        std::fs::write(&url_file, self.db_url).expect("write the DB URL file");
         let mut cmd = Command::new(AMPD);
         cmd.arg("operator")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBECONFIG", &kubeconfig)
-            .env("AMP_DATABASE_URL", self.db_url)
+            .env("AMP_DATABASE_URL_FILE", &url_file)
             .env("AMP_NAMESPACE", self.ns)
             .env("POD_NAME", identity)
             .env("AMP_OPERATOR_LISTEN", listen)
