@@ -850,3 +850,48 @@ fn a_fleet_created_mid_rollout_announces_it_and_db_outages_are_events() {
         [("MetadataDbAvailable", false), ("RolloutCompleted", false)]
     );
 }
+
+#[test]
+fn a_crash_loop_chained_cycle_by_cycle_keeps_its_reason_and_its_deadline_and_warns_once() {
+    // Each cycle sees the last one's status, as the operator does: the worker crashes,
+    // restarts (updated again, but never available), crashes again, past the deadline.
+    let crashed = |n: i64| [up_since("w1", "v2", 0), stopped_after("w2", "v2", n, n + 2)];
+    let restarted = |n: i64| [up_since("w1", "v2", 0), up_since("w2", "v2", n)];
+    let mut prev = run_db(&spec("v2"), &crashed(1000), None, t(0), 1003);
+    let first_progress = prev.last_progress_time;
+    let mut events = Vec::new();
+    for cycle in 1..=70 {
+        let n = 1000 + cycle * 10;
+        let ws: Vec<AmpWorkerStatus> = if cycle % 2 == 0 {
+            crashed(n).to_vec()
+        } else {
+            restarted(n).to_vec()
+        };
+        let s = run_db(&spec("v2"), &ws, Some(&prev), t(cycle * 10), n + 3);
+        assert_eq!(
+            (
+                s.conditions[0].status.as_str(),
+                s.conditions[0].reason.as_str()
+            ),
+            ("False", "WorkersCrashing"),
+            "cycle {cycle}: {:?}",
+            s.conditions[0]
+        );
+        assert_eq!(s.last_progress_time, first_progress, "cycle {cycle}");
+        events.extend(fleet_events(Some(&prev), &s, "v2"));
+        prev = s;
+    }
+    assert_eq!(
+        conds(&prev),
+        vec![
+            c("Ready", "False", "WorkersCrashing"),
+            c("Reconciling", "False", "WorkersCrashing"),
+            c("Stalled", "True", "WorkersCrashing"),
+        ]
+    );
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["RolloutStalled"], "{events:?}");
+    // Up for minReadySeconds at last: the loop is over and the rollout completes.
+    let s = run_db(&spec("v2"), &restarted(1800), Some(&prev), t(800), 1810);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+}
