@@ -449,6 +449,8 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         } else {
             Reason::ProgressDeadlineExceeded
         }
+    } else if within && rollout_continues(i) {
+        Reason::RolloutInProgress
     } else if within {
         Reason::WorkersUnavailable
     } else {
@@ -459,6 +461,18 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
     } else {
         Phase::Stalled(reason, format!("{msg}; no progress for {deadline}s"))
     }
+}
+
+/// Every member runs the new version but some are not yet available (up less than
+/// minReadySeconds): still the rollout of a new spec (seen now, or rolling before), not
+/// a steady fleet that lost a worker.
+fn rollout_continues(i: &FleetJudged) -> bool {
+    i.previous.is_some_and(|prev| {
+        prev.observed_generation != i.generation
+            || prev.conditions.iter().any(|c| {
+                c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::RolloutInProgress)
+            })
+    })
 }
 
 /// A crash-looping worker between two crashes: it was crashing, the spec is the same,

@@ -895,3 +895,42 @@ fn a_crash_loop_chained_cycle_by_cycle_keeps_its_reason_and_its_deadline_and_war
     let s = run_db(&spec("v2"), &restarted(1800), Some(&prev), t(800), 1810);
     assert_eq!(s.state.as_deref(), Some("Ready"));
 }
+
+#[test]
+fn a_new_version_whose_workers_are_all_starting_is_a_rollout_not_a_lost_worker() {
+    // Ready on v1; by the time the operator reads the new spec every worker already
+    // restarted on v2 and is up for less than minReadySeconds.
+    let v1 = [up_since("w1", "v1", 0), up_since("w2", "v1", 0)];
+    let ready = run_db(&spec("v1"), &v1, None, t(0), 100);
+    assert_eq!(ready.state.as_deref(), Some("Ready"));
+    let starting = [up_since("w1", "v2", 200), up_since("w2", "v2", 201)];
+    // run_db judges generation 1: the stored status is of the previous generation.
+    let prev = AmpWorkerFleetStatus {
+        observed_generation: Some(0),
+        ..ready.clone()
+    };
+    let new_spec = run_db(&spec("v2"), &starting, Some(&prev), t(1), 203);
+    assert_eq!(
+        conds(&new_spec)[0],
+        c("Ready", "False", "RolloutInProgress")
+    );
+    let evs = fleet_events(Some(&prev), &new_spec, "v2");
+    let reasons: Vec<&str> = evs.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["RolloutStarted"], "{evs:?}");
+    // The next cycle (same generation) is still the rollout, with no new event.
+    let next = run_db(&spec("v2"), &starting, Some(&new_spec), t(2), 204);
+    assert_eq!(conds(&next)[0], c("Ready", "False", "RolloutInProgress"));
+    assert!(fleet_events(Some(&new_spec), &next, "v2").is_empty());
+    // Up minReadySeconds: complete.
+    let done = run_db(&spec("v2"), &starting, Some(&next), t(3), 212);
+    assert_eq!(done.state.as_deref(), Some("Ready"));
+    // A steady fleet that loses a worker is not a rollout.
+    let lost = run_db(
+        &spec("v2"),
+        &[up_since("w1", "v2", 200), stopped_after("w2", "v2", 0, 300)],
+        Some(&done),
+        t(4),
+        305,
+    );
+    assert_eq!(conds(&lost)[0], c("Ready", "False", "WorkersUnavailable"));
+}
