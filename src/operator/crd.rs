@@ -415,7 +415,7 @@ pub struct AmpWorkerFleetSpec {
     #[schemars(range(min = 0))]
     pub min_ready: Option<i64>,
     /// Seconds without rollout progress after which the fleet is Stalled; 600 when
-    /// omitted. Progress is a new spec, more updated workers than before, or a complete
+    /// omitted. Progress is a new spec, more available workers than before, or a complete
     /// fleet becoming incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -603,7 +603,7 @@ pub struct AmpWorkerFleetStatus {
     #[serde(default)]
     pub mismatched_count: i64,
     /// The last time the rollout progressed (RFC 3339, UTC, whole seconds): a new spec,
-    /// more updated workers, or a complete fleet becoming incomplete. The progress
+    /// more available workers, or a complete fleet becoming incomplete. The progress
     /// deadline runs from here.
     #[serde(
         default,

@@ -416,8 +416,7 @@ fn deadline_secs(spec: &AmpWorkerFleetSpec) -> i64 {
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS)
 }
 
-/// The deadline runs from the last progress: a new spec, more updated or available
-/// workers, or the moment a complete fleet stopped being complete (a worker died, a new
+/// The deadline runs from the last progress: a new spec, more available workers, or the moment a complete fleet stopped being complete (a worker died, a new
 /// one joined).
 fn last_progress(
     i: &FleetJudged,
@@ -428,10 +427,10 @@ fn last_progress(
     let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
     let generation_changed = prev.observed_generation != i.generation;
     let fell_incomplete = was_complete && !complete;
-    let progressed = generation_changed
-        || tally.updated > prev.updated_workers
-        || tally.available > prev.available_workers
-        || fell_incomplete;
+    // Available, not updated: a crash-looping worker is updated again at each restart,
+    // and that must not move the deadline.
+    let progressed =
+        generation_changed || tally.available > prev.available_workers || fell_incomplete;
     match prev.last_progress_time {
         Some(t) if !progressed => t,
         _ => i.now,
@@ -469,7 +468,7 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         progress_message(t)
     };
     let within = (i.now - last_progress).num_seconds() <= deadline;
-    let reason = if t.crashed > 0 {
+    let reason = if t.crashed > 0 || still_crashing(i, t) {
         Reason::WorkersCrashing
     } else if !t.mismatched.is_empty() {
         if within {
@@ -483,6 +482,8 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         } else {
             Reason::ProgressDeadlineExceeded
         }
+    } else if within && rollout_continues(i) {
+        Reason::RolloutInProgress
     } else if within {
         Reason::WorkersUnavailable
     } else {
@@ -493,6 +494,35 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
     } else {
         Phase::Stalled(reason, format!("{msg}; no progress for {deadline}s"))
     }
+}
+
+/// Every member runs the new version but some are not yet available (up less than
+/// minReadySeconds): still the rollout of a new spec (seen now, or rolling before), not
+/// a steady fleet that lost a worker.
+fn rollout_continues(i: &FleetJudged) -> bool {
+    i.previous.is_some_and(|prev| {
+        prev.observed_generation != i.generation
+            || prev.conditions.iter().any(|c| {
+                c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::RolloutInProgress)
+            })
+    })
+}
+
+/// A crash-looping worker between two crashes: it was crashing, the spec is the same,
+/// and a member is up but not yet for minReadySeconds. The reason (and the deadline's
+/// verdict) stays WorkersCrashing until the restarted worker proves itself.
+fn still_crashing(i: &FleetJudged, t: &FleetTally) -> bool {
+    let Some(prev) = i.previous else {
+        return false;
+    };
+    let was_crashing = prev
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::WorkersCrashing));
+    let starting = Cause::ALL.iter().position(|c| *c == Cause::Starting);
+    was_crashing
+        && prev.observed_generation == i.generation
+        && starting.is_some_and(|ix| !t.causes[ix].is_empty())
 }
 
 /// `2 of 3 workers run v2 and are healthy`, then every member that is not available by
@@ -694,7 +724,16 @@ fn degraded_events(
     desired: &AmpWorkerFleetStatus,
 ) -> Vec<StatusEvent> {
     let mut events = Vec::new();
-    if desired.crashed_workers > 0 && stored.crashed_workers == 0 {
+    let ready_reason = |s: &AmpWorkerFleetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .and_then(|c| Reason::parse(&c.reason))
+    };
+    // Once per crash loop: the reason stays WorkersCrashing between crashes.
+    if ready_reason(desired) == Some(Reason::WorkersCrashing)
+        && ready_reason(stored) != Some(Reason::WorkersCrashing)
+    {
         events.push(StatusEvent {
             reason: "WorkersCrashing",
             warning: true,
@@ -705,12 +744,6 @@ fn degraded_events(
             ),
         });
     }
-    let ready_reason = |s: &AmpWorkerFleetStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == READY)
-            .and_then(|c| Reason::parse(&c.reason))
-    };
     if ready_reason(stored) == Some(Reason::RolloutComplete)
         && ready_reason(desired) == Some(Reason::WorkersUnavailable)
     {
