@@ -509,3 +509,102 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
     assert!(w.get("jobs").is_none(), "{body}");
     assert_eq!(w["node_id"], "w1");
 }
+
+/// `ampctl worker check` against our Admin API on `addr`: exit code and stdout.
+fn check(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+        .args(["--admin-url", &format!("http://{addr}"), "worker", "check"])
+        .args(extra)
+        .env_remove("AMP_AUTH_TOKEN")
+        .env_remove("AMPCTL_JOB_PICKUP_TIMEOUT")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ampctl_check_names_stranded_jobs_and_jobs_not_picked_up() {
+    let (pg, pool) = amp_db(Some(AmpJobs::Nightly)).await;
+    register(&pool, &["dead", "deaf", "fine"]).await;
+    // "deaf" and "fine" run (hold their node id locks); "dead" does not.
+    let _running = common::hold_node_id_locks(&pg.url(), &["deaf", "fine"]).await;
+    for (node, status, age) in [
+        ("dead", "RUNNING", 10),
+        ("dead", "RUNNING", 10),
+        ("dead", "SCHEDULED", 10),
+        ("deaf", "SCHEDULED", 300),
+        ("fine", "RUNNING", 10),
+        ("fine", "SCHEDULED", 10),
+    ] {
+        amp_db::add_job(
+            &pool,
+            AmpJobs::Nightly,
+            node,
+            node,
+            status,
+            Duration::from_secs(age),
+        )
+        .await
+        .unwrap();
+    }
+    let late: i64 = sqlx::query_scalar("SELECT job_id FROM jobs_status WHERE node_id = 'deaf'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let before = job_rows(&pool).await;
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
+
+    let (code, stdout) = check(&addr, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    // Sorted by node id; heartbeat ages are left out of the comparison (the clock runs).
+    assert!(
+        lines[0].starts_with("❌ dead: stopped, no process holds its node id (last heartbeat "),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "❌ dead: 3 job(s) stranded (2 RUNNING, 1 SCHEDULED); start a worker with this node id to resume them, or stop them (ampctl job stop) and deploy again".to_owned(),
+            format!("❌ deaf: not accepting jobs: job {late} scheduled 5m ago (pickup timeout 2m)"),
+            lines[3].to_owned(),
+        ][..]
+    );
+    assert!(
+        lines[3].starts_with("✓ fine: healthy, heartbeat "),
+        "{stdout}"
+    );
+
+    // --json: the same findings, for CI.
+    let (code, stdout) = check(&addr, &["--json"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (doc["ok"].clone(), doc["problems"].clone()),
+        (Value::Bool(false), Value::from(3))
+    );
+    let findings = doc["findings"].as_array().unwrap();
+    assert_eq!(
+        findings[1],
+        serde_json::json!({"result": "stranded", "node_id": "dead", "jobs": 3,
+            "running": 2, "scheduled": 1, "stopping": 0, "retrying": 0})
+    );
+    let mut not_accepting = findings[2].clone();
+    let age = not_accepting["age_secs"].take().as_i64().unwrap();
+    assert!(age >= 300, "{not_accepting}");
+    assert_eq!(
+        not_accepting,
+        serde_json::json!({"result": "not_accepting_jobs", "node_id": "deaf",
+            "job_id": late, "age_secs": null, "timeout_secs": 120})
+    );
+
+    // A longer pickup timeout: the waiting job is within it.
+    let (_, stdout) = check(&addr, &["--job-pickup-timeout", "10m"]);
+    assert!(!stdout.contains("not accepting"), "{stdout}");
+    assert!(stdout.contains("✓ deaf: healthy"), "{stdout}");
+    assert_eq!(job_rows(&pool).await, before, "the job tables changed");
+}

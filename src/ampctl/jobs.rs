@@ -4,12 +4,14 @@
 
 use serde::Deserialize;
 
-use super::render::age_of;
+use super::render::{Finding, age_of};
 use crate::admin_api::jobs::WorkerJobs;
+use crate::admin_api::wire::Worker;
+use crate::admin_client::{AdminClient, ClientError, DETAIL_CONCURRENCY};
 
 /// The operator's default `jobPickupTimeoutSeconds`: Amp's worker picks up its jobs on a
-/// notification and every 60 s.
-const PICKUP_TIMEOUT_SECS: i64 = 120;
+/// notification and every 60 s. `check --job-pickup-timeout` defaults to it.
+pub const PICKUP_TIMEOUT_SECS: i64 = 120;
 
 #[derive(Deserialize)]
 struct WithJobs {
@@ -53,6 +55,78 @@ pub fn section(jobs: &WorkerJobs, heartbeating: bool) -> String {
         _ => {}
     }
     out
+}
+
+/// `2 RUNNING, 1 SCHEDULED`: the non-zero counts, in Amp's status names.
+pub fn by_status(running: i64, scheduled: i64, stopping: i64, retrying: i64) -> String {
+    [
+        (running, "RUNNING"),
+        (scheduled, "SCHEDULED"),
+        (stopping, "STOPPING"),
+        (retrying, "ERROR"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, status)| format!("{n} {status}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// `check`'s verdict on one worker's jobs, judged like `inspect`'s: unfinished jobs (ERROR
+/// ones are retried on it) on a worker that does not heartbeat are stranded; a job
+/// SCHEDULED longer than `pickup_secs` on one that does was not picked up.
+pub fn finding(
+    node_id: &str,
+    jobs: &WorkerJobs,
+    heartbeating: bool,
+    pickup_secs: i64,
+) -> Option<Finding> {
+    let waiting = jobs.active + jobs.retrying;
+    if !heartbeating {
+        return (waiting > 0).then(|| Finding::Stranded {
+            node_id: node_id.to_owned(),
+            jobs: waiting,
+            running: jobs.running,
+            scheduled: jobs.scheduled,
+            stopping: jobs.stopping,
+            retrying: jobs.retrying,
+        });
+    }
+    let late = jobs
+        .oldest_scheduled
+        .as_ref()
+        .filter(|o| o.age_seconds > pickup_secs)?;
+    Some(Finding::NotAcceptingJobs {
+        node_id: node_id.to_owned(),
+        job_id: late.id,
+        age_secs: late.age_seconds,
+        timeout_secs: pickup_secs,
+    })
+}
+
+/// Each worker's `jobs` from `GET /workers/{id}` (our Admin API serves them there), at
+/// most [`DETAIL_CONCURRENCY`] requests in flight; `None` where the body has none (a DB
+/// without Amp's job tables) or the worker is gone. Nothing is requested from an Admin
+/// API that does not say whether workers run (Amp's own: its worker objects carry no jobs).
+pub async fn fetch(
+    client: &AdminClient,
+    workers: &[Worker],
+) -> Result<Vec<Option<WorkerJobs>>, ClientError> {
+    use futures::{StreamExt, TryStreamExt};
+    if workers.iter().all(|w| w.running.is_none()) {
+        return Ok(vec![None; workers.len()]);
+    }
+    futures::stream::iter(workers)
+        .map(|w| async move {
+            match client.get_worker(&w.node_id).await {
+                Ok(fetched) => Ok(of_body(&fetched.body)),
+                Err(err) if err.is_not_found() => Ok(None),
+                Err(err) => Err(err),
+            }
+        })
+        .buffered(DETAIL_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 #[cfg(test)]
