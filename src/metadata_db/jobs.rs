@@ -124,10 +124,35 @@ pub struct NodeJobs {
     pub oldest_scheduled: Option<ScheduledJob>,
 }
 
+/// A node's job counts as every reader shows them: `stopping` folds `STOP_REQUESTED` in,
+/// and counts saturate at `i64::MAX` (what a Kubernetes or JSON integer holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub active: i64,
+    pub scheduled: i64,
+    pub running: i64,
+    pub stopping: i64,
+    pub retrying: i64,
+    pub unknown: i64,
+}
+
 impl NodeJobs {
     /// Jobs in one of the four non-terminal states.
     pub fn active(&self) -> u64 {
         self.scheduled + self.running + self.stop_requested + self.stopping
+    }
+
+    /// The counts a status or an API answer shows.
+    pub fn counts(&self) -> JobCounts {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        JobCounts {
+            active: count(self.active()),
+            scheduled: count(self.scheduled),
+            running: count(self.running),
+            stopping: count(self.stop_requested + self.stopping),
+            retrying: count(self.retrying),
+            unknown: count(self.unknown),
+        }
     }
 
     /// Adds one `(status, count)` group of this node; false when the status is unknown.

@@ -153,14 +153,14 @@ pub fn worker_jobs(jobs: Option<&NodeJobs>) -> WorkerJobs {
     let Some(j) = jobs else {
         return WorkerJobs::default();
     };
-    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let c = j.counts();
     WorkerJobs {
-        active: count(j.active()),
-        scheduled: count(j.scheduled),
-        running: count(j.running),
-        stopping: count(j.stop_requested + j.stopping),
-        retrying: count(j.retrying),
-        unknown: count(j.unknown),
+        active: c.active,
+        scheduled: c.scheduled,
+        running: c.running,
+        stopping: c.stopping,
+        retrying: c.retrying,
+        unknown: c.unknown,
         oldest_scheduled: j.oldest_scheduled.map(|o| ScheduledJobRef {
             id: o.id,
             since: truncate(o.since),
