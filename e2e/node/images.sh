@@ -36,7 +36,17 @@ into_node() {
   buildah push --quiet "$1" "oci-archive:$file:$1" >/dev/null
   ctr_k8s images import "$file" >/dev/null
   rm -f "$file"
-  ctr_k8s images ls -q | grep -qx "$1" || node_fail "$1 not in the node after import"
+  in_node "$1" || node_fail "$1 not in the node after import; it holds: $(ctr_k8s images ls -q | tr '\n' ' ')"
+}
+
+# in_node IMAGE: the node's containerd lists IMAGE. The list is read whole before it is
+# searched: `ctr ... | grep -q` under pipefail fails whenever grep stops reading before
+# ctr has written its last line (ctr dies of SIGPIPE), which a node with more than one
+# image hits at random.
+in_node() {
+  local names
+  names=$(ctr_k8s images ls -q) || node_fail "ctr images ls failed (containerd at $CONTAINERD_SOCK)"
+  grep -qxF -- "$1" <<<"$names"
 }
 
 build_pause() {
