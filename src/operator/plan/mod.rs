@@ -130,6 +130,9 @@ pub struct Refresh {
     pub uid: Option<String>,
     pub heartbeat_at: String,
     pub status: AmpWorkerStatus,
+    /// The stored status only lacks fields this operator writes (`status::only_fills`,
+    /// after an upgrade): the whole `status` is applied, within the same budget.
+    pub fill: bool,
 }
 
 /// How far behind heartbeat-only refreshes are, for the metrics and the docs.
@@ -447,3 +450,5 @@ fn condition_counts(counts: &[[i64; 3]; 4]) -> ConditionCounts {
 mod pod_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
