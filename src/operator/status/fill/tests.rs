@@ -3,6 +3,9 @@ use crate::operator::crd::{WorkerBuildInfo, WorkerPlacement};
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+/// A named change to a status or a condition.
+type Edit<T> = fn(&mut T);
+
 fn t(s: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::seconds(s)
 }
@@ -128,7 +131,7 @@ fn what_a_user_sees_is_a_transition_even_with_a_fill() {
 
 #[test]
 fn a_first_appearance_a_user_sees_is_a_transition() {
-    let cases: [(&str, fn(&mut AmpWorkerStatus)); 6] = [
+    let cases: [(&str, Edit<AmpWorkerStatus>); 6] = [
         ("state", |s| s.state = None),
         ("info", |s| s.info = None),
         ("expectedVersion", |s| s.expected_version = None),
@@ -152,7 +155,7 @@ fn a_first_appearance_a_user_sees_is_a_transition() {
 
 #[test]
 fn a_changed_condition_is_always_a_transition() {
-    let change: [(&str, fn(&mut Condition)); 5] = [
+    let change: [(&str, Edit<Condition>); 5] = [
         ("status", |c| c.status = "False".into()),
         ("reason", |c| c.reason = "HeartbeatStale".into()),
         ("message", |c| c.message = "another message".into()),
@@ -243,4 +246,29 @@ fn keys_are_added_at_any_depth_but_arrays_and_scalars_stay_equal() {
         !only_added(&old, &json!({"a": 1, "l": [1, 2]})),
         "key removed"
     );
+}
+
+#[test]
+fn write_need_budgets_a_fill_and_writes_a_transition_at_once() {
+    use super::super::{WriteNeed, write_need};
+    let refresh = chrono::Duration::seconds(60);
+    assert_eq!(
+        write_need(Some(&stored()), &filled(), refresh),
+        WriteNeed::Fill
+    );
+    let mut later = filled();
+    later.heartbeat_at = Some(t(90));
+    assert_eq!(
+        write_need(Some(&stored()), &later, refresh),
+        WriteNeed::Fill,
+        "a due heartbeat rides along with the fill"
+    );
+    let mut stale = filled();
+    stale.state = Some("Stale".into());
+    stale.conditions[1] = condition("Healthy", "False", "HeartbeatStale");
+    assert_eq!(
+        write_need(Some(&stored()), &stale, refresh),
+        WriteNeed::Transition
+    );
+    assert_eq!(write_need(None, &filled(), refresh), WriteNeed::Transition);
 }
