@@ -177,7 +177,8 @@ pub struct Plan {
     pub creates: Vec<(AmpWorker, AmpWorkerStatus, Vec<StatusEvent>)>,
     /// Transitions: written first, whatever the refresh budget.
     pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
-    /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
+    /// Heartbeat-only refreshes and fills within this cycle's allowance, oldest heartbeat
+    /// first.
     pub refreshes: Vec<Refresh>,
     pub refresh_stats: RefreshStats,
     pub fleet_writes: Vec<StatusWrite<AmpWorkerFleetStatus>>,
