@@ -125,6 +125,7 @@ fn ampworker_printer_columns_read_like_kubectl_get_nodes() {
             col("Node ID", "string", ".spec.nodeId", 0),
             col("Status", "string", ".status.state", 0),
             col("Version", "string", ".status.info.version", 0),
+            col("Jobs", "integer", ".status.jobs.active", 0),
             col("Restarts", "integer", ".status.restartCount", 0),
             col("Last Heartbeat", "date", ".status.heartbeatAt", 0),
             col("Age", "date", ".metadata.creationTimestamp", 0),
@@ -338,7 +339,22 @@ fn ampworker_conditions_list_every_type_status_and_reason() {
                 "VersionMismatch",
             ],
         ),
+        ("Ready", "False", &["JobNotPickedUp"]),
         ("Ready", "Unknown", &["MetadataDbUnavailable"]),
+        ("AcceptingJobs", "True", &["JobsPickedUp"]),
+        ("AcceptingJobs", "False", &["JobNotPickedUp"]),
+        (
+            "AcceptingJobs",
+            "Unknown",
+            &["JobsUnknown", "MetadataDbUnavailable"],
+        ),
+        ("JobsStranded", "True", &["JobsStranded"]),
+        ("JobsStranded", "False", &["NoStrandedJobs"]),
+        (
+            "JobsStranded",
+            "Unknown",
+            &["JobsUnknown", "MetadataDbUnavailable"],
+        ),
     ]);
     assert_eq!(listed, expected);
 }
@@ -384,6 +400,13 @@ fn fleet_conditions_list_every_type_status_and_reason() {
             "Stalled",
             "False",
             &["Progressing", "RolloutComplete", "MetadataDbUnavailable"],
+        ),
+        ("JobsStranded", "True", &["JobsStranded"]),
+        ("JobsStranded", "False", &["NoStrandedJobs"]),
+        (
+            "JobsStranded",
+            "Unknown",
+            &["JobsUnknown", "MetadataDbUnavailable"],
         ),
     ]);
     assert_eq!(listed, expected);

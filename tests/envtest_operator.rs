@@ -91,11 +91,14 @@ impl ChartOperator<'_> {
         self.plane
             .write_token_kubeconfig(token, &kubeconfig)
             .expect("token kubeconfig");
+        // The chart mounts the URL as a file (AMP_DATABASE_URL_FILE in its env).
+        let url_file = self.dir.join(format!("{identity}.db-url"));
+        std::fs::write(&url_file, self.db_url).expect("write the DB URL file");
         let mut cmd = Command::new(AMPD);
         cmd.arg("operator")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBECONFIG", &kubeconfig)
-            .env("AMP_DATABASE_URL", self.db_url)
+            .env("AMP_DATABASE_URL_FILE", &url_file)
             .env("AMP_NAMESPACE", self.ns)
             .env("POD_NAME", identity)
             .env("AMP_OPERATOR_LISTEN", listen)
@@ -532,6 +535,18 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
         restart_count: 3,
         last_remediation_time: Some("2026-11-22T09:45:00Z".parse().unwrap()),
         remediation_count: Some(2),
+        jobs: Some(amp_operator::operator::crd::WorkerJobs {
+            active: 3,
+            scheduled: 1,
+            running: 2,
+            stopping: 0,
+            retrying: 1,
+            unknown: 0,
+            oldest_scheduled: Some(amp_operator::operator::crd::ScheduledJobRef {
+                id: 42,
+                since: "2026-11-22T09:55:00Z".parse().unwrap(),
+            }),
+        }),
         conditions: ["Registered", "Healthy", "VersionMatched", "Ready"]
             .iter()
             .map(|t| condition(t, "True", "WorkerReady", 1))
@@ -607,6 +622,7 @@ async fn the_crd_schema_keeps_every_status_field_the_operator_writes() {
             condition("Reconciling", "True", "RolloutInProgress", 1),
             condition("Stalled", "False", "RolloutProgressing", 1),
         ],
+        jobs: None,
     };
     let patch =
         json!({"apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet", "status": fleet_status});
@@ -663,6 +679,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "expectedVersion": "v2", "shortCommit": "8b065bde3c1f",
         "heartbeatAt": "2025-01-01T00:00:00Z",
         "placement": {"pod": "amp-worker-1", "node": "node-a"},
+        "jobs": {"active": 3, "scheduled": 1, "running": 2, "stopping": 0, "retrying": 0, "unknown": 0},
         "conditions": [
             condition("Healthy", "True", "HeartbeatFresh", 1),
             condition("Ready", "False", "VersionMismatch", 1),
@@ -698,6 +715,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
             "NODE ID",
             "STATUS",
             "VERSION",
+            "JOBS",
             "RESTARTS",
             "LAST HEARTBEAT",
             "AGE",
@@ -711,11 +729,11 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
     // LAST HEARTBEAT and AGE are ages: they move.
     let row = &rows[1];
     assert_eq!(
-        row[..5],
-        ["worker-1", "worker-1", "VersionMismatch", "v1", "0"]
+        row[..6],
+        ["worker-1", "worker-1", "VersionMismatch", "v1", "3", "0"]
     );
     assert_eq!(
-        row[7..],
+        row[8..],
         [
             "v2",
             "VersionMismatch",
@@ -788,6 +806,7 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
         "ampworker.status",
         "ampworker.status.info",
         "ampworker.status.placement",
+        "ampworker.status.jobs",
         "ampworkerfleet.spec",
         "ampworkerfleet.status",
         "ampworkerfleet.status.versions",

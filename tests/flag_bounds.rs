@@ -107,6 +107,14 @@ fn cases() -> Vec<Case> {
         (
             AMPD,
             operator.clone(),
+            "--jobs-interval",
+            "500ms",
+            "11m",
+            "must be from 1s to 10m",
+        ),
+        (
+            AMPD,
+            operator.clone(),
             "--write-concurrency",
             "0",
             "1000",

@@ -94,6 +94,7 @@ fn user_worker(name: &str, node_id: &str) -> AmpWorker {
             node_id: node_id.into(),
             expected_version: None,
             heartbeat_timeout_seconds: None,
+            job_pickup_timeout_seconds: None,
         },
     )
 }

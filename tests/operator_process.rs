@@ -192,6 +192,7 @@ async fn failing_watches_are_retried_and_the_cache_catches_up() {
             node_id: "worker-b".into(),
             expected_version: None,
             heartbeat_timeout_seconds: None,
+            job_pickup_timeout_seconds: None,
         },
     );
     mine.metadata.namespace = Some(NS.into());

@@ -120,6 +120,7 @@ async fn operator_healthy(url: &str, node_id: &str) -> (String, String) {
         node_id: node_id.into(),
         expected_version: None,
         heartbeat_timeout_seconds: None,
+        job_pickup_timeout_seconds: None,
     };
     fake.insert("ampworkers", &AmpWorker::new(node_id, spec));
     let mut ctl = operator(&pool, &fake);

@@ -3,6 +3,7 @@
 //! `GET /workers`, `GET /workers/{id}`, `/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
 //! Optional bearer-token auth guards the worker endpoints.
 
+pub mod jobs;
 mod metrics;
 pub mod paging;
 pub mod wire;
@@ -131,7 +132,15 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Amp Admin API", description = "Read-only view of the Amp worker registry."),
     modifiers(&BearerAuth),
     paths(list_workers, get_worker, healthz, readyz, metrics),
-    components(schemas(Worker, wire::WorkerInfo, WorkerList, ErrorBody)),
+    components(schemas(
+        Worker,
+        wire::WorkerInfo,
+        WorkerList,
+        ErrorBody,
+        jobs::WorkerDetail,
+        jobs::WorkerJobs,
+        jobs::OldestScheduled
+    )),
     tags((name = "workers", description = "Registered workers, their build info and heartbeats"))
 )]
 struct ApiDoc;
@@ -348,7 +357,7 @@ struct WorkerPath {
     params(WorkerPath),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The worker", body = Worker),
+        (status = 200, description = "The worker, with its jobs where the metadata DB has Amp's job tables", body = jobs::WorkerDetail),
         (status = 400, description = "Invalid node id", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No worker with this node id", body = ErrorBody),
@@ -358,7 +367,7 @@ struct WorkerPath {
 async fn get_worker(
     State(state): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Worker>, ApiError> {
+) -> Result<Json<jobs::WorkerDetail>, ApiError> {
     let Path(raw) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_NODE_ID", e.body_text()))?;
     // Whatever Amp accepts (Unicode letters, any length): the row may be Amp's.
@@ -371,7 +380,10 @@ async fn get_worker(
     .await;
     match row {
         Err(err) => Err(ApiError::db(err, &state.role)),
-        Ok(Some(row)) => Ok(Json(Worker::from(row))),
+        Ok(Some(row)) => Ok(Json(jobs::WorkerDetail {
+            jobs: jobs::read(&state.pool, state.db_timeout, node_id.as_str()).await,
+            worker: Worker::from(row),
+        })),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "WORKER_NOT_FOUND",

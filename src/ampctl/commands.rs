@@ -169,11 +169,13 @@ pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<E
     } else {
         let worker = crate::admin_client::whole_second_worker(fetched.value);
         let threshold = args.stale_after.as_secs() as i64;
-        print(&render::inspect(
-            &escape::for_terminal(&worker),
-            Utc::now(),
-            threshold,
-        ))?;
+        let now = Utc::now();
+        let mut out = render::inspect(&escape::for_terminal(&worker), now, threshold);
+        if let Some(jobs) = super::jobs::of_body(&fetched.body) {
+            let heartbeating = (now - worker.heartbeat_at).num_seconds() <= threshold;
+            out.push_str(&super::jobs::section(&jobs, heartbeating));
+        }
+        print(&out)?;
         cannot_tell_note(std::slice::from_ref(&worker))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -219,9 +221,14 @@ pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitC
     let (workers, retired) = render::without_retired(listed, now, args.retirement.forget_secs());
     let threshold = args.stale_after.as_secs() as i64;
     let expected = args.expect_version.as_deref();
+    let jobs = super::jobs::fetch(client, &workers).await?;
+    let pickup = Some(args.job_pickup_timeout.as_secs() as i64);
+    let judge = |workers: &[Worker]| {
+        render::check_with_jobs(workers, &jobs, now, threshold, pickup, expected)
+    };
     if args.json {
         // Machine output: serde escapes what a terminal would need escaped.
-        let findings = render::check(&workers, now, threshold, expected);
+        let findings = judge(&workers);
         print(&render::check_json(&findings, workers.len(), retired))?;
         let failed = workers.is_empty() || findings.iter().any(|f| f.is_problem());
         return Ok(if failed {
@@ -241,7 +248,7 @@ pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitC
         retired_note(retired, &args.retirement, "judged")?;
         return Ok(ExitCode::from(1));
     }
-    let findings = render::check(&terminal(&workers), now, threshold, expected);
+    let findings = judge(&terminal(&workers));
     let out: String = findings.iter().map(|f| f.line() + "\n").collect();
     print(&out)?;
     retired_note(retired, &args.retirement, "judged")?;

@@ -9,6 +9,7 @@
 
 mod commands;
 mod escape;
+mod jobs;
 pub mod render;
 
 use std::process::ExitCode;
@@ -66,6 +67,10 @@ pub enum WorkerCommand {
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
 /// [`DEFAULT_STALE_AFTER`] as clap's default text (a unit test keeps the two equal).
 const DEFAULT_STALE_AFTER_ARG: &str = "30s";
+
+/// `check --job-pickup-timeout`'s default: [`jobs::PICKUP_TIMEOUT_SECS`] (a unit test
+/// keeps the two equal).
+const DEFAULT_JOB_PICKUP_TIMEOUT_ARG: &str = "120s";
 
 /// How long a worker may be stopped (no process holds its node id lock) before `check`
 /// and `versions` retire it: the operator's `--gc-stopped-after` default, after which it
@@ -153,6 +158,11 @@ pub struct CheckArgs {
     /// Every worker must run this version.
     #[arg(long, env = "AMPCTL_EXPECT_VERSION")]
     pub expect_version: Option<String>,
+    /// A job SCHEDULED longer than this on a heartbeating worker fails it: not accepting
+    /// jobs (the operator's default `jobPickupTimeoutSeconds`; Amp's worker looks for its
+    /// jobs every 60 s). Judged where the Admin API serves each worker's jobs.
+    #[arg(long, env = "AMPCTL_JOB_PICKUP_TIMEOUT", default_value = DEFAULT_JOB_PICKUP_TIMEOUT_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    pub job_pickup_timeout: Duration,
     /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
     #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
@@ -237,6 +247,10 @@ mod tests {
         assert_eq!(inspect.stale_after, DEFAULT_STALE_AFTER);
         assert_eq!(commands::status_threshold(None), 30);
         assert_eq!(check.retirement.forget_secs(), Some(900));
+        assert_eq!(
+            check.job_pickup_timeout.as_secs() as i64,
+            jobs::PICKUP_TIMEOUT_SECS
+        );
         let WorkerCommand::Versions(all) = parse(&["ampctl", "worker", "versions", "--all"]) else {
             panic!("versions")
         };

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use comfy_table::{ColumnConstraint, ContentArrangement, Table, presets};
 
+use crate::admin_api::jobs::WorkerJobs;
 use crate::admin_api::wire::Worker;
 use crate::build_info::UNKNOWN;
 use crate::timestamps::format_timestamp;
@@ -242,6 +243,22 @@ pub enum Finding {
         version: String,
         expected: String,
     },
+    /// Unfinished jobs on a worker that is stopped or stale: nobody runs them.
+    Stranded {
+        node_id: String,
+        jobs: i64,
+        running: i64,
+        scheduled: i64,
+        stopping: i64,
+        retrying: i64,
+    },
+    /// A heartbeating worker whose oldest SCHEDULED job waited past the pickup timeout.
+    NotAcceptingJobs {
+        node_id: String,
+        job_id: i64,
+        age_secs: i64,
+        timeout_secs: i64,
+    },
 }
 
 impl Finding {
@@ -282,6 +299,27 @@ impl Finding {
                 version,
                 expected,
             } => format!("❌ {node_id}: wrong version, {version} (expected {expected})"),
+            Finding::Stranded {
+                node_id,
+                jobs,
+                running,
+                scheduled,
+                stopping,
+                retrying,
+            } => format!(
+                "❌ {node_id}: {jobs} job(s) stranded ({}); start a worker with this node id to resume them, or stop them (ampctl job stop) and deploy again",
+                super::jobs::by_status(*running, *scheduled, *stopping, *retrying)
+            ),
+            Finding::NotAcceptingJobs {
+                node_id,
+                job_id,
+                age_secs,
+                timeout_secs,
+            } => format!(
+                "❌ {node_id}: not accepting jobs: job {job_id} scheduled {} (pickup timeout {})",
+                age_of(*age_secs),
+                threshold(*timeout_secs)
+            ),
         }
     }
 }
@@ -292,10 +330,29 @@ pub fn check(
     threshold_secs: i64,
     expected: Option<&str>,
 ) -> Vec<Finding> {
+    check_with_jobs(workers, &[], now, threshold_secs, None, expected)
+}
+
+/// [`check`], with each worker's jobs where known (`jobs[i]` of `workers[i]`; missing or
+/// `None`: unknown, not judged) and the pickup timeout: jobs stranded on a stopped or
+/// stale worker, or a job a heartbeating worker did not pick up, fail the worker.
+pub fn check_with_jobs(
+    workers: &[Worker],
+    jobs: &[Option<WorkerJobs>],
+    now: DateTime<Utc>,
+    threshold_secs: i64,
+    pickup_secs: Option<i64>,
+    expected: Option<&str>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for w in workers {
+    for (i, w) in workers.iter().enumerate() {
         let age_secs = heartbeat_age_secs(w, now);
         let mut ok = true;
+        let heartbeating = !is_stopped(w) && age_secs <= threshold_secs;
+        let job_finding = jobs
+            .get(i)
+            .and_then(Option::as_ref)
+            .and_then(|j| super::jobs::finding(&w.node_id, j, heartbeating, pickup_secs?));
         if is_stopped(w) {
             findings.push(Finding::Stopped {
                 node_id: w.node_id.clone(),
@@ -318,6 +375,10 @@ pub fn check(
                 version: version_of(w).to_owned(),
                 expected: expected.to_owned(),
             });
+            ok = false;
+        }
+        if let Some(finding) = job_finding {
+            findings.push(finding);
             ok = false;
         }
         if ok {
@@ -419,6 +480,75 @@ mod tests {
             running: Some(running),
             ..w(id, Some("v2"), heartbeat)
         }
+    }
+
+    #[test]
+    fn check_fails_stranded_jobs_and_jobs_not_picked_up_and_judges_unknown_jobs_not() {
+        use crate::admin_api::jobs::OldestScheduled;
+        let now = t(12, 0, 0);
+        let late = |age_seconds| WorkerJobs {
+            active: 1,
+            scheduled: 1,
+            oldest_scheduled: Some(OldestScheduled {
+                id: 42,
+                since: now,
+                age_seconds,
+            }),
+            ..WorkerJobs::default()
+        };
+        let fleet = [
+            ours("dead", t(11, 50, 0), false),
+            ours("hung", t(11, 50, 0), true),
+            ours("deaf", t(11, 59, 59), true),
+            ours("slow", t(11, 59, 59), true),
+            ours("idle", t(11, 50, 0), false),
+            ours("unknown", t(11, 50, 0), false),
+        ];
+        let jobs = [
+            Some(WorkerJobs {
+                active: 3,
+                scheduled: 1,
+                running: 2,
+                retrying: 1,
+                ..WorkerJobs::default()
+            }),
+            Some(late(900)),
+            Some(late(300)),
+            Some(late(120)),
+            Some(WorkerJobs::default()),
+            None,
+        ];
+        let findings = check_with_jobs(&fleet, &jobs, now, 30, Some(120), None);
+        let lines: Vec<String> = findings.iter().map(Finding::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "❌ dead: stopped, no process holds its node id (last heartbeat 10m ago)",
+                "❌ dead: 4 job(s) stranded (2 RUNNING, 1 SCHEDULED, 1 ERROR); start a worker with this node id to resume them, or stop them (ampctl job stop) and deploy again",
+                "❌ hung: stale, heartbeat 10m ago (threshold 30s)",
+                "❌ hung: 1 job(s) stranded (1 SCHEDULED); start a worker with this node id to resume them, or stop them (ampctl job stop) and deploy again",
+                "❌ deaf: not accepting jobs: job 42 scheduled 5m ago (pickup timeout 2m)",
+                "✓ slow: healthy, heartbeat 1s ago, v2",
+                "❌ idle: stopped, no process holds its node id (last heartbeat 10m ago)",
+                "❌ unknown: stopped, no process holds its node id (last heartbeat 10m ago)",
+            ]
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&check_json(&findings[..2], 1, 0)).unwrap();
+        assert_eq!(
+            doc["findings"][1],
+            serde_json::json!({"result": "stranded", "node_id": "dead", "jobs": 4,
+                "running": 2, "scheduled": 1, "stopping": 0, "retrying": 1})
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&check_json(&findings[4..5], 1, 0)).unwrap();
+        assert_eq!(
+            doc["findings"][0],
+            serde_json::json!({"result": "not_accepting_jobs", "node_id": "deaf",
+                "job_id": 42, "age_secs": 300, "timeout_secs": 120})
+        );
+        // Without a pickup timeout (plain `check`), jobs are not judged.
+        assert!(!check_with_jobs(&fleet[2..3], &jobs[2..3], now, 30, None, None)[0].is_problem());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod lock_probe;
 mod connect_error;
 pub mod credentials;
+mod jobs;
 mod migrations;
 mod redact;
 mod rows;
@@ -24,10 +25,13 @@ use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
 pub use credentials::{Credentials, CredentialsError, DbCredentialArgs};
+pub use jobs::{
+    JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within, node_jobs_within,
+};
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};
 pub use rows::{LockState, MAX_INFO_FIELD_BYTES, Placement, WorkerInfo, WorkerRow};
-pub use schema::{Flavour, ForeignSchema, SchemaReport};
+pub use schema::{Flavour, ForeignSchema, JobSchema, JobTables, SchemaReport};
 pub use snapshot::{
     InfoCache, OPERATOR_SNAPSHOT_SQL, OperatorSnapshot, SnapshotRow, operator_snapshot_within,
 };

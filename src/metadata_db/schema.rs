@@ -219,6 +219,130 @@ async fn sqlx_history(conn: &mut PgConnection) -> Result<SqlxHistory, DbError> {
     }
 }
 
+/// Which of Amp's job schemas this DB has: the one place that tells them apart (by
+/// whether `jobs_status` exists), and what our reader role may see of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSchema {
+    /// No `jobs` table (our own DB, or Amp before jobs): no jobs, nothing shown.
+    None,
+    /// Nightly: `jobs_status` holds each job's current status and assignee; the legacy
+    /// `jobs.status` stays `SCHEDULED` forever and is never read.
+    Nightly,
+    /// Release v0.0.35: `jobs.status` and `jobs.node_id` are current.
+    Release0035,
+    /// Job tables of a shape we cannot read: what is missing or of which type.
+    Unexpected(String),
+}
+
+impl JobSchema {
+    /// The table holding each job's current state, and its job id column.
+    pub fn state_table(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            JobSchema::Nightly => Some(("jobs_status", "job_id")),
+            JobSchema::Release0035 => Some(("jobs", "id")),
+            JobSchema::None | JobSchema::Unexpected(_) => None,
+        }
+    }
+
+    /// Statuses after which a job never runs again on this schema.
+    pub fn terminal_statuses(&self) -> &'static [&'static str] {
+        match self {
+            JobSchema::Release0035 => &["COMPLETED", "STOPPED", "FAILED"],
+            _ => &["COMPLETED", "STOPPED", "FATAL"],
+        }
+    }
+}
+
+/// The job schema and the tables the role reading it lacks `SELECT` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTables {
+    pub schema: JobSchema,
+    /// Tables the read needs that this role may not select from (e.g. `jobs_status`).
+    pub missing_select: Vec<String>,
+}
+
+/// Columns the jobs read uses in the state table, with the types it can decode.
+const JOB_STATE_COLUMNS: &[(&str, &[&str])] = &[
+    ("node_id", &["text", "character varying"]),
+    ("status", &["text", "character varying"]),
+    (
+        "updated_at",
+        &["timestamp with time zone", "timestamp without time zone"],
+    ),
+];
+
+/// Reads the catalog: the job tables' columns and our privileges (catalog reads only;
+/// a role without any grant on the job tables can still run it).
+pub async fn job_tables(conn: &mut PgConnection) -> Result<JobTables, DbError> {
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, NULL)
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          WHERE a.attrelid IN (to_regclass('jobs'), to_regclass('jobs_status'))
+            AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY c.relname, a.attnum",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(DbError::query("read the job tables' columns"))?;
+    let schema = classify_jobs(&columns);
+    let mut missing_select = Vec::new();
+    if let Some((table, _)) = schema.state_table() {
+        for needed in [table, "workers"] {
+            let granted: bool =
+                sqlx::query_scalar("SELECT has_table_privilege(to_regclass($1), 'SELECT')")
+                    .bind(needed)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(DbError::query("check the job tables' grants"))?;
+            if !granted {
+                missing_select.push(needed.to_owned());
+            }
+        }
+    }
+    Ok(JobTables {
+        schema,
+        missing_select,
+    })
+}
+
+/// Pure decision from `(table, column, type)` of `jobs` and `jobs_status`.
+fn classify_jobs(columns: &[(String, String, String)]) -> JobSchema {
+    let of = |table: &str| -> Vec<(String, String)> {
+        columns
+            .iter()
+            .filter(|(t, _, _)| t == table)
+            .map(|(_, n, ty)| (n.clone(), ty.clone()))
+            .collect()
+    };
+    let (jobs, jobs_status) = (of("jobs"), of("jobs_status"));
+    let (schema, table, id, state) = if !jobs_status.is_empty() {
+        (JobSchema::Nightly, "jobs_status", "job_id", jobs_status)
+    } else if !jobs.is_empty() {
+        (JobSchema::Release0035, "jobs", "id", jobs)
+    } else {
+        return JobSchema::None;
+    };
+    let id_column: &[(&str, &[&str])] = &[(id, &["bigint", "integer"])];
+    let wrong: Vec<String> = id_column
+        .iter()
+        .chain(JOB_STATE_COLUMNS)
+        .filter_map(
+            |(name, types)| match state.iter().find(|(n, _)| n == name) {
+                None => Some(format!("{table}.{name} (missing)")),
+                Some((_, t)) if !types.contains(&t.as_str()) => {
+                    Some(format!("{table}.{name} ({t})"))
+                }
+                Some(_) => None,
+            },
+        )
+        .collect();
+    if wrong.is_empty() {
+        schema
+    } else {
+        JobSchema::Unexpected(wrong.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +475,73 @@ mod tests {
             panic!("foreign expected");
         };
         assert_eq!(odd.unservable, ["node_id (integer)", "heartbeat_at (text)"]);
+    }
+
+    fn job_cols(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        list.iter()
+            .map(|(t, n, ty)| (t.to_string(), n.to_string(), ty.to_string()))
+            .collect()
+    }
+
+    const NIGHTLY: &[(&str, &str, &str)] = &[
+        ("jobs", "id", "bigint"),
+        ("jobs", "node_id", "text"),
+        ("jobs", "status", "text"),
+        ("jobs", "updated_at", "timestamp with time zone"),
+        ("jobs_status", "job_id", "bigint"),
+        ("jobs_status", "node_id", "text"),
+        ("jobs_status", "status", "text"),
+        ("jobs_status", "updated_at", "timestamp with time zone"),
+        ("jobs_status", "detail", "jsonb"),
+    ];
+
+    #[test]
+    fn job_schemas_are_told_apart_by_jobs_status() {
+        assert_eq!(classify_jobs(&[]), JobSchema::None);
+        assert_eq!(classify_jobs(&job_cols(NIGHTLY)), JobSchema::Nightly);
+        assert_eq!(
+            classify_jobs(&job_cols(&NIGHTLY[..4])),
+            JobSchema::Release0035
+        );
+        // The legacy columns of `jobs` may be dropped upstream: nightly still reads.
+        let without_legacy: Vec<_> = NIGHTLY
+            .iter()
+            .filter(|(t, n, _)| !(*t == "jobs" && (*n == "status" || *n == "updated_at")))
+            .copied()
+            .collect();
+        assert_eq!(
+            classify_jobs(&job_cols(&without_legacy)),
+            JobSchema::Nightly
+        );
+        assert_eq!(
+            JobSchema::Nightly.state_table(),
+            Some(("jobs_status", "job_id"))
+        );
+        assert_eq!(JobSchema::Release0035.state_table(), Some(("jobs", "id")));
+        assert_eq!(JobSchema::None.state_table(), None);
+        assert!(
+            JobSchema::Release0035
+                .terminal_statuses()
+                .contains(&"FAILED")
+        );
+        assert!(!JobSchema::Nightly.terminal_statuses().contains(&"ERROR"));
+    }
+
+    #[test]
+    fn job_tables_of_an_unexpected_shape_say_what_is_wrong() {
+        let odd = job_cols(&[
+            ("jobs", "id", "bigint"),
+            ("jobs_status", "job_id", "uuid"),
+            ("jobs_status", "node_id", "text"),
+            ("jobs_status", "status", "integer"),
+        ]);
+        assert_eq!(
+            classify_jobs(&odd),
+            JobSchema::Unexpected(
+                "jobs_status.job_id (uuid), jobs_status.status (integer), jobs_status.updated_at (missing)"
+                    .into()
+            )
+        );
+        assert_eq!(JobSchema::Unexpected(String::new()).state_table(), None);
     }
 }

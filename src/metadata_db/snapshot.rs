@@ -34,7 +34,8 @@ pub const OPERATOR_SNAPSHOT_SQL: &str = concat!(
 /// the dropped connection. No JIT: a statement run every second gains nothing from
 /// compiling, and a large (or bloated) `workers` table crosses `jit_above_cost`
 /// (about 50 ms of compiling a read, measured at 50,000 workers).
-const SNAPSHOT_SETUP_SQL: &str = "SELECT now(), set_config('statement_timeout', $1, true),
+pub(super) const SNAPSHOT_SETUP_SQL: &str =
+    "SELECT now(), set_config('statement_timeout', $1, true),
         set_config('jit', 'off', true)";
 
 const INFO_SQL: &str =

@@ -74,6 +74,12 @@ reasons!(
     WorkersUnavailable,
     WorkersCrashing,
     Progressing,
+    // Amp's jobs (AmpWorker and AmpWorkerFleet)
+    JobsPickedUp,
+    JobNotPickedUp,
+    JobsStranded,
+    NoStrandedJobs,
+    JobsUnknown,
 );
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub const NODE_ID_ANNOTATION: &str = "amp.io/node-id";
     printcolumn(name = "Node ID", type_ = "string", json_path = ".spec.nodeId"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.info.version"),
+    printcolumn(name = "Jobs", type_ = "integer", json_path = ".status.jobs.active"),
     printcolumn(
         name = "Restarts",
         type_ = "integer",
@@ -103,6 +104,13 @@ pub struct AmpWorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub heartbeat_timeout_seconds: Option<i64>,
+    /// Seconds a job may stay SCHEDULED on this worker while it heartbeats before the
+    /// worker counts as not accepting jobs (AcceptingJobs False, Ready False). Amp's
+    /// worker picks up its jobs on a notification and in a reconcile loop every 60 s.
+    /// 1 to 86400; 120 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub job_pickup_timeout_seconds: Option<i64>,
 }
 
 /// How many characters of the commit SHA the COMMIT column shows (as `git log --oneline`
@@ -177,8 +185,9 @@ pub struct AmpWorkerStatus {
     /// process holds the node id but has not heartbeat within heartbeatTimeoutSeconds:
     /// hung or cut off); Stopped (no process holds the node id); NotRegistered (no row
     /// for the node id in the metadata DB); VersionMismatch (healthy, but not on the
-    /// expected version); Unknown (the metadata DB cannot be read: health is unknown,
-    /// not bad).
+    /// expected version); NotAcceptingJobs (healthy, but a job has waited longer than
+    /// jobPickupTimeoutSeconds to be picked up); Unknown (the metadata DB cannot be read:
+    /// health is unknown, not bad).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// The node id this status was judged for (spec.nodeId).
@@ -257,6 +266,12 @@ pub struct AmpWorkerStatus {
     /// hung. Absent when it never did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation_count: Option<i64>,
+    /// Amp's extraction jobs assigned to this worker that are not finished (the JOBS
+    /// column shows active), read from Amp's job tables in the metadata DB every few
+    /// seconds. Absent when the metadata DB has no job tables, or when the operator may
+    /// not read them (the AcceptingJobs condition then says which grant is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<WorkerJobs>,
     /// The worker's conditions, one per type; Ready is the summary that `kubectl wait`,
     /// kstatus, Argo CD and Flux read. Each type, then its possible status, reason and
     /// meaning:
@@ -290,9 +305,65 @@ pub struct AmpWorkerStatus {
     /// - False NotRegistered, HeartbeatStale, WorkerStopped or VersionMismatch: the first
     ///   of those that fails, in that order, with its message.
     /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read.
+    /// - False JobNotPickedUp: heartbeating, but not accepting jobs (see AcceptingJobs).
+    ///
+    /// AcceptingJobs: whether the worker picks up the jobs Amp assigns to it; absent when
+    /// the metadata DB has no job tables.
+    /// - True JobsPickedUp: no job has waited on it longer than jobPickupTimeoutSeconds
+    ///   while it heartbeats (also when it has no jobs).
+    /// - False JobNotPickedUp: a job has been SCHEDULED on it longer than
+    ///   jobPickupTimeoutSeconds while its heartbeat is fresh (its job notifications are
+    ///   broken); the message names the job and when it was scheduled.
+    /// - Unknown JobsUnknown: the job tables cannot be read (the message names the missing
+    ///   grant or what is wrong with them).
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read.
+    ///
+    /// JobsStranded: whether unfinished jobs wait on a worker that cannot run them (Amp
+    /// has no failover); absent when the metadata DB has no job tables.
+    /// - True JobsStranded: unfinished jobs are assigned to this worker while it is Stale,
+    ///   Stopped or NotRegistered; start a worker with the same node id and it resumes
+    ///   them, otherwise stop them and deploy their datasets again with Amp's tools.
+    /// - False NoStrandedJobs: no unfinished job waits on a worker that is down.
+    /// - Unknown JobsUnknown: the job tables cannot be read.
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Amp's unfinished jobs on one worker, by status.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerJobs {
+    /// Jobs in one of the four unfinished states (SCHEDULED, RUNNING, STOP_REQUESTED,
+    /// STOPPING): the JOBS column.
+    pub active: i64,
+    /// Jobs assigned to the worker and not picked up yet (SCHEDULED).
+    pub scheduled: i64,
+    /// Jobs the worker runs (RUNNING).
+    pub running: i64,
+    /// Jobs asked to stop (STOP_REQUESTED) or stopping (STOPPING).
+    pub stopping: i64,
+    /// Jobs that failed recoverably (ERROR): Amp retries them on this same worker.
+    pub retrying: i64,
+    /// Jobs in a status this operator does not know; counted apart, never as finished.
+    pub unknown: i64,
+    /// The job SCHEDULED on this worker the longest; absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_scheduled: Option<ScheduledJobRef>,
+}
+
+/// One job waiting to be picked up.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledJobRef {
+    /// Amp's job id (`ampctl job inspect ID`).
+    pub id: i64,
+    /// When it was scheduled on this worker (RFC 3339, UTC, whole seconds, the
+    /// database's clock).
+    #[serde(with = "crate::timestamps::whole_seconds")]
+    #[schemars(with = "DateTime<Utc>")]
+    pub since: DateTime<Utc>,
 }
 
 /// The desired rollout: the version a set of AmpWorkers must run.
@@ -344,7 +415,7 @@ pub struct AmpWorkerFleetSpec {
     #[schemars(range(min = 0))]
     pub min_ready: Option<i64>,
     /// Seconds without rollout progress after which the fleet is Stalled; 600 when
-    /// omitted. Progress is a new spec, more updated workers than before, or a complete
+    /// omitted. Progress is a new spec, more available workers than before, or a complete
     /// fleet becoming incomplete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -532,7 +603,7 @@ pub struct AmpWorkerFleetStatus {
     #[serde(default)]
     pub mismatched_count: i64,
     /// The last time the rollout progressed (RFC 3339, UTC, whole seconds): a new spec,
-    /// more updated workers, or a complete fleet becoming incomplete. The progress
+    /// more available workers, or a complete fleet becoming incomplete. The progress
     /// deadline runs from here.
     #[serde(
         default,
@@ -589,7 +660,44 @@ pub struct AmpWorkerFleetStatus {
     /// - False Progressing: within the progress deadline.
     /// - False RolloutComplete: the rollout is complete.
     /// - False MetadataDbUnavailable: the metadata DB cannot be read.
+    ///
+    /// JobsStranded: whether Amp's unfinished jobs wait on workers that cannot run them;
+    /// not part of Ready (Ready keeps meaning "rollout done"); absent when the metadata
+    /// DB has no job tables.
+    /// - True JobsStranded: unfinished jobs are assigned to members that are Stale,
+    ///   Stopped or NotRegistered, or to node ids without a row in the metadata DB (the
+    ///   message says how many and names the first workers).
+    /// - False NoStrandedJobs: no unfinished job waits on a worker that is down.
+    /// - Unknown JobsUnknown: the job tables cannot be read.
+    /// - Unknown MetadataDbUnavailable: the metadata DB cannot be read.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// Amp's unfinished jobs on the fleet's members. Absent when the metadata DB has no
+    /// job tables or they cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<FleetJobs>,
+}
+
+/// Totals of Amp's unfinished jobs over a fleet.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetJobs {
+    /// Jobs in one of the four unfinished states on the members.
+    pub active: i64,
+    /// Jobs assigned to members and not picked up yet (SCHEDULED).
+    pub scheduled: i64,
+    /// Jobs the members run (RUNNING).
+    pub running: i64,
+    /// Unfinished jobs (including ERROR jobs waiting for a retry) on members that are
+    /// Stale, Stopped or NotRegistered, plus those assigned to node ids without a row
+    /// in the metadata DB (see unregisteredAssignees).
+    pub stranded: i64,
+    /// Of stranded: jobs whose assignee has no row in the metadata DB at all (no
+    /// worker can resume them; stop them and deploy their datasets again).
+    pub unregistered_assignees: i64,
+    /// Node ids of the first 10 workers with stranded jobs, in node-id order.
+    #[serde(default)]
+    #[schemars(length(max = 10))]
+    pub stranded_workers: Vec<String>,
 }

@@ -95,6 +95,8 @@ pub struct Member<'a> {
     pub stale: bool,
     /// No row for the node id.
     pub not_registered: bool,
+    /// Heartbeating, but leaves a job SCHEDULED past its pickup timeout.
+    pub not_accepting_jobs: bool,
     pub ready: bool,
     /// Registered and Healthy.
     pub healthy: bool,
@@ -118,6 +120,7 @@ impl<'a> Member<'a> {
             stopped,
             stale: state == Some("Stale"),
             not_registered: state == Some("NotRegistered"),
+            not_accepting_jobs: state == Some(super::status::jobs::NOT_ACCEPTING_JOBS),
             ready: is(READY) == Some(ConditionStatus::True),
             healthy: is(REGISTERED) == Some(ConditionStatus::True)
                 && is(HEALTHY) == Some(ConditionStatus::True),
@@ -143,20 +146,26 @@ enum Cause {
     Crashed,
     Stopped,
     NotRegistered,
+    /// A selected Pod whose node id has no worker row (not started, or crashing before
+    /// it registers).
+    NoWorker,
     Stale,
     VersionMismatch,
-    /// Healthy on the version, but up for less than minReadySeconds.
+    NotAcceptingJobs,
+    /// Ready on the version, but up for less than minReadySeconds.
     Starting,
     NotReady,
 }
 
 impl Cause {
-    const ALL: [Cause; 7] = [
+    const ALL: [Cause; 9] = [
         Cause::Crashed,
         Cause::Stopped,
         Cause::NotRegistered,
+        Cause::NoWorker,
         Cause::Stale,
         Cause::VersionMismatch,
+        Cause::NotAcceptingJobs,
         Cause::Starting,
         Cause::NotReady,
     ];
@@ -166,8 +175,10 @@ impl Cause {
             Cause::Crashed => "crashed",
             Cause::Stopped => "stopped",
             Cause::NotRegistered => "not registered",
+            Cause::NoWorker => "Pod without a worker",
             Cause::Stale => "stale",
             Cause::VersionMismatch => "version mismatch",
+            Cause::NotAcceptingJobs => "not accepting jobs",
             Cause::Starting => "starting",
             Cause::NotReady => "unhealthy",
         }
@@ -200,7 +211,7 @@ pub struct FleetTally {
     mismatched: Smallest,
     /// Members that are not available, by cause (as [`Cause::ALL`]): the first ids (what
     /// a message names), and a count.
-    causes: [Smallest; 7],
+    causes: [Smallest; 9],
 }
 
 impl FleetTally {
@@ -225,15 +236,19 @@ impl FleetTally {
         }
     }
 
-    pub fn add(&mut self, m: &Member) {
+    /// Counts a selected worker. `pod`: whether its Pod exists, when the fleet selects
+    /// Pods (None: it does not).
+    pub fn add(&mut self, m: &Member, pod: Option<bool>) {
         self.db_unknown |= m.health_unknown;
-        if self.retired(m) {
+        if self.retired(m, pod) {
             self.retired += 1;
             return;
         }
         let version = m.version.unwrap_or("unknown");
         let updated = m.healthy && version == self.expected;
-        let available = updated && self.up_long_enough(m);
+        // Ready too: a worker that does not pick up its jobs (AcceptingJobs False) is
+        // healthy and updated, but not available.
+        let available = updated && m.ready && self.up_long_enough(m);
         self.total += 1;
         self.ready += i64::from(m.ready);
         self.updated += i64::from(updated);
@@ -245,7 +260,20 @@ impl FleetTally {
         }
         if !available {
             let cause = self.cause(m, version);
-            self.causes[Cause::ALL.iter().position(|c| *c == cause).unwrap_or(6)].push(m.node_id);
+            self.push_cause(cause, m.node_id);
+        }
+    }
+
+    /// A selected Pod that runs no worker of the fleet: a member that is not ready, as a
+    /// Deployment's replica that is not available.
+    pub fn add_pod_without_worker(&mut self, pod: &str) {
+        self.total += 1;
+        self.push_cause(Cause::NoWorker, pod);
+    }
+
+    fn push_cause(&mut self, cause: Cause, id: &str) {
+        if let Some(i) = Cause::ALL.iter().position(|c| *c == cause) {
+            self.causes[i].push(id);
         }
     }
 
@@ -258,10 +286,13 @@ impl FleetTally {
         }
     }
 
-    /// Stopped longer than the retirement delay (by the DB clock).
-    fn retired(&self, m: &Member) -> bool {
-        match (self.db_now, m.stopped_at) {
-            (Some(now), Some(at)) => (now - at).num_seconds() > self.retire_after_secs,
+    /// No longer a member: with Pods, stopped and its Pod gone (scaled down; a stopped
+    /// worker whose Pod exists should run); without, stopped longer than the retirement
+    /// delay (by the DB clock).
+    fn retired(&self, m: &Member, pod: Option<bool>) -> bool {
+        match (pod, self.db_now, m.stopped_at) {
+            (Some(has_pod), _, _) => m.stopped && !has_pod,
+            (None, Some(now), Some(at)) => (now - at).num_seconds() > self.retire_after_secs,
             _ => false,
         }
     }
@@ -288,7 +319,9 @@ impl FleetTally {
             Cause::Stale
         } else if version != self.expected {
             Cause::VersionMismatch
-        } else if m.healthy {
+        } else if m.not_accepting_jobs {
+            Cause::NotAcceptingJobs
+        } else if m.healthy && m.ready {
             Cause::Starting
         } else {
             Cause::NotReady
@@ -299,7 +332,7 @@ impl FleetTally {
 pub fn desired_fleet_status(i: &FleetInputs) -> AmpWorkerFleetStatus {
     let mut tally = FleetTally::new(i.spec, i.db_now);
     for w in i.workers {
-        tally.add(&Member::of(w));
+        tally.add(&Member::of(w), None);
     }
     fleet_status_from(
         &FleetJudged {
@@ -383,8 +416,7 @@ fn deadline_secs(spec: &AmpWorkerFleetSpec) -> i64 {
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECS)
 }
 
-/// The deadline runs from the last progress: a new spec, more updated or available
-/// workers, or the moment a complete fleet stopped being complete (a worker died, a new
+/// The deadline runs from the last progress: a new spec, more available workers, or the moment a complete fleet stopped being complete (a worker died, a new
 /// one joined).
 fn last_progress(
     i: &FleetJudged,
@@ -395,10 +427,10 @@ fn last_progress(
     let was_complete = condition_status(&prev.conditions, READY) == Some(ConditionStatus::True);
     let generation_changed = prev.observed_generation != i.generation;
     let fell_incomplete = was_complete && !complete;
-    let progressed = generation_changed
-        || tally.updated > prev.updated_workers
-        || tally.available > prev.available_workers
-        || fell_incomplete;
+    // Available, not updated: a crash-looping worker is updated again at each restart,
+    // and that must not move the deadline.
+    let progressed =
+        generation_changed || tally.available > prev.available_workers || fell_incomplete;
     match prev.last_progress_time {
         Some(t) if !progressed => t,
         _ => i.now,
@@ -436,7 +468,7 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         progress_message(t)
     };
     let within = (i.now - last_progress).num_seconds() <= deadline;
-    let reason = if t.crashed > 0 {
+    let reason = if t.crashed > 0 || still_crashing(i, t) {
         Reason::WorkersCrashing
     } else if !t.mismatched.is_empty() {
         if within {
@@ -450,6 +482,8 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
         } else {
             Reason::ProgressDeadlineExceeded
         }
+    } else if within && rollout_continues(i) {
+        Reason::RolloutInProgress
     } else if within {
         Reason::WorkersUnavailable
     } else {
@@ -460,6 +494,35 @@ fn phase(i: &FleetJudged, t: &FleetTally, complete: bool, last_progress: DateTim
     } else {
         Phase::Stalled(reason, format!("{msg}; no progress for {deadline}s"))
     }
+}
+
+/// Every member runs the new version but some are not yet available (up less than
+/// minReadySeconds): still the rollout of a new spec (seen now, or rolling before), not
+/// a steady fleet that lost a worker.
+fn rollout_continues(i: &FleetJudged) -> bool {
+    i.previous.is_some_and(|prev| {
+        prev.observed_generation != i.generation
+            || prev.conditions.iter().any(|c| {
+                c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::RolloutInProgress)
+            })
+    })
+}
+
+/// A crash-looping worker between two crashes: it was crashing, the spec is the same,
+/// and a member is up but not yet for minReadySeconds. The reason (and the deadline's
+/// verdict) stays WorkersCrashing until the restarted worker proves itself.
+fn still_crashing(i: &FleetJudged, t: &FleetTally) -> bool {
+    let Some(prev) = i.previous else {
+        return false;
+    };
+    let was_crashing = prev
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && Reason::parse(&c.reason) == Some(Reason::WorkersCrashing));
+    let starting = Cause::ALL.iter().position(|c| *c == Cause::Starting);
+    was_crashing
+        && prev.observed_generation == i.generation
+        && starting.is_some_and(|ix| !t.causes[ix].is_empty())
 }
 
 /// `2 of 3 workers run v2 and are healthy`, then every member that is not available by
@@ -661,7 +724,16 @@ fn degraded_events(
     desired: &AmpWorkerFleetStatus,
 ) -> Vec<StatusEvent> {
     let mut events = Vec::new();
-    if desired.crashed_workers > 0 && stored.crashed_workers == 0 {
+    let ready_reason = |s: &AmpWorkerFleetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .and_then(|c| Reason::parse(&c.reason))
+    };
+    // Once per crash loop: the reason stays WorkersCrashing between crashes.
+    if ready_reason(desired) == Some(Reason::WorkersCrashing)
+        && ready_reason(stored) != Some(Reason::WorkersCrashing)
+    {
         events.push(StatusEvent {
             reason: "WorkersCrashing",
             warning: true,
@@ -672,12 +744,6 @@ fn degraded_events(
             ),
         });
     }
-    let ready_reason = |s: &AmpWorkerFleetStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == READY)
-            .and_then(|c| Reason::parse(&c.reason))
-    };
     if ready_reason(stored) == Some(Reason::RolloutComplete)
         && ready_reason(desired) == Some(Reason::WorkersUnavailable)
     {

@@ -47,6 +47,22 @@ pub struct FleetLabels {
     pub fleet: String,
 }
 
+/// A job status: one of [`JOB_STATUS_LABELS`], never a job's or a node's id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobStatusLabels {
+    pub status: String,
+}
+
+/// The only values of `amp_operator_jobs{status}`.
+pub const JOB_STATUS_LABELS: [&str; 6] = [
+    "scheduled",
+    "running",
+    "stop_requested",
+    "stopping",
+    "error",
+    "unknown",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub reason: String,
@@ -69,6 +85,14 @@ pub struct OperatorMetrics {
     pub refresh_deferred: Gauge,
     /// Creates refused because another object (of another nodeId) holds the name.
     pub name_collisions: Counter,
+    /// Amp's unfinished jobs by status (all workers), from the latest jobs read.
+    pub jobs: Family<JobStatusLabels, Gauge>,
+    /// Unfinished jobs on workers that are Stale, Stopped or not registered.
+    pub jobs_stranded: Gauge,
+    /// 1 when the latest jobs read succeeded, 0 when the job tables cannot be read.
+    pub jobs_known: Gauge,
+    /// AmpWorkers whose AcceptingJobs condition is False.
+    pub workers_not_accepting_jobs: Gauge,
     /// Label sets set last cycle, so vanished ones drop to zero instead of lingering.
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
     /// `amp_worker_*` (no `amp_operator_` prefix: they are about the workers).
@@ -204,12 +228,40 @@ impl OperatorMetrics {
             "1 while a fleet's remediation is paused because more members than maxUnhealthy are Stale",
             remediation_paused.clone(),
         );
+        let jobs = Family::<JobStatusLabels, Gauge>::default();
+        let jobs_stranded = Gauge::default();
+        let jobs_known = Gauge::default();
+        let workers_not_accepting_jobs = Gauge::default();
+        registry.register(
+            "workers_not_accepting_jobs",
+            "AmpWorkers that heartbeat but left a job SCHEDULED longer than jobPickupTimeoutSeconds (AcceptingJobs False)",
+            workers_not_accepting_jobs.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Amp's unfinished jobs by status (scheduled, running, stop_requested, stopping, error, unknown), from the latest jobs read; absent without job tables",
+            jobs.clone(),
+        );
+        registry.register(
+            "jobs_stranded",
+            "Amp's unfinished jobs assigned to workers that are Stale, Stopped or not registered (including node ids without a row)",
+            jobs_stranded.clone(),
+        );
+        registry.register(
+            "jobs_known",
+            "1 when the latest read of Amp's job tables succeeded, 0 when they cannot be read (a missing grant); absent without job tables",
+            jobs_known.clone(),
+        );
         Self {
             worker_registry,
             remediations,
             remediation_paused,
             last_paused: Mutex::new(Vec::new()),
             registry,
+            jobs,
+            jobs_stranded,
+            jobs_known,
+            workers_not_accepting_jobs,
             cycles,
             cycle_errors,
             cycle_seconds,
@@ -336,6 +388,22 @@ impl OperatorMetrics {
         *last = fleets.to_vec();
     }
 
+    /// Job counts by status from a jobs read (None: the job tables cannot be read).
+    pub fn set_jobs(&self, totals: Option<[i64; 6]>) {
+        self.jobs_known.set(i64::from(totals.is_some()));
+        let Some(totals) = totals else {
+            self.jobs.clear();
+            return;
+        };
+        for (status, n) in JOB_STATUS_LABELS.iter().zip(totals) {
+            self.jobs
+                .get_or_create(&JobStatusLabels {
+                    status: (*status).to_owned(),
+                })
+                .set(n);
+        }
+    }
+
     pub fn metrics_response(&self) -> axum::response::Response {
         use axum::response::IntoResponse;
         let mut body = String::new();
@@ -407,5 +475,36 @@ mod fleet_series_tests {
             "{t}"
         );
         assert!(!t.contains(r#"status="True""#), "old status kept:\n{t}");
+    }
+}
+
+#[cfg(test)]
+mod job_series_tests {
+    use super::*;
+
+    fn text(m: &OperatorMetrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn jobs_are_counted_by_status_and_dropped_when_unknown() {
+        let m = OperatorMetrics::new();
+        m.set_jobs(Some([1, 2, 3, 4, 5, 6]));
+        m.jobs_stranded.set(7);
+        let t = text(&m);
+        for line in [
+            r#"amp_operator_jobs{status="scheduled"} 1"#,
+            r#"amp_operator_jobs{status="unknown"} 6"#,
+            "amp_operator_jobs_stranded 7",
+            "amp_operator_jobs_known 1",
+        ] {
+            assert!(t.contains(line), "{line} missing:\n{t}");
+        }
+        m.set_jobs(None);
+        let t = text(&m);
+        assert!(!t.contains("amp_operator_jobs{"), "{t}");
+        assert!(t.contains("amp_operator_jobs_known 0"), "{t}");
     }
 }

@@ -73,6 +73,10 @@ pub struct OperatorArgs {
     /// Concurrent Kubernetes writes per cycle.
     #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 8, value_parser = crate::cli::bounds::count::<1, 256>)]
     pub write_concurrency: usize,
+    /// How often Amp's jobs are read from the metadata DB (per-worker job counts, jobs not
+    /// picked up, stranded jobs): a read of its own, less often than the fleet poll.
+    #[arg(long, env = "AMP_JOBS_INTERVAL", default_value = "10s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
+    pub jobs_interval: Duration,
 }
 
 /// A Kubernetes error as a person reads it: the API server's message, or the transport's

@@ -131,8 +131,9 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         "operator started"
     );
 
-    let mut controller =
-        Reconciler::new(client, pool, config, metrics.clone()).with_db_timeout(args.db_timeout);
+    let mut controller = Reconciler::new(client, pool, config, metrics.clone())
+        .with_db_timeout(args.db_timeout)
+        .with_jobs_interval(args.jobs_interval);
     let mut tick = tokio::time::interval(args.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;

@@ -629,5 +629,7 @@ fn version_events(stored: &AmpWorkerStatus, desired: &AmpWorkerStatus) -> Vec<St
     Vec::new()
 }
 
+pub mod jobs;
+
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The DB read of a cycle: one bounded snapshot, and what an outage leaves behind (the
 //! grace for workers that could not heartbeat while the DB was down).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -8,7 +9,8 @@ use sqlx::PgPool;
 
 use super::super::metrics::OperatorMetrics;
 use super::super::status::DbView;
-use crate::metadata_db::{self, InfoCache, OperatorSnapshot, SnapshotRow};
+use super::super::status::jobs::{JobsIndex, JobsView};
+use crate::metadata_db::{self, InfoCache, JobsRead, JobsSnapshot, OperatorSnapshot, SnapshotRow};
 
 pub(super) struct DbReader {
     pool: PgPool,
@@ -24,6 +26,89 @@ pub(super) struct DbReader {
     outage_cause: Option<&'static str>,
     /// (last good read before the outage, first read after it).
     recovery: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Amp's jobs, read every `jobs_interval` (not every poll).
+    pub(super) jobs: JobsReader,
+}
+
+/// The jobs read at its own cadence, and what it last found.
+pub(super) struct JobsReader {
+    pub(super) interval: Duration,
+    last: Option<Instant>,
+    pub(super) view: JobsView,
+    /// What was last logged about the job tables, so each problem is logged once.
+    logged: Option<String>,
+}
+
+impl JobsReader {
+    fn new() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            last: None,
+            view: JobsView::Absent,
+            logged: None,
+        }
+    }
+
+    /// Reads the jobs when due (and only while the snapshot read works); a failed read
+    /// keeps the last view.
+    pub(super) async fn refresh(
+        &mut self,
+        pool: &PgPool,
+        timeout: Duration,
+        db_ok: bool,
+        metrics: &OperatorMetrics,
+    ) {
+        if !db_ok || self.last.is_some_and(|t| t.elapsed() < self.interval) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        match metadata_db::jobs_within(pool, timeout).await {
+            Ok(JobsRead::NoJobTables) => {
+                self.view = JobsView::Absent;
+                self.logged = None;
+            }
+            Ok(JobsRead::Unknown(why)) => {
+                if self.logged.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(problem = %why, "Amp's jobs cannot be read; workers are still mirrored");
+                    self.logged = Some(why.clone());
+                }
+                metrics.set_jobs(None);
+                self.view = JobsView::Unknown(why);
+            }
+            Ok(JobsRead::Read(snapshot)) => {
+                if self.logged.take().is_some() {
+                    tracing::info!("Amp's jobs can be read again");
+                }
+                metrics.set_jobs(Some(totals(&snapshot)));
+                self.view = JobsView::Known(Arc::new(JobsIndex::new(snapshot)));
+            }
+            Err(err) => {
+                let why = err.to_string();
+                if self.logged.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(error = %err, op = err.op(), "jobs read failed; the last jobs read stays shown");
+                    self.logged = Some(why);
+                }
+            }
+        }
+    }
+}
+
+/// Counts by status over all assignees, in `metrics::JOB_STATUS_LABELS` order.
+fn totals(snapshot: &JobsSnapshot) -> [i64; 6] {
+    let mut t = [0u64; 6];
+    for n in &snapshot.nodes {
+        for (slot, v) in t.iter_mut().zip([
+            n.scheduled,
+            n.running,
+            n.stop_requested,
+            n.stopping,
+            n.retrying,
+            n.unknown,
+        ]) {
+            *slot += v;
+        }
+    }
+    t.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 impl DbReader {
@@ -36,7 +121,16 @@ impl DbReader {
             outage_cause: None,
             last_ok_db_now: None,
             recovery: None,
+            jobs: JobsReader::new(),
         }
+    }
+
+    /// Reads Amp's jobs when due; the view every cycle judges with.
+    pub(super) async fn read_jobs(&mut self, db_ok: bool, metrics: &OperatorMetrics) -> JobsView {
+        self.jobs
+            .refresh(&self.pool, self.timeout, db_ok, metrics)
+            .await;
+        self.jobs.view.clone()
     }
 
     /// DB clock of the last good read before the latest outage, while recovering.

@@ -132,6 +132,12 @@ impl Reconciler {
         }
     }
 
+    /// Sets how often Amp's jobs are read (default 10 s).
+    pub fn with_jobs_interval(mut self, interval: Duration) -> Self {
+        self.db.jobs.interval = interval;
+        self
+    }
+
     /// Sets the bound of each snapshot read (default [`crate::metadata_db::DEFAULT_DB_TIMEOUT`]).
     pub fn with_db_timeout(mut self, timeout: Duration) -> Self {
         self.db.timeout = timeout;
@@ -170,6 +176,8 @@ impl Reconciler {
     ) -> CycleReport {
         let started = Instant::now();
         let (db, rows) = self.db.read(&self.metrics).await;
+        let db_ok = matches!(db, DbView::Available { .. });
+        let jobs = self.db.read_jobs(db_ok, &self.metrics).await;
         let workers = self.with_pending(workers);
         self.written.retain_uids(&workers, &fleets);
         let since_last = self.last_cycle.map_or(Duration::ZERO, |t| t.elapsed());
@@ -183,6 +191,7 @@ impl Reconciler {
             recovery_from: self.db.recovery_from(),
             now: Utc::now(),
             refresh_allowance: self.refresh_budget.refill(since_last),
+            jobs: &jobs,
         };
         let pod_input = PodInput {
             pods: &pods,
@@ -198,6 +207,12 @@ impl Reconciler {
         self.metrics.set_worker_conditions(&plan.worker_conditions);
         self.metrics.set_fleet_conditions(&plan.fleet_conditions);
         self.metrics.set_refresh_stats(&plan.refresh_stats);
+        if let Some(stranded) = plan.jobs_stranded {
+            self.metrics.jobs_stranded.set(stranded);
+        }
+        self.metrics
+            .workers_not_accepting_jobs
+            .set(plan.workers_not_accepting_jobs);
         self.retries.drop_backed_off(&mut plan);
         self.refresh_budget.spend(plan.refreshes.len());
         let mut report = CycleReport {

@@ -392,8 +392,18 @@ fn a_new_spec_generation_restarts_the_deadline() {
 
 #[test]
 fn rollout_events_started_then_completed() {
-    let v1 = [worker("w1", "v1", "True"), worker("w2", "v1", "True")];
+    // Ready: judged against a fleet on v1.
+    let ready = |node: &str| AmpWorkerStatus {
+        conditions: vec![
+            condition(REGISTERED, "True"),
+            condition(HEALTHY, "True"),
+            condition(READY, "True"),
+        ],
+        ..worker(node, "v1", "True")
+    };
+    let v1 = [ready("w1"), ready("w2")];
     let ready_v1 = run(&spec("v1"), &v1, None, t(0));
+    assert_eq!(ready_v1.state.as_deref(), Some("Ready"));
     assert!(fleet_events(None, &ready_v1, "v1").is_empty());
     let rolling = desired_fleet_status(&FleetInputs {
         spec: &spec("v2"),
@@ -542,10 +552,16 @@ fn stopped_after(node: &str, version: &str, registered: i64, last: i64) -> AmpWo
     }
 }
 
-/// A healthy worker that registered at `registered` (seconds).
+/// A Ready worker (judged against its own fleet's version) that registered at
+/// `registered` (seconds).
 fn up_since(node: &str, version: &str, registered: i64) -> AmpWorkerStatus {
     AmpWorkerStatus {
         registered_at: Some(t(registered)),
+        conditions: vec![
+            condition(REGISTERED, "True"),
+            condition(HEALTHY, "True"),
+            condition(READY, "True"),
+        ],
         ..worker(node, version, "True")
     }
 }
@@ -849,4 +865,149 @@ fn a_fleet_created_mid_rollout_announces_it_and_db_outages_are_events() {
             .collect::<Vec<_>>(),
         [("MetadataDbAvailable", false), ("RolloutCompleted", false)]
     );
+}
+
+/// With a podSelector the members are the selected Pods, as a Deployment's replicas: a
+/// Pod whose worker stopped, crashed or never registered is a member that is not Ready;
+/// a stopped worker whose Pod is gone (scaled down) is not a member at all.
+#[test]
+fn with_pods_the_selected_pods_are_the_members() {
+    let spec = spec("v2");
+    let judged = |prev| FleetJudged {
+        spec: &spec,
+        generation: Some(1),
+        previous: prev,
+        selector_error: None,
+        now: t(0),
+        db_failure: None,
+    };
+    let (up, down, gone) = (
+        up_since("amp-0", "v2", 0),
+        stopped_after("amp-1", "v2", 0, 100),
+        stopped_after("amp-3", "v2", 0, 100),
+    );
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(true));
+    // amp-1's Pod exists: it should run, so it counts however long it has been down.
+    tally.add(&Member::of(&down), Some(true));
+    // amp-3's Pod was scaled away.
+    tally.add(&Member::of(&gone), Some(false));
+    tally.add_pod_without_worker("amp-2");
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!(
+        (
+            s.workers,
+            s.ready_workers,
+            s.available_workers,
+            s.retired_workers
+        ),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(conds(&s)[0], c("Ready", "False", "WorkersUnavailable"));
+    assert_eq!(
+        s.conditions[0].message,
+        "1 of 3 workers run v2 and are healthy; not ready: amp-1 (stopped), amp-2 (Pod without a worker)"
+    );
+    // Hours later the stopped worker with a Pod is still a member (no retirement by time).
+    let mut tally = FleetTally::new(&spec, Some(t(100_000)));
+    tally.add(&Member::of(&up), Some(true));
+    tally.add(&Member::of(&down), Some(true));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!((s.workers, s.retired_workers), (2, 0));
+    // Scaled down to one: Ready.
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(true));
+    tally.add(&Member::of(&down), Some(false));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+    assert_eq!((s.workers, s.retired_workers), (1, 1));
+    // A running worker without a Pod (outside Kubernetes) is still a member.
+    let mut tally = FleetTally::new(&spec, Some(t(110)));
+    tally.add(&Member::of(&up), Some(false));
+    let s = fleet_status_from(&judged(None), tally);
+    assert_eq!((s.workers, s.available_workers), (1, 1));
+}
+
+#[test]
+fn a_crash_loop_chained_cycle_by_cycle_keeps_its_reason_and_its_deadline_and_warns_once() {
+    // Each cycle sees the last one's status, as the operator does: the worker crashes,
+    // restarts (updated again, but never available), crashes again, past the deadline.
+    let crashed = |n: i64| [up_since("w1", "v2", 0), stopped_after("w2", "v2", n, n + 2)];
+    let restarted = |n: i64| [up_since("w1", "v2", 0), up_since("w2", "v2", n)];
+    let mut prev = run_db(&spec("v2"), &crashed(1000), None, t(0), 1003);
+    let first_progress = prev.last_progress_time;
+    let mut events = Vec::new();
+    for cycle in 1..=70 {
+        let n = 1000 + cycle * 10;
+        let ws: Vec<AmpWorkerStatus> = if cycle % 2 == 0 {
+            crashed(n).to_vec()
+        } else {
+            restarted(n).to_vec()
+        };
+        let s = run_db(&spec("v2"), &ws, Some(&prev), t(cycle * 10), n + 3);
+        assert_eq!(
+            (
+                s.conditions[0].status.as_str(),
+                s.conditions[0].reason.as_str()
+            ),
+            ("False", "WorkersCrashing"),
+            "cycle {cycle}: {:?}",
+            s.conditions[0]
+        );
+        assert_eq!(s.last_progress_time, first_progress, "cycle {cycle}");
+        events.extend(fleet_events(Some(&prev), &s, "v2"));
+        prev = s;
+    }
+    assert_eq!(
+        conds(&prev),
+        vec![
+            c("Ready", "False", "WorkersCrashing"),
+            c("Reconciling", "False", "WorkersCrashing"),
+            c("Stalled", "True", "WorkersCrashing"),
+        ]
+    );
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["RolloutStalled"], "{events:?}");
+    // Up for minReadySeconds at last: the loop is over and the rollout completes.
+    let s = run_db(&spec("v2"), &restarted(1800), Some(&prev), t(800), 1810);
+    assert_eq!(s.state.as_deref(), Some("Ready"));
+}
+
+#[test]
+fn a_new_version_whose_workers_are_all_starting_is_a_rollout_not_a_lost_worker() {
+    // Ready on v1; by the time the operator reads the new spec every worker already
+    // restarted on v2 and is up for less than minReadySeconds.
+    let v1 = [up_since("w1", "v1", 0), up_since("w2", "v1", 0)];
+    let ready = run_db(&spec("v1"), &v1, None, t(0), 100);
+    assert_eq!(ready.state.as_deref(), Some("Ready"));
+    let starting = [up_since("w1", "v2", 200), up_since("w2", "v2", 201)];
+    // run_db judges generation 1: the stored status is of the previous generation.
+    let prev = AmpWorkerFleetStatus {
+        observed_generation: Some(0),
+        ..ready.clone()
+    };
+    let new_spec = run_db(&spec("v2"), &starting, Some(&prev), t(1), 203);
+    assert_eq!(
+        conds(&new_spec)[0],
+        c("Ready", "False", "RolloutInProgress")
+    );
+    let evs = fleet_events(Some(&prev), &new_spec, "v2");
+    let reasons: Vec<&str> = evs.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["RolloutStarted"], "{evs:?}");
+    // The next cycle (same generation) is still the rollout, with no new event.
+    let next = run_db(&spec("v2"), &starting, Some(&new_spec), t(2), 204);
+    assert_eq!(conds(&next)[0], c("Ready", "False", "RolloutInProgress"));
+    assert!(fleet_events(Some(&new_spec), &next, "v2").is_empty());
+    // Up minReadySeconds: complete.
+    let done = run_db(&spec("v2"), &starting, Some(&next), t(3), 212);
+    assert_eq!(done.state.as_deref(), Some("Ready"));
+    // A steady fleet that loses a worker is not a rollout.
+    let lost = run_db(
+        &spec("v2"),
+        &[up_since("w1", "v2", 200), stopped_after("w2", "v2", 0, 300)],
+        Some(&done),
+        t(4),
+        305,
+    );
+    assert_eq!(conds(&lost)[0], c("Ready", "False", "WorkersUnavailable"));
 }

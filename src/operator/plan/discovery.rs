@@ -19,6 +19,7 @@ pub fn discovered_worker(node_id: &str) -> AmpWorker {
             node_id: node_id.to_owned(),
             expected_version: None,
             heartbeat_timeout_seconds: None,
+            job_pickup_timeout_seconds: None,
         },
     );
     w.metadata.labels = Some(BTreeMap::from([(

@@ -10,6 +10,7 @@ use kube::core::{Selector, SelectorExt};
 use super::super::crd::AmpWorkerFleet;
 use super::super::fleet_status::{FleetJudged, FleetTally, fleet_events, fleet_status_from};
 use super::super::status::DbView;
+use super::super::status::jobs::{FleetJobsTally, apply_fleet_jobs, fleet_job_events};
 use super::{Plan, PlanInput, StatusWrite};
 
 pub(super) struct FleetSel<'a> {
@@ -65,19 +66,20 @@ pub(super) fn tallies(fleets: &[FleetSel], db_now: Option<DateTime<Utc>>) -> Vec
         .collect()
 }
 
-/// What a fleet's status shows besides its tally: its Pods and its remediation.
+/// What a fleet's status shows besides its tally: its Pods, its remediation and its
+/// workers' jobs.
 #[derive(Default)]
 pub(super) struct FleetExtras<'a> {
     /// The Pods spec.podSelector selects, with their workers' node ids (None: no worker
-    /// row); empty without a podSelector.
-    #[allow(dead_code)] // read by the membership rules to come (issue #29)
+    /// row); empty without a podSelector. A Pod without a worker is a member that is not
+    /// ready.
     pub(super) selected_pods: Vec<super::SelectedPod<'a>>,
     pub(super) pods: Option<crate::operator::crd::FleetPods>,
     pub(super) remediation: Option<super::remediate::FleetOutcome>,
+    pub(super) jobs: FleetJobsTally,
 }
 
-/// Each fleet's desired status from its tally; a write (with its events) where it
-/// differs from the stored one.
+/// Each fleet's desired status from its tally alone (no Pods, remediation or jobs).
 #[cfg(test)]
 pub(super) fn plan_fleets(
     input: &PlanInput,
@@ -88,7 +90,8 @@ pub(super) fn plan_fleets(
     plan_fleets_with(input, fleets, tallies, Vec::new(), plan);
 }
 
-/// [`plan_fleets`] with each fleet's Pods and remediation (none when `extras` is short).
+/// Each fleet's desired status from its tally and extras (empty ones when `extras` is
+/// short); a write (with its events) where it differs from the stored one.
 pub(super) fn plan_fleets_with(
     input: &PlanInput,
     fleets: &[FleetSel],
@@ -118,8 +121,20 @@ pub(super) fn plan_fleets_with(
                 DbView::Available { .. } => None,
             },
         };
+        let mut tally = tally;
+        for pod in extra.selected_pods.iter().filter(|p| p.node_id.is_none()) {
+            tally.add_pod_without_worker(pod.name);
+        }
         let mut desired = fleet_status_from(&judged, tally);
         desired.pods = extra.pods;
+        apply_fleet_jobs(
+            &mut desired,
+            input.jobs,
+            input.db,
+            extra.jobs,
+            stored,
+            input.now,
+        );
         let remediation_events = super::remediate::apply_fleet_outcome(
             &mut desired,
             stored,
@@ -143,6 +158,7 @@ pub(super) fn plan_fleets_with(
                 uid: f.fleet.metadata.uid.clone(),
                 events: [
                     fleet_events(stored, &desired, &f.fleet.spec.version),
+                    fleet_job_events(stored, &desired),
                     remediation_events,
                 ]
                 .concat(),

@@ -14,6 +14,9 @@ use kube::ResourceExt;
 
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::super::fleet_status::Member;
+use super::super::status::jobs::{
+    JobFacts, JobsMemo, WorkerJobsInput, apply_worker_jobs, job_events, worker_jobs_input,
+};
 use super::super::status::{
     ConditionStatus, DbView, ExpectedFrom, Health, WorkerInputs, WriteNeed, desired_status,
     info_cut_events, judge_health, transition_events, write_need,
@@ -56,6 +59,8 @@ struct Memo {
     fleet_version: Option<String>,
     timeout: i64,
     health: Health,
+    /// The worker's share of the jobs read, as judged.
+    jobs: JobsMemo,
     facts: Facts,
 }
 
@@ -67,12 +72,15 @@ struct Facts {
     stopped: bool,
     stale: bool,
     not_registered: bool,
+    not_accepting_jobs: bool,
     /// Registered, Healthy, VersionMatched, Ready.
     conditions: [ConditionStatus; 4],
     /// Registered and Healthy.
     healthy: bool,
     registered_at: Option<DateTime<Utc>>,
     stopped_at: Option<DateTime<Utc>>,
+    /// Its jobs, for the fleet's totals (None without job tables).
+    jobs: Option<JobFacts>,
 }
 
 impl Facts {
@@ -88,10 +96,12 @@ impl Facts {
             stopped: m.stopped,
             stale: m.stale,
             not_registered: m.not_registered,
+            not_accepting_jobs: m.not_accepting_jobs,
             conditions,
             healthy: m.healthy,
             registered_at: m.registered_at,
             stopped_at: m.stopped_at,
+            jobs: JobFacts::of(status),
         }
     }
 
@@ -102,6 +112,7 @@ impl Facts {
             stopped: self.stopped,
             stale: self.stale,
             not_registered: self.not_registered,
+            not_accepting_jobs: self.not_accepting_jobs,
             ready: self.conditions[3] == ConditionStatus::True,
             healthy: self.healthy,
             health_unknown: self.conditions[1] == ConditionStatus::Unknown,
@@ -174,6 +185,9 @@ impl Subject<'_> {
     }
 }
 
+/// Where a judged worker goes: its fleet's tally (and job totals) and the condition counts.
+pub(super) type MemberSink<'m> = dyn FnMut(&Member, &[ConditionStatus; 4], Option<&JobFacts>) + 'm;
+
 /// Judges one worker: adds it to its fleet's tally (via `member`), the condition counts
 /// and the refresh bookkeeping, and says what to write.
 pub(super) fn judge<'a>(
@@ -181,20 +195,26 @@ pub(super) fn judge<'a>(
     s: &Subject<'a>,
     memos: &mut Judgements,
     pending: &mut Pending<'a>,
-    member: &mut dyn FnMut(&Member, &[ConditionStatus; 4]),
+    member: &mut MemberSink,
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
+    let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     // A memo stands for a stored status that already shows the Pod and the restarts.
     let key = MemoKey::of(s, &db).filter(|_| extras_shown(s));
     if let (Some(key), Some(object)) = (&key, s.object)
         && let Some(memo) = memos.by_object.get_mut(&address(object))
         && key.matches(memo, s)
+        && memo.jobs.matches(&jobs)
     {
         memo.seen = memos.cycle;
-        member(&memo.facts.member(), &memo.facts.conditions);
+        member(
+            &memo.facts.member(),
+            &memo.facts.conditions,
+            memo.facts.jobs.as_ref(),
+        );
         return unchanged(c, s, key.heartbeat_at, memo.facts.conditions[1], pending);
     }
-    let desired = desired_status(&WorkerInputs {
+    let mut desired = desired_status(&WorkerInputs {
         row: s.row,
         db: &db,
         spec: &s.worker.spec,
@@ -204,10 +224,17 @@ pub(super) fn judge<'a>(
         generation: s.worker.metadata.generation,
         now: c.input.now,
     });
-    let mut desired = desired;
     apply_extras(&mut desired, s);
+    apply_worker_jobs(
+        &mut desired,
+        &jobs,
+        &db,
+        &s.worker.spec,
+        s.stored,
+        c.input.now,
+    );
     let facts = Facts::of(&desired);
-    member(&facts.member(), &facts.conditions);
+    member(&facts.member(), &facts.conditions, facts.jobs.as_ref());
     let healthy = facts.conditions[1] == ConditionStatus::True;
     pending.heartbeating += usize::from(healthy);
     let Some(object) = s.object else {
@@ -222,7 +249,7 @@ pub(super) fn judge<'a>(
     {
         memos.by_object.insert(
             address(object),
-            key.into_memo(memos.cycle, object, s, facts),
+            key.into_memo(memos.cycle, object, s, facts, &jobs),
         );
     }
     verdict(s, need, desired, healthy, pending)
@@ -272,6 +299,7 @@ fn verdict<'a>(
             uid: s.worker.metadata.uid.clone(),
             events: [
                 transition_events(s.stored, &desired, s.expected_from()),
+                job_events(s.stored, &desired),
                 info_cut_events(s.row, s.stored, &desired),
             ]
             .concat(),
@@ -397,7 +425,14 @@ impl MemoKey {
             && s.timeout == m.timeout
     }
 
-    fn into_memo(self, seen: u64, object: &Arc<AmpWorker>, s: &Subject, facts: Facts) -> Memo {
+    fn into_memo(
+        self,
+        seen: u64,
+        object: &Arc<AmpWorker>,
+        s: &Subject,
+        facts: Facts,
+        jobs: &WorkerJobsInput,
+    ) -> Memo {
         let row = s.row.expect("a key is made only with a row");
         Memo {
             seen,
@@ -411,6 +446,7 @@ impl MemoKey {
             fleet_version: s.fleet_version.map(str::to_owned),
             timeout: s.timeout,
             health: self.health,
+            jobs: JobsMemo::of(jobs),
             facts,
         }
     }

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus};
 use super::fleet_status::Member;
+use super::status::jobs::{FleetJobsTally, JobFacts, JobsView};
 use super::status::{ConditionStatus, DbView, StatusEvent, heartbeat_timeout};
 use crate::metadata_db::{LockState, SnapshotRow};
 
@@ -108,6 +109,8 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
     /// Heartbeat-only refreshes this cycle may write (from [`RefreshBudget`]).
     pub refresh_allowance: usize,
+    /// The operator's latest jobs read (read at its own cadence, not every cycle).
+    pub jobs: &'a JobsView,
 }
 
 /// What the cycle knows of Pods (for fleets with a podSelector) and of past
@@ -192,6 +195,10 @@ pub struct Plan {
     pub remediation_skips: Vec<RemediationSkip>,
     /// Fleets whose remediation is paused by maxUnhealthy (for the metrics).
     pub remediation_paused: Vec<String>,
+    /// Unfinished jobs on workers that are down or have no row (None: jobs not known).
+    pub jobs_stranded: Option<i64>,
+    /// Workers whose AcceptingJobs is False.
+    pub workers_not_accepting_jobs: i64,
 }
 
 impl Plan {
@@ -314,6 +321,9 @@ pub fn plan_with_pods(
     let mut tallies = fleets::tallies(&fleets, c.db_now);
     let mut pod_tallies = pods::tallies(&fleets, pod_input.pods, pod_input.namespace);
     let mut hung: Vec<Vec<remediate::Candidate>> = fleets.iter().map(|_| Vec::new()).collect();
+    let mut job_tallies = vec![FleetJobsTally::default(); fleets.len()];
+    let mut stranded = 0i64;
+    let mut not_accepting = 0i64;
     let mut counts = [[0i64; 3]; 4];
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
@@ -366,12 +376,21 @@ pub fn plan_with_pods(
             pod,
             restarts: restarts_of(&pod_input.history, w),
         };
-        let mut member = |m: &Member, conditions: &[ConditionStatus; 4]| {
-            if let Some(i) = fleet {
-                tallies[i].add(m);
-            }
-            count_conditions(&mut counts, conditions);
-        };
+        let pod_linked = fleet.and_then(|i| pod_tallies[i].index.as_ref().map(|_| pod.is_some()));
+        let mut member =
+            |m: &Member, conditions: &[ConditionStatus; 4], jobs: Option<&JobFacts>| {
+                if let Some(i) = fleet {
+                    tallies[i].add(m, pod_linked);
+                }
+                if let Some(jobs) = jobs {
+                    stranded += jobs.stranded;
+                    not_accepting += i64::from(jobs.not_accepting);
+                    if let Some(i) = fleet {
+                        job_tallies[i].add(m.node_id, jobs);
+                    }
+                }
+                count_conditions(&mut counts, conditions);
+            };
         match judge::judge(&c, &subject, memos, &mut pending, &mut member) {
             Verdict::Create(obj, status, events) => plan.creates.push((obj, status, events)),
             Verdict::Write(write) => plan.worker_writes.push(write),
@@ -393,13 +412,17 @@ pub fn plan_with_pods(
         &pod_input.history,
         &mut plan,
     );
+    plan.jobs_stranded = unclaimed_jobs(&c, &mut job_tallies).map(|n| n + stranded);
+    plan.workers_not_accepting_jobs = not_accepting;
     let extras = pod_tallies
         .into_iter()
         .zip(outcomes)
-        .map(|(pods, remediation)| fleets::FleetExtras {
+        .zip(job_tallies)
+        .map(|((pods, remediation), jobs)| fleets::FleetExtras {
             selected_pods: pods.selected_pods(&c),
             pods: pods.summary(&c),
             remediation,
+            jobs,
         })
         .collect();
     fleets::plan_fleets_with(input, &fleets, tallies, extras, &mut plan);
@@ -420,6 +443,31 @@ fn restarts_of(history: &RemediationHistory, w: &AmpWorker) -> Option<super::rem
         .workers
         .get(w.spec.node_id.as_str())
         .and_then(|h| h.restarts)
+}
+
+/// Jobs of node ids no AmpWorker claims that are down: no row at all (no worker can ever
+/// resume them), or a row whose worker stopped (discovery skips those, and collects
+/// their objects after `--gc-stopped-after`). They are nobody's, so every fleet counts
+/// them as stranded. None when jobs are not known.
+fn unclaimed_jobs(c: &Cycle, job_tallies: &mut [FleetJobsTally]) -> Option<i64> {
+    let JobsView::Known(index) = c.input.jobs else {
+        return None;
+    };
+    let mut total = 0i64;
+    for jobs in &index.snapshot.nodes {
+        let node = c.node(&jobs.node_id);
+        let unregistered = match node.row {
+            _ if node.claimed_by_user.is_some() => continue, // its AmpWorker counts them
+            None => true,
+            Some(row) if row.lock == LockState::Free => false,
+            Some(_) => continue, // running: discovery creates its AmpWorker
+        };
+        total += i64::try_from(jobs.active() + jobs.retrying).unwrap_or(i64::MAX);
+        for tally in job_tallies.iter_mut() {
+            tally.add_unclaimed(&jobs.node_id, jobs, unregistered);
+        }
+    }
+    Some(total)
 }
 
 const STATUSES: [ConditionStatus; 3] = [

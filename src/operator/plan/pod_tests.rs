@@ -40,6 +40,7 @@ fn worker(node: &str) -> Arc<AmpWorker> {
     let mut w = AmpWorker::new(
         node,
         AmpWorkerSpec {
+            job_pickup_timeout_seconds: None,
             node_id: node.into(),
             expected_version: None,
             heartbeat_timeout_seconds: Some(10),
@@ -151,6 +152,7 @@ impl World {
             recovery_from: self.recovery_from,
             now: t(0),
             refresh_allowance: usize::MAX,
+            jobs: &JobsView::Absent,
         };
         let pods = PodInput {
             pods: &self.pods,
@@ -531,6 +533,7 @@ fn a_pod_that_moves_or_goes_is_judged_again_even_with_a_memo() {
             recovery_from: None,
             now: t(0),
             refresh_allowance: usize::MAX,
+            jobs: &JobsView::Absent,
         };
         let pods = PodInput {
             pods: &w.pods,

@@ -34,6 +34,7 @@ fn existing(name: &str, node: &str, discovered: bool) -> Arc<AmpWorker> {
                 node_id: node.into(),
                 expected_version: None,
                 heartbeat_timeout_seconds: None,
+                job_pickup_timeout_seconds: None,
             },
         )
     };
@@ -97,6 +98,7 @@ fn run(
             recovery_from: None,
             now: t(0),
             refresh_allowance: usize::MAX,
+            jobs: &JobsView::Absent,
         },
         &config(),
     )
@@ -203,6 +205,7 @@ fn gc_is_disabled_with_zero_and_while_the_db_is_down() {
             recovery_from: None,
             now: t(0),
             refresh_allowance: usize::MAX,
+            jobs: &JobsView::Absent,
         },
         &cfg,
     );
@@ -372,6 +375,7 @@ fn cycle_at(
             recovery_from: None,
             now: at,
             refresh_allowance: allowance,
+            jobs: &JobsView::Absent,
         },
         &config(),
     )
@@ -560,6 +564,7 @@ fn the_refresh_interval_stretches_with_the_fleet() {
                 recovery_from: None,
                 now: t(0),
                 refresh_allowance: 0,
+                jobs: &JobsView::Absent,
             },
             &cfg,
         );
@@ -828,6 +833,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
             recovery_from: (63..70).contains(&s).then(|| t(59)),
             now: t(s),
             refresh_allowance: 1,
+            jobs: &JobsView::Absent,
         };
         let fresh = plan(&input, &config());
         let before = memos.len();
@@ -864,6 +870,7 @@ fn input<'a>(
         recovery_from: None,
         now: t(0),
         refresh_allowance: usize::MAX,
+        jobs: &JobsView::Absent,
     }
 }
 
@@ -1106,6 +1113,7 @@ fn the_fleets_heartbeat_timeout_judges_its_workers_and_a_workers_own_wins() {
                 recovery_from: None,
                 now: t(0),
                 refresh_allowance: usize::MAX,
+                jobs: &JobsView::Absent,
             },
             &config(),
             memos,
@@ -1114,4 +1122,176 @@ fn the_fleets_heartbeat_timeout_judges_its_workers_and_a_workers_own_wins() {
     assert!(at(&lenient, &mut memos).worker_writes.is_empty());
     let p = at(&quick, &mut memos);
     assert_eq!(state(&p, "a").as_deref(), Some("Stale"));
+}
+
+// ---- Amp's jobs ----
+
+fn jobs_view(nodes: Vec<crate::metadata_db::NodeJobs>) -> JobsView {
+    use crate::operator::status::jobs::JobsIndex;
+    JobsView::Known(Arc::new(JobsIndex::new(crate::metadata_db::JobsSnapshot {
+        db_now: t(0),
+        schema: crate::metadata_db::JobSchema::Nightly,
+        nodes,
+        unknown_statuses: vec![],
+    })))
+}
+
+fn jobs_of(
+    node: &str,
+    registered: bool,
+    running: u64,
+    oldest: Option<(i64, i64)>,
+) -> crate::metadata_db::NodeJobs {
+    crate::metadata_db::NodeJobs {
+        node_id: node.into(),
+        registered,
+        running,
+        scheduled: u64::from(oldest.is_some()),
+        oldest_scheduled: oldest.map(|(id, since)| crate::metadata_db::ScheduledJob {
+            id,
+            since: t(since),
+        }),
+        ..Default::default()
+    }
+}
+
+fn condition_of(s: &AmpWorkerStatus, type_: &str) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[test]
+fn jobs_reach_worker_and_fleet_statuses_and_the_stranded_total() {
+    use crate::metadata_db::LockState::{Free, Held};
+    let rows = [
+        with_lock(row("busy", "v1", t(0)), Held),
+        // Stopped 101 s ago: past the fleet's retirement delay, so no longer a member.
+        with_lock(row("dead", "v1", t(-100)), Free),
+        with_lock(row("retired", "v1", t(0)), Free),
+        with_lock(row("new", "v1", t(0)), Held),
+    ];
+    let workers = [
+        existing("busy", "busy", true),
+        existing("dead", "dead", true),
+    ];
+    let mut retiring = (*fleet("f", "v1")).clone();
+    retiring.spec.retire_stopped_after_seconds = Some(60);
+    let fleets = [Arc::new(retiring)];
+    let view = jobs_view(vec![
+        jobs_of("busy", true, 2, None),
+        jobs_of("dead", true, 3, None),
+        jobs_of("ghost", false, 1, None),
+        // A stopped worker discovery never made an AmpWorker for.
+        jobs_of("retired", true, 2, None),
+        // A running worker whose AmpWorker is being created counts once it exists.
+        jobs_of("new", true, 5, None),
+    ]);
+    let written = Written::default();
+    let db = available(t(1));
+    let mut i = input(&db, &rows, &workers, &fleets, &written);
+    i.jobs = &view;
+    let p = plan(&i, &config());
+    let status = |name: &str| {
+        p.worker_writes
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| w.status.clone())
+            .unwrap()
+    };
+    assert_eq!(status("busy").jobs.map(|j| j.active), Some(2));
+    assert_eq!(
+        condition_of(&status("dead"), "JobsStranded"),
+        Some(("True".into(), "JobsStranded".into()))
+    );
+    assert_eq!(p.jobs_stranded, Some(6), "dead's 3, ghost's 1, retired's 2");
+    let fleet_status = &p.fleet_writes[0].status;
+    let jobs = fleet_status.jobs.clone().unwrap();
+    assert_eq!(
+        (
+            jobs.active,
+            jobs.running,
+            jobs.stranded,
+            jobs.unregistered_assignees
+        ),
+        (10, 10, 6, 1)
+    );
+    assert_eq!(jobs.stranded_workers, ["dead", "ghost", "retired"]);
+    assert!(
+        p.fleet_conditions
+            .contains(&("f".into(), "JobsStranded".into(), "True".into()))
+    );
+    // Not part of the rollout's Ready: the fleet's members (busy) are Ready.
+    assert_eq!(fleet_status.retired_workers, 1);
+    assert_eq!(
+        fleet_status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status.as_str()),
+        Some("True")
+    );
+
+    // Without job tables: nothing about jobs anywhere.
+    let i = input(&db, &rows, &workers, &fleets, &written);
+    let p = plan(&i, &config());
+    assert_eq!(p.jobs_stranded, None);
+    assert!(p.worker_writes.iter().all(|w| w.status.jobs.is_none()));
+    assert_eq!(p.fleet_writes[0].status.jobs, None);
+}
+
+#[test]
+fn remembered_judgements_follow_the_jobs_read() {
+    let mut objects = vec![existing("w", "w", true)];
+    let mut written = Written::default();
+    let mut memos = Judgements::default();
+    let mut not_picked_up_at = None;
+    for s in 0..200 {
+        let rows = [row("w", "v1", t(s))];
+        // Job 7 is scheduled at 10 s and never picked up; it is gone at 180 s.
+        let view = if (10..180).contains(&s) {
+            jobs_view(vec![jobs_of("w", true, 1, Some((7, 10)))])
+        } else {
+            jobs_view(vec![jobs_of("w", true, 1, None)])
+        };
+        let db = available(t(s));
+        let mut i = input(&db, &rows, &objects, &[], &written);
+        i.now = t(s);
+        i.jobs = &view;
+        let fresh = plan(&i, &config());
+        let remembered = plan_with(&i, &config(), &mut memos);
+        assert_eq!(format!("{remembered:?}"), format!("{fresh:?}"), "at {s} s");
+        for w in &fresh.worker_writes {
+            if condition_of(&w.status, "AcceptingJobs").is_some_and(|(st, _)| st == "False")
+                && not_picked_up_at.is_none()
+            {
+                not_picked_up_at = Some(s);
+                assert_eq!(w.status.state.as_deref(), Some("NotAcceptingJobs"));
+                assert!(w.events.iter().any(|e| e.reason == "JobNotPickedUp"));
+            }
+        }
+        remember(&mut written, &fresh);
+        objects = watched(&objects, &written);
+        written.retain_uids(&objects, &[]);
+    }
+    // Scheduled at 10 s, 120 s timeout: late from 131 s on (the DB clock).
+    assert_eq!(not_picked_up_at, Some(131));
+    let late = jobs_view(vec![jobs_of("w", true, 1, Some((7, 10)))]);
+    let db = available(t(140));
+    let rows = [row("w", "v1", t(140))];
+    let p = plan(
+        &PlanInput {
+            jobs: &late,
+            ..input(&db, &rows, &objects, &[], &written)
+        },
+        &config(),
+    );
+    assert_eq!(p.workers_not_accepting_jobs, 1);
+    let last = objects[0].status.clone().unwrap();
+    assert_eq!(
+        condition_of(&last, "AcceptingJobs"),
+        Some(("True".into(), "JobsPickedUp".into()))
+    );
+    assert_eq!(last.state.as_deref(), Some("Ready"));
 }

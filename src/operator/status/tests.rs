@@ -29,6 +29,7 @@ fn spec(expected: Option<&str>) -> AmpWorkerSpec {
         node_id: "worker-01".into(),
         expected_version: expected.map(Into::into),
         heartbeat_timeout_seconds: None,
+        job_pickup_timeout_seconds: None,
     }
 }
 
