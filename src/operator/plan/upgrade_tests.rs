@@ -160,6 +160,7 @@ fn upgrade(
             recovery_from: None,
             now: t(sec),
             refresh_allowance: budget.refill(std::time::Duration::from_secs(every as u64)),
+            jobs: &JobsView::Absent,
         };
         let p = plan_with(&input, &config(), &mut memos);
         check(sec, &input, &p);
