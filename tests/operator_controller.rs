@@ -622,6 +622,53 @@ async fn a_restarted_operator_converges_to_the_same_status_with_no_extra_events(
     assert_eq!(after.status, written.status);
 }
 
+/// After an upgrade, a stored status lacking a field the new operator writes is filled
+/// within the refresh budget: one apply of the whole status, no event, counted with the
+/// refreshes (`status_fill` in the writes metric), and then nothing more.
+#[tokio::test]
+async fn a_status_an_older_operator_wrote_is_filled_by_one_apply_without_events() {
+    let (_pg, pool) = common::migrated_db().await;
+    register(&pool, "w", "v1.0.0").await;
+    let fake = FakeApiServer::new();
+    let mut first = controller(&fake, &pool);
+    cycle(&mut first, &fake).await;
+    drop(first);
+    // As an older operator left it: no shortCommit.
+    let mut older: AmpWorker = fake.objects("ampworkers").remove(0);
+    let written = older.status.clone().unwrap();
+    older.status.as_mut().unwrap().short_commit = None;
+    fake.insert("ampworkers", &older);
+    fake.take_requests();
+
+    let (mut upgraded, metrics) = controller_with_metrics(&fake, &pool);
+    let report = cycle(&mut upgraded, &fake).await;
+    assert_eq!(
+        (report.status_writes, report.refreshes, report.events),
+        (0, 1, 0)
+    );
+    let reqs = fake.take_requests();
+    assert_eq!(
+        calls(&reqs),
+        vec![call("PATCH", format!("{WORKERS}/w/status{APPLY}"))]
+    );
+    assert_eq!(reqs[0].body["status"]["shortCommit"], "8b065bde");
+    let after: AmpWorker = fake.objects("ampworkers").remove(0);
+    assert_eq!(
+        after.status.unwrap(),
+        written,
+        "the status as a fresh judgement"
+    );
+    assert!(
+        metrics_text(&metrics)
+            .await
+            .contains(r#"amp_operator_writes_total{kind="status_fill",result="ok"} 1"#)
+    );
+    for _ in 0..2 {
+        let report = cycle(&mut upgraded, &fake).await;
+        assert!(!report.wrote_anything(), "{report:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_removed_row_marks_the_worker_not_registered() {
     let (_pg, pool) = common::migrated_db().await;

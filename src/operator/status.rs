@@ -11,6 +11,9 @@ use super::crd::{AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacemen
 use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
 use crate::timestamps::{format_timestamp, truncate};
 
+mod fill;
+pub use fill::only_fills;
+
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: i64 = 30;
 /// `status.placement.source` of a placement the worker reported in its row.
 pub const PLACEMENT_FROM_WORKER: &str = "Worker";
@@ -426,10 +429,14 @@ pub enum WriteNeed {
     /// Only `heartbeatAt` moved, by at least the refresh interval: written when the
     /// refresh budget allows.
     Refresh,
+    /// The stored status only lacks what this operator adds ([`only_fills`]; e.g. after
+    /// an upgrade): the whole status is written when the refresh budget allows.
+    Fill,
 }
 
-/// Classifies `desired` against `stored`: any user-visible change is a transition; a
-/// `heartbeatAt` alone at least `refresh` newer than the stored one is a refresh.
+/// Classifies `desired` against `stored`: any user-visible change is a transition; only
+/// absent parts filled in is a fill; a `heartbeatAt` alone at least `refresh` newer than
+/// the stored one is a refresh.
 pub fn write_need(
     stored: Option<&AmpWorkerStatus>,
     desired: &AmpWorkerStatus,
@@ -441,7 +448,11 @@ pub fn write_need(
     let mut without_heartbeat = stored.clone();
     without_heartbeat.heartbeat_at = desired.heartbeat_at;
     if without_heartbeat != *desired {
-        return WriteNeed::Transition;
+        return if only_fills(stored, desired) {
+            WriteNeed::Fill
+        } else {
+            WriteNeed::Transition
+        };
     }
     let due = match (stored.heartbeat_at, desired.heartbeat_at) {
         (Some(old), Some(new)) => new - old >= refresh,

@@ -303,11 +303,44 @@ impl Reconciler {
         }
     }
 
+    /// A budgeted write: a heartbeat refresh, or a fill of fields the stored status lacks.
+    async fn refresh(&self, r: Refresh) -> Outcome {
+        let result = if r.fill {
+            // Fields this operator adds to a stored status (after an upgrade): the whole
+            // status is applied, as a transition's is, but within the refresh budget.
+            self.write_status(
+                &self.workers_api,
+                "status_fill",
+                &r.name,
+                r.uid.as_deref(),
+                &r.status,
+                &[],
+            )
+            .await
+            .map(drop)
+        } else {
+            self.patch_heartbeat(&r).await
+        };
+        match result {
+            Ok(_) => Outcome::Refreshed {
+                uid: r.uid,
+                status: r.status,
+            },
+            Err(err) => {
+                tracing::warn!(ampworker = %r.name, fill = r.fill, error = %err, "budgeted status write failed; will retry");
+                Outcome::Failed {
+                    key: RetryKey::Status(r.name.clone()),
+                    uid: r.uid,
+                }
+            }
+        }
+    }
+
     /// A merge patch of `status.heartbeatAt` alone: the rest of the status is unchanged
     /// by construction, and a one-field patch costs the API server less than applying the
     /// whole status (docs/benchmarks.md). The operator is the only status writer, so the
     /// field is owned by `amp-operator` either way.
-    async fn refresh(&self, r: Refresh) -> Outcome {
+    async fn patch_heartbeat(&self, r: &Refresh) -> Result<(), kube::Error> {
         let body = serde_json::json!({"status": {"heartbeatAt": r.heartbeat_at}});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -316,19 +349,7 @@ impl Reconciler {
         let result =
             patch_status_unread(&self.workers_api, &r.name, &params, &Patch::Merge(&body)).await;
         self.metrics.count_write("status_refresh", result.is_ok());
-        match result {
-            Ok(_) => Outcome::Refreshed {
-                uid: r.uid,
-                status: r.status,
-            },
-            Err(err) => {
-                tracing::warn!(ampworker = %r.name, error = %err, "heartbeatAt refresh failed; will retry");
-                Outcome::Failed {
-                    key: RetryKey::Status(r.name.clone()),
-                    uid: r.uid,
-                }
-            }
-        }
+        result
     }
 
     /// A create answered 409: either the store has not caught up with an earlier create

@@ -55,7 +55,8 @@ pub struct CycleReport {
     pub created: usize,
     /// Status writes: creates' first status and transitions.
     pub status_writes: usize,
-    /// Heartbeat-only refreshes (patches of `heartbeatAt`).
+    /// Budgeted writes: heartbeat-only refreshes (patches of `heartbeatAt`) and fills
+    /// (applies of a status that only lacked fields this operator writes).
     pub refreshes: usize,
     pub fleet_writes: usize,
     pub deleted: usize,

@@ -242,7 +242,9 @@ pub(super) fn judge<'a>(
         return Verdict::Create(s.worker.clone(), desired, events);
     };
     let need = write_need(s.stored, &desired, refresh_interval(c.config, s.timeout));
-    if need != WriteNeed::Transition
+    // A memo says "the stored status, heartbeat aside": not true of a pending fill,
+    // which is judged afresh until written.
+    if matches!(need, WriteNeed::Refresh | WriteNeed::None)
         && let Some(key) = key
     {
         memos.by_object.insert(
@@ -303,10 +305,11 @@ fn verdict<'a>(
             .concat(),
             status: desired,
         }),
-        WriteNeed::Refresh => Verdict::Due(Due {
+        WriteNeed::Refresh | WriteNeed::Fill => Verdict::Due(Due {
             old: s.stored.and_then(|st| st.heartbeat_at),
             worker: s.worker,
             status: DueStatus::Built(Box::new(desired)),
+            fill: need == WriteNeed::Fill,
         }),
         WriteNeed::None => {
             if healthy && let Some(hb) = s.stored.and_then(|st| st.heartbeat_at) {
@@ -340,6 +343,7 @@ fn unchanged<'a>(
             old: stored.heartbeat_at,
             worker: s.worker,
             status: DueStatus::Stored(stored, heartbeat_at),
+            fill: false,
         });
     }
     if healthy && let Some(hb) = stored.heartbeat_at {

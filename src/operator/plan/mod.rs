@@ -133,6 +133,9 @@ pub struct Refresh {
     pub uid: Option<String>,
     pub heartbeat_at: String,
     pub status: AmpWorkerStatus,
+    /// The stored status only lacks fields this operator writes (`status::only_fills`,
+    /// after an upgrade): the whole `status` is applied, within the same budget.
+    pub fill: bool,
 }
 
 /// How far behind heartbeat-only refreshes are, for the metrics and the docs.
@@ -177,7 +180,8 @@ pub struct Plan {
     pub creates: Vec<(AmpWorker, AmpWorkerStatus, Vec<StatusEvent>)>,
     /// Transitions: written first, whatever the refresh budget.
     pub worker_writes: Vec<StatusWrite<AmpWorkerStatus>>,
-    /// Heartbeat-only refreshes within this cycle's allowance, oldest heartbeat first.
+    /// Heartbeat-only refreshes and fills within this cycle's allowance, oldest heartbeat
+    /// first.
     pub refreshes: Vec<Refresh>,
     pub refresh_stats: RefreshStats,
     pub fleet_writes: Vec<StatusWrite<AmpWorkerFleetStatus>>,
@@ -495,3 +499,5 @@ fn condition_counts(counts: &[[i64; 3]; 4]) -> ConditionCounts {
 mod pod_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;

@@ -1,6 +1,7 @@
-//! Refresh scheduling: due heartbeat-only refreshes, oldest shown heartbeat first (never
-//! shown before all), then by name, as many as the budget allows; the rest wait. Every
-//! worker gets its turn, and LAST HEARTBEAT is never older than one trip round the fleet.
+//! Refresh scheduling: due heartbeat-only refreshes and fills (a stored status lacking
+//! only fields this operator adds), oldest shown heartbeat first (never shown before
+//! all), then by name, as many as the budget allows; the rest wait. Every worker gets its
+//! turn, and LAST HEARTBEAT is never older than one trip round the fleet.
 
 use std::collections::BinaryHeap;
 
@@ -32,6 +33,8 @@ pub(super) struct Due<'a> {
     pub(super) old: Option<DateTime<Utc>>,
     pub(super) worker: &'a AmpWorker,
     pub(super) status: DueStatus<'a>,
+    /// A fill (`WriteNeed::Fill`): the whole status is written, not only `heartbeatAt`.
+    pub(super) fill: bool,
 }
 
 impl Due<'_> {
@@ -43,11 +46,18 @@ impl Due<'_> {
                 ..stored.clone()
             },
         };
+        // A fill of a worker never heartbeating (no row) writes no heartbeat.
+        let heartbeat_at = match status.heartbeat_at.as_ref().map(format_timestamp) {
+            Some(hb) => hb,
+            None if self.fill => String::new(),
+            None => return None,
+        };
         Some(Refresh {
             name: self.worker.name_any(),
             uid: self.worker.metadata.uid.clone(),
-            heartbeat_at: status.heartbeat_at.as_ref().map(format_timestamp)?,
+            heartbeat_at,
             status,
+            fill: self.fill,
         })
     }
 

@@ -953,6 +953,7 @@ fn step_refresh_scheduling_writes_the_oldest_within_the_allowance() {
             old: st.heartbeat_at,
             worker: w,
             status: refresh::DueStatus::Stored(st, t(100)),
+            fill: false,
         });
     }
     pending.heartbeating = 4000;
@@ -992,6 +993,7 @@ fn step_refresh_scheduling_keeps_the_oldest_whatever_the_arrival_order() {
                 old: stored[i].heartbeat_at,
                 worker: &workers[i],
                 status: refresh::DueStatus::Stored(&stored[i], t(100)),
+                fill: false,
             });
         }
         let (refreshes, stats) = refresh::schedule(pending, Some(t(100)), &config());
