@@ -3,7 +3,7 @@
 # and Helm 3 which must render the same), validates
 # every rendered manifest against the Kubernetes schemas offline (the chart's minimum and
 # the newest version kubernetes-validate knows), checks RBAC / securityContext / secrets /
-# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 34 deliberate
+# hooks / CRDs with .ci/test_chart.py (and proves those checks fail on 35 deliberate
 # breakages), checks the values schema rejects bad values, the CRD copies, the CRD and
 # fleet switches, the conventions (name overrides, ServiceAccounts, security contexts,
 # priorityClassName, PodDisruptionBudgets, helm test), and runs the Argo CD health check tests.
@@ -158,19 +158,26 @@ for x, spec, ct in db_containers(d):
     assert not tls_env(ct) and not [v for v in spec["volumes"] if v["name"] == "db-tls"], "default: no DB TLS"
     assert [m["name"] for m in ct["volumeMounts"]] == ["db-credentials"], "default: no DB TLS"
 # databaseCredentials: by default (and all-features) the URLs, passwords and the token
-# are files from the Secrets, never env (checkov CKV_K8S_35); mode=env (gitops) the old way.
+# are files from the Secrets, never env (checkov CKV_K8S_35), the helm test pod's token
+# too; mode=env (gitops) the old way.
+def pod_env(ds):
+    for x in ds:
+        if x["kind"] in ("Deployment", "StatefulSet", "Job"):
+            spec = x["spec"]["template"]["spec"]
+        elif x["kind"] == "Pod":
+            spec = x["spec"]
+        else:
+            continue
+        for ct in spec.get("initContainers", []) + spec["containers"]:
+            yield from ct.get("env", [])
 def env_names(ds):
-    return {e["name"] for x in ds if x["kind"] in ("Deployment", "StatefulSet", "Job")
-            for ct in x["spec"]["template"]["spec"].get("initContainers", []) + x["spec"]["template"]["spec"]["containers"]
-            for e in ct.get("env", [])}
+    return {e["name"] for e in pod_env(ds)}
 for ds, name in ((d, "default"), (a, "all-features")):
     names = env_names(ds)
     assert not names & {"AMP_DATABASE_URL", "AMP_AUTH_TOKEN"}, (name, names)
-    refs = [e for x in ds if x["kind"] in ("Deployment", "StatefulSet", "Job")
-            for ct in x["spec"]["template"]["spec"]["containers"] for e in ct.get("env", [])
-            if "secretKeyRef" in e.get("valueFrom", {})]
+    refs = [e for e in pod_env(ds) if "secretKeyRef" in e.get("valueFrom", {})]
     assert not refs, (name, refs)
-assert {"AMP_DATABASE_PASSWORD_FILE", "AMP_AUTH_TOKEN_FILE"} <= env_names(a)
+assert {"AMP_DATABASE_PASSWORD_FILE", "AMP_AUTH_TOKEN_FILE", "AMPCTL_AUTH_TOKEN_FILE"} <= env_names(a)
 admin = [x for x in a if x["kind"] == "Deployment" and x["metadata"]["name"] == "amp-admin-api"][0]["spec"]["template"]["spec"]
 creds = [v for v in admin["volumes"] if v["name"] == "db-credentials"][0]["secret"]
 assert creds == {"secretName": "amp-database", "defaultMode": 0o440, "items": [

@@ -580,6 +580,11 @@ def m_password_file_writable(docs):
     next(m for m in c["volumeMounts"] if m["name"] == "db-credentials")["readOnly"] = False
 
 
+def m_test_token_unmounted(docs):
+    # The helm test pod's token file must come from a read-only Secret mount too.
+    container(docs, "Pod", "-test-admin-api").pop("volumeMounts")
+
+
 def m_policy_open_ingress(docs):
     find(docs, "NetworkPolicy", "-admin-api")["spec"]["ingress"][0].pop("from")
 
@@ -637,7 +642,8 @@ MUTATIONS = [
     m_seccomp, m_inline_url, m_inline_token, m_credential_arg, m_no_probe, m_wrong_probe,
     m_token_mounted, m_pod_name, m_node_id, m_admin_writer, m_hook_release_sa,
     m_fleet_invalid, m_crd_changed, m_string_data, m_tls_mount_missing, m_tls_wrong_path,
-    m_hook_release_ca, m_url_file_unmounted, m_password_file_writable, m_policy_open_ingress,
+    m_hook_release_ca, m_url_file_unmounted, m_password_file_writable, m_test_token_unmounted,
+    m_policy_open_ingress,
     m_policy_any_port, m_policy_ingress_only,
     m_pod_delete_without_restart,
 ]

@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod metadata_db;
 pub mod node_id;
 pub mod operator;
+pub mod secret_file;
 pub mod shutdown;
 pub mod telemetry;
 pub mod terminal;

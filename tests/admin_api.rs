@@ -456,8 +456,9 @@ async fn bearer_token_is_enforced_on_worker_endpoints_only() {
     assert_eq!(code, Some(2));
     assert!(err.contains("missing or invalid bearer token"), "{err}");
     assert!(
-        err.trim_end()
-            .ends_with("pass the Admin API's token with --auth-token or AMP_AUTH_TOKEN"),
+        err.trim_end().ends_with(
+            "pass the Admin API's token with --auth-token-file, --auth-token or AMP_AUTH_TOKEN"
+        ),
         "{err}"
     );
     let (code, out, _) = ampctl(

@@ -401,3 +401,121 @@ async fn the_admin_api_follows_a_rotated_token_file() {
         assert!(!stderr.contains(t), "the token leaked:\n{stderr}");
     }
 }
+
+const AMPCTL: &str = env!("CARGO_BIN_EXE_ampctl");
+
+/// `ampctl --admin-url URL ARGS` with only `env` of the token variables set: exit code,
+/// stdout, stderr.
+fn ampctl(url: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(AMPCTL)
+        .args(["--admin-url", url])
+        .args(args)
+        .env_remove("AMP_AUTH_TOKEN")
+        .env_remove("AMPCTL_AUTH_TOKEN_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ampctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ampctl --auth-token-file` (or `AMPCTL_AUTH_TOKEN_FILE`, as the chart's `helm test`
+/// pod passes it) against an Admin API that requires the token: the file's token is
+/// sent; a wrong one is a 401 as with `--auth-token`; a file that cannot be used is one
+/// line naming the path, exit 2 (bad input), and no token shows anywhere.
+#[tokio::test]
+async fn ampctl_sends_the_token_of_a_token_file() {
+    let (pg, _admin) = migrated_db().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (server, right, wrong, empty) =
+        (path("server"), path("right"), path("wrong"), path("empty"));
+    rewrite(Path::new(&server), "tok-Right\n");
+    rewrite(Path::new(&right), "tok-Right\n");
+    rewrite(Path::new(&wrong), "tok-Wrong\n");
+    rewrite(Path::new(&empty), "\n");
+    let (_api, addr) = start_admin_api(&pg.url(), &["--auth-token-file", &server]).await;
+    let url = format!("http://{addr}");
+    let no_token = |stderr: &str| {
+        for t in ["tok-Right", "tok-Wrong", "tok-Given"] {
+            assert!(!stderr.contains(t), "the token leaked:\n{stderr}");
+        }
+    };
+
+    let listed = (Some(0), "{\"workers\":[]}\n".to_owned(), String::new());
+    let list = ["worker", "list", "--json"];
+    let flag = [&["--auth-token-file", right.as_str()][..], &list].concat();
+    assert_eq!(ampctl(&url, &flag, &[]), listed);
+    assert_eq!(
+        ampctl(&url, &list, &[("AMPCTL_AUTH_TOKEN_FILE", right.as_str())]),
+        listed
+    );
+
+    let (code, out, err) = ampctl(&url, &["--auth-token-file", &wrong, "worker", "list"], &[]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            Some(2),
+            "",
+            format!(
+                "error: missing or invalid bearer token (401 from {url}/workers): pass the Admin API's token with --auth-token-file, --auth-token or AMP_AUTH_TOKEN\n"
+            )
+            .as_str()
+        )
+    );
+    no_token(&err);
+
+    let missing = path("missing");
+    for (file, message) in [
+        (
+            missing.as_str(),
+            format!(
+                "cannot read the auth token file {missing}: No such file or directory (os error 2)"
+            ),
+        ),
+        (
+            empty.as_str(),
+            format!("the auth token file {empty} is empty"),
+        ),
+        // A directory: the path exists but cannot be read as a file (even as root).
+        (
+            dir.path().to_str().expect("utf-8"),
+            format!(
+                "cannot read the auth token file {}: Is a directory (os error 21)",
+                dir.path().display()
+            ),
+        ),
+    ] {
+        let (code, out, err) = ampctl(&url, &["--auth-token-file", file, "worker", "list"], &[]);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Some(2), "", format!("error: {message}\n").as_str())
+        );
+    }
+
+    // One source of the token: the flag and the file together are refused before any
+    // request, as is the file with AMP_AUTH_TOKEN in the environment.
+    let conflict = "error: the argument '--auth-token <AUTH_TOKEN>' cannot be used with '--auth-token-file <AUTH_TOKEN_FILE>'\n\nUsage: ampctl --admin-url <ADMIN_URL> --auth-token <AUTH_TOKEN> <COMMAND>\n\nFor more information, try '--help'.\n";
+    let both = [
+        "--auth-token",
+        "tok-Given",
+        "--auth-token-file",
+        &right,
+        "worker",
+        "list",
+    ];
+    let (code, out, err) = ampctl(&url, &both, &[]);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(2), "", conflict));
+    no_token(&err);
+    let (code, _, err) = ampctl(
+        &url,
+        &["--auth-token-file", &right, "worker", "list"],
+        &[("AMP_AUTH_TOKEN", "tok-Given")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    no_token(&err);
+}

@@ -42,7 +42,7 @@ pub enum ClientError {
     #[error("the Admin API at {url} did not answer within {after:?}")]
     Timeout { url: String, after: Duration },
     #[error(
-        "{message} (401 from {url}): pass the Admin API's token with --auth-token or AMP_AUTH_TOKEN"
+        "{message} (401 from {url}): pass the Admin API's token with --auth-token-file, --auth-token or AMP_AUTH_TOKEN"
     )]
     Unauthorized { url: String, message: String },
     #[error("{message} ({status} {code} from {url})")]

@@ -12,6 +12,7 @@ mod escape;
 mod jobs;
 pub mod render;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admin_client::{AdminClient, ClientError};
 use crate::build_info::BuildInfo;
+use crate::secret_file::{SecretFile, SecretFileError};
 
 #[derive(Debug, Parser)]
 #[command(name = "ampctl", about = "Inspect the Amp worker fleet through the Admin API", version = BuildInfo::current().version)]
@@ -34,6 +36,15 @@ pub struct Cli {
     /// Bearer token for an Admin API started with --auth-token.
     #[arg(long, global = true, env = "AMP_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// File holding the bearer token (instead of --auth-token; trailing newline
+    /// ignored), e.g. the Admin API's token Secret mounted in a Pod.
+    #[arg(
+        long,
+        global = true,
+        env = "AMPCTL_AUTH_TOKEN_FILE",
+        conflicts_with = "auth_token"
+    )]
+    pub auth_token_file: Option<PathBuf>,
     /// Give up on a request after this long.
     #[arg(long, global = true, env = "AMP_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
     pub timeout: Duration,
@@ -181,6 +192,8 @@ pub enum CtlError {
     NotFound(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    TokenFile(#[from] SecretFileError),
 }
 
 impl CtlError {
@@ -215,7 +228,11 @@ pub fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
-    let client = AdminClient::new(&cli.admin_url, cli.auth_token, cli.timeout)?;
+    let token = match &cli.auth_token_file {
+        Some(path) => Some(SecretFile::new("the auth token file", path).read()?),
+        None => cli.auth_token,
+    };
+    let client = AdminClient::new(&cli.admin_url, token, cli.timeout)?;
     let TopCommand::Worker(command) = cli.command;
     match command {
         WorkerCommand::List(args) if args.watch => commands::watch(&client, args).await,

@@ -20,12 +20,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
 use super::{DatabaseUrl, DbError};
+use crate::secret_file::{SecretFile, SecretFileError};
 
 /// How often reader pools and the auth token look at their files again.
 pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
-
-/// A secret file larger than this is refused (a wrong path, e.g. a log file).
-const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// The database credential flags every role takes (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -52,68 +50,6 @@ pub struct DbCredentialArgs {
     /// 0600) is read as libpq does, also for every new connection.
     #[arg(long, env = "AMP_DATABASE_PASSWORD_FILE")]
     pub database_password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
-    #[error("cannot read {what} {}: {source}", path.display())]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{what} {} is empty", path.display())]
-    Empty { what: &'static str, path: PathBuf },
-    #[error("{what} {} is larger than 64 KiB (is it the right file?)", path.display())]
-    TooLarge { what: &'static str, path: PathBuf },
-    #[error("{what} {} is not UTF-8 text", path.display())]
-    NotText { what: &'static str, path: PathBuf },
-}
-
-/// One file holding one secret (trailing whitespace, such as the newline an editor or
-/// `echo` adds, is not part of it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretFile {
-    what: &'static str,
-    path: PathBuf,
-}
-
-impl SecretFile {
-    /// `what` names the file in errors ("the database password file").
-    pub fn new(what: &'static str, path: impl Into<PathBuf>) -> Self {
-        Self {
-            what,
-            path: path.into(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The file's current content, without trailing whitespace.
-    pub fn read(&self) -> Result<String, CredentialsError> {
-        let (what, path) = (self.what, self.path.clone());
-        let read = |source| CredentialsError::Read {
-            what,
-            path: path.clone(),
-            source,
-        };
-        let len = std::fs::metadata(&self.path).map_err(read)?.len();
-        if len > MAX_FILE_BYTES {
-            return Err(CredentialsError::TooLarge { what, path });
-        }
-        let bytes = std::fs::read(&self.path).map_err(read)?;
-        let text = String::from_utf8(bytes).map_err(|_| CredentialsError::NotText {
-            what,
-            path: path.clone(),
-        })?;
-        let secret = text.trim_end();
-        if secret.is_empty() {
-            return Err(CredentialsError::Empty { what, path });
-        }
-        Ok(secret.to_owned())
-    }
 }
 
 /// Where the database URL and password come from; [`Credentials::read`] gives their
@@ -185,7 +121,7 @@ impl Credentials {
     }
 
     /// The URL and password as their sources hold them now.
-    pub fn read(&self) -> Result<Resolved, CredentialsError> {
+    pub fn read(&self) -> Result<Resolved, SecretFileError> {
         let url = match &self.url {
             UrlSource::Given(url) => url.expose().to_owned(),
             UrlSource::File(file) => file.read()?,
@@ -338,7 +274,7 @@ impl AuthToken {
     pub fn from_flags(
         token: Option<String>,
         file: Option<&Path>,
-    ) -> Result<Option<Self>, CredentialsError> {
+    ) -> Result<Option<Self>, SecretFileError> {
         if let Some(path) = file {
             let file = SecretFile::new("the auth token file", path);
             let token = file.read()?;
@@ -415,41 +351,6 @@ mod tests {
             assert!(!scrubbed.contains(PW), "{scrubbed}");
         }
         assert_eq!(with_password("not a url", PW), "not a url");
-    }
-
-    #[test]
-    fn files_are_read_without_their_trailing_newline_and_errors_name_only_the_path() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("password");
-        let file = SecretFile::new("the database password file", &path);
-        let missing = file.read().expect_err("missing").to_string();
-        assert!(
-            missing.starts_with(&format!(
-                "cannot read the database password file {}: ",
-                path.display()
-            )),
-            "{missing}"
-        );
-        std::fs::write(&path, "s3cr3t \n").expect("write");
-        assert_eq!(file.read().expect("read"), "s3cr3t");
-        std::fs::write(&path, "\n").expect("write");
-        assert_eq!(
-            file.read().expect_err("empty").to_string(),
-            format!("the database password file {} is empty", path.display())
-        );
-        std::fs::write(&path, [0xff, 0xfe]).expect("write");
-        assert!(
-            !file
-                .read()
-                .expect_err("binary")
-                .to_string()
-                .contains('\u{fffd}')
-        );
-        std::fs::write(&path, vec![b'a'; 70 * 1024]).expect("write");
-        assert!(matches!(
-            file.read(),
-            Err(CredentialsError::TooLarge { .. })
-        ));
     }
 
     #[test]

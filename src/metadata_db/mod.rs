@@ -24,7 +24,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres};
 use crate::build_info::BuildInfo;
 use crate::node_id::NodeId;
 
-pub use credentials::{Credentials, CredentialsError, DbCredentialArgs};
+pub use credentials::{Credentials, DbCredentialArgs};
 pub use jobs::{
     JobCounts, JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within,
     node_jobs_within,
@@ -66,7 +66,7 @@ pub enum DbError {
     )]
     UnservableSchema(ForeignSchema),
     #[error(transparent)]
-    Credentials(#[from] CredentialsError),
+    Credentials(#[from] crate::secret_file::SecretFileError),
 }
 
 impl DbError {
