@@ -21,6 +21,12 @@
 //! The audit log is off unless AMP_ENVTEST_AUDIT=1 (writing it costs the API server CPU
 //! and would distort the CPU figure). AMP_BENCH_OPERATOR_ARGS adds `ampd operator` flags;
 //! AMP_BENCH_OPERATOR_WRAPPER=heaptrack runs it under a heap profiler.
+//!
+//! AMP_BENCH_JOBS=100000 builds the DB as Amp leaves it (nightly job schema, see
+//! `testing::amp_db`) with that many jobs over the workers, a fifth of them unfinished
+//! (RUNNING or STOPPING; two on the victim) and 100 on node ids without a row, so the
+//! cycle includes the operator's jobs read; it also times heartbeat stop ->
+//! `JobsStranded=True` on the victim.
 
 mod support;
 use support::{env_or, free_addr, proc_status_kib};
@@ -31,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use amp_operator::metadata_db;
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet};
+use amp_operator::testing::amp_db::{self, AmpJobs, AmpSchema};
 use amp_operator::testing::envtest::ControlPlane;
 use amp_operator::testing::postgres::{PgSettings, TempPostgres};
 use futures::StreamExt;
@@ -111,9 +118,10 @@ async fn bench() {
     let settle: u64 = env_or("AMP_BENCH_SETTLE", 65);
     let seconds: u64 = env_or("AMP_BENCH_SECONDS", 60);
     let write_cost: usize = env_or("AMP_BENCH_WRITE_COST", 2_000);
+    let jobs: usize = env_or("AMP_BENCH_JOBS", 0);
     let audit = std::env::var("AMP_ENVTEST_AUDIT").is_ok_and(|v| v != "0");
     println!(
-        "operator bench: {n} workers, heartbeats 1/s, fleet expects {EXPECTED} (2/3 run it); audit log {}",
+        "operator bench: {n} workers, {jobs} Amp jobs, heartbeats 1/s, fleet expects {EXPECTED} (2/3 run it); audit log {}",
         if audit { "on" } else { "off" }
     );
 
@@ -130,7 +138,13 @@ async fn bench() {
     let pool = metadata_db::connect_pool(&url, "bench", 4)
         .await
         .expect("connect");
-    metadata_db::migrate(&pool).await.expect("migrate");
+    if jobs > 0 {
+        amp_db::create_with_jobs(&pool, AmpSchema::Current, Some(AmpJobs::Nightly))
+            .await
+            .expect("Amp's schema");
+    } else {
+        metadata_db::migrate(&pool).await.expect("migrate");
+    }
     sqlx::query(
         "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at)
          SELECT format('worker-%s', lpad(i::text, 5, '0')),
@@ -145,6 +159,9 @@ async fn bench() {
     .execute(&pool)
     .await
     .expect("insert workers");
+    if jobs > 0 {
+        insert_amp_jobs(&pool, n, jobs).await;
+    }
 
     // One session holds every worker's lock for the whole run, as running workers do
     // (the victim too: it hangs, it does not stop, so it goes Stale).
@@ -304,6 +321,26 @@ async fn bench() {
                 .map(|_| last_heartbeat.elapsed())
         }
     });
+    let stranded_seen = tokio::spawn({
+        let workers = workers.clone();
+        async move {
+            if jobs == 0 {
+                return None;
+            }
+            let stranded = await_condition(workers, VICTIM, |w: Option<&AmpWorker>| {
+                w.and_then(|w| w.status.as_ref()).is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "JobsStranded" && c.status == "True")
+                })
+            });
+            tokio::time::timeout(Duration::from_secs(120), stranded)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|_| last_heartbeat.elapsed())
+        }
+    });
     let mut rss_max = 0u64;
     while window_start.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -428,6 +465,15 @@ async fn bench() {
         ),
         None => println!("heartbeat stop -> Healthy=False: not seen within 120 s"),
     }
+    if jobs > 0 {
+        match stranded_seen.await.ok().flatten() {
+            Some(d) => println!(
+                "heartbeat stop -> JobsStranded=True seen by a watch: {:.1} s (timeout 30 s, jobs read every 10 s)",
+                d.as_secs_f64()
+            ),
+            None => println!("heartbeat stop -> JobsStranded=True: not seen within 120 s"),
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
     print_operator_log(&dir.path().join("operator.log"));
@@ -437,6 +483,36 @@ async fn bench() {
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
     }
+}
+
+/// `jobs` jobs over the `n` workers as Amp's scheduler leaves them (nightly schema): job
+/// `i` on worker `i % n`; the first two of every ten rounds unfinished (RUNNING, one in
+/// four STOPPING), the rest finished; every thousandth now on a node id without a row.
+async fn insert_amp_jobs(pool: &sqlx::PgPool, n: usize, jobs: usize) {
+    sqlx::query(
+        "INSERT INTO jobs (node_id, idempotency_key)
+         SELECT format('worker-%s', lpad((i % $1)::text, 5, '0')), 'k' || i
+           FROM generate_series(0, $2 - 1) AS i",
+    )
+    .bind(n as i64)
+    .bind(jobs as i64)
+    .execute(pool)
+    .await
+    .expect("insert Amp's jobs");
+    sqlx::query(
+        "INSERT INTO jobs_status (job_id, node_id, status, updated_at)
+         SELECT id, CASE WHEN id % 1000 = 0 THEN 'gone-' || id ELSE node_id END,
+                CASE WHEN ((id - 1) / $1) % 10 < 2
+                     THEN CASE WHEN id % 4 = 0 THEN 'STOPPING' ELSE 'RUNNING' END
+                     ELSE (ARRAY['COMPLETED','STOPPED','FATAL'])[1 + id % 3] END,
+                now() - (id % 600) * interval '1 second'
+           FROM jobs",
+    )
+    .bind(n as i64)
+    .execute(pool)
+    .await
+    .expect("insert Amp's job statuses");
+    sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
 }
 
 /// The operator's warnings and errors over the run (RUST_LOG=warn): a DB read past
