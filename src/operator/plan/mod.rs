@@ -4,8 +4,9 @@
 
 //!
 //! Each step is its own module with its own tests: [`discovery`], [`gc`] (garbage
-//! collection), [`judge`] (per-worker judgement), [`refresh`] (refresh scheduling) and
-//! [`fleets`] (fleet planning); [`plan_with`] composes them.
+//! collection), [`judge`] (per-worker judgement), [`refresh`] (refresh scheduling),
+//! [`fleets`] (fleet planning), [`tally`] (what a cycle counts per fleet and in total);
+//! [`plan_with`] composes them.
 
 mod budget;
 mod discovery;
@@ -15,6 +16,7 @@ mod judge;
 mod pods;
 mod refresh;
 mod remediate;
+mod tally;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub use remediate::{
     DRY_RUN_REASON, REMEDIATION_ALLOWED, REMEDIATION_PAUSED_REASON, RESTARTED_REASON,
     RemediationAction, RemediationHistory, RemediationSkip, WorkerRemediations,
 };
+use tally::CycleTally;
 
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -318,13 +321,7 @@ pub fn plan_with_pods(
     let c = Cycle::new(input, config);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
-    let mut tallies = fleets::tallies(&fleets, c.db_now);
-    let mut pod_tallies = pods::tallies(&fleets, pod_input.pods, pod_input.namespace);
-    let mut hung: Vec<Vec<remediate::Candidate>> = fleets.iter().map(|_| Vec::new()).collect();
-    let mut job_tallies = vec![FleetJobsTally::default(); fleets.len()];
-    let mut stranded = 0i64;
-    let mut not_accepting = 0i64;
-    let mut counts = [[0i64; 3]; 4];
+    let mut tally = CycleTally::new(&c, &fleets, pod_input);
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
     memos.start_cycle();
@@ -337,7 +334,6 @@ pub fn plan_with_pods(
         .chain(new_workers.iter().map(|w| (w, None)));
     for (w, object) in candidates {
         let node = c.node(&w.spec.node_id);
-        let row = node.row;
         let (stored, from_written) = c.stored(w);
         if object.is_some()
             && let Some(delete) = gc::collect(&c, w, node, stored)
@@ -346,50 +342,23 @@ pub fn plan_with_pods(
             continue;
         }
         let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
-        let pod = fleet
-            .and_then(|i| pod_tallies[i].index.as_ref())
-            .and_then(|ix| ix.pod_of(&w.spec.node_id));
-        let timeout = heartbeat_timeout(
-            &w.spec,
-            fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
-            config.heartbeat_timeout_secs,
+        let (subject, pod_linked) = subject_of(
+            &c,
+            &fleets,
+            fleet,
+            pod_input,
+            &mut tally,
+            (w, object),
+            node.row,
         );
-        if let Some(i) = fleet {
-            let running = row.is_some_and(|r| r.lock != LockState::Free);
-            pod_tallies[i].add_worker(&w.spec.node_id, running, pod.is_some());
-            if object.is_some() && remediation_on(fleets[i].fleet) {
-                hung[i].push(remediate::Candidate {
-                    worker: w,
-                    row,
-                    timeout,
-                });
-            }
-        }
         let subject = Subject {
-            worker: w,
-            object,
-            row,
             stored,
             from_written,
-            fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
-            timeout,
-            pod,
-            restarts: restarts_of(&pod_input.history, w),
+            ..subject
         };
-        let pod_linked = fleet.and_then(|i| pod_tallies[i].index.as_ref().map(|_| pod.is_some()));
         let mut member =
             |m: &Member, conditions: &[ConditionStatus; 4], jobs: Option<&JobFacts>| {
-                if let Some(i) = fleet {
-                    tallies[i].add(m, pod_linked);
-                }
-                if let Some(jobs) = jobs {
-                    stranded += jobs.stranded;
-                    not_accepting += i64::from(jobs.not_accepting);
-                    if let Some(i) = fleet {
-                        job_tallies[i].add(m.node_id, jobs);
-                    }
-                }
-                count_conditions(&mut counts, conditions);
+                tally.add(fleet, pod_linked, m, conditions, jobs)
             };
         match judge::judge(&c, &subject, memos, &mut pending, &mut member) {
             Verdict::Create(obj, status, events) => plan.creates.push((obj, status, events)),
@@ -402,31 +371,55 @@ pub fn plan_with_pods(
     plan.worker_writes
         .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));
-    plan.worker_conditions = condition_counts(&counts);
     (plan.refreshes, plan.refresh_stats) = refresh::schedule(pending, c.db_now, config);
-    let outcomes = remediate::plan_remediation(
-        &c,
-        &fleets,
-        &pod_tallies,
-        hung,
-        &pod_input.history,
-        &mut plan,
-    );
-    plan.jobs_stranded = unclaimed_jobs(&c, &mut job_tallies).map(|n| n + stranded);
-    plan.workers_not_accepting_jobs = not_accepting;
-    let extras = pod_tallies
-        .into_iter()
-        .zip(outcomes)
-        .zip(job_tallies)
-        .map(|((pods, remediation), jobs)| fleets::FleetExtras {
-            selected_pods: pods.selected_pods(&c),
-            pods: pods.summary(&c),
-            remediation,
-            jobs,
-        })
-        .collect();
-    fleets::plan_fleets_with(input, &fleets, tallies, extras, &mut plan);
+    tally.finish(&c, &fleets, input, pod_input, &mut plan);
     plan
+}
+
+/// What `w` is judged with: its row, its fleet's version and heartbeat timeout, its
+/// Pod (and whether its fleet links Pods at all); counts it in its fleet's Pod tally and
+/// as a remediation candidate. `stored` is left for the caller.
+fn subject_of<'a>(
+    c: &Cycle<'a>,
+    fleets: &[fleets::FleetSel<'a>],
+    fleet: Option<usize>,
+    pod_input: &PodInput<'a>,
+    tally: &mut CycleTally<'a>,
+    (w, object): (&'a AmpWorker, Option<&'a Arc<AmpWorker>>),
+    row: Option<&'a SnapshotRow>,
+) -> (Subject<'a>, Option<bool>) {
+    let pod = fleet
+        .and_then(|i| tally.pods[i].index.as_ref())
+        .and_then(|ix| ix.pod_of(&w.spec.node_id));
+    let timeout = heartbeat_timeout(
+        &w.spec,
+        fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
+        c.config.heartbeat_timeout_secs,
+    );
+    if let Some(i) = fleet {
+        let running = row.is_some_and(|r| r.lock != LockState::Free);
+        tally.pods[i].add_worker(&w.spec.node_id, running, pod.is_some());
+        if object.is_some() && remediation_on(fleets[i].fleet) {
+            tally.hung[i].push(remediate::Candidate {
+                worker: w,
+                row,
+                timeout,
+            });
+        }
+    }
+    let pod_linked = fleet.and_then(|i| tally.pods[i].index.as_ref().map(|_| pod.is_some()));
+    let subject = Subject {
+        worker: w,
+        object,
+        row,
+        stored: None,
+        from_written: false,
+        fleet_version: fleet.map(|i| fleets[i].fleet.spec.version.as_str()),
+        timeout,
+        pod,
+        restarts: restarts_of(&pod_input.history, w),
+    };
+    (subject, pod_linked)
 }
 
 fn remediation_on(fleet: &AmpWorkerFleet) -> bool {
