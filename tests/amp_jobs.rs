@@ -448,6 +448,9 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
             .await
             .unwrap();
     let before = job_rows(&pool).await;
+    // Both run (hold their node id locks): a job waiting on "busy" is not picked up, not
+    // stranded.
+    let _running = common::hold_node_id_locks(&pg.url(), &["busy", "idle"]).await;
     let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
 
     let (code, body) = common::http_get(&addr, "/workers/busy").unwrap();
@@ -490,6 +493,51 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
         "{stdout}"
     );
 
+    // The list carries the same summaries, from one jobs read per answer: streamed
+    // whole, and paged.
+    for path in [
+        "/workers",
+        "/workers?limit=1",
+        "/workers?limit=1&continue=busy",
+    ] {
+        let (code, body) = common::http_get(&addr, path).unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let list: Value = serde_json::from_str(&body).unwrap();
+        for entry in list["workers"].as_array().unwrap() {
+            let expected = match entry["node_id"].as_str() {
+                Some("busy") => &jobs,
+                _ => &serde_json::json!({"active": 0, "scheduled": 0, "running": 0,
+                    "stopping": 0, "retrying": 0, "unknown": 0}),
+            };
+            let mut listed = entry["jobs"].clone();
+            listed["oldest_scheduled"]["age_seconds"] =
+                expected["oldest_scheduled"]["age_seconds"].clone();
+            if expected.get("oldest_scheduled").is_none() {
+                listed.as_object_mut().unwrap().remove("oldest_scheduled");
+            }
+            assert_eq!(&listed, expected, "{path}: {body}");
+        }
+    }
+    // `ampctl worker list`: the JOBS column, from the list alone (no GET per worker).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+        .args(["--admin-url", &format!("http://{addr}"), "worker", "list"])
+        .env_remove("AMP_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let jobs_cells: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0], cells[3])
+        })
+        .collect();
+    assert_eq!(
+        jobs_cells,
+        [("NODE", "VERSION"), ("busy", "2"), ("idle", "0")],
+        "{stdout}"
+    );
+
     // No unfinished job: zeros, not absent.
     let (_, body) = common::http_get(&addr, "/workers/idle").unwrap();
     let idle: Value = serde_json::from_str(&body).unwrap();
@@ -508,6 +556,12 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
     let w: Value = serde_json::from_str(&body).unwrap();
     assert!(w.get("jobs").is_none(), "{body}");
     assert_eq!(w["node_id"], "w1");
+    for path in ["/workers", "/workers?limit=5"] {
+        let (_, body) = common::http_get(&ours_addr, path).unwrap();
+        let list: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list["workers"][0]["node_id"], "w1", "{body}");
+        assert!(list["workers"][0].get("jobs").is_none(), "{path}: {body}");
+    }
 }
 
 /// `ampctl worker check` against our Admin API on `addr`: exit code and stdout.
@@ -600,6 +654,13 @@ async fn ampctl_check_names_stranded_jobs_and_jobs_not_picked_up() {
         not_accepting,
         serde_json::json!({"result": "not_accepting_jobs", "node_id": "deaf",
             "job_id": late, "age_secs": null, "timeout_secs": 120})
+    );
+
+    // The jobs came with the list: not one `GET /workers/{id}`.
+    let (_, metrics) = common::http_get(&addr, "/metrics").unwrap();
+    assert!(
+        !metrics.contains(r#"route="/workers/{id}""#),
+        "check asked per worker: {metrics}"
     );
 
     // A longer pickup timeout: the waiting job is within it.
