@@ -656,6 +656,47 @@ async fn ampctl_check_names_stranded_jobs_and_jobs_not_picked_up() {
             "job_id": late, "age_secs": null, "timeout_secs": 120})
     );
 
+    // docs/amp.md, "Jobs: stranded and not picked up", step 1 without kubectl: each
+    // ampctl command it shows, verbatim, against this Admin API.
+    let documented: Vec<String> =
+        common::doc_section_commands("docs/amp.md", "Jobs: stranded and not picked up")
+            .into_iter()
+            .filter(|c| c.starts_with("ampctl "))
+            .collect();
+    assert_eq!(documented, ["ampctl worker list", "ampctl worker check"]);
+    let run = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+            .args(command.split_whitespace().skip(1))
+            .env("AMP_ADMIN_URL", format!("http://{addr}"))
+            .env_remove("AMP_AUTH_TOKEN")
+            .env_remove("AMPCTL_JOB_PICKUP_TIMEOUT")
+            .output()
+            .unwrap()
+    };
+    let list = run(&documented[0]);
+    let table = String::from_utf8_lossy(&list.stdout);
+    let jobs_cells: Vec<(&str, &str)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0], cells[3])
+        })
+        .collect();
+    assert_eq!(
+        (list.status.code(), jobs_cells),
+        (Some(0), vec![("dead", "3"), ("deaf", "1"), ("fine", "2")]),
+        "{table}"
+    );
+    let checked = run(&documented[1]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("❌ dead: 3 job(s) stranded")
+            && stdout.contains("❌ deaf: not accepting jobs: job "),
+        "{stdout}"
+    );
+
     // The jobs came with the list: not one `GET /workers/{id}`.
     let (_, metrics) = common::http_get(&addr, "/metrics").unwrap();
     assert!(
