@@ -417,7 +417,7 @@ async fn jobs_page(State(stand): State<Arc<Stand>>, Query(q): Query<JobsQuery>) 
         .iter()
         .filter(|j| ACTIVE.contains(&j.status) && j.id < after)
         .collect();
-    active.sort_by(|a, b| b.id.cmp(&a.id));
+    active.sort_by_key(|j| std::cmp::Reverse(j.id));
     let take = limit.min(page_size);
     let more = active.len() > take;
     active.truncate(take);
