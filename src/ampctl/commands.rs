@@ -112,10 +112,8 @@ pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCod
 /// Prints why the jobs are unknown to stderr, if they are.
 fn jobs_note(jobs: &FleetJobs) -> Result<(), CtlError> {
     if let Some(note) = jobs.note() {
-        std::io::stderr()
-            .lock()
-            .write_all(escape::escape_control(note.trim_end()).as_bytes())?;
-        std::io::stderr().lock().write_all(b"\n")?;
+        let line = escape::escape_control(note.trim_end()) + "\n";
+        std::io::stderr().lock().write_all(line.as_bytes())?;
     }
     Ok(())
 }
