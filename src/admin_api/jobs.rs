@@ -16,7 +16,8 @@ pub struct WorkerDetail {
     #[serde(flatten)]
     pub worker: Worker,
     /// Amp's unfinished jobs assigned to this worker. Absent when the metadata DB has no
-    /// job tables (not an Amp-managed DB) or the Admin API's role may not read them.
+    /// job tables (not an Amp-managed DB), the Admin API's role may not read them, or
+    /// the jobs read failed (the worker is still served): unknown, never zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<WorkerJobs>,
 }
