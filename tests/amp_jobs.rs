@@ -316,11 +316,24 @@ async fn a_reader_without_grants_gets_jobs_unknown_naming_the_grant() {
         1
     );
 
+    // The Admin API on that role: workers listed and served, jobs absent (unknown), not zeros.
+    let (_api, addr) = common::start_admin_api(&url, &[]).await;
+    for path in ["/workers", "/workers?limit=10", "/workers/w1"] {
+        let (code, body) = common::http_get(&addr, path).unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(
+            body.contains(r#""node_id":"w1""#) && !body.contains("jobs"),
+            "{path}: {body}"
+        );
+    }
+
     sqlx::query("GRANT SELECT ON jobs_status TO amp_reader")
         .execute(&pool)
         .await
         .unwrap();
     assert_eq!(read_nodes(&url).await, ["w1"]);
+    let (_, body) = common::http_get(&addr, "/workers").unwrap();
+    assert!(body.contains(r#""jobs":{"active":1,"#), "{body}");
 }
 
 async fn read_nodes(url: &str) -> Vec<String> {
