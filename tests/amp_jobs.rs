@@ -432,6 +432,45 @@ async fn bench_jobs_read_at_10000_workers_and_100000_jobs() {
         text.matches("jobs_status_by_status").count(),
         text.matches(r#""Node Type":"Seq Scan","Parallel Aware":false,"Async Capable":false,"Relation Name":"jobs_status""#).count(),
     );
+
+    // The Admin API's list with every worker's jobs: one jobs read per answer.
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
+    let timed = |path: &str, with_jobs: bool| {
+        let mut took = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let (code, body) = common::http_get(&addr, path).unwrap();
+            took.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(code, 200, "{path}");
+            assert_eq!(body.contains(r#""jobs":{"active":"#), with_jobs, "{path}");
+            bytes = body.len();
+        }
+        took.sort_by(f64::total_cmp);
+        (took[0], took[took.len() / 2], bytes / 1024)
+    };
+    let paths = [
+        "/workers",
+        "/workers?limit=1000",
+        "/workers?limit=1000&continue=w04999",
+    ];
+    for path in paths {
+        let (min, median, kib) = timed(path, true);
+        println!(
+            "GET {path} with jobs, 10,000 workers, 20,000 unfinished jobs: min {min:.1} ms, median {median:.1} ms, {kib} KiB"
+        );
+    }
+    // The same answers without jobs (the job tables renamed away: our own DB's case).
+    for statement in [
+        "ALTER TABLE jobs_status RENAME TO away_status",
+        "ALTER TABLE jobs RENAME TO away_jobs",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    for path in paths {
+        let (min, median, kib) = timed(path, false);
+        println!("GET {path} without jobs: min {min:.1} ms, median {median:.1} ms, {kib} KiB");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
