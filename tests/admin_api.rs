@@ -225,9 +225,9 @@ async fn text_output_states_health_in_one_age_format() {
         run(&["worker", "list"]),
         (
             Some(0),
-            "NODE ID     STATUS    VERSION   HEARTBEAT   REGISTERED   CREATED\n\
-             worker-01   Healthy   v2        Ns ago      2h ago       3d ago\n\
-             worker-02   Stale     v1        10m ago     3d ago       3d ago\n"
+            "NODE ID     STATUS    VERSION   JOBS   HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v2               Ns ago      2h ago       3d ago\n\
+             worker-02   Stale     v1               10m ago     3d ago       3d ago\n"
                 .to_owned(),
             String::new()
         )
@@ -239,8 +239,8 @@ async fn text_output_states_health_in_one_age_format() {
         (
             Some(0),
             vec![
-                "NODE ID     STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED",
-                "worker-02   Stale    v1        10m ago     3d ago       3d ago"
+                "NODE ID     STATUS   VERSION   JOBS   HEARTBEAT   REGISTERED   CREATED",
+                "worker-02   Stale    v1               10m ago     3d ago       3d ago"
             ]
         )
     );
@@ -250,7 +250,7 @@ async fn text_output_states_health_in_one_age_format() {
         (code, out.as_str()),
         (
             Some(0),
-            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n\
+            "NODE ID   STATUS   VERSION   JOBS   HEARTBEAT   REGISTERED   CREATED\n\
              (no worker's heartbeat is older than 1h; 2 registered)\n"
         )
     );
@@ -358,10 +358,10 @@ async fn stopped_workers_are_named_judged_then_retired() {
         (code, out.as_str(), err.as_str()),
         (
             Some(0),
-            "NODE ID     STATUS    VERSION   HEARTBEAT   REGISTERED   CREATED\n\
-             worker-01   Healthy   v2        Ns ago      Ns ago       Ns ago\n\
-             worker-02   Stopped   v2        Ns ago      Ns ago       Ns ago\n\
-             worker-03   Stopped   v1        60m ago     Ns ago       Ns ago\n",
+            "NODE ID     STATUS    VERSION   JOBS   HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v2               Ns ago      Ns ago       Ns ago\n\
+             worker-02   Stopped   v2               Ns ago      Ns ago       Ns ago\n\
+             worker-03   Stopped   v1               60m ago     Ns ago       Ns ago\n",
             ""
         ),
         "list keeps every worker; our API says who runs, so no note"

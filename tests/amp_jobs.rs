@@ -316,11 +316,24 @@ async fn a_reader_without_grants_gets_jobs_unknown_naming_the_grant() {
         1
     );
 
+    // The Admin API on that role: workers listed and served, jobs absent (unknown), not zeros.
+    let (_api, addr) = common::start_admin_api(&url, &[]).await;
+    for path in ["/workers", "/workers?limit=10", "/workers/w1"] {
+        let (code, body) = common::http_get(&addr, path).unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(
+            body.contains(r#""node_id":"w1""#) && !body.contains("jobs"),
+            "{path}: {body}"
+        );
+    }
+
     sqlx::query("GRANT SELECT ON jobs_status TO amp_reader")
         .execute(&pool)
         .await
         .unwrap();
     assert_eq!(read_nodes(&url).await, ["w1"]);
+    let (_, body) = common::http_get(&addr, "/workers").unwrap();
+    assert!(body.contains(r#""jobs":{"active":1,"#), "{body}");
 }
 
 async fn read_nodes(url: &str) -> Vec<String> {
@@ -419,6 +432,45 @@ async fn bench_jobs_read_at_10000_workers_and_100000_jobs() {
         text.matches("jobs_status_by_status").count(),
         text.matches(r#""Node Type":"Seq Scan","Parallel Aware":false,"Async Capable":false,"Relation Name":"jobs_status""#).count(),
     );
+
+    // The Admin API's list with every worker's jobs: one jobs read per answer.
+    let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
+    let timed = |path: &str, with_jobs: bool| {
+        let mut took = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let (code, body) = common::http_get(&addr, path).unwrap();
+            took.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(code, 200, "{path}");
+            assert_eq!(body.contains(r#""jobs":{"active":"#), with_jobs, "{path}");
+            bytes = body.len();
+        }
+        took.sort_by(f64::total_cmp);
+        (took[0], took[took.len() / 2], bytes / 1024)
+    };
+    let paths = [
+        "/workers",
+        "/workers?limit=1000",
+        "/workers?limit=1000&continue=w04999",
+    ];
+    for path in paths {
+        let (min, median, kib) = timed(path, true);
+        println!(
+            "GET {path} with jobs, 10,000 workers, 20,000 unfinished jobs: min {min:.1} ms, median {median:.1} ms, {kib} KiB"
+        );
+    }
+    // The same answers without jobs (the job tables renamed away: our own DB's case).
+    for statement in [
+        "ALTER TABLE jobs_status RENAME TO away_status",
+        "ALTER TABLE jobs RENAME TO away_jobs",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    for path in paths {
+        let (min, median, kib) = timed(path, false);
+        println!("GET {path} without jobs: min {min:.1} ms, median {median:.1} ms, {kib} KiB");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -448,6 +500,9 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
             .await
             .unwrap();
     let before = job_rows(&pool).await;
+    // Both run (hold their node id locks): a job waiting on "busy" is not picked up, not
+    // stranded.
+    let _running = common::hold_node_id_locks(&pg.url(), &["busy", "idle"]).await;
     let (_api, addr) = common::start_admin_api(&pg.url(), &[]).await;
 
     let (code, body) = common::http_get(&addr, "/workers/busy").unwrap();
@@ -490,6 +545,51 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
         "{stdout}"
     );
 
+    // The list carries the same summaries, from one jobs read per answer: streamed
+    // whole, and paged.
+    for path in [
+        "/workers",
+        "/workers?limit=1",
+        "/workers?limit=1&continue=busy",
+    ] {
+        let (code, body) = common::http_get(&addr, path).unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        let list: Value = serde_json::from_str(&body).unwrap();
+        for entry in list["workers"].as_array().unwrap() {
+            let expected = match entry["node_id"].as_str() {
+                Some("busy") => &jobs,
+                _ => &serde_json::json!({"active": 0, "scheduled": 0, "running": 0,
+                    "stopping": 0, "retrying": 0, "unknown": 0}),
+            };
+            let mut listed = entry["jobs"].clone();
+            listed["oldest_scheduled"]["age_seconds"] =
+                expected["oldest_scheduled"]["age_seconds"].clone();
+            if expected.get("oldest_scheduled").is_none() {
+                listed.as_object_mut().unwrap().remove("oldest_scheduled");
+            }
+            assert_eq!(&listed, expected, "{path}: {body}");
+        }
+    }
+    // `ampctl worker list`: the JOBS column, from the list alone (no GET per worker).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+        .args(["--admin-url", &format!("http://{addr}"), "worker", "list"])
+        .env_remove("AMP_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let jobs_cells: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0], cells[3])
+        })
+        .collect();
+    assert_eq!(
+        jobs_cells,
+        [("NODE", "VERSION"), ("busy", "2"), ("idle", "0")],
+        "{stdout}"
+    );
+
     // No unfinished job: zeros, not absent.
     let (_, body) = common::http_get(&addr, "/workers/idle").unwrap();
     let idle: Value = serde_json::from_str(&body).unwrap();
@@ -508,6 +608,12 @@ async fn the_admin_api_serves_a_workers_jobs_where_amp_has_job_tables() {
     let w: Value = serde_json::from_str(&body).unwrap();
     assert!(w.get("jobs").is_none(), "{body}");
     assert_eq!(w["node_id"], "w1");
+    for path in ["/workers", "/workers?limit=5"] {
+        let (_, body) = common::http_get(&ours_addr, path).unwrap();
+        let list: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list["workers"][0]["node_id"], "w1", "{body}");
+        assert!(list["workers"][0].get("jobs").is_none(), "{path}: {body}");
+    }
 }
 
 /// `ampctl worker check` against our Admin API on `addr`: exit code and stdout.
@@ -600,6 +706,54 @@ async fn ampctl_check_names_stranded_jobs_and_jobs_not_picked_up() {
         not_accepting,
         serde_json::json!({"result": "not_accepting_jobs", "node_id": "deaf",
             "job_id": late, "age_secs": null, "timeout_secs": 120})
+    );
+
+    // docs/amp.md, "Jobs: stranded and not picked up", step 1 without kubectl: each
+    // ampctl command it shows, verbatim, against this Admin API.
+    let documented: Vec<String> =
+        common::doc_section_commands("docs/amp.md", "Jobs: stranded and not picked up")
+            .into_iter()
+            .filter(|c| c.starts_with("ampctl "))
+            .collect();
+    assert_eq!(documented, ["ampctl worker list", "ampctl worker check"]);
+    let run = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ampctl"))
+            .args(command.split_whitespace().skip(1))
+            .env("AMP_ADMIN_URL", format!("http://{addr}"))
+            .env_remove("AMP_AUTH_TOKEN")
+            .env_remove("AMPCTL_JOB_PICKUP_TIMEOUT")
+            .output()
+            .unwrap()
+    };
+    let list = run(&documented[0]);
+    let table = String::from_utf8_lossy(&list.stdout);
+    let jobs_cells: Vec<(&str, &str)> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0], cells[3])
+        })
+        .collect();
+    assert_eq!(
+        (list.status.code(), jobs_cells),
+        (Some(0), vec![("dead", "3"), ("deaf", "1"), ("fine", "2")]),
+        "{table}"
+    );
+    let checked = run(&documented[1]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("❌ dead: 3 job(s) stranded")
+            && stdout.contains("❌ deaf: not accepting jobs: job "),
+        "{stdout}"
+    );
+
+    // The jobs came with the list: not one `GET /workers/{id}`.
+    let (_, metrics) = common::http_get(&addr, "/metrics").unwrap();
+    assert!(
+        !metrics.contains(r#"route="/workers/{id}""#),
+        "check asked per worker: {metrics}"
     );
 
     // A longer pickup timeout: the waiting job is within it.

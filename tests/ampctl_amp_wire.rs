@@ -8,10 +8,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use amp_operator::admin_client::DETAIL_CONCURRENCY;
+use amp_operator::admin_client::{DETAIL_CONCURRENCY, MAX_JOB_PAGES};
 use amp_operator::timestamps::{format_timestamp, truncate};
 use chrono::{DateTime, TimeDelta, Utc};
-use common::amp_api::{AmpApi, AmpWorker};
+use common::amp_api::{AmpApi, AmpJob, AmpWorker, JobsAnswer};
 
 const AMPCTL: &str = env!("CARGO_BIN_EXE_ampctl");
 const V22: &str = "v0.0.22-15-g8b065bde";
@@ -126,12 +126,12 @@ const CANNOT_TELL: &str = "note: this Admin API does not say whether worker proc
 /// The stand-in fleet's table, as `ampctl worker list` draws it: every heartbeat is
 /// minutes old, so every worker is Stale by the default 30 s.
 const TABLE: &str = "\
-NODE ID          STATUS   VERSION                HEARTBEAT   REGISTERED   CREATED
-worker-04        Stale    v0.0.22-15-g8b065bde   3h ago      3d ago       3d ago
-ünicode-wörker   Stale    unknown                5m ago      3d ago       3d ago
-worker-03        Stale    v0.0.21-8-ga1b2c3d4    5m ago      3d ago       3d ago
-worker-02        Stale    v0.0.22-15-g8b065bde   5m ago      3d ago       3d ago
-worker-01        Stale    v0.0.22-15-g8b065bde   5m ago      2h ago       3d ago
+NODE ID          STATUS   VERSION                JOBS   HEARTBEAT   REGISTERED   CREATED
+worker-04        Stale    v0.0.22-15-g8b065bde   0      3h ago      3d ago       3d ago
+ünicode-wörker   Stale    unknown                0      5m ago      3d ago       3d ago
+worker-03        Stale    v0.0.21-8-ga1b2c3d4    0      5m ago      3d ago       3d ago
+worker-02        Stale    v0.0.22-15-g8b065bde   0      5m ago      3d ago       3d ago
+worker-01        Stale    v0.0.22-15-g8b065bde   0      5m ago      2h ago       3d ago
 ";
 
 #[test]
@@ -224,7 +224,7 @@ fn inspect_and_get_print_amps_object_with_only_its_timestamps_rewritten() {
         (
             Some(0),
             format!(
-                "Node ID:          {UNICODE}\nStatus:           Stale (heartbeat 5m ago, threshold 30s)\nVersion:          unknown\nCommit SHA:       unknown\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          {created} (3d ago)\nRegistered:       {created} (3d ago)\nHeartbeat:        {fresh} (5m ago)\n"
+                "Node ID:          {UNICODE}\nStatus:           Stale (heartbeat 5m ago, threshold 30s)\nVersion:          unknown\nCommit SHA:       unknown\nCommit Timestamp: unknown\nBuild Date:       unknown\nCreated:          {created} (3d ago)\nRegistered:       {created} (3d ago)\nHeartbeat:        {fresh} (5m ago)\nJobs:             0 active (0 scheduled, 0 running, 0 stopping), 0 retrying (ERROR), 0 unknown\n"
             )
         )
     );
@@ -380,4 +380,203 @@ fn neither_wire_format_is_not_the_admin_api() {
             "{args:?}"
         );
     }
+}
+
+/// Amp's fleet with jobs: `busy` runs three and has one just scheduled, `deaf` (live) never
+/// picked up job 42 (5 minutes), `dead` (heartbeat 10 minutes old) holds three, `idle`
+/// has none; finished jobs and one of a node id without a worker are served or not as
+/// Amp does. Registered in this order, so listed the other way round.
+fn jobs_fleet() -> (Vec<AmpWorker>, Vec<AmpJob>) {
+    let now = Utc::now();
+    let created = now - TimeDelta::days(3);
+    let live = |id: &str| AmpWorker::live(id, V22, created);
+    let mut dead = live("dead");
+    dead.heartbeat_at = Some(now - TimeDelta::minutes(10));
+    let ago = |secs: i64| now - TimeDelta::seconds(secs) - TimeDelta::microseconds(204_046);
+    let job = |id: i64, node_id: &str, status: &'static str, age: i64| AmpJob {
+        id,
+        node_id: node_id.into(),
+        status,
+        updated_at: ago(age),
+    };
+    let jobs = vec![
+        job(1, "busy", "RUNNING", 600),
+        job(2, "busy", "RUNNING", 500),
+        job(3, "busy", "COMPLETED", 400),
+        job(4, "busy", "RUNNING", 400),
+        job(5, "dead", "RUNNING", 900),
+        job(6, "dead", "RUNNING", 900),
+        job(7, "dead", "STOPPING", 900),
+        job(8, "dead", "FATAL", 900),
+        job(9, "gone", "RUNNING", 900),
+        job(42, "deaf", "SCHEDULED", 300),
+        job(43, "busy", "SCHEDULED", 5),
+    ];
+    let fleet = vec![live("busy"), live("deaf"), dead, live("idle")];
+    (fleet, jobs)
+}
+
+/// A table row's JOBS cell (the fourth column; an empty cell reads as the heartbeat).
+fn jobs_column(table: &str) -> Vec<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0].to_owned(), cells[3].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_are_derived_from_amps_get_jobs_through_every_page() {
+    let (fleet, jobs) = jobs_fleet();
+    let api = AmpApi::start_with_jobs(
+        fleet,
+        &[],
+        Duration::ZERO,
+        JobsAnswer::Serve { jobs, page_size: 2 },
+    );
+    // 9 unfinished jobs, 2 per page: 5 pages for every command that shows jobs.
+    let run = ampctl(&api.url(), &["worker", "list"]);
+    assert_eq!((run.code, run.stderr.as_str()), (Some(0), CANNOT_TELL));
+    assert_eq!(
+        jobs_column(&run.stdout),
+        [("idle", "0"), ("dead", "3"), ("deaf", "1"), ("busy", "4")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(api.job_pages(), 5);
+
+    let run = ampctl(&api.url(), &["worker", "inspect", "deaf"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.ends_with(
+            "Jobs:             1 active (1 scheduled, 0 running, 0 stopping), 0 retrying (ERROR), 0 unknown\n\
+             Oldest Scheduled: job 42 (5m ago)\n\
+             Jobs Verdict:     not accepting jobs: job 42 scheduled 5m ago\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    let run = ampctl(&api.url(), &["worker", "inspect", "dead"]);
+    assert!(
+        run.stdout.ends_with("Jobs Verdict:     stranded: 3 unfinished job(s) on a worker that is not heartbeating; start a worker with this node id, or stop them (ampctl job stop) and deploy again\n"),
+        "{}",
+        run.stdout
+    );
+    let run = ampctl(&api.url(), &["worker", "inspect", "busy"]);
+    assert!(
+        run.stdout
+            .contains("Jobs:             4 active (1 scheduled, 3 running, 0 stopping)")
+            && !run.stdout.contains("Verdict"),
+        "{}",
+        run.stdout
+    );
+
+    api.reset_counters();
+    let run = ampctl(&api.url(), &["worker", "check"]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with("✓ idle: healthy, heartbeat "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        lines[1..4],
+        [
+            "❌ dead: stale, heartbeat 10m ago (threshold 30s)",
+            "❌ dead: 3 job(s) stranded (2 RUNNING, 1 STOPPING); start a worker with this node id to resume them, or stop them (ampctl job stop) and deploy again",
+            "❌ deaf: not accepting jobs: job 42 scheduled 5m ago (pickup timeout 2m)",
+        ]
+    );
+    assert!(
+        lines[4].starts_with("✓ busy: healthy, heartbeat "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr,
+        format!("{CANNOT_TELL}3 problem(s) across 4 worker(s)\n")
+    );
+    assert_eq!(
+        (api.list_requests(), api.job_pages(), api.detail_requests()),
+        (1, 5, 4),
+        "one list, every page of jobs once, details per worker"
+    );
+    assert_eq!(api.not_get_requests(), 0, "never a write");
+}
+
+#[test]
+fn jobs_amps_admin_api_will_not_serve_are_unknown_never_zero() {
+    for (status, why) in [
+        (
+            404,
+            "GET /jobs answered 404 (this Admin API serves no jobs)",
+        ),
+        (401, "GET /jobs answered 401 (the token may not read jobs)"),
+    ] {
+        let (fleet, _) = jobs_fleet();
+        let api = AmpApi::start_with_jobs(fleet, &[], Duration::ZERO, JobsAnswer::Status(status));
+        let note = format!("note: jobs unknown: {why}\n");
+        let run = ampctl(&api.url(), &["worker", "list"]);
+        assert_eq!(
+            (run.code, run.stderr.clone()),
+            (Some(0), format!("{CANNOT_TELL}{note}"))
+        );
+        // The JOBS cell is blank: the fourth cell is the heartbeat's.
+        assert!(
+            jobs_column(&run.stdout)
+                .iter()
+                .all(|(_, cell)| cell.ends_with('s') || cell.ends_with('m')),
+            "{}",
+            run.stdout
+        );
+        let run = ampctl(&api.url(), &["worker", "inspect", "deaf"]);
+        assert!(!run.stdout.contains("Jobs"), "{}", run.stdout);
+        assert!(run.stderr.ends_with(&note), "{}", run.stderr);
+        // Workers are still judged; jobs are not (the stale `dead` fails on its own).
+        let run = ampctl(&api.url(), &["worker", "check"]);
+        assert_eq!(run.code, Some(1));
+        assert!(!run.stdout.contains("job"), "{}", run.stdout);
+        assert_eq!(
+            run.stderr.matches("note: jobs unknown").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn past_the_page_bound_jobs_are_unknown_not_counted_from_a_part() {
+    let (fleet, _) = jobs_fleet();
+    let jobs = (1..=MAX_JOB_PAGES as i64 + 1)
+        .map(|id| AmpJob {
+            id,
+            node_id: "busy".into(),
+            status: "RUNNING",
+            updated_at: Utc::now(),
+        })
+        .collect();
+    let api = AmpApi::start_with_jobs(
+        fleet,
+        &[],
+        Duration::ZERO,
+        JobsAnswer::Serve { jobs, page_size: 1 },
+    );
+    let run = ampctl(&api.url(), &["worker", "list"]);
+    assert_eq!(
+        (run.code, run.stderr),
+        (
+            Some(0),
+            format!(
+                "{CANNOT_TELL}note: jobs unknown: GET /jobs?status=active has more than {MAX_JOB_PAGES} pages: not counted from a part\n"
+            )
+        )
+    );
+    assert_eq!(api.job_pages(), MAX_JOB_PAGES);
 }

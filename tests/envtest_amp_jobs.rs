@@ -12,6 +12,7 @@ use amp_operator::testing::amp_db::{self, AmpJobs, AmpSchema, AmpWorkerSim, amp_
 use amp_operator::testing::envtest;
 use amp_operator::testing::postgres::{TempPostgres, eventually};
 use common::Proc;
+use common::cluster::kubectl;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -193,6 +194,73 @@ async fn the_operator_shows_each_workers_jobs_and_flags_stranded_and_unpicked_on
             .conditions
             .iter()
             .any(|c| c.type_ == "JobsStranded" && c.status == "True" && c.reason == "JobsStranded")
+    );
+
+    // docs/amp.md, "Jobs: stranded and not picked up", step 1, as a user runs it (the
+    // doc's namespace `amp` is this test's).
+    let kubeconfig = plane.kubeconfig();
+    // `-n amp` is this test's namespace; the fleet is named `amp` here too.
+    let documented: Vec<Vec<String>> =
+        common::doc_section_commands("docs/amp.md", "Jobs: stranded and not picked up")
+            .into_iter()
+            .filter(|c| c.starts_with("kubectl "))
+            .map(|c| {
+                let mut args: Vec<String> = c.split_whitespace().skip(1).map(Into::into).collect();
+                if let Some(at) = args.iter().position(|a| a == "-n") {
+                    args[at + 1] = ns.clone();
+                }
+                args
+            })
+            .collect();
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubectl(kubeconfig, &args, None)
+    };
+    assert_eq!(
+        documented,
+        [
+            vec![
+                "get".to_owned(),
+                "ampworkers".into(),
+                "-n".into(),
+                ns.clone()
+            ],
+            vec![
+                "describe".into(),
+                "ampworkerfleet".into(),
+                "amp".into(),
+                "-n".into(),
+                ns.clone()
+            ],
+        ],
+        "docs/amp.md's kubectl commands, each run below"
+    );
+    let table = run(&documented[0]);
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{table}"));
+        line.split_whitespace().take(5).map(str::to_owned).collect()
+    };
+    assert!(
+        table.starts_with("NAME") && table.lines().next().unwrap().contains(" JOBS "),
+        "{table}"
+    );
+    assert_eq!(row("busy"), ["busy", "busy", "Ready", version, "2"]);
+    assert_eq!(
+        row("deaf"),
+        ["deaf", "deaf", "NotAcceptingJobs", version, "1"]
+    );
+    assert_eq!(row("doomed"), ["doomed", "doomed", "Stopped", version, "2"]);
+    let described = run(&documented[1]);
+    // The fleet's JobsStranded condition names the first affected workers.
+    assert!(
+        described.contains(
+            "Message:               2 unfinished jobs wait on workers that are Stale, Stopped or not registered, e.g. doomed;"
+        ) && described.contains("Type:                  JobsStranded")
+            && described.contains("Stranded Workers:\n      doomed\n"),
+        "{described}"
     );
 
     // The reader wrote nothing: the legacy status is as Amp left it.

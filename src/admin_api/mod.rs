@@ -218,7 +218,7 @@ struct ListQuery {
     params(ListQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Registered workers (a page when `limit` is given; `continue` names the next)", body = WorkerList),
+        (status = 200, description = "Registered workers (a page when `limit` is given; `continue` names the next), each with its jobs where the metadata DB has Amp's job tables", body = WorkerList),
         (status = 400, description = "Invalid `limit` or `continue`", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "Metadata DB unavailable", body = ErrorBody),
@@ -269,11 +269,21 @@ async fn list_workers(
     let continue_token = more
         .then(|| rows.last().map(|r| paging::encode_token(&r.node_id)))
         .flatten();
+    let node_ids = rows.iter().map(|r| r.node_id.clone()).collect();
+    let jobs = jobs::read_list(&state.pool, state.db_timeout, Some(node_ids)).await;
     Ok(Json(WorkerList {
-        workers: rows.into_iter().map(Worker::from).collect(),
+        workers: rows.into_iter().map(|row| with_jobs(row, &jobs)).collect(),
         continue_token,
     })
     .into_response())
+}
+
+/// A list entry: the worker and its jobs (absent where unknown).
+fn with_jobs(row: metadata_db::WorkerRow, jobs: &jobs::ListJobs) -> jobs::WorkerDetail {
+    jobs::WorkerDetail {
+        jobs: jobs.of(&row.node_id),
+        worker: Worker::from(row),
+    }
 }
 
 /// Rows serialised per body chunk: big enough to keep chunks efficient, small enough to
@@ -283,7 +293,9 @@ const ROWS_PER_CHUNK: usize = 256;
 /// Every worker (after `after`, if a client combined `continue` without `limit`) as one
 /// JSON document built row by row from a single statement. The first row is read before
 /// answering, so an unreachable DB is still a 503 with a JSON body; a failure after that
-/// ends the body early (the client sees truncated JSON, never a wrong list).
+/// ends the body early (the client sees truncated JSON, never a wrong list). The jobs of
+/// the whole fleet are read once, after the first row (one bounded statement; the
+/// operator's read), and joined in by node id.
 async fn stream_all(
     pool: PgPool,
     after: Option<String>,
@@ -301,6 +313,10 @@ async fn stream_all(
         Ok(first) => first,
         Err(err) => return Err(ApiError::db(err, role)),
     };
+    let jobs = match first {
+        Some(_) => jobs::read_list(&pool, db_timeout, None).await,
+        None => jobs::read_list(&pool, db_timeout, Some(Vec::new())).await,
+    };
     let body = async_stream::stream! {
         let mut chunk = String::from("{\"workers\":[");
         let mut n = 0usize;
@@ -309,7 +325,7 @@ async fn stream_all(
             if n > 0 {
                 chunk.push(',');
             }
-            match serde_json::to_string(&Worker::from(row)) {
+            match serde_json::to_string(&with_jobs(row, &jobs)) {
                 Ok(json) => chunk.push_str(&json),
                 Err(e) => {
                     yield Err(std::io::Error::other(e));

@@ -75,8 +75,9 @@ pub struct Worker {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerList {
-    /// Sorted by node id.
-    pub workers: Vec<Worker>,
+    /// Sorted by node id, each with its `jobs` where the metadata DB has Amp's job tables
+    /// (one jobs read per answer, not per worker).
+    pub workers: Vec<super::jobs::WorkerDetail>,
     /// With `?limit=N`: pass it back as `?continue=` for the next page; absent on the
     /// last page (and always without `limit`).
     #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]

@@ -27,6 +27,9 @@ pub struct Listed {
     /// Whether a process holds the node id lock (ours); absent from Amp's list.
     #[serde(default)]
     pub running: Option<bool>,
+    /// The worker's unfinished jobs (ours, where the DB has Amp's job tables).
+    #[serde(default)]
+    pub jobs: Option<crate::admin_api::jobs::WorkerJobs>,
 }
 
 impl Listed {

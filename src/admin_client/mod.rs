@@ -8,9 +8,11 @@
 //! [`listing`].
 
 mod doc;
+mod jobs;
 mod listing;
 
 pub use doc::{Doc, INFO_TIMESTAMP_FIELDS, TIMESTAMP_FIELDS};
+pub use jobs::{ActiveJobs, AmpJob, JOBS_PAGE_SIZE, JobsPage, MAX_JOB_PAGES};
 pub use listing::{ListPage, Listed, Listing, whole_second_worker};
 
 use std::time::Duration;
@@ -161,10 +163,15 @@ impl AdminClient {
 
     /// "That was not the Admin API" about `GET /workers` (or a worker object of it).
     pub fn invalid_list(&self, detail: &str) -> ClientError {
+        self.invalid_at("workers", detail)
+    }
+
+    /// "That was not the Admin API" about the endpoint at `path`.
+    fn invalid_at(&self, path: &str, detail: &str) -> ClientError {
         ClientError::InvalidBody {
             url: self
                 .base
-                .join("workers")
+                .join(path)
                 .map(|u| u.to_string())
                 .unwrap_or_default(),
             detail: detail.to_owned(),

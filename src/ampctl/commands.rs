@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::jobs::FleetJobs;
 use super::{CheckArgs, CtlError, InspectArgs, ListArgs, Output, VersionsArgs, escape, render};
 use crate::admin_api::wire::Worker;
 use crate::admin_client::{AdminClient, Doc, Listed};
@@ -87,28 +88,57 @@ pub(super) async fn list(client: &AdminClient, args: ListArgs) -> Result<ExitCod
     let all = listing.into_entries();
     let registered = all.len();
     let entries: Vec<Listed> = all.into_iter().filter(keep).collect();
+    // The CSV is the seeds' inventory export, byte for byte: no jobs in it.
+    let jobs = match output {
+        Output::Csv => FleetJobs::default(),
+        _ => FleetJobs::of(client, &entries).await?,
+    };
     let workers = client.complete(entries).await?;
     match output {
         Output::Csv => print(&render::csv(&workers))?,
         _ => print(&table_with_note(
             &workers,
+            &jobs,
             registered,
             now,
             args.stale_after,
         ))?,
     }
     cannot_tell_note(&workers)?;
+    jobs_note(&jobs)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints why the jobs are unknown to stderr, if they are.
+fn jobs_note(jobs: &FleetJobs) -> Result<(), CtlError> {
+    if let Some(note) = jobs.note() {
+        let line = escape::escape_control(note.trim_end()) + "\n";
+        std::io::stderr().lock().write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Every worker with its details, and their jobs, from one listing.
+async fn workers_with_jobs(client: &AdminClient) -> Result<(Vec<Worker>, FleetJobs), CtlError> {
+    let entries = client.list().await?.into_entries();
+    let jobs = FleetJobs::of(client, &entries).await?;
+    Ok((client.complete(entries).await?, jobs))
 }
 
 /// The table, and under an empty one what it means.
 fn table_with_note(
     workers: &[Worker],
+    jobs: &FleetJobs,
     registered: usize,
     now: DateTime<Utc>,
     stale_after: Option<Duration>,
 ) -> String {
-    let mut out = render::table(&terminal(workers), now, status_threshold(stale_after));
+    let mut out = render::table(
+        &terminal(workers),
+        &jobs.for_workers(workers),
+        now,
+        status_threshold(stale_after),
+    );
     if workers.is_empty() {
         out.push_str(&render::empty_note(
             registered,
@@ -123,14 +153,19 @@ pub(super) async fn watch(client: &AdminClient, args: ListArgs) -> Result<ExitCo
     let threshold = status_threshold(args.stale_after);
     loop {
         let now = Utc::now();
-        let frame = match client.list_workers().await {
-            Ok(mut workers) => {
+        let frame = match workers_with_jobs(client).await {
+            Ok((mut workers, jobs)) => {
                 // The same rows as `list` with these flags: --stale-after filters here too.
                 let registered = workers.len();
                 if args.stale_after.is_some() {
                     workers.retain(|w| render::is_stale(w, now, threshold));
                 }
-                table_with_note(&workers, registered, now, args.stale_after)
+                let mut frame = table_with_note(&workers, &jobs, registered, now, args.stale_after);
+                if let Some(note) = jobs.note() {
+                    frame.push_str(&escape::escape_control(note.trim_end()));
+                    frame.push('\n');
+                }
+                frame
             }
             Err(err) => format!("error: {}\n", escape::escape_control(&err.to_string())),
         };
@@ -171,12 +206,25 @@ pub(super) async fn inspect(client: &AdminClient, args: InspectArgs) -> Result<E
         let threshold = args.stale_after.as_secs() as i64;
         let now = Utc::now();
         let mut out = render::inspect(&escape::for_terminal(&worker), now, threshold);
-        if let Some(jobs) = super::jobs::of_body(&fetched.body) {
-            let heartbeating = (now - worker.heartbeat_at).num_seconds() <= threshold;
+        // Ours serves the worker's jobs with it; Amp's own has them only in its `/jobs`.
+        let amp = match worker.running {
+            None => Some(FleetJobs::from_amp(client, std::iter::once(id.as_str())).await?),
+            Some(_) => None,
+        };
+        let jobs = match &amp {
+            None => super::jobs::of_body(&fetched.body),
+            Some(amp) => amp.get(id.as_str()).cloned(),
+        };
+        if let Some(jobs) = jobs {
+            let heartbeating =
+                !render::is_stopped(&worker) && !render::is_stale(&worker, now, threshold);
             out.push_str(&super::jobs::section(&jobs, heartbeating));
         }
         print(&out)?;
         cannot_tell_note(std::slice::from_ref(&worker))?;
+        if let Some(amp) = &amp {
+            jobs_note(amp)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -215,13 +263,14 @@ pub(super) async fn versions(
 }
 
 pub(super) async fn check(client: &AdminClient, args: CheckArgs) -> Result<ExitCode, CtlError> {
-    let listed = client.list_workers().await?;
+    let (listed, fleet_jobs) = workers_with_jobs(client).await?;
     let registered = listed.len();
     let now = Utc::now();
     let (workers, retired) = render::without_retired(listed, now, args.retirement.forget_secs());
     let threshold = args.stale_after.as_secs() as i64;
     let expected = args.expect_version.as_deref();
-    let jobs = super::jobs::fetch(client, &workers).await?;
+    jobs_note(&fleet_jobs)?;
+    let jobs = fleet_jobs.for_workers(&workers);
     let pickup = Some(args.job_pickup_timeout.as_secs() as i64);
     let judge = |workers: &[Worker]| {
         render::check_with_jobs(workers, &jobs, now, threshold, pickup, expected)

@@ -1,13 +1,18 @@
-//! `ampctl worker inspect`'s jobs lines, from the `jobs` field our Admin API serves on
-//! `GET /workers/{id}` (absent on a DB without Amp's job tables, and from Amp's own
-//! Admin API: then nothing is printed).
+//! Each worker's jobs for `ampctl worker list` (JOBS), `inspect` and `check`: from the
+//! `jobs` field our Admin API serves on `GET /workers` and `GET /workers/{id}` (absent on
+//! a DB without Amp's job tables: then nothing is shown), or, against Amp's own Admin
+//! API, derived from its `GET /jobs?status=active`.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::render::{Finding, age_of};
-use crate::admin_api::jobs::WorkerJobs;
+use crate::admin_api::jobs::{OldestScheduled, WorkerJobs};
 use crate::admin_api::wire::Worker;
-use crate::admin_client::{AdminClient, ClientError, DETAIL_CONCURRENCY};
+use crate::admin_client::{ActiveJobs, AdminClient, AmpJob, ClientError, Listed};
+use crate::timestamps::truncate;
 
 /// The operator's default `jobPickupTimeoutSeconds`: Amp's worker picks up its jobs on a
 /// notification and every 60 s. `check --job-pickup-timeout` defaults to it.
@@ -104,35 +109,125 @@ pub fn finding(
     })
 }
 
-/// Each worker's `jobs` from `GET /workers/{id}` (our Admin API serves them there), at
-/// most [`DETAIL_CONCURRENCY`] requests in flight; `None` where the body has none (a DB
-/// without Amp's job tables) or the worker is gone. Nothing is requested from an Admin
-/// API that does not say whether workers run (Amp's own: its worker objects carry no jobs).
-pub async fn fetch(
-    client: &AdminClient,
-    workers: &[Worker],
-) -> Result<Vec<Option<WorkerJobs>>, ClientError> {
-    use futures::{StreamExt, TryStreamExt};
-    if workers.iter().all(|w| w.running.is_none()) {
-        return Ok(vec![None; workers.len()]);
+/// Each worker's jobs by node id, from one read: the `jobs` each entry of our Admin API's
+/// list carries, or, against Amp's own (whose workers carry none), its `GET
+/// /jobs?status=active` folded per assignee. A worker without an entry: jobs unknown.
+#[derive(Debug, Default)]
+pub struct FleetJobs {
+    by_node: HashMap<String, WorkerJobs>,
+    /// Why the jobs are unknown, said once on stderr (e.g. Amp's `/jobs` answered 404).
+    note: Option<String>,
+}
+
+impl FleetJobs {
+    /// The jobs of listed workers. Against an Admin API that does not say whether workers
+    /// run (Amp's own), its `GET /jobs` is read; ours carries them in the list.
+    pub async fn of(client: &AdminClient, entries: &[Listed]) -> Result<Self, ClientError> {
+        if entries.is_empty() || entries.iter().any(|e| e.running.is_some()) {
+            let by_node = entries
+                .iter()
+                .filter_map(|e| Some((e.node_id.clone(), e.jobs.clone()?)))
+                .collect();
+            return Ok(Self {
+                by_node,
+                note: None,
+            });
+        }
+        Self::from_amp(client, entries.iter().map(|e| e.node_id.as_str())).await
     }
-    futures::stream::iter(workers)
-        .map(|w| async move {
-            match client.get_worker(&w.node_id).await {
-                Ok(fetched) => Ok(of_body(&fetched.body)),
-                Err(err) if err.is_not_found() => Ok(None),
-                Err(err) => Err(err),
+
+    /// The jobs of workers of Amp's Admin API, from its `GET /jobs?status=active`: every
+    /// worker in `node_ids` known (zeros without a job) unless the jobs are unknown.
+    pub async fn from_amp<'a>(
+        client: &AdminClient,
+        node_ids: impl Iterator<Item = &'a str>,
+    ) -> Result<Self, ClientError> {
+        match client.active_jobs().await? {
+            ActiveJobs::Known(jobs) => {
+                let mut by_node = tally(&jobs, Utc::now());
+                for id in node_ids {
+                    by_node.entry(id.to_owned()).or_default();
+                }
+                Ok(Self {
+                    by_node,
+                    note: None,
+                })
             }
-        })
-        .buffered(DETAIL_CONCURRENCY)
-        .try_collect()
-        .await
+            ActiveJobs::Unknown(why) => Ok(Self {
+                by_node: HashMap::new(),
+                note: Some(format!("note: jobs unknown: {why}\n")),
+            }),
+        }
+    }
+
+    pub fn get(&self, node_id: &str) -> Option<&WorkerJobs> {
+        self.by_node.get(node_id)
+    }
+
+    /// `workers[i]`'s jobs at `[i]` (as [`super::render::check_with_jobs`] takes them).
+    pub fn for_workers(&self, workers: &[Worker]) -> Vec<Option<WorkerJobs>> {
+        workers
+            .iter()
+            .map(|w| self.get(&w.node_id).cloned())
+            .collect()
+    }
+
+    /// The stderr line saying why the jobs are unknown, if they are.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+}
+
+/// Amp's unfinished jobs per assignee, counted as our Admin API counts them; the oldest
+/// SCHEDULED job's age by this machine's clock (Amp's API has no clock of its own to
+/// send). ERROR jobs are not in Amp's `status=active` (its four non-terminal states):
+/// `retrying` counts only those it sends anyway.
+pub fn tally(jobs: &[AmpJob], now: DateTime<Utc>) -> HashMap<String, WorkerJobs> {
+    let mut by_node: HashMap<String, WorkerJobs> = HashMap::new();
+    for job in jobs {
+        let Some(node_id) = &job.node_id else {
+            continue;
+        };
+        let j = by_node.entry(node_id.clone()).or_default();
+        match normalized(&job.status).as_str() {
+            "SCHEDULED" => {
+                j.scheduled += 1;
+                if let Some(since) = job.updated_at.map(truncate) {
+                    let older = j
+                        .oldest_scheduled
+                        .as_ref()
+                        .is_none_or(|o| (since, job.id) < (o.since, o.id));
+                    if older {
+                        j.oldest_scheduled = Some(OldestScheduled {
+                            id: job.id,
+                            since,
+                            age_seconds: (now - since).num_seconds().max(0),
+                        });
+                    }
+                }
+            }
+            "RUNNING" => j.running += 1,
+            "STOPREQUESTED" | "STOPPING" => j.stopping += 1,
+            "ERROR" => j.retrying += 1,
+            _ => j.unknown += 1,
+        }
+        j.active = j.scheduled + j.running + j.stopping;
+    }
+    by_node
+}
+
+/// A status in one spelling: `STOP_REQUESTED`, `StopRequested` and `stop_requested` alike.
+fn normalized(status: &str) -> String {
+    status
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin_api::jobs::OldestScheduled;
 
     fn jobs(age: Option<i64>) -> WorkerJobs {
         WorkerJobs {
@@ -178,6 +273,55 @@ mod tests {
             of_body(br#"{"jobs":{"active":1,"scheduled":0,"running":1,"stopping":0,"retrying":0,"unknown":0}}"#)
                 .map(|j| j.running),
             Some(1)
+        );
+    }
+
+    #[test]
+    fn amps_active_jobs_are_counted_per_assignee_as_ours_are() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let job = |id: i64, node: Option<&str>, status: &str, age: i64| AmpJob {
+            id,
+            node_id: node.map(Into::into),
+            status: status.into(),
+            updated_at: Some(
+                now - chrono::Duration::seconds(age) - chrono::Duration::microseconds(5),
+            ),
+        };
+        let jobs = [
+            job(9, Some("a"), "RUNNING", 5),
+            job(8, Some("a"), "SCHEDULED", 60),
+            job(7, Some("a"), "SCHEDULED", 300),
+            job(6, Some("a"), "StopRequested", 5),
+            job(5, Some("a"), "STOPPING", 5),
+            job(4, Some("a"), "PAUSED", 5),
+            job(3, Some("b"), "ERROR", 5),
+            job(2, None, "RUNNING", 5),
+        ];
+        let by_node = tally(&jobs, now);
+        assert_eq!(by_node.len(), 2);
+        assert_eq!(
+            by_node["a"],
+            WorkerJobs {
+                active: 5,
+                scheduled: 2,
+                running: 1,
+                stopping: 2,
+                retrying: 0,
+                unknown: 1,
+                oldest_scheduled: Some(OldestScheduled {
+                    id: 7,
+                    since: now - chrono::Duration::seconds(301),
+                    age_seconds: 301,
+                }),
+            }
+        );
+        assert_eq!(
+            by_node["b"],
+            WorkerJobs {
+                retrying: 1,
+                ..WorkerJobs::default()
+            }
         );
     }
 }

@@ -128,8 +128,14 @@ pub fn older_than(ts: DateTime<Utc>, now: DateTime<Utc>, threshold_secs: i64) ->
 }
 
 /// kubectl-style table: header row, aligned columns, no borders. STATUS follows NODE ID,
-/// as in `kubectl get nodes` and `kubectl get ampworkers`.
-pub fn table(workers: &[Worker], now: DateTime<Utc>, threshold_secs: i64) -> String {
+/// as in `kubectl get nodes` and `kubectl get ampworkers`; JOBS (unfinished jobs,
+/// `jobs[i]` of `workers[i]`) follows VERSION as there, blank where unknown.
+pub fn table(
+    workers: &[Worker],
+    jobs: &[Option<WorkerJobs>],
+    now: DateTime<Utc>,
+    threshold_secs: i64,
+) -> String {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
@@ -137,15 +143,18 @@ pub fn table(workers: &[Worker], now: DateTime<Utc>, threshold_secs: i64) -> Str
         "NODE ID",
         "STATUS",
         "VERSION",
+        "JOBS",
         "HEARTBEAT",
         "REGISTERED",
         "CREATED",
     ]);
-    for w in workers {
+    for (i, w) in workers.iter().enumerate() {
+        let active = jobs.get(i).and_then(Option::as_ref).map(|j| j.active);
         t.add_row([
             w.node_id.clone(),
             Status::of(w, now, threshold_secs).as_str().to_owned(),
             version_of(w).to_owned(),
+            active.map(|n| n.to_string()).unwrap_or_default(),
             age(w.heartbeat_at, now),
             age(w.registered_at, now),
             age(w.created_at, now),
@@ -566,8 +575,8 @@ mod tests {
             .collect();
         assert_eq!(statuses, ["Stopped", "Stale", "Healthy", "Stale"]);
         assert_eq!(
-            table(&fleet[..1], now, 30).lines().nth(1),
-            Some("crashed   Stopped   v2        1s ago      3h ago       4h ago")
+            table(&fleet[..1], &[], now, 30).lines().nth(1),
+            Some("crashed   Stopped   v2               1s ago      3h ago       4h ago")
         );
         assert_eq!(
             inspect(&fleet[0], now, 30).lines().nth(1),
@@ -647,32 +656,39 @@ mod tests {
     #[test]
     fn table_has_one_row_per_worker_with_status_and_unknown_for_missing_versions() {
         let now = t(12, 0, 0);
+        let busy = WorkerJobs {
+            active: 12,
+            running: 12,
+            ..WorkerJobs::default()
+        };
         let out = table(
             &[
                 w("worker-01", Some("v0.0.22-15-g8b065bde"), t(11, 59, 57)),
                 w("edge", Some("v1"), t(11, 59, 30)), // exactly 30 s: still healthy
                 w("old", None, t(10, 0, 0)),
             ],
+            // Jobs known for two (one busy, one idle), unknown for the last.
+            &[Some(busy), Some(WorkerJobs::default())],
             now,
             30,
         );
         assert_eq!(
             out,
-            "NODE ID     STATUS    VERSION                HEARTBEAT   REGISTERED   CREATED\n\
-             worker-01   Healthy   v0.0.22-15-g8b065bde   3s ago      3h ago       4h ago\n\
-             edge        Healthy   v1                     30s ago     3h ago       4h ago\n\
-             old         Stale     unknown                2h ago      3h ago       4h ago\n"
+            "NODE ID     STATUS    VERSION                JOBS   HEARTBEAT   REGISTERED   CREATED\n\
+             worker-01   Healthy   v0.0.22-15-g8b065bde   12     3s ago      3h ago       4h ago\n\
+             edge        Healthy   v1                     0      30s ago     3h ago       4h ago\n\
+             old         Stale     unknown                       2h ago      3h ago       4h ago\n"
         );
         // The threshold decides: with two hours, the 2-hour-old heartbeat is healthy.
         assert_eq!(
-            table(&[w("old", None, t(10, 0, 0))], now, 7200)
+            table(&[w("old", None, t(10, 0, 0))], &[], now, 7200)
                 .lines()
                 .nth(1),
-            Some("old       Healthy   unknown   2h ago      3h ago       4h ago")
+            Some("old       Healthy   unknown          2h ago      3h ago       4h ago")
         );
         assert_eq!(
-            table(&[], now, 30),
-            "NODE ID   STATUS   VERSION   HEARTBEAT   REGISTERED   CREATED\n"
+            table(&[], &[], now, 30),
+            "NODE ID   STATUS   VERSION   JOBS   HEARTBEAT   REGISTERED   CREATED\n"
         );
         assert_eq!(empty_note(0, None), "(no workers registered)\n");
         assert_eq!(empty_note(0, Some(30)), "(no workers registered)\n");

@@ -53,8 +53,8 @@ macro_rules! jobs_read {
     };
 }
 
-/// One node id's share of [`jobs_read!`], by Amp's `(node_id, status)` index: `$1` the
-/// terminal statuses, `$2` the node id.
+/// Some node ids' share of [`jobs_read!`], by Amp's `(node_id, status)` index: `$1` the
+/// terminal statuses, `$2` the node ids (one worker's, or one page of the worker list's).
 macro_rules! node_jobs_read {
     ($table:literal, $id:literal) => {
         concat!(
@@ -65,7 +65,7 @@ macro_rules! node_jobs_read {
                     min(j.updated_at::timestamptz) FILTER (WHERE j.status = 'SCHEDULED') AS since,
                     EXISTS (SELECT 1 FROM workers w WHERE w.node_id = j.node_id) AS registered
                FROM ", $table, " j
-              WHERE j.node_id = $2 AND j.status <> ALL($1::text[])
+              WHERE j.node_id = ANY($2::text[]) AND j.status <> ALL($1::text[])
               GROUP BY j.node_id, j.status"
         )
     };
@@ -221,9 +221,18 @@ pub async fn node_jobs_within(
     timeout: Duration,
     node_id: &str,
 ) -> Result<JobsRead, DbError> {
-    let node_id = node_id.to_owned();
+    nodes_jobs_within(pool, timeout, vec![node_id.to_owned()]).await
+}
+
+/// [`jobs_within`] for some node ids (a page of `GET /workers?limit=N`), in one statement:
+/// the snapshot holds an entry for each of them that has an unfinished job.
+pub async fn nodes_jobs_within(
+    pool: &PgPool,
+    timeout: Duration,
+    node_ids: Vec<String>,
+) -> Result<JobsRead, DbError> {
     within(pool, "jobs read", timeout, move |conn| {
-        Box::pin(jobs_on(conn, timeout, Some(node_id)))
+        Box::pin(jobs_on(conn, timeout, Some(node_ids)))
     })
     .await
 }
@@ -232,7 +241,7 @@ pub async fn node_jobs_within(
 async fn jobs_on(
     conn: &mut PgConnection,
     timeout: Duration,
-    node: Option<String>,
+    node: Option<Vec<String>>,
 ) -> Result<JobsRead, DbError> {
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

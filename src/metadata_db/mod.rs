@@ -27,7 +27,7 @@ use crate::node_id::NodeId;
 pub use credentials::{Credentials, DbCredentialArgs};
 pub use jobs::{
     JobCounts, JobsRead, JobsSnapshot, NodeJobs, ScheduledJob, jobs_read_sql, jobs_within,
-    node_jobs_within,
+    node_jobs_within, nodes_jobs_within,
 };
 pub use migrations::{MIGRATOR, MigrateOutcome, migrate};
 pub use redact::{DatabaseUrl, redact_url, scrub_text};

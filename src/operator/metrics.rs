@@ -53,7 +53,7 @@ pub struct JobStatusLabels {
     pub status: String,
 }
 
-/// The only values of `amp_operator_jobs{status}`.
+/// The only values of `amp_jobs{status}`.
 pub const JOB_STATUS_LABELS: [&str; 6] = [
     "scheduled",
     "running",
@@ -97,6 +97,8 @@ pub struct OperatorMetrics {
     last_fleet_labels: Mutex<Vec<FleetConditionLabels>>,
     /// `amp_worker_*` (no `amp_operator_` prefix: they are about the workers).
     worker_registry: Registry,
+    /// `amp_jobs*` (no `amp_operator_` prefix: they are about Amp's jobs).
+    jobs_registry: Registry,
     pub remediations: Family<RemediationLabels, Counter>,
     pub remediation_paused: Family<FleetLabels, Gauge>,
     last_paused: Mutex<Vec<String>>,
@@ -237,23 +239,25 @@ impl OperatorMetrics {
             "AmpWorkers that heartbeat but left a job SCHEDULED longer than jobPickupTimeoutSeconds (AcceptingJobs False)",
             workers_not_accepting_jobs.clone(),
         );
-        registry.register(
+        let mut jobs_registry = Registry::with_prefix("amp");
+        jobs_registry.register(
             "jobs",
             "Amp's unfinished jobs by status (scheduled, running, stop_requested, stopping, error, unknown), from the latest jobs read; absent without job tables",
             jobs.clone(),
         );
-        registry.register(
+        jobs_registry.register(
             "jobs_stranded",
             "Amp's unfinished jobs assigned to workers that are Stale, Stopped or not registered (including node ids without a row)",
             jobs_stranded.clone(),
         );
-        registry.register(
+        jobs_registry.register(
             "jobs_known",
             "1 when the latest read of Amp's job tables succeeded, 0 when they cannot be read (a missing grant); absent without job tables",
             jobs_known.clone(),
         );
         Self {
             worker_registry,
+            jobs_registry,
             remediations,
             remediation_paused,
             last_paused: Mutex::new(Vec::new()),
@@ -411,6 +415,9 @@ impl OperatorMetrics {
             .and_then(|()| {
                 prometheus_client::encoding::text::encode_registry(&mut body, &self.worker_registry)
             })
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut body, &self.jobs_registry)
+            })
             .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut body));
         if encoded.is_err() {
             return crate::telemetry::metrics_response(&self.registry);
@@ -484,7 +491,7 @@ mod job_series_tests {
 
     fn text(m: &OperatorMetrics) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        prometheus_client::encoding::text::encode(&mut out, &m.jobs_registry).unwrap();
         out
     }
 
@@ -495,16 +502,44 @@ mod job_series_tests {
         m.jobs_stranded.set(7);
         let t = text(&m);
         for line in [
-            r#"amp_operator_jobs{status="scheduled"} 1"#,
-            r#"amp_operator_jobs{status="unknown"} 6"#,
-            "amp_operator_jobs_stranded 7",
-            "amp_operator_jobs_known 1",
+            r#"amp_jobs{status="scheduled"} 1"#,
+            r#"amp_jobs{status="unknown"} 6"#,
+            "amp_jobs_stranded 7",
+            "amp_jobs_known 1",
         ] {
             assert!(t.contains(line), "{line} missing:\n{t}");
         }
+        // Bounded labels: the status only, never a node or job id.
+        assert_eq!(
+            t.matches("amp_jobs{").count(),
+            JOB_STATUS_LABELS.len(),
+            "{t}"
+        );
+        assert!(!t.contains("node_id=") && !t.contains("job_id="), "{t}");
         m.set_jobs(None);
         let t = text(&m);
-        assert!(!t.contains("amp_operator_jobs{"), "{t}");
-        assert!(t.contains("amp_operator_jobs_known 0"), "{t}");
+        assert!(!t.contains("amp_jobs{"), "{t}");
+        assert!(t.contains("amp_jobs_known 0"), "{t}");
+    }
+
+    #[tokio::test]
+    async fn the_served_metrics_carry_the_job_series_under_amp_jobs() {
+        let m = OperatorMetrics::new();
+        m.set_jobs(Some([1, 2, 3, 4, 5, 6]));
+        m.jobs_stranded.set(7);
+        let body = axum::body::to_bytes(m.metrics_response().into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        for line in [
+            r#"amp_jobs{status="running"} 2"#,
+            "amp_jobs_stranded 7",
+            "amp_jobs_known 1",
+            "amp_operator_workers_not_accepting_jobs 0",
+        ] {
+            assert!(body.contains(line), "{line} missing:\n{body}");
+        }
+        assert!(!body.contains("amp_operator_jobs"), "{body}");
+        assert_eq!(body.matches("# EOF").count(), 1, "{body}");
     }
 }

@@ -6,6 +6,13 @@
 //! `INVALID_WORKER_ID` and 404 `WORKER_NOT_FOUND`. It also counts detail requests in
 //! flight, so tests can see that a client's concurrency is bounded.
 //!
+//! Jobs: `GET /jobs?status=active&limit=N&last_job_id=ID` answers
+//! `{"jobs":[{id, created_at, updated_at, node_id, status, descriptor}], "next_cursor"}`,
+//! the four non-terminal states only, newest (highest id) first, `limit` ≤ 1000, pages
+//! cut smaller by [`JobsAnswer::Serve`]'s `page_size` so tests see several; or a fixed
+//! error status (an Amp without `/jobs`, a token that may not read them). Requests with
+//! another method than GET (Amp's job writes) are counted, for tests to assert none.
+//!
 //! Used by tests (`mod common`) and by benches/admin_api.rs (`#[path]`).
 #![allow(dead_code)]
 
@@ -15,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -61,12 +68,35 @@ pub fn amp_timestamp(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
+/// A job as Amp's `GET /jobs` shows it.
+#[derive(Debug, Clone)]
+pub struct AmpJob {
+    pub id: i64,
+    pub node_id: String,
+    /// `SCHEDULED`, `RUNNING`, `STOP_REQUESTED`, `STOPPING`, or a terminal one (not served).
+    pub status: &'static str,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `GET /jobs` answers.
+#[derive(Debug, Clone)]
+pub enum JobsAnswer {
+    /// These jobs, at most `page_size` per page (and at most the client's `limit`).
+    Serve { jobs: Vec<AmpJob>, page_size: usize },
+    /// This status, with Amp's error body (404 is an Amp without `/jobs`).
+    Status(u16),
+}
+
+const ACTIVE: [&str; 4] = ["SCHEDULED", "RUNNING", "STOP_REQUESTED", "STOPPING"];
+
 #[derive(Default)]
 struct Counters {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     details: AtomicUsize,
     lists: AtomicUsize,
+    job_pages: AtomicUsize,
+    not_get: AtomicUsize,
 }
 
 struct Stand {
@@ -75,6 +105,7 @@ struct Stand {
     /// Listed, but gone by the time their details are asked for.
     ghosts: Vec<String>,
     detail_delay: Duration,
+    jobs: JobsAnswer,
     counters: Counters,
 }
 
@@ -87,11 +118,27 @@ pub struct AmpApi {
 impl AmpApi {
     /// Serves `workers` on a loopback port from its own thread and runtime (so blocking
     /// test code, e.g. waiting for an ampctl process, cannot stall it).
+    /// No unfinished jobs.
     pub fn start(workers: Vec<AmpWorker>, ghosts: &[&str], detail_delay: Duration) -> Self {
+        let jobs = JobsAnswer::Serve {
+            jobs: Vec::new(),
+            page_size: 1000,
+        };
+        Self::start_with_jobs(workers, ghosts, detail_delay, jobs)
+    }
+
+    /// [`AmpApi::start`], `GET /jobs` answering `jobs`.
+    pub fn start_with_jobs(
+        workers: Vec<AmpWorker>,
+        ghosts: &[&str],
+        detail_delay: Duration,
+        jobs: JobsAnswer,
+    ) -> Self {
         let stand = Arc::new(Stand {
             workers,
             ghosts: ghosts.iter().map(|g| (*g).to_owned()).collect(),
             detail_delay,
+            jobs,
             counters: Counters::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -101,6 +148,11 @@ impl AmpApi {
         let app = axum::Router::new()
             .route("/workers", get(list))
             .route("/workers/{id}", get(detail))
+            .route("/jobs", get(jobs_page))
+            .layer(axum::middleware::from_fn_with_state(
+                stand.clone(),
+                count_not_get,
+            ))
             .with_state(stand.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,11 +193,22 @@ impl AmpApi {
         self.stand.counters.lists.load(Ordering::SeqCst)
     }
 
+    /// `GET /jobs` pages served (or refused).
+    pub fn job_pages(&self) -> usize {
+        self.stand.counters.job_pages.load(Ordering::SeqCst)
+    }
+
+    /// Requests with another method than GET (Amp's writes: stop, delete).
+    pub fn not_get_requests(&self) -> usize {
+        self.stand.counters.not_get.load(Ordering::SeqCst)
+    }
+
     pub fn reset_counters(&self) {
         let c = &self.stand.counters;
         c.max_in_flight.store(0, Ordering::SeqCst);
         c.details.store(0, Ordering::SeqCst);
         c.lists.store(0, Ordering::SeqCst);
+        c.job_pages.store(0, Ordering::SeqCst);
     }
 }
 
@@ -276,4 +339,99 @@ fn answer(stand: &Stand, id: &str) -> Response {
         heartbeat_at: heartbeat(w),
     })
     .into_response()
+}
+
+async fn count_not_get(
+    State(stand): State<Arc<Stand>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != axum::http::Method::GET {
+        stand.counters.not_get.fetch_add(1, Ordering::SeqCst);
+    }
+    next.run(req).await
+}
+
+#[derive(serde::Deserialize)]
+struct JobsQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    last_job_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JobEntry {
+    id: i64,
+    created_at: String,
+    updated_at: String,
+    node_id: String,
+    status: &'static str,
+    descriptor: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct JobsBody {
+    jobs: Vec<JobEntry>,
+    next_cursor: Option<i64>,
+}
+
+async fn jobs_page(State(stand): State<Arc<Stand>>, Query(q): Query<JobsQuery>) -> Response {
+    stand.counters.job_pages.fetch_add(1, Ordering::SeqCst);
+    let (all, page_size) = match &stand.jobs {
+        JobsAnswer::Status(code) => {
+            let status = StatusCode::from_u16(*code).expect("status");
+            return error(status, "JOBS_UNAVAILABLE", format!("jobs: {code}"));
+        }
+        JobsAnswer::Serve { jobs, page_size } => (jobs, *page_size),
+    };
+    if q.status.as_deref().is_some_and(|s| s != "active") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            "status: only active here".into(),
+        );
+    }
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "limit must be 1 to 1000".into(),
+            );
+        }
+    };
+    let after = match q.last_job_id.as_deref().map(str::parse::<i64>) {
+        None => i64::MAX,
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "last_job_id".into(),
+            );
+        }
+    };
+    let mut active: Vec<&AmpJob> = all
+        .iter()
+        .filter(|j| ACTIVE.contains(&j.status) && j.id < after)
+        .collect();
+    active.sort_by_key(|j| std::cmp::Reverse(j.id));
+    let take = limit.min(page_size);
+    let more = active.len() > take;
+    active.truncate(take);
+    let next_cursor = more.then(|| active.last().map(|j| j.id)).flatten();
+    let jobs = active
+        .into_iter()
+        .map(|j| JobEntry {
+            id: j.id,
+            created_at: amp_timestamp(&j.updated_at),
+            updated_at: amp_timestamp(&j.updated_at),
+            node_id: j.node_id.clone(),
+            status: j.status,
+            descriptor: serde_json::json!({"dataset": format!("ds-{}", j.id)}),
+        })
+        .collect();
+    Json(JobsBody { jobs, next_cursor }).into_response()
 }

@@ -281,3 +281,26 @@ pub async fn start_admin_api(url: &str, extra: &[&str]) -> (Proc, String) {
     assert!(up.await.is_some(), "admin API listening");
     (api, addr)
 }
+
+/// The commands of the ```bash blocks of the `## heading` section of `doc` (a path from
+/// the crate root), one per line, in order: docs tests run each of them.
+pub fn doc_section_commands(doc: &str, heading: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let start = text
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("{doc} has no section {heading:?}"));
+    let section = &text[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut commands = Vec::new();
+    let mut in_bash = false;
+    for line in section.lines().map(str::trim) {
+        match line {
+            "```bash" => in_bash = true,
+            "```" => in_bash = false,
+            l if in_bash && !l.is_empty() && !l.starts_with('#') => commands.push(l.to_owned()),
+            _ => {}
+        }
+    }
+    commands
+}
