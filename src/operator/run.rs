@@ -147,9 +147,8 @@ where
             writer,
             watcher(api, watcher::Config::default())
                 .default_backoff()
-                // Cache only what the planner reads: managedFields would dominate the
-                // cache's memory, annotations (kubectl's last-applied copy) come next.
-                .modify(slim),
+                // Cache only what the planner reads (managedFields alone would dominate).
+                .modify(super::cache::slim),
         ),
         kind,
     ));
@@ -543,13 +542,6 @@ impl PodCache {
         ));
         store
     }
-}
-
-/// Drops what the planner never reads from a cached object.
-fn slim<K: kube::Resource>(o: &mut K) {
-    let meta = o.meta_mut();
-    meta.managed_fields = None;
-    meta.annotations = None;
 }
 
 async fn drain<S, K>(stream: S, kind: &'static str)
