@@ -630,6 +630,25 @@ mod tests {
     }
 
     #[test]
+    fn this_replica_leads_as_the_channel_says_until_the_lease_manager_stops() {
+        let (tx, rx) = watch::channel(true);
+        let leadership = Leadership {
+            leader: rx,
+            lease_task: None,
+            _always_leader: Some(tx),
+        };
+        assert!(matches!(leadership.is_leader(true), Ok(true)));
+        let sender = leadership._always_leader.as_ref().expect("sender");
+        sender.send(false).expect("receiver alive");
+        assert!(matches!(leadership.is_leader(true), Ok(false)));
+        // A closed channel is a stopped lease manager: stop rather than write on.
+        assert_eq!(
+            leadership.is_leader(false).unwrap_err().to_string(),
+            "leader election failed: the lease manager stopped"
+        );
+    }
+
+    #[test]
     fn an_outage_is_one_failure_until_an_object_arrives() {
         let mut outage = WatchOutage::default();
         outage.failed("AmpWorker", &watch_error(500, "boom"));
