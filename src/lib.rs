@@ -10,6 +10,7 @@ pub mod admin_api;
 pub mod admin_client;
 pub mod ampctl;
 pub mod backoff;
+pub mod bounds;
 pub mod build_info;
 pub mod cli;
 pub mod http_server;

@@ -49,20 +49,20 @@ pub struct AdminApiArgs {
     #[arg(long, env = "AMP_AUTH_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auth_metrics: bool,
     /// Time a client has to send its request headers before it is dropped.
-    #[arg(long, env = "AMP_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
+    #[arg(long, env = "AMP_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::bounds::bounded::<1_000, 600_000>)]
     pub http_header_timeout: Duration,
     /// Time a request may take before it is answered 408.
-    #[arg(long, env = "AMP_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
+    #[arg(long, env = "AMP_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::bounds::bounded::<1_000, 600_000>)]
     pub http_request_timeout: Duration,
     /// Open connections served at once (more wait in the listen backlog).
-    #[arg(long, env = "AMP_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = crate::cli::bounds::count::<1, 1_000_000>)]
+    #[arg(long, env = "AMP_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = crate::bounds::count::<1, 1_000_000>)]
     pub http_max_connections: usize,
     /// Heartbeat age after which a worker counts as stale in `amp_admin_workers_stale`.
-    #[arg(long, env = "AMP_STALE_AFTER", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMP_STALE_AFTER", default_value = "30s", value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Bound of every metadata DB call (pool acquire included; also the server-side
     /// statement_timeout): past it the request answers 503 instead of hanging.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
 }
 

@@ -46,7 +46,7 @@ pub struct Cli {
     )]
     pub auth_token_file: Option<PathBuf>,
     /// Give up on a request after this long.
-    #[arg(long, global = true, env = "AMP_TIMEOUT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
+    #[arg(long, global = true, env = "AMP_TIMEOUT", default_value = "10s", value_parser = crate::bounds::bounded::<100, 600_000>)]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: TopCommand,
@@ -95,7 +95,7 @@ const DEFAULT_FORGET_STOPPED_AFTER_ARG: &str = "15m";
 pub struct Retirement {
     /// A worker stopped longer than this (no process holds its node id; its last
     /// heartbeat is when it stopped) is retired: counted in one line, not judged.
-    #[arg(long, env = "AMPCTL_FORGET_STOPPED_AFTER", default_value = DEFAULT_FORGET_STOPPED_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_FORGET_STOPPED_AFTER", default_value = DEFAULT_FORGET_STOPPED_AFTER_ARG, value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub forget_stopped_after: Duration,
     /// Judge retired workers too.
     #[arg(long, env = "AMPCTL_ALL")]
@@ -126,13 +126,13 @@ pub struct ListArgs {
     pub output: Option<Output>,
     /// Only workers whose last heartbeat is older than this (e.g. 30s); also the
     /// threshold of the STATUS column (default 30s, as for `check`).
-    #[arg(long, env = "AMPCTL_STALE_AFTER", value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Option<Duration>,
     /// Redraw the table until interrupted.
     #[arg(long, short = 'w', env = "AMPCTL_WATCH", conflicts_with_all = ["json", "output"])]
     pub watch: bool,
     /// Redraw period for --watch.
-    #[arg(long, env = "AMPCTL_WATCH_INTERVAL", default_value = "5s", value_parser = crate::cli::bounds::bounded::<500, 3_600_000>, requires = "watch")]
+    #[arg(long, env = "AMPCTL_WATCH_INTERVAL", default_value = "5s", value_parser = crate::bounds::bounded::<500, 3_600_000>, requires = "watch")]
     pub interval: Duration,
 }
 
@@ -144,7 +144,7 @@ pub struct InspectArgs {
     #[arg(long, env = "AMPCTL_JSON")]
     pub json: bool,
     /// Heartbeat age above which the worker is shown as Stale (as for `check`).
-    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
 }
 
@@ -164,7 +164,7 @@ pub struct VersionsArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Heartbeat age above which a worker fails the check.
-    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_STALE_AFTER", default_value = DEFAULT_STALE_AFTER_ARG, value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub stale_after: Duration,
     /// Every worker must run this version.
     #[arg(long, env = "AMPCTL_EXPECT_VERSION")]
@@ -172,7 +172,7 @@ pub struct CheckArgs {
     /// A job SCHEDULED longer than this on a heartbeating worker fails it: not accepting
     /// jobs (the operator's default `jobPickupTimeoutSeconds`; Amp's worker looks for its
     /// jobs every 60 s). Judged where the Admin API serves each worker's jobs.
-    #[arg(long, env = "AMPCTL_JOB_PICKUP_TIMEOUT", default_value = DEFAULT_JOB_PICKUP_TIMEOUT_ARG, value_parser = crate::cli::bounds::bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMPCTL_JOB_PICKUP_TIMEOUT", default_value = DEFAULT_JOB_PICKUP_TIMEOUT_ARG, value_parser = crate::bounds::bounded::<1_000, 2_592_000_000>)]
     pub job_pickup_timeout: Duration,
     /// Print the verdict as JSON (`ok`, counts, every finding); the exit code is the same.
     #[arg(long, env = "AMPCTL_JSON")]

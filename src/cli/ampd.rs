@@ -53,7 +53,7 @@ pub struct MigrateArgs {
     pub credentials: crate::metadata_db::DbCredentialArgs,
     /// How long to keep trying while the server refuses connections (a database that is
     /// still starting); errors that waiting cannot fix stop at once.
-    #[arg(long, env = "AMP_CONNECT_WAIT", default_value = "10s", value_parser = crate::cli::bounds::bounded::<0, 600_000>)]
+    #[arg(long, env = "AMP_CONNECT_WAIT", default_value = "10s", value_parser = crate::bounds::bounded::<0, 600_000>)]
     pub connect_wait: std::time::Duration,
 }
 
@@ -155,4 +155,25 @@ async fn migrate(
 fn fail(code: u8, message: String) -> ExitCode {
     telemetry::fatal(&message);
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_every_roles_command_line_hides_the_password() {
+        const S: &str = "S3cr3tPw";
+        let raw = format!("postgres://amp:{S}@db/amp?password={S}");
+        for role in ["worker", "admin-api", "operator", "migrate"] {
+            let mut args = vec!["ampd", role, "--database-url", &raw];
+            if role == "worker" {
+                args.extend(["--node-id", "w1"]);
+            }
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            let debug = format!("{cli:?}");
+            assert!(!debug.contains(S), "{role}: {debug}");
+            assert!(debug.contains("***"), "{role}: {debug}");
+        }
+    }
 }

@@ -1,4 +1,3 @@
 //! Command lines of the two binaries.
 
 pub mod ampd;
-pub mod bounds;

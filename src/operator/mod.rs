@@ -1,5 +1,6 @@
 //! The Kubernetes operator: CRDs, status logic and the controller.
 
+mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
@@ -41,41 +42,41 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
     /// Lease duration; a dead leader is replaced after at most this long.
-    #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = crate::cli::bounds::bounded::<2_000, 300_000>)]
+    #[arg(long, env = "AMP_LEASE_DURATION", default_value = "15s", value_parser = crate::bounds::bounded::<2_000, 300_000>)]
     pub lease_duration: Duration,
     /// How often the whole fleet is read from the metadata DB.
-    #[arg(long, env = "AMP_POLL_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 300_000>)]
+    #[arg(long, env = "AMP_POLL_INTERVAL", default_value = "1s", value_parser = crate::bounds::bounded::<100, 300_000>)]
     pub poll_interval: Duration,
     /// heartbeatAt alone is rewritten at most this often.
-    #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = crate::cli::bounds::bounded::<1_000, 86_400_000>)]
+    #[arg(long, env = "AMP_STATUS_REFRESH", default_value = "60s", value_parser = crate::bounds::bounded::<1_000, 86_400_000>)]
     pub status_refresh: Duration,
     /// Heartbeat-only status refreshes per second for the whole fleet. Transitions are
     /// never limited; refreshes wait their turn (oldest first), so a large fleet's
     /// heartbeatAt refresh interval stretches to workers / budget (see docs/operator.md).
-    #[arg(long, env = "AMP_STATUS_REFRESH_BUDGET", default_value_t = 20.0, value_parser = crate::cli::bounds::rate)]
+    #[arg(long, env = "AMP_STATUS_REFRESH_BUDGET", default_value_t = 20.0, value_parser = crate::bounds::rate)]
     pub status_refresh_budget: f64,
     /// Delete discovered AmpWorkers whose worker is gone this long (0 disables).
-    #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = crate::cli::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMP_GC_AFTER", default_value = "24h", value_parser = crate::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
     pub gc_after: Duration,
     /// Delete discovered AmpWorkers whose worker stopped this long ago (no process holds
     /// its node id lock: scaled down, retired); 0 disables. The row is never deleted.
-    #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = crate::cli::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
+    #[arg(long, env = "AMP_GC_STOPPED_AFTER", default_value = "15m", value_parser = crate::bounds::zero_or_bounded::<1_000, 2_592_000_000>)]
     pub gc_stopped_after: Duration,
     /// Heartbeat timeout of workers whose AmpWorker and fleet set none (whole seconds):
     /// past it a worker whose process holds its node id is Stale. Amp's scheduler stops
     /// assigning jobs to a worker after 5s.
-    #[arg(long, env = "AMP_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = crate::cli::bounds::bounded::<1_000, 3_600_000>)]
+    #[arg(long, env = "AMP_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = crate::bounds::bounded::<1_000, 3_600_000>)]
     pub heartbeat_timeout: Duration,
     /// Bound of each fleet snapshot read (pool acquire included; also the server-side
     /// statement_timeout): past it worker health goes `Unknown`.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
     /// Concurrent Kubernetes writes per cycle.
-    #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 8, value_parser = crate::cli::bounds::count::<1, 256>)]
+    #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 8, value_parser = crate::bounds::count::<1, 256>)]
     pub write_concurrency: usize,
     /// How often Amp's jobs are read from the metadata DB (per-worker job counts, jobs not
     /// picked up, stranded jobs): a read of its own, less often than the fleet poll.
-    #[arg(long, env = "AMP_JOBS_INTERVAL", default_value = "10s", value_parser = crate::cli::bounds::bounded::<1_000, 600_000>)]
+    #[arg(long, env = "AMP_JOBS_INTERVAL", default_value = "10s", value_parser = crate::bounds::bounded::<1_000, 600_000>)]
     pub jobs_interval: Duration,
 }
 

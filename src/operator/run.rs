@@ -8,7 +8,7 @@ use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -26,23 +26,69 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     let credentials = metadata_db::Credentials::from_args(&args.credentials);
     let pool =
         metadata_db::credentials::reader_pool(&credentials, "amp-operator", 2, args.db_timeout)?;
-    let (client, server) = kube_client().await?;
-    check_namespace(&client, &args.namespace)
-        .await
-        .map_err(|e| e.at(&server))?;
-    check_crds(&client, &args.namespace)
-        .await
-        .map_err(|e| e.at(&server))?;
-
+    let client = connect_to_cluster(&args.namespace).await?;
     let metrics = Arc::new(OperatorMetrics::new());
+    let probes = serve_probes(args.listen, metrics.clone(), &shutdown).await?;
+    let caches = Caches::start(&client, &args.namespace);
+    let mut leadership = Leadership::start(&client, &args, &config.identity).await?;
+    if !caches.synced(&shutdown).await? {
+        return Ok(());
+    }
+    probes.ready.store(true, Ordering::Relaxed);
+    log_pod_access(pod_access(&client, &args.namespace).await);
+    let pod_cache = PodCache::new(client.clone(), &args.namespace);
+    tracing::info!(
+        namespace = %args.namespace,
+        database = %credentials.describe(),
+        identity = %config.identity,
+        leader_election = args.leader_election,
+        "operator started"
+    );
+    let controller = Reconciler::new(client, pool, config, metrics.clone())
+        .with_db_timeout(args.db_timeout)
+        .with_jobs_interval(args.jobs_interval);
+    let mut lead = Lead {
+        controller,
+        caches,
+        pod_cache,
+        metrics,
+        tick: poll_ticker(args.poll_interval),
+        was_leader: false,
+    };
+    lead.poll_until(&shutdown, &mut leadership).await?;
+    leadership.release().await;
+    tracing::info!("operator stopped");
+    Ok(())
+}
+
+/// The client from KUBECONFIG or the in-cluster config, once the namespace and the
+/// CRDs are known to be there (errors name the server).
+async fn connect_to_cluster(namespace: &str) -> Result<Client, OperatorError> {
+    let (client, server) = kube_client().await?;
+    check_namespace(&client, namespace)
+        .await
+        .map_err(|e| e.at(&server))?;
+    check_crds(&client, namespace)
+        .await
+        .map_err(|e| e.at(&server))?;
+    Ok(client)
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until shutdown; not ready until the
+/// caches are synced.
+async fn serve_probes(
+    listen: std::net::SocketAddr,
+    metrics: Arc<OperatorMetrics>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<OperatorProbes>, OperatorError> {
     let probes = Arc::new(OperatorProbes {
         ready: false.into(),
-        metrics: metrics.clone(),
+        metrics,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| OperatorError::Listen {
-            addr: args.listen,
+            addr: listen,
             source,
         })?;
     let app = router(probes.clone());
@@ -52,65 +98,192 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             crate::http_server::serve(listener, app, crate::http_server::Limits::default(), stop)
                 .await;
     });
+    Ok(probes)
+}
 
-    let workers_api: Api<AmpWorker> = Api::namespaced(client.clone(), &args.namespace);
-    let fleets_api: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &args.namespace);
-    let (workers, workers_writer) = reflector::store();
-    let (fleets, fleets_writer) = reflector::store();
+/// The namespace's AmpWorkers and fleets, as the watches last showed them.
+struct Caches {
+    workers: reflector::Store<AmpWorker>,
+    fleets: reflector::Store<AmpWorkerFleet>,
+}
+
+impl Caches {
+    /// Starts watching both kinds (each watch retries with backoff on its own).
+    fn start(client: &Client, namespace: &str) -> Self {
+        Self {
+            workers: watch_slimmed(Api::namespaced(client.clone(), namespace), "AmpWorker"),
+            fleets: watch_slimmed(Api::namespaced(client.clone(), namespace), "AmpWorkerFleet"),
+        }
+    }
+
+    /// Waits for both first lists: false when shutdown came first.
+    async fn synced(&self, shutdown: &CancellationToken) -> Result<bool, OperatorError> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(false),
+            synced = async { tokio::try_join!(self.workers.wait_until_ready(), self.fleets.wait_until_ready()) } => {
+                match synced {
+                    Ok(_) => Ok(true),
+                    Err(_) => Err(OperatorError::Kube(kube::Error::Service("cache writer dropped".into()))),
+                }
+            }
+        }
+    }
+}
+
+/// A reflector of `api`'s objects, slimmed, drained by its own task.
+fn watch_slimmed<K>(api: Api<K>, kind: &'static str) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
     tokio::spawn(drain(
         reflector(
-            workers_writer,
-            watcher(workers_api, watcher::Config::default())
+            writer,
+            watcher(api, watcher::Config::default())
                 .default_backoff()
-                // Cache only what the planner reads: managedFields would dominate the
-                // cache's memory, annotations (kubectl's last-applied copy) come next.
-                .modify(slim),
+                // Cache only what the planner reads (managedFields alone would dominate).
+                .modify(super::cache::slim),
         ),
-        "AmpWorker",
+        kind,
     ));
-    tokio::spawn(drain(
-        reflector(
-            fleets_writer,
-            watcher(fleets_api, watcher::Config::default())
-                .default_backoff()
-                // Cache only what the planner reads: managedFields would dominate the
-                // cache's memory, annotations (kubectl's last-applied copy) come next.
-                .modify(slim),
-        ),
-        "AmpWorkerFleet",
-    ));
+    store
+}
 
-    // `_always_leader` keeps the sender of the no-election channel alive for the whole
-    // run, so `changed()` waits forever instead of failing.
-    let (mut leader, lease_task, _always_leader) = if args.leader_election {
-        let identity = config.identity.clone();
+/// Whether this replica leads: a lease, or always when leader election is off.
+struct Leadership {
+    leader: watch::Receiver<bool>,
+    lease_task: Option<tokio::task::JoinHandle<kube_lease_manager::Result<LeaseManager>>>,
+    /// Keeps the sender of the no-election channel alive for the whole run, so
+    /// `changed()` waits forever instead of failing.
+    _always_leader: Option<watch::Sender<bool>>,
+}
+
+impl Leadership {
+    async fn start(
+        client: &Client,
+        args: &OperatorArgs,
+        identity: &str,
+    ) -> Result<Self, OperatorError> {
+        if !args.leader_election {
+            let (tx, rx) = watch::channel(true);
+            return Ok(Self {
+                leader: rx,
+                lease_task: None,
+                _always_leader: Some(tx),
+            });
+        }
         // The lease keeps its per-identity field manager: server-side apply conflicts
         // between managers are what stop two replicas from taking the lease at once.
         let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&args.namespace)
-            .with_identity(&identity)
+            .with_identity(identity)
             .with_duration(args.lease_duration.as_secs().max(2))
             .with_grace((args.lease_duration.as_secs() / 3).max(1))
             .build()
             .await
             .map_err(|e| OperatorError::LeaderElection(e.to_string()))?;
         let (rx, task) = manager.watch().await;
-        (rx, Some(task), None)
-    } else {
-        let (tx, rx) = watch::channel(true);
-        (rx, None, Some(tx))
-    };
+        Ok(Self {
+            leader: rx,
+            lease_task: Some(task),
+            _always_leader: None,
+        })
+    }
 
-    tokio::select! {
-        _ = shutdown.cancelled() => return Ok(()),
-        synced = async { tokio::try_join!(workers.wait_until_ready(), fleets.wait_until_ready()) } => {
-            if synced.is_err() {
-                return Err(OperatorError::Kube(kube::Error::Service("cache writer dropped".into())));
+    /// Whether this replica leads now. A stopped lease manager can no longer tell us we
+    /// lost the lease: an error then, rather than writing on stale leadership (the pod
+    /// restarts and rejoins).
+    fn is_leader(&self, lease_alive: bool) -> Result<bool, OperatorError> {
+        if !lease_alive || self.lease_task.as_ref().is_some_and(|t| t.is_finished()) {
+            return Err(OperatorError::LeaderElection(
+                "the lease manager stopped".into(),
+            ));
+        }
+        Ok(*self.leader.borrow())
+    }
+
+    /// Dropping the receiver makes the lease manager release the lease for a fast
+    /// failover; waits for that briefly.
+    async fn release(self) {
+        drop(self.leader);
+        if let Some(task) = self.lease_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Ticks every `--poll-interval`; a late cycle delays the next rather than bunching up.
+fn poll_ticker(every: std::time::Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// What the poll loop drives: a cycle per tick while this replica leads.
+struct Lead {
+    controller: Reconciler,
+    caches: Caches,
+    pod_cache: PodCache,
+    metrics: Arc<OperatorMetrics>,
+    tick: tokio::time::Interval,
+    was_leader: bool,
+}
+
+impl Lead {
+    /// Runs a cycle per tick until shutdown; an error when the lease manager stopped.
+    async fn poll_until(
+        &mut self,
+        shutdown: &CancellationToken,
+        leadership: &mut Leadership,
+    ) -> Result<(), OperatorError> {
+        loop {
+            // A lost (or won) lease wakes the loop at once, not on the next tick.
+            let lease_alive = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = self.tick.tick() => true,
+                changed = leadership.leader.changed() => changed.is_ok(),
+            };
+            let is_leader = leadership.is_leader(lease_alive)?;
+            self.note_leadership(is_leader);
+            if is_leader {
+                self.cycle().await;
             }
         }
     }
-    probes.ready.store(true, Ordering::Relaxed);
-    let access = pod_access(&client, &args.namespace).await;
+
+    /// The gauge, and on a change of leadership a fresh start: what was remembered
+    /// (and the last DB read's cause) is no longer this replica's.
+    fn note_leadership(&mut self, is_leader: bool) {
+        self.metrics.leader.set(i64::from(is_leader));
+        if is_leader != self.was_leader {
+            tracing::info!(leader = is_leader, "leadership changed");
+            self.controller.forget();
+            // A standby reads no DB: what the last read said is no longer this replica's.
+            self.metrics.set_metadata_db_cause(None);
+            self.was_leader = is_leader;
+        }
+    }
+
+    /// One cycle over what the caches show now.
+    async fn cycle(&mut self) {
+        let fleets = self.caches.fleets.state();
+        let pods = self.pod_cache.pods(&fleets).await;
+        let report = self
+            .controller
+            .cycle_with_pods(self.caches.workers.state(), fleets, pods)
+            .await;
+        log_cycle(&report);
+    }
+}
+
+/// What the operator may do with Pods, said in one line at start-up.
+fn log_pod_access(access: PodAccess) {
     tracing::info!(
         read_pods = access.read,
         delete_pods = access.delete,
@@ -122,61 +295,6 @@ pub async fn main(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
             (false, false) => "none",
         }
     );
-    let mut pod_cache = PodCache::new(client.clone(), &args.namespace);
-    tracing::info!(
-        namespace = %args.namespace,
-        database = %credentials.describe(),
-        identity = %config.identity,
-        leader_election = args.leader_election,
-        "operator started"
-    );
-
-    let mut controller = Reconciler::new(client, pool, config, metrics.clone())
-        .with_db_timeout(args.db_timeout)
-        .with_jobs_interval(args.jobs_interval);
-    let mut tick = tokio::time::interval(args.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut was_leader = false;
-    loop {
-        // A lost (or won) lease wakes the loop at once, not on the next tick.
-        let lease_alive = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => true,
-            changed = leader.changed() => changed.is_ok(),
-        };
-        // A stopped lease manager can no longer tell us we lost the lease: stop rather
-        // than keep writing on stale leadership (the pod restarts and rejoins).
-        if !lease_alive || lease_task.as_ref().is_some_and(|t| t.is_finished()) {
-            return Err(OperatorError::LeaderElection(
-                "the lease manager stopped".into(),
-            ));
-        }
-        let is_leader = *leader.borrow();
-        metrics.leader.set(i64::from(is_leader));
-        if is_leader != was_leader {
-            tracing::info!(leader = is_leader, "leadership changed");
-            controller.forget();
-            // A standby reads no DB: what the last read said is no longer this replica's.
-            metrics.set_metadata_db_cause(None);
-            was_leader = is_leader;
-        }
-        if !is_leader {
-            continue;
-        }
-        let fleets_now = fleets.state();
-        let pods = pod_cache.pods(&fleets_now).await;
-        let report = controller
-            .cycle_with_pods(workers.state(), fleets_now, pods)
-            .await;
-        log_cycle(&report);
-    }
-    // Dropping the receiver makes the lease manager release the lease for a fast failover.
-    drop(leader);
-    if let Some(task) = lease_task {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
-    }
-    tracing::info!("operator stopped");
-    Ok(())
 }
 
 /// A cycle's counts as fields: INFO when it wrote or failed something, DEBUG otherwise
@@ -426,13 +544,6 @@ impl PodCache {
     }
 }
 
-/// Drops what the planner never reads from a cached object.
-fn slim<K: kube::Resource>(o: &mut K) {
-    let meta = o.meta_mut();
-    meta.managed_fields = None;
-    meta.annotations = None;
-}
-
 async fn drain<S, K>(stream: S, kind: &'static str)
 where
     S: futures::Stream<Item = Result<K, watcher::Error>>,
@@ -516,6 +627,25 @@ mod tests {
             "too old resource version: 1 (2) (410)"
         );
         assert!(!is_expired_version(&watch_error(500, "boom")));
+    }
+
+    #[test]
+    fn this_replica_leads_as_the_channel_says_until_the_lease_manager_stops() {
+        let (tx, rx) = watch::channel(true);
+        let leadership = Leadership {
+            leader: rx,
+            lease_task: None,
+            _always_leader: Some(tx),
+        };
+        assert!(matches!(leadership.is_leader(true), Ok(true)));
+        let sender = leadership._always_leader.as_ref().expect("sender");
+        sender.send(false).expect("receiver alive");
+        assert!(matches!(leadership.is_leader(true), Ok(false)));
+        // A closed channel is a stopped lease manager: stop rather than write on.
+        assert_eq!(
+            leadership.is_leader(false).unwrap_err().to_string(),
+            "leader election failed: the lease manager stopped"
+        );
     }
 
     #[test]

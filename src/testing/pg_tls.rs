@@ -1,5 +1,6 @@
 //! Certificates for the throwaway PostgreSQL, made per run with rcgen: a CA, a server
 //! certificate signed by it, and a client certificate for the `amp` user (`cert` auth).
+//! Stands on its own: [`super::postgres`] uses it, never the other way round.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use super::postgres::PgHarnessError;
+/// Why the certificates could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PgTlsError {
+    #[error("{0}")]
+    Certificates(String),
+    #[error("write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// How the server takes connections (its `ssl` setting and `pg_hba.conf` rules).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +65,7 @@ pub struct PgTlsFiles {
 
 impl PgTlsFiles {
     /// Writes a fresh CA, server and client certificate into `dir`.
-    pub fn generate(dir: &Path, server: &ServerCert) -> Result<Self, PgHarnessError> {
+    pub fn generate(dir: &Path, server: &ServerCert) -> Result<Self, PgTlsError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let (ca_pem, issuer) = new_ca("amp-test-postgres-ca")?;
         let server_pair = leaf(&issuer, server_params(server)?)?;
@@ -78,11 +89,11 @@ impl PgTlsFiles {
 }
 
 /// A CA that signed nothing the server presents (the "wrong CA" case), as PEM.
-pub fn unrelated_ca_pem() -> Result<String, PgHarnessError> {
+pub fn unrelated_ca_pem() -> Result<String, PgTlsError> {
     new_ca("amp-test-unrelated-ca").map(|(pem, _)| pem)
 }
 
-fn new_ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>), PgHarnessError> {
+fn new_ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>), PgTlsError> {
     let key = KeyPair::generate().map_err(cert_err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -92,7 +103,7 @@ fn new_ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>), PgHarnessErr
     Ok((pem, Issuer::new(ca, key)))
 }
 
-fn server_params(server: &ServerCert) -> Result<CertificateParams, PgHarnessError> {
+fn server_params(server: &ServerCert) -> Result<CertificateParams, PgTlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
     for name in &server.names {
         params.subject_alt_names.push(match name.parse() {
@@ -114,23 +125,23 @@ fn server_params(server: &ServerCert) -> Result<CertificateParams, PgHarnessErro
 fn leaf(
     issuer: &Issuer<'static, KeyPair>,
     params: CertificateParams,
-) -> Result<(String, String), PgHarnessError> {
+) -> Result<(String, String), PgTlsError> {
     let key = KeyPair::generate().map_err(cert_err)?;
     let cert = params.signed_by(&key, issuer).map_err(cert_err)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn cert_err(e: rcgen::Error) -> PgHarnessError {
-    PgHarnessError::Certificates(e.to_string())
+fn cert_err(e: rcgen::Error) -> PgTlsError {
+    PgTlsError::Certificates(e.to_string())
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PgHarnessError + '_ {
-    move |source| PgHarnessError::Io {
-        what: format!("write {}", path.display()),
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PgTlsError + '_ {
+    move |source| PgTlsError::Write {
+        path: path.to_owned(),
         source,
     }
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), PgHarnessError> {
+fn write(path: &Path, contents: &str) -> Result<(), PgTlsError> {
     std::fs::write(path, contents).map_err(io(path))
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub use super::pg_tls::{PgAccess, PgTlsFiles, ServerCert, unrelated_ca_pem};
+pub use super::pg_tls::{PgAccess, PgTlsError, PgTlsFiles, ServerCert, unrelated_ca_pem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgHarnessError {
@@ -30,7 +30,7 @@ pub enum PgHarnessError {
         source: std::io::Error,
     },
     #[error("making test certificates: {0}")]
-    Certificates(String),
+    Certificates(#[from] PgTlsError),
     #[error("{command} failed ({status}): {stderr}")]
     CommandFailed {
         command: String,

@@ -30,20 +30,20 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub credentials: metadata_db::DbCredentialArgs,
     /// Heartbeat period.
-    #[arg(long, env = "AMP_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = crate::cli::bounds::bounded::<100, 60_000>)]
+    #[arg(long, env = "AMP_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = crate::bounds::bounded::<100, 60_000>)]
     pub heartbeat_interval: Duration,
     /// How long to keep retrying when another session holds this node id's lock
     /// (a replaced pod's session can linger until PostgreSQL's keepalives drop it).
-    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = crate::cli::bounds::bounded::<0, 3_600_000>)]
+    #[arg(long, env = "AMP_LOCK_WAIT", default_value = "60s", value_parser = crate::bounds::bounded::<0, 3_600_000>)]
     pub lock_wait: Duration,
     /// Upper bound of the reconnect backoff: bounds how long a worker takes to resume
     /// after the database returns.
-    #[arg(long, env = "AMP_MAX_BACKOFF", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 300_000>)]
+    #[arg(long, env = "AMP_MAX_BACKOFF", default_value = "3s", value_parser = crate::bounds::bounded::<100, 300_000>)]
     pub max_backoff: Duration,
     /// Bound of every metadata DB call (connect, lock, register, heartbeat). A call that
     /// takes longer means a dead path (a network that drops packets sends no FIN and no
     /// RST): the session is dropped and a new one made.
-    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::cli::bounds::bounded::<100, 600_000>)]
+    #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
     /// Address for /healthz, /readyz and /metrics; none when omitted.
     #[arg(long, env = "AMP_WORKER_LISTEN")]

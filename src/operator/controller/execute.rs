@@ -189,11 +189,8 @@ impl Reconciler {
                     status,
                 } => {
                     report.created += 1;
-                    // Kept until the watch shows it; the planner reads neither of these.
-                    let mut obj = *obj;
-                    obj.metadata.managed_fields = None;
-                    obj.metadata.annotations = None;
-                    let obj = Arc::new(obj);
+                    // Kept (slimmed) until the watch shows it.
+                    let obj = Arc::new(*obj);
                     if let (Some(uid), Some(status)) = (obj.metadata.uid.clone(), status) {
                         report.status_writes += 1;
                         self.written.workers.insert(uid, status);
@@ -296,9 +293,13 @@ impl Reconciler {
                 None
             }
         };
+        // Slimmed at once: a cycle's outcomes are all alive until the last write ends,
+        // and the server's answer carries managedFields.
+        let mut obj = created;
+        super::super::cache::slim(&mut obj);
         Outcome::Created {
             node_id,
-            obj: Box::new(created),
+            obj: Box::new(obj),
             status,
         }
     }

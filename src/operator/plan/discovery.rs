@@ -11,6 +11,12 @@ use super::super::naming::object_name;
 use super::Cycle;
 use crate::metadata_db::{LockState, SnapshotRow};
 
+/// Creates planned per cycle, smallest node ids first: a discovery of 10,000 workers is
+/// ten cycles of 1,000, not one of 10,000 (a cycle's created objects, their first
+/// statuses and the server's answers are alive together until the watch shows them: the
+/// operator's memory peak was the end of a discovery).
+pub const DISCOVERY_CHUNK: usize = 1_000;
+
 /// The AmpWorker the operator creates for a row nobody has claimed.
 pub fn discovered_worker(node_id: &str) -> AmpWorker {
     let mut w = AmpWorker::new(
@@ -37,8 +43,8 @@ pub(super) fn is_discovered(w: &AmpWorker) -> bool {
     w.labels().get(DISCOVERED_LABEL).map(String::as_str) == Some("true")
 }
 
-/// New AmpWorkers for the unclaimed rows of running workers, by node id; none while the
-/// DB cannot be read.
+/// New AmpWorkers for the unclaimed rows of running workers, by node id, at most
+/// [`DISCOVERY_CHUNK`] (the rest in the next cycles); none while the DB cannot be read.
 pub(super) fn discover(c: &Cycle) -> Vec<AmpWorker> {
     if c.db_now.is_none() {
         return Vec::new();
@@ -53,7 +59,13 @@ pub(super) fn discover(c: &Cycle) -> Vec<AmpWorker> {
         .filter(|r| r.lock != LockState::Free)
         .filter(|r| !c.gone(Some(r.heartbeat_at)))
         .collect();
-    unclaimed.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let by_node_id = |a: &&SnapshotRow, b: &&SnapshotRow| a.node_id.cmp(&b.node_id);
+    if unclaimed.len() > DISCOVERY_CHUNK {
+        // The chunk's rows in front (unordered), then only they are sorted.
+        unclaimed.select_nth_unstable_by(DISCOVERY_CHUNK, by_node_id);
+        unclaimed.truncate(DISCOVERY_CHUNK);
+    }
+    unclaimed.sort_by(by_node_id);
     unclaimed
         .into_iter()
         .map(|r| discovered_worker(&r.node_id))

@@ -904,6 +904,49 @@ fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_
 }
 
 #[test]
+fn step_discovery_plans_a_chunk_a_cycle_smallest_node_ids_first_then_the_rest() {
+    use crate::metadata_db::LockState::Held;
+    let n = discovery::DISCOVERY_CHUNK + 5;
+    let id = |i: usize| format!("w-{i:05}");
+    // Newest first, so the chunk is chosen, not merely the rows' order.
+    let rows: Vec<SnapshotRow> = (0..n)
+        .rev()
+        .map(|i| with_lock(row(&id(i), "v1", t(0)), Held))
+        .collect();
+    let (written, config) = (Written::default(), config());
+    let db = available(t(0));
+    let discover = |workers: &[Arc<AmpWorker>]| -> Vec<String> {
+        let i = input(&db, &rows, workers, &[], &written);
+        discovery::discover(&Cycle::new(&i, &config))
+            .iter()
+            .map(|w| w.spec.node_id.clone())
+            .collect()
+    };
+    let first = discover(&[]);
+    let chunk: Vec<String> = (0..discovery::DISCOVERY_CHUNK).map(id).collect();
+    assert_eq!(first, chunk);
+    // The whole plan creates that chunk, each with its first status.
+    let p = run(&db, &rows, &[], &[], &written);
+    let created: Vec<&str> = p
+        .creates
+        .iter()
+        .map(|(w, _, _)| w.spec.node_id.as_str())
+        .collect();
+    assert_eq!(created, chunk);
+    // Once they exist (shown by the watch or still pending), the next cycle creates the rest.
+    let chunk_objects: Vec<Arc<AmpWorker>> = first
+        .iter()
+        .map(|node| existing(&object_name(node), node, true))
+        .collect();
+    let rest: Vec<String> = (discovery::DISCOVERY_CHUNK..n).map(id).collect();
+    assert_eq!(discover(&chunk_objects), rest);
+    let all: Vec<Arc<AmpWorker>> = (0..n)
+        .map(|i| existing(&object_name(&id(i)), &id(i), true))
+        .collect();
+    assert!(discover(&all).is_empty());
+}
+
+#[test]
 fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
     use crate::metadata_db::LockState::{Free, Held};
     let workers = [

@@ -2,6 +2,9 @@
 //! value is refused while the command line is parsed (exit 2, one line), before anything
 //! connects or writes. `0s` heartbeats used to panic after registering; `--interval 0s`
 //! made ~500 requests a second.
+//!
+//! Shared, not `cli`'s: the worker, the Admin API, the operator and ampctl declare their
+//! own arguments with these, and they stand below `cli` (docs/architecture.md).
 
 use std::time::Duration;
 
