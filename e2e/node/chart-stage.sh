@@ -258,9 +258,9 @@ images built + imported         ${images_s} s (amp $image_size, base $base_size)
 helm install --wait             ${helm_wait} s
 install -> fleet Ready          ${install_ready} s
 operator failover (pod deleted) ${failover} s
-hung worker -> Stale            ${to_stale} s
-hung worker -> Pod deleted      ${to_delete} s (by the operator; the old process had 30 s to exit)
-hung worker -> AmpWorker Ready  ${to_ready} s
 upgrade -> 3 workers rolled     ${rollout} s
+hung worker -> Stale            ${to_stale} s
+hung worker -> Pod deleted      ${to_delete} s (by the operator)
+hung worker -> AmpWorker Ready  ${to_ready} s (the frozen process killed after the 30 s grace period)
 stage wall time                 $(since "$stage_start") s
 EOF
