@@ -94,6 +94,8 @@ worker_pid() {
   [[ $cmd == *"ampd worker"* ]] || return 1
   echo "$pid"
 }
+# stopped PID: every thread of PID has stopped (SIGSTOP is delivered asynchronously).
+stopped() { grep -q '^State:[[:space:]]*T' "/proc/$1/status"; }
 # pod_deleted POD UID: the Pod with UID is being deleted, or gone.
 pod_deleted() {
   local got
@@ -213,7 +215,7 @@ pid=$(worker_pid "$victim") || fail "no worker process found for pod $victim"
 t=$(date +%s.%N)
 kill -STOP "$pid"
 frozen_pid=$pid
-grep -q '^State:[[:space:]]*T' "/proc/$pid/status" || fail "pid $pid of $victim did not stop"
+until_ok 5 "pid $pid of $victim stopped" stopped "$pid"
 until_ok 60 "AmpWorker $aw Stale" state_is "$aw" Stale
 to_stale=$(since "$t")
 until_ok 60 "pod $victim deleted by the operator" pod_deleted "$victim" "$old_uid"
