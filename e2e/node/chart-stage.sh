@@ -14,7 +14,8 @@
 #      Ready again, its status and a Warning event recording the restart (timed)
 #   6. a second release in another namespace installs beside the first
 #   7. `helm uninstall` of both keeps the CRDs and the AmpWorkers
-# Prints figures (seconds, image size). Stops the node on exit unless AMP_NODE_KEEP=1.
+# Prints figures (seconds, image size). Starts from an empty node (e2e/node/down.sh
+# --purge) and stops it on exit unless AMP_NODE_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/node/lib.sh
@@ -109,6 +110,21 @@ pod_recreated() {
   [ -n "$uid" ] && [ "$uid" != "$2" ] \
     && [ "$(jp "pod/$1" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
+# warned_since KIND NAME SINCE: a Warning HungWorkerRestarted event on that object, at
+# SINCE (epoch seconds) or later: a rerun on the same node still holds earlier runs' events.
+warned_since() {
+  kc get events.events.k8s.io -n "$NS" -o json | python3 -c '
+import datetime, json, sys
+kind, name, since = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def at(e):
+    t = (e.get("series") or {}).get("lastObservedTime") or e.get("eventTime") or e.get("deprecatedLastTimestamp")
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() if t else 0
+def match(e):
+    r = e.get("regarding") or {}
+    return e.get("type") == "Warning" and e.get("reason") == "HungWorkerRestarted" \
+        and r.get("kind") == kind and r.get("name") == name and at(e) >= since - 1
+sys.exit(0 if any(match(e) for e in json.load(sys.stdin)["items"]) else 1)' "$@"
+}
 # registered_since AMPWORKER WHEN: a worker process registered the node id after WHEN.
 registered_since() {
   local at
@@ -122,6 +138,9 @@ until_ok() { # SECONDS WHAT CMD...: like wait_for, failing with the cluster's st
 }
 
 say "node"
+# Every run starts from an empty node: a run that failed after its install left its
+# releases in the node's etcd, and the next `helm install` would fail (name in use).
+bash e2e/node/down.sh --purge >/dev/null
 t=$(date +%s.%N)
 bash e2e/node/up.sh >/dev/null
 node_up=$(since "$t")
@@ -231,9 +250,7 @@ restarts=$(jp "ampworker/$aw" '{.status.remediationCount}')
 [ "$restarts" = $(( ${restarts_before:-0} + 1 )) ] && [ -n "$(jp "ampworker/$aw" '{.status.lastRemediationTime}')" ] \
   || fail "AmpWorker $aw records remediationCount '$restarts' (before: '${restarts_before:-none}')"
 for kind in AmpWorker:"$aw" Pod:"$victim"; do
-  [ -n "$(kc get events -n "$NS" -o name --field-selector \
-    "type=Warning,reason=HungWorkerRestarted,involvedObject.kind=${kind%%:*},involvedObject.name=${kind#*:}")" ] \
-    || fail "no Warning event HungWorkerRestarted on $kind"
+  warned_since "${kind%%:*}" "${kind#*:}" "$t" || fail "no Warning event HungWorkerRestarted on $kind"
 done
 echo "$victim frozen (pid $pid): AmpWorker Stale ${to_stale}s, Pod deleted by the operator ${to_delete}s, recreated ${to_recreate}s, Ready again ${to_ready}s; remediationCount $restarts, Warning events on the AmpWorker and the Pod"
 
