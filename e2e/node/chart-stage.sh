@@ -8,13 +8,23 @@
 #   3. the installed-chart e2e test (a worker pod deleted, its restart counted)
 #   4. `helm upgrade` to a second image tag: every worker rolls, every AmpWorker reports
 #      the new version, the fleet is Ready again (timed)
-#   5. a second release in another namespace installs beside the first
-#   6. `helm uninstall` of both keeps the CRDs and the AmpWorkers
-# Prints figures (seconds, image size). Stops the node on exit unless AMP_NODE_KEEP=1.
+#   5. a hung worker restarted: with fleet.remediation.mode=Restart, one worker's process
+#      frozen from the host (SIGSTOP) goes Stale, the operator deletes its Pod, the
+#      StatefulSet recreates it under the same name and the AmpWorker of that node id is
+#      Ready again, its status and a Warning event recording the restart (timed)
+#   6. a second release in another namespace installs beside the first
+#   7. `helm uninstall` of both keeps the CRDs and the AmpWorkers
+# Prints figures (seconds, image size). Starts from an empty node (e2e/node/down.sh
+# --purge) and stops it on exit unless AMP_NODE_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/node/lib.sh
 export PATH=$PWD/.ci/bin:$PATH
+# Before anything is built (a quarter of an hour cold): the tools the steps need.
+for tool in helm kubectl; do
+  command -v "$tool" >/dev/null \
+    || { echo "chart-stage: $tool missing: bash .ci/install-tools.sh puts it in .ci/bin" >&2; exit 1; }
+done
 
 T1=${AMP_NODE_TAG1:-0.1.0-node.1}
 T2=${AMP_NODE_TAG2:-0.1.0-node.2}
@@ -23,10 +33,14 @@ NS2=amp-two
 stage_start=$(date +%s.%N)
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 say() { printf '\n--- %s\n' "$*"; }
+frozen_pid=""
 fail() {
   printf 'chart-stage: FAILED: %s\n' "$*" >&2
+  [ -z "$frozen_pid" ] || kill -CONT "$frozen_pid" 2>/dev/null || true
   kc get pods,ampworkers,ampworkerfleets -A -o wide >&2 || true
   kc get events -n "$NS" --sort-by=.lastTimestamp 2>/dev/null | tail -n 30 >&2 || true
+  printf -- '--- operator logs (last lines of each replica)\n' >&2
+  kc logs -n "$NS" -l app.kubernetes.io/component=operator --prefix --tail=25 >&2 2>/dev/null || true
   exit 1
 }
 cleanup() {
@@ -62,12 +76,71 @@ workers_on() {
   [ "$(grep -cx "Ready/$2" <<< "$got")" = "$3" ] && [ "$(grep -c . <<< "$got")" = "$3" ]
 }
 
+# has_condition OBJECT TYPE STATUS (in $NS)
+has_condition() {
+  [ "$(jp "$1" "{.status.conditions[?(@.type==\"$2\")].status}")" = "$3" ]
+}
+# state_is AMPWORKER STATE (in $NS)
+state_is() { [ "$(jp "ampworker/$1" '{.status.state}')" = "$2" ]; }
+# worker_pid POD: the host PID of the pod's `ampd worker` process (its container's
+# init process, as containerd's task list says).
+worker_pid() {
+  local cid pid tasks cmd
+  cid=$(jp "pod/$1" '{.status.containerStatuses[?(@.name=="worker")].containerID}')
+  cid=${cid#containerd://}
+  [ -n "$cid" ] || return 1
+  tasks=$(ctr_k8s tasks ls) || return 1
+  pid=$(awk -v id="$cid" '$1 == id {print $2}' <<<"$tasks")
+  [ -n "$pid" ] && cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline") || return 1
+  [[ $cmd == *"ampd worker"* ]] || return 1
+  echo "$pid"
+}
+# stopped PID: every thread of PID has stopped (SIGSTOP is delivered asynchronously).
+stopped() { grep -q '^State:[[:space:]]*T' "/proc/$1/status"; }
+# pod_deleted POD UID: the Pod with UID is being deleted, or gone.
+pod_deleted() {
+  local got
+  got=$(jp "pod/$1" '{.metadata.uid}/{.metadata.deletionTimestamp}')
+  [ "${got%%/*}" != "$2" ] || [ -n "${got#*/}" ]
+}
+# pod_recreated POD UID: a Pod of that name with another uid runs Ready.
+pod_recreated() {
+  local uid
+  uid=$(jp "pod/$1" '{.metadata.uid}')
+  [ -n "$uid" ] && [ "$uid" != "$2" ] \
+    && [ "$(jp "pod/$1" '{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+# warned_since KIND NAME SINCE: a Warning HungWorkerRestarted event on that object, at
+# SINCE (epoch seconds) or later: a rerun on the same node still holds earlier runs' events.
+warned_since() {
+  kc get events.events.k8s.io -n "$NS" -o json | python3 -c '
+import datetime, json, sys
+kind, name, since = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def at(e):
+    t = (e.get("series") or {}).get("lastObservedTime") or e.get("eventTime") or e.get("deprecatedLastTimestamp")
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() if t else 0
+def match(e):
+    r = e.get("regarding") or {}
+    return e.get("type") == "Warning" and e.get("reason") == "HungWorkerRestarted" \
+        and r.get("kind") == kind and r.get("name") == name and at(e) >= since - 1
+sys.exit(0 if any(match(e) for e in json.load(sys.stdin)["items"]) else 1)' "$@"
+}
+# registered_since AMPWORKER WHEN: a worker process registered the node id after WHEN.
+registered_since() {
+  local at
+  at=$(jp "ampworker/$1" '{.status.registeredAt}')
+  [ -n "$at" ] && [ "$at" != "$2" ]
+}
+
 until_ok() { # SECONDS WHAT CMD...: like wait_for, failing with the cluster's state
   local secs=$1 what=$2; shift 2
   poll "$secs" 1 "$@" || fail "$what (not within ${secs}s)"
 }
 
 say "node"
+# Every run starts from an empty node: a run that failed after its install left its
+# releases in the node's etcd, and the next `helm install` would fail (name in use).
+bash e2e/node/down.sh --purge >/dev/null
 t=$(date +%s.%N)
 bash e2e/node/up.sh >/dev/null
 node_up=$(since "$t")
@@ -143,7 +216,45 @@ for i in 0 1 2; do
 done
 echo "helm upgrade -> 3 workers rolled, fleet Ready on $T2: ${rollout}s"
 
-say "5. a second release in another namespace"
+say "5. a hung worker (SIGSTOP from the host) restarted by the operator"
+helm --kubeconfig "$NODE_DIR/kubeconfig" upgrade amp charts/amp -n "$NS" --reuse-values \
+  --set fleet.remediation.mode=Restart --set fleet.remediation.restartStaleAfterSeconds=5 \
+  --set fleet.heartbeatTimeoutSeconds=5 --wait --timeout 5m || fail "helm upgrade to remediation mode Restart"
+fleet=$(kc get ampworkerfleets -n "$NS" -o name)
+[ "$(jp "$fleet" '{.spec.remediation.mode}')" = Restart ] || fail "$fleet has no spec.remediation.mode Restart"
+until_ok 60 "$fleet RemediationAllowed" has_condition "$fleet" RemediationAllowed True
+until_ok 60 "3 AmpWorkers Ready on $T2 (heartbeat timeout 5 s)" workers_on "$NS" "$T2" 3
+victim=amp-worker-1
+aw=$(kc get ampworkers -n "$NS" -o jsonpath="{.items[?(@.spec.nodeId==\"$victim\")].metadata.name}")
+[ -n "$aw" ] || fail "no AmpWorker for node id $victim"
+old_uid=$(jp "pod/$victim" '{.metadata.uid}')
+old_registered=$(jp "ampworker/$aw" '{.status.registeredAt}')
+restarts_before=$(jp "ampworker/$aw" '{.status.remediationCount}')
+pid=$(worker_pid "$victim") || fail "no worker process found for pod $victim"
+t=$(date +%s.%N)
+kill -STOP "$pid"
+frozen_pid=$pid
+until_ok 5 "pid $pid of $victim stopped" stopped "$pid"
+until_ok 60 "AmpWorker $aw Stale" state_is "$aw" Stale
+to_stale=$(since "$t")
+until_ok 60 "pod $victim deleted by the operator" pod_deleted "$victim" "$old_uid"
+to_delete=$(since "$t")
+until_ok 120 "pod $victim recreated under the same name" pod_recreated "$victim" "$old_uid"
+frozen_pid="" # the old container is gone with its frozen process
+to_recreate=$(since "$t")
+until_ok 120 "a new process registering node id $victim" registered_since "$aw" "$old_registered"
+kc wait -n "$NS" --for=condition=Ready "ampworker/$aw" --timeout=60s >/dev/null \
+  || fail "AmpWorker $aw not Ready again"
+to_ready=$(since "$t")
+restarts=$(jp "ampworker/$aw" '{.status.remediationCount}')
+[ "$restarts" = $(( ${restarts_before:-0} + 1 )) ] && [ -n "$(jp "ampworker/$aw" '{.status.lastRemediationTime}')" ] \
+  || fail "AmpWorker $aw records remediationCount '$restarts' (before: '${restarts_before:-none}')"
+for kind in AmpWorker:"$aw" Pod:"$victim"; do
+  warned_since "${kind%%:*}" "${kind#*:}" "$t" || fail "no Warning event HungWorkerRestarted on $kind"
+done
+echo "$victim frozen (pid $pid): AmpWorker Stale ${to_stale}s, Pod deleted by the operator ${to_delete}s, recreated ${to_recreate}s, Ready again ${to_ready}s; remediationCount $restarts, Warning events on the AmpWorker and the Pod"
+
+say "6. a second release in another namespace"
 t=$(date +%s.%N)
 helm --kubeconfig "$NODE_DIR/kubeconfig" install two charts/amp -n "$NS2" --create-namespace \
   "${values[@]}" --set "image.tag=$T1" --set worker.replicas=1 --wait --timeout 5m \
@@ -151,7 +262,7 @@ helm --kubeconfig "$NODE_DIR/kubeconfig" install two charts/amp -n "$NS2" --crea
 until_ok 180 "second fleet Ready" fleet_ready "$NS2" "$T1"
 echo "second release installed and Ready in $(since "$t")s"
 
-say "6. helm uninstall keeps the CRDs and the AmpWorkers"
+say "7. helm uninstall keeps the CRDs and the AmpWorkers"
 workers_before=$(kc get ampworkers -n "$NS" -o name | sort)
 helm --kubeconfig "$NODE_DIR/kubeconfig" uninstall two -n "$NS2" --wait --timeout 2m || fail "uninstall two"
 helm --kubeconfig "$NODE_DIR/kubeconfig" uninstall amp -n "$NS" --wait --timeout 2m || fail "uninstall amp"
@@ -167,5 +278,8 @@ helm install --wait             ${helm_wait} s
 install -> fleet Ready          ${install_ready} s
 operator failover (pod deleted) ${failover} s
 upgrade -> 3 workers rolled     ${rollout} s
+hung worker -> Stale            ${to_stale} s
+hung worker -> Pod deleted      ${to_delete} s (by the operator)
+hung worker -> AmpWorker Ready  ${to_ready} s (the frozen process killed after the 30 s grace period)
 stage wall time                 $(since "$stage_start") s
 EOF

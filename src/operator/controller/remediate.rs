@@ -20,6 +20,14 @@ use super::events::object_ref;
 /// Reason of the one Warning on a fleet when the operator may not delete Pods.
 pub const REMEDIATION_FORBIDDEN_REASON: &str = "RemediationForbidden";
 
+/// The RemediationForbidden event's note: what was refused and how to grant it (the
+/// chart grants `delete` on Pods only with `fleet.remediation.mode=Restart`).
+fn forbidden_note(message: &str, node_id: &str) -> String {
+    format!(
+        "the operator may not delete Pods ({message}); worker {node_id:?} stays hung. Grant delete on pods (the chart's fleet.remediation.mode=Restart) or set spec.remediation.mode to DryRun"
+    )
+}
+
 /// How a delete ended.
 enum Deleted {
     Yes,
@@ -82,14 +90,11 @@ impl Reconciler {
             Deleted::Forbidden(message) => {
                 self.delete_forbidden = true;
                 self.metrics.count_remediation("failed", "forbidden");
-                tracing::error!(pod = %a.pod, error = %message, "may not delete Pods: hung workers will not be restarted (enable the chart's remediation value, or set mode DryRun)");
+                tracing::error!(pod = %a.pod, error = %message, "may not delete Pods: hung workers will not be restarted (the chart's fleet.remediation.mode=Restart grants it, or set mode DryRun)");
                 let event = StatusEvent {
                     reason: REMEDIATION_FORBIDDEN_REASON,
                     warning: true,
-                    note: format!(
-                        "the operator may not delete Pods ({message}); worker {:?} stays hung. Grant delete on pods (the chart's operator.remediation.enabled) or set spec.remediation.mode to DryRun",
-                        a.node_id
-                    ),
+                    note: forbidden_note(&message, &a.node_id),
                 };
                 let fleet = object_ref::<AmpWorkerFleet>(&a.fleet, &self.config.namespace, None);
                 self.events.publish(&event, &fleet).await;
@@ -170,5 +175,19 @@ impl Reconciler {
         let pod = object_ref::<Pod>(&a.pod, ns, a.pod_uid.as_deref());
         self.events.publish(&event, &worker).await;
         self.events.publish(&event, &pod).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forbidden_note;
+
+    #[test]
+    fn the_forbidden_note_names_the_chart_value_that_grants_delete() {
+        assert_eq!(
+            forbidden_note("pods \"w-0\" is forbidden", "w-0"),
+            "the operator may not delete Pods (pods \"w-0\" is forbidden); worker \"w-0\" stays hung. \
+             Grant delete on pods (the chart's fleet.remediation.mode=Restart) or set spec.remediation.mode to DryRun"
+        );
     }
 }
