@@ -119,6 +119,23 @@ class Checker:
                     if value not in names:
                         self.fail(doc, f"lease resourceNames {names} miss the operator's lease {value!r}")
 
+    def check_pod_access(self):
+        """The operator's Pod template names the Pod access its Role grants: the operator
+        checks it once at start-up, so a helm upgrade that changes it must roll the
+        operator (else remediation stays off, or a revoked delete is tried)."""
+        verbs = set()
+        for role in (d for d in self.docs if d.get("kind") == "Role"):
+            for rule in role.get("rules", []):
+                if "" in rule.get("apiGroups", []) and "pods" in rule.get("resources", []):
+                    verbs |= set(rule.get("verbs", []))
+        granted = "read-delete" if "delete" in verbs else "read" if verbs else "none"
+        for d in self.docs:
+            if d.get("kind") != "Deployment" or not d["metadata"]["name"].endswith("-operator"):
+                continue
+            shown = (d["spec"]["template"]["metadata"].get("annotations") or {}).get("amp.io/pod-access")
+            if shown != granted:
+                self.fail(d, f"pod template annotation amp.io/pod-access is {shown!r}, its Role grants {granted!r}")
+
     def fleet_restarts(self):
         return any(
             d.get("kind") == "AmpWorkerFleet"
@@ -432,6 +449,7 @@ class Checker:
         self.check_db_tls()
         self.check_network_policies()
         self.check_crds()
+        self.check_pod_access()
         roles = [d for d in self.docs if d["kind"] == "Role"]
         if len(roles) > 1:
             self.fail(roles[1], "only the operator has a Role")
@@ -636,6 +654,12 @@ def m_pod_delete_without_restart(docs):
     find(docs, "Role")["rules"].append({"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]})
 
 
+def m_pod_access_not_rolled(docs):
+    # The Role's Pod access changed, the operator's Pod template still shows the old one.
+    deployment = next(d for d in docs if d.get("kind") == "Deployment" and d["metadata"]["name"].endswith("-operator"))
+    deployment["spec"]["template"]["metadata"]["annotations"]["amp.io/pod-access"] = "none-before-upgrade"
+
+
 MUTATIONS = [
     m_wildcard_verb, m_wildcard_group, m_extra_resource, m_extra_verb, m_lease_unrestricted,
     m_cluster_role, m_bind_cluster_role, m_root, m_writable_root, m_escalation, m_capability,
@@ -645,7 +669,7 @@ MUTATIONS = [
     m_hook_release_ca, m_url_file_unmounted, m_password_file_writable, m_test_token_unmounted,
     m_policy_open_ingress,
     m_policy_any_port, m_policy_ingress_only,
-    m_pod_delete_without_restart,
+    m_pod_delete_without_restart, m_pod_access_not_rolled,
 ]
 
 

@@ -66,6 +66,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.worker.enabled (not .Values.existingAmp.enabled) -}}true{{- end -}}
 {{- end -}}
 
+{{- /* What the operator may do with Pods: "none", "read" (a fleet's podSelector) or
+       "read-delete" (fleet.remediation.mode=Restart). Its Role grants it, and its Pod
+       template carries it: the operator checks its access once at start-up, so a change
+       must roll it. */ -}}
+{{- define "amp.operatorPodAccess" -}}
+{{- if eq .Values.fleet.remediation.mode "Restart" -}}read-delete
+{{- else if or (and .Values.fleet.pods.enabled (or .Values.fleet.pods.matchLabels (include "amp.runsWorkers" .))) (ne .Values.fleet.remediation.mode "Off") -}}read
+{{- else -}}none
+{{- end -}}
+{{- end -}}
+
 {{- define "amp.runsMigrations" -}}
 {{- if and .Values.migrations.enabled (not .Values.existingAmp.enabled) -}}true{{- end -}}
 {{- end -}}
