@@ -211,8 +211,20 @@ async fn failing_watches_are_retried_and_the_cache_catches_up() {
         .filter(|r| r.path.contains("watch=true"))
         .count();
     assert!(failed_watches >= 6, "{failed_watches} watch requests");
+    // While the watch was down the operator could not see the user's object: a cycle in
+    // that window discovers worker-b under its own name. Once the cache has caught up,
+    // that duplicate must be collected (and never recreated).
+    let no_duplicate = eventually(Duration::from_secs(30), || async {
+        fake.get("ampworkers", "worker-b").is_none().then_some(())
+    })
+    .await;
+    assert!(
+        no_duplicate.is_some(),
+        "a discovered duplicate of the user's AmpWorker stayed"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         fake.get("ampworkers", "worker-b").is_none(),
-        "no discovered duplicate of the user's AmpWorker"
+        "the duplicate of the user's AmpWorker was created again"
     );
 }
