@@ -304,42 +304,17 @@ async fn bench() {
         .expect("victim heartbeat");
     let last_heartbeat = Instant::now();
     victim_stopped.store(true, Ordering::SeqCst);
-    let stale_seen = tokio::spawn({
-        let workers = workers.clone();
-        async move {
-            let unhealthy = await_condition(workers, VICTIM, |w: Option<&AmpWorker>| {
-                w.and_then(|w| w.status.as_ref()).is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Healthy" && c.status == "False")
-                })
-            });
-            tokio::time::timeout(Duration::from_secs(120), unhealthy)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|_| last_heartbeat.elapsed())
-        }
-    });
-    let stranded_seen = tokio::spawn({
-        let workers = workers.clone();
-        async move {
-            if jobs == 0 {
-                return None;
-            }
-            let stranded = await_condition(workers, VICTIM, |w: Option<&AmpWorker>| {
-                w.and_then(|w| w.status.as_ref()).is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "JobsStranded" && c.status == "True")
-                })
-            });
-            tokio::time::timeout(Duration::from_secs(120), stranded)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|_| last_heartbeat.elapsed())
-        }
+    let stale_seen = tokio::spawn(victim_shows(
+        workers.clone(),
+        ("Healthy", "False"),
+        last_heartbeat,
+    ));
+    let stranded_seen = (jobs > 0).then(|| {
+        tokio::spawn(victim_shows(
+            workers.clone(),
+            ("JobsStranded", "True"),
+            last_heartbeat,
+        ))
     });
     let mut rss_max = 0u64;
     while window_start.elapsed() < Duration::from_secs(seconds) {
@@ -465,7 +440,7 @@ async fn bench() {
         ),
         None => println!("heartbeat stop -> Healthy=False: not seen within 120 s"),
     }
-    if jobs > 0 {
+    if let Some(stranded_seen) = stranded_seen {
         match stranded_seen.await.ok().flatten() {
             Some(d) => println!(
                 "heartbeat stop -> JobsStranded=True seen by a watch: {:.1} s (timeout 30 s, jobs read every 10 s)",
@@ -483,6 +458,27 @@ async fn bench() {
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
     }
+}
+
+/// How long after `since` a watch sees the victim's condition `type_` at `status`
+/// (None: not within 120 s).
+async fn victim_shows(
+    workers: Api<AmpWorker>,
+    (type_, status): (&'static str, &'static str),
+    since: Instant,
+) -> Option<Duration> {
+    let shown = await_condition(workers, VICTIM, move |w: Option<&AmpWorker>| {
+        w.and_then(|w| w.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == status)
+        })
+    });
+    tokio::time::timeout(Duration::from_secs(120), shown)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|_| since.elapsed())
 }
 
 /// `jobs` jobs over the `n` workers as Amp's scheduler leaves them (nightly schema): job
