@@ -111,8 +111,17 @@ impl Caches {
     /// Starts watching both kinds (each watch retries with backoff on its own).
     fn start(client: &Client, namespace: &str) -> Self {
         Self {
-            workers: watch_slimmed(Api::namespaced(client.clone(), namespace), "AmpWorker"),
-            fleets: watch_slimmed(Api::namespaced(client.clone(), namespace), "AmpWorkerFleet"),
+            // Cache only what the planner reads (managedFields alone would dominate).
+            workers: watch_slimmed(
+                Api::namespaced(client.clone(), namespace),
+                "AmpWorker",
+                super::cache::slim,
+            ),
+            fleets: watch_slimmed(
+                Api::namespaced(client.clone(), namespace),
+                "AmpWorkerFleet",
+                super::cache::slim,
+            ),
         }
     }
 
@@ -130,8 +139,9 @@ impl Caches {
     }
 }
 
-/// A reflector of `api`'s objects, slimmed, drained by its own task.
-fn watch_slimmed<K>(api: Api<K>, kind: &'static str) -> reflector::Store<K>
+/// A reflector of `api`'s objects, each slimmed by `slim` before it is cached, drained by
+/// its own task.
+fn watch_slimmed<K>(api: Api<K>, kind: &'static str, slim: fn(&mut K)) -> reflector::Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -147,8 +157,7 @@ where
             writer,
             watcher(api, watcher::Config::default())
                 .default_backoff()
-                // Cache only what the planner reads (managedFields alone would dominate).
-                .modify(super::cache::slim),
+                .modify(slim),
         ),
         kind,
     ));
@@ -528,19 +537,9 @@ impl PodCache {
     fn start(&self) -> reflector::Store<k8s_openapi::api::core::v1::Pod> {
         let api: Api<k8s_openapi::api::core::v1::Pod> =
             Api::namespaced(self.client.clone(), &self.namespace);
-        let (store, writer) = reflector::store();
         tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
-        tokio::spawn(drain(
-            reflector(
-                writer,
-                watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    // 10,000 Pods: keep only name, labels, owner, node, IP, phase, restarts.
-                    .modify(super::pods::slim_pod),
-            ),
-            "Pod",
-        ));
-        store
+        // 10,000 Pods: keep only name, labels, owner, node, IP, phase, restarts.
+        watch_slimmed(api, "Pod", super::pods::slim_pod)
     }
 }
 
