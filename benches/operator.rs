@@ -27,9 +27,18 @@
 //! (RUNNING or STOPPING; two on the victim) and 100 on node ids without a row, so the
 //! cycle includes the operator's jobs read; it also times heartbeat stop ->
 //! `JobsStranded=True` on the victim.
+//!
+//! AMP_BENCH_PODS=1 gives every worker a Pod (named by its node id, owned by a
+//! StatefulSet object, Pending: no kubelet) and the fleet a `podSelector`, so the
+//! operator watches and links 10,000 Pods too.
+//!
+//! The kube-apiserver's own CPU profile (`/debug/pprof/profile`) is taken over the
+//! steady window and printed (the functions with most CPU); then the operator is stopped
+//! and the API server's CPU is read again for AMP_BENCH_IDLE_SECONDS (default 60) with the
+//! same objects: the difference is what the operator costs it.
 
 mod support;
-use support::{env_or, free_addr, proc_status_kib};
+use support::{env_or, free_addr, pprof, proc_status_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,9 +128,11 @@ async fn bench() {
     let seconds: u64 = env_or("AMP_BENCH_SECONDS", 60);
     let write_cost: usize = env_or("AMP_BENCH_WRITE_COST", 2_000);
     let jobs: usize = env_or("AMP_BENCH_JOBS", 0);
+    let pods = env_or("AMP_BENCH_PODS", 0u8) == 1;
     let audit = std::env::var("AMP_ENVTEST_AUDIT").is_ok_and(|v| v != "0");
     println!(
-        "operator bench: {n} workers, {jobs} Amp jobs, heartbeats 1/s, fleet expects {EXPECTED} (2/3 run it); audit log {}",
+        "operator bench: {n} workers, {jobs} Amp jobs, {} Pods selected by the fleet, heartbeats 1/s, fleet expects {EXPECTED} (2/3 run it); audit log {}",
+        if pods { n } else { 0 },
         if audit { "on" } else { "off" }
     );
 
@@ -178,9 +189,14 @@ async fn bench() {
     let ns = plane.namespace("bench").await.expect("namespace");
     let client = plane.client().await.expect("client");
     let fleets: Api<AmpWorkerFleet> = Api::namespaced(client.clone(), &ns);
+    let mut spec = serde_json::json!({"version": EXPECTED});
+    if pods {
+        spec["podSelector"] = serde_json::json!({"matchLabels": {"app": "amp-worker"}});
+        create_worker_pods(&client, &ns, n).await;
+    }
     let fleet: AmpWorkerFleet = serde_json::from_value(serde_json::json!({
         "apiVersion": "amp.io/v1alpha1", "kind": "AmpWorkerFleet",
-        "metadata": {"name": FLEET}, "spec": {"version": EXPECTED}
+        "metadata": {"name": FLEET}, "spec": spec
     }))
     .expect("fleet");
     fleets
@@ -316,6 +332,10 @@ async fn bench() {
             last_heartbeat,
         ))
     });
+    let profile = tokio::spawn(apiserver_profile(
+        client.clone(),
+        seconds.saturating_sub(5).clamp(1, 60),
+    ));
     let mut rss_max = 0u64;
     while window_start.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -449,15 +469,160 @@ async fn bench() {
             None => println!("heartbeat stop -> JobsStranded=True: not seen within 120 s"),
         }
     }
+    print_apiserver_profile("operator running", profile.await.ok().flatten());
     let _ = child.kill();
     let _ = child.wait();
     print_operator_log(&dir.path().join("operator.log"));
+    let idle: u64 = env_or("AMP_BENCH_IDLE_SECONDS", 60);
+    if idle > 0 {
+        apiserver_without_operator(&client, idle, (apiserver, etcd), (api1 - api0) / elapsed).await;
+    }
     heartbeats.abort();
     drop(locks);
 
     if write_cost > 0 {
         write_cost_per_kind(&workers, write_cost.min(n), apiserver, etcd).await;
     }
+}
+
+/// One Pod per worker, named by its node id and owned by a StatefulSet object (no
+/// kubelet runs them: they stay Pending, which the cost of watching and linking them does
+/// not depend on), plus the `default` ServiceAccount Pod admission looks up.
+async fn create_worker_pods(client: &kube::Client, ns: &str, n: usize) {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    let started = Instant::now();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa = serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))
+        .expect("service account");
+    let _ = sas.create(&PostParams::default(), &sa).await;
+    let template = serde_json::json!({
+        "metadata": {"labels": {"app": "amp-worker"}},
+        "spec": {"containers": [{"name": "ampd", "image": "amp:bench"}]}
+    });
+    let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "amp-worker"},
+        "spec": {"serviceName": "amp-worker", "replicas": n,
+                 "selector": {"matchLabels": {"app": "amp-worker"}}, "template": template}
+    }))
+    .expect("statefulset");
+    let owner = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sts)
+        .await
+        .expect("create StatefulSet")
+        .metadata
+        .uid
+        .expect("uid");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let created = futures::stream::iter(0..n)
+        .map(|i| {
+            let pod: Pod = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": format!("worker-{i:05}"),
+                    "labels": {"app": "amp-worker"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                         "name": "amp-worker", "uid": owner, "controller": true}]
+                },
+                "spec": template["spec"]
+            }))
+            .expect("pod");
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &pod).await.is_ok() }
+        })
+        .buffer_unordered(16)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(created, n, "every worker Pod created");
+    println!(
+        "pods: {n} worker Pods created in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The kube-apiserver's own CPU profile over `seconds` (Go's `/debug/pprof/profile`,
+/// served to the admin), summarised; None if it could not be read.
+async fn apiserver_profile(client: kube::Client, seconds: u64) -> Option<pprof::Top> {
+    let request = http::Request::get(format!("/debug/pprof/profile?seconds={seconds}"))
+        .body(Vec::new())
+        .ok()?;
+    let response = client.send(request.map(kube::client::Body::from)).await.ok()?;
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    match pprof::top_of_gzipped(&body) {
+        Ok(top) => Some(top),
+        Err(e) => {
+            println!("kube-apiserver profile: unreadable ({e})");
+            None
+        }
+    }
+}
+
+fn print_apiserver_profile(what: &str, top: Option<pprof::Top>) {
+    let Some(top) = top else {
+        println!("kube-apiserver profile ({what}): not taken");
+        return;
+    };
+    println!(
+        "kube-apiserver CPU profile ({what}): {:.1} s of CPU sampled; cumulative% flat% function",
+        top.total_ns as f64 / 1e9
+    );
+    let focus = [
+        "apiserver/pkg/endpoints/handlers.",
+        "fieldmanager",
+        "watch",
+        "Watch",
+        "cacher",
+        "json",
+        "audit",
+        "admission",
+        "validation",
+        "etcd3",
+        "runtime.gcBgMarkWorker",
+        "runtime.mallocgc",
+        "crypto/tls",
+        "authentication",
+        "authorization",
+    ];
+    for line in pprof::report(&top, 45, &focus) {
+        println!("  {line}");
+    }
+    println!("  top of stack:");
+    for line in pprof::report_flat(&top, 20) {
+        println!("  {line}");
+    }
+}
+
+/// The same objects with the operator stopped: what the API server spends holding them,
+/// and so what the operator adds on top (`running` is its CPU share while it ran).
+async fn apiserver_without_operator(
+    client: &kube::Client,
+    seconds: u64,
+    (apiserver, etcd): (u32, u32),
+    running: f64,
+) {
+    // Let the operator's last requests and watch teardown pass.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let profile = tokio::spawn(apiserver_profile(
+        client.clone(),
+        seconds.saturating_sub(5).clamp(1, 60),
+    ));
+    let (a0, e0, t0) = (cpu_secs(apiserver), cpu_secs(etcd), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (a1, e1) = (cpu_secs(apiserver), cpu_secs(etcd));
+    let elapsed = t0.elapsed().as_secs_f64();
+    let idle = (a1 - a0) / elapsed;
+    println!(
+        "kube-apiserver CPU with the operator stopped ({seconds} s, same objects): {:.1}% of a core (etcd {:.1}%); the operator adds {:.1}% of a core",
+        idle * 100.0,
+        (e1 - e0) / elapsed * 100.0,
+        (running - idle) * 100.0
+    );
+    print_apiserver_profile("operator stopped", profile.await.ok().flatten());
 }
 
 /// How long after `since` a watch sees the victim's condition `type_` at `status`

@@ -1,6 +1,8 @@
 //! Shared by the benchmarks: settings from the environment and the figures they print.
 #![allow(dead_code)]
 
+pub mod pprof;
+
 use std::time::Duration;
 
 /// `key` parsed from the environment, else `default`.
