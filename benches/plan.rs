@@ -23,6 +23,7 @@ use amp_operator::operator::plan::{
 use amp_operator::operator::status::DbView;
 use amp_operator::operator::status::jobs::{JobsIndex, JobsView};
 use chrono::{DateTime, TimeZone, Utc};
+use amp_operator::operator::pods::WorkerPod;
 use k8s_openapi::api::core::v1::Pod;
 
 const EXPECTED: &str = "v1.1.0";
@@ -76,7 +77,7 @@ fn jobs(n: usize, now: i64) -> JobsView {
     })))
 }
 
-fn pods(n: usize, ns: &str) -> Vec<Arc<Pod>> {
+fn pods(n: usize, ns: &str) -> Vec<Arc<WorkerPod>> {
     (0..n)
         .map(|i| {
             let mut p: Pod = serde_json::from_value(serde_json::json!({
@@ -88,8 +89,8 @@ fn pods(n: usize, ns: &str) -> Vec<Arc<Pod>> {
                 "status": {"phase": "Pending"}
             }))
             .expect("pod");
-            amp_operator::operator::pods::slim_pod(&mut p);
-            Arc::new(p)
+            p.metadata.managed_fields = None;
+            Arc::new(WorkerPod::from(p))
         })
         .collect()
 }

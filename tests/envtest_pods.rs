@@ -13,7 +13,7 @@ use amp_operator::operator::controller::{Reconciler, ReconcilerConfig};
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet};
 use amp_operator::operator::metrics::OperatorMetrics;
 use amp_operator::operator::plan::PlanConfig;
-use amp_operator::operator::pods::slim_pod;
+use amp_operator::operator::pods::{WorkerPod, slim_pod};
 use amp_operator::testing::envtest;
 use common::{Proc, migrated_db, wait_registered, worker};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -67,7 +67,8 @@ impl Operator {
         let lp = ListParams::default();
         let workers: Api<AmpWorker> = Api::namespaced(reader.clone(), &self.ns);
         let fleets: Api<AmpWorkerFleet> = Api::namespaced(reader.clone(), &self.ns);
-        let pods: Api<Pod> = Api::namespaced(reader.clone(), &self.ns);
+        // Decoded into the operator's own Pod type, as its watch does.
+        let pods: Api<WorkerPod> = Api::namespaced(reader.clone(), &self.ns);
         let pods = pods
             .list(&lp)
             .await

@@ -496,7 +496,7 @@ pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), Operator
 struct PodCache {
     client: Client,
     namespace: String,
-    store: Option<reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+    store: Option<reflector::Store<super::pods::WorkerPod>>,
 }
 
 impl PodCache {
@@ -513,7 +513,7 @@ impl PodCache {
     async fn pods(
         &mut self,
         fleets: &[Arc<AmpWorkerFleet>],
-    ) -> Vec<Arc<k8s_openapi::api::core::v1::Pod>> {
+    ) -> Vec<Arc<super::pods::WorkerPod>> {
         if self.store.is_none() && !fleets.iter().any(|f| f.spec.pod_selector.is_some()) {
             return Vec::new();
         }
@@ -534,11 +534,11 @@ impl PodCache {
         store.state()
     }
 
-    fn start(&self) -> reflector::Store<k8s_openapi::api::core::v1::Pod> {
-        let api: Api<k8s_openapi::api::core::v1::Pod> =
+    fn start(&self) -> reflector::Store<super::pods::WorkerPod> {
+        let api: Api<super::pods::WorkerPod> =
             Api::namespaced(self.client.clone(), &self.namespace);
         tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
-        // 10,000 Pods: keep only name, labels, owner, node, IP, phase, restarts.
+        // 10,000 Pods: decoded into a type of our own (name, labels, owner, node, IP).
         watch_slimmed(api, "Pod", super::pods::slim_pod)
     }
 }

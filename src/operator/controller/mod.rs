@@ -172,7 +172,7 @@ impl Reconciler {
         &mut self,
         workers: Vec<Arc<AmpWorker>>,
         fleets: Vec<Arc<AmpWorkerFleet>>,
-        pods: Vec<Arc<Pod>>,
+        pods: Vec<Arc<super::pods::WorkerPod>>,
     ) -> CycleReport {
         let started = Instant::now();
         let (db, rows) = self.db.read(&self.metrics).await;

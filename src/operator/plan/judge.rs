@@ -168,7 +168,7 @@ pub(super) struct Subject<'a> {
     pub(super) from_written: bool,
     pub(super) fleet_version: Option<&'a str>,
     /// The worker's live Pod, when its fleet selects Pods and one is the worker's.
-    pub(super) pod: Option<&'a k8s_openapi::api::core::v1::Pod>,
+    pub(super) pod: Option<&'a crate::operator::pods::WorkerPod>,
     /// Pod deletions the operator made for this worker (the last, and how many).
     pub(super) restarts: Option<crate::operator::remediation::History>,
     /// Its heartbeat timeout (its own, its fleet's or the operator's default).

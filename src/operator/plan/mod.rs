@@ -120,8 +120,8 @@ pub struct PlanInput<'a> {
 /// remediations; empty for a cycle that reads no Pods.
 #[derive(Default)]
 pub struct PodInput<'a> {
-    /// The namespace's Pods (slimmed, see `operator::pods::slim_pod`).
-    pub pods: &'a [Arc<k8s_openapi::api::core::v1::Pod>],
+    /// The namespace's Pods (what the operator keeps of them: `operator::pods::WorkerPod`).
+    pub pods: &'a [Arc<super::pods::WorkerPod>],
     /// The operator's namespace: a fleet's Pods must be in the fleet's.
     pub namespace: &'a str,
     pub history: RemediationHistory,

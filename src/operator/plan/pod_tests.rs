@@ -8,6 +8,7 @@ use crate::operator::crd::{
 };
 use crate::operator::remediation::{History, SkipReason};
 use chrono::TimeZone;
+use crate::operator::pods::WorkerPod;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -112,7 +113,7 @@ struct World {
     rows: Vec<SnapshotRow>,
     workers: Vec<Arc<AmpWorker>>,
     fleets: Vec<Arc<AmpWorkerFleet>>,
-    pods: Vec<Arc<Pod>>,
+    pods: Vec<Arc<WorkerPod>>,
     history: RemediationHistory,
     recovery_from: Option<DateTime<Utc>>,
 }
@@ -137,7 +138,7 @@ impl World {
     fn with(mut self, node: &str, hb: i64, p: Option<Pod>) -> Self {
         self.rows.push(row(node, hb));
         self.workers.push(worker(node));
-        self.pods.extend(p.map(Arc::new));
+        self.pods.extend(p.map(|p| Arc::new(p.into())));
         self
     }
 
@@ -223,7 +224,7 @@ fn the_fleet_counts_workers_without_a_pod_and_pods_without_a_worker() {
         .with("worker-1", 0, None)
         .with("worker-2", 0, None);
     let mut w = p;
-    w.pods.push(Arc::new(pod("worker-9")));
+    w.pods.push(Arc::new(pod("worker-9").into()));
     let p = w.plan();
     assert_eq!(
         serde_json::to_value(fleet_status(&p).pods.as_ref().unwrap()).unwrap(),
@@ -453,7 +454,7 @@ fn a_bare_pod_or_a_pod_claimed_twice_is_left_alone() {
         -100,
         Some(pod("worker-0")),
     );
-    w.pods.push(Arc::new(twin));
+    w.pods.push(Arc::new(twin.into()));
     let p = w.plan();
     assert!(p.remediations.is_empty());
     assert_eq!(skips(&p), [("worker-0", SkipReason::AmbiguousPod)]);
@@ -546,7 +547,7 @@ fn a_pod_that_moves_or_goes_is_judged_again_even_with_a_memo() {
     assert!(run(&w, &mut memos).worker_writes.is_empty());
     let mut moved = pod("worker-0");
     moved.spec.as_mut().unwrap().node_name = Some("node-b".into());
-    w.pods = vec![Arc::new(moved)];
+    w.pods = vec![Arc::new(moved.into())];
     let p = run(&w, &mut memos);
     assert_eq!(
         status_of(&p, "worker-0")

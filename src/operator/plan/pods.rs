@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::Selector;
 
 use super::super::crd::FleetPods;
-use super::super::pods::{PodIndex, pod_node_id};
+use super::super::pods::{PodIndex, WorkerPod, pod_node_id};
 use super::Cycle;
 use super::fleets::FleetSel;
 
@@ -128,7 +127,7 @@ fn names(what: &str, all: &[&str]) -> String {
 /// podSelector.
 pub(super) fn tallies<'a>(
     fleets: &[FleetSel<'a>],
-    pods: &'a [Arc<Pod>],
+    pods: &'a [Arc<WorkerPod>],
     namespace: &str,
 ) -> Vec<FleetPodTally<'a>> {
     fleets

@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use super::super::crd::{
     AmpWorker, AmpWorkerFleetStatus, FleetRemediation, RemediationMode, RemediationSpec,
 };
-use super::super::pods::{PodLink, controller_of};
+use super::super::pods::{PodLink, WorkerPod, controller_of};
 use super::super::remediation::{
     self, Decision, History, Inputs, PodFacts, SkipReason, WorkerHealth,
 };
@@ -247,7 +246,7 @@ fn pod_facts(link: Option<PodLink>, pods: &FleetPodTally) -> PodFacts {
     }
 }
 
-fn action(fleet: &str, w: &AmpWorker, pod: &Pod, dry_run: bool, i: &Inputs) -> RemediationAction {
+fn action(fleet: &str, w: &AmpWorker, pod: &WorkerPod, dry_run: bool, i: &Inputs) -> RemediationAction {
     let since = stale_since(&i.health).map_or_else(String::new, |s| format_timestamp(&s));
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let owner = controller_of(pod).unwrap_or_default();
