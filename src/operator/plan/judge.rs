@@ -15,7 +15,8 @@ use kube::ResourceExt;
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::super::fleet_status::Member;
 use super::super::status::jobs::{
-    JobFacts, JobsMemo, WorkerJobsInput, apply_worker_jobs, job_events, worker_jobs_input,
+    JobFacts, JobsIndex, JobsMemo, JobsView, WorkerJobsInput, apply_worker_jobs, job_events,
+    worker_jobs_input,
 };
 use super::super::status::{
     ConditionStatus, DbView, ExpectedFrom, Health, WorkerInputs, WriteNeed, desired_status,
@@ -36,6 +37,8 @@ pub struct Judgements {
     /// per worker per cycle (a tenth of a cycle at 10,000 workers).
     by_object: foldhash::HashMap<usize, Memo>,
     cycle: u64,
+    /// The fleets' Pod indexes (rebuilt only when the Pods or a selector change).
+    pub(super) pods: crate::operator::pods::PodIndexes,
 }
 
 fn address(object: &Arc<AmpWorker>) -> usize {
@@ -61,6 +64,8 @@ struct Memo {
     health: Health,
     /// The worker's share of the jobs read, as judged.
     jobs: JobsMemo,
+    /// The jobs read that share came from (held: compared by address).
+    jobs_read: Option<Arc<JobsIndex>>,
     facts: Facts,
 }
 
@@ -198,13 +203,12 @@ pub(super) fn judge<'a>(
     member: &mut MemberSink,
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
-    let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     // A memo stands for a stored status that already shows the Pod and the restarts.
     let key = MemoKey::of(s, &db).filter(|_| extras_shown(s));
     if let (Some(key), Some(object)) = (&key, s.object)
         && let Some(memo) = memos.by_object.get_mut(&address(object))
         && key.matches(memo, s)
-        && memo.jobs.matches(&jobs)
+        && jobs_unchanged(c, s, memo)
     {
         memo.seen = memos.cycle;
         member(
@@ -214,6 +218,7 @@ pub(super) fn judge<'a>(
         );
         return unchanged(c, s, key.heartbeat_at, memo.facts.conditions[1], pending);
     }
+    let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     let mut desired = desired_status(&WorkerInputs {
         row: s.row,
         db: &db,
@@ -249,10 +254,33 @@ pub(super) fn judge<'a>(
     {
         memos.by_object.insert(
             address(object),
-            key.into_memo(memos.cycle, object, s, facts, &jobs),
+            key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs)),
         );
     }
     verdict(s, need, desired, healthy, pending)
+}
+
+/// Whether the worker's share of the jobs view is what its memo was judged with. The
+/// same jobs read (the same `Arc`, held by the memo) gives the same share unless the
+/// worker has a job waiting for pickup, whose verdict moves with the clock: then, and
+/// after a new read, its share is looked up and compared.
+fn jobs_unchanged(c: &Cycle, s: &Subject, memo: &mut Memo) -> bool {
+    let read = match c.input.jobs {
+        JobsView::Known(index) => Some(index),
+        _ => None,
+    };
+    if let (Some(read), Some(seen)) = (read, &memo.jobs_read)
+        && Arc::ptr_eq(read, seen)
+        && !memo.jobs.waiting_for_pickup()
+    {
+        return true;
+    }
+    let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
+    let same = memo.jobs.matches(&jobs);
+    if same {
+        memo.jobs_read = read.cloned();
+    }
+    same
 }
 
 /// Whether the stored status shows what the Pod and the restart history add to it.
@@ -431,7 +459,7 @@ impl MemoKey {
         object: &Arc<AmpWorker>,
         s: &Subject,
         facts: Facts,
-        jobs: &WorkerJobsInput,
+        (jobs, view): (&WorkerJobsInput, &JobsView),
     ) -> Memo {
         let row = s.row.expect("a key is made only with a row");
         Memo {
@@ -447,6 +475,10 @@ impl MemoKey {
             timeout: s.timeout,
             health: self.health,
             jobs: JobsMemo::of(jobs),
+            jobs_read: match view {
+                JobsView::Known(index) => Some(index.clone()),
+                _ => None,
+            },
             facts,
         }
     }

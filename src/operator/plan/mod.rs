@@ -223,6 +223,11 @@ pub(super) struct Cycle<'a> {
     /// Every node id of the cycle, a row's or an AmpWorker's: one map, one lookup per
     /// row and per object (foldhash: SipHash over these was a tenth of the cycle).
     nodes: foldhash::HashMap<&'a str, Node<'a>>,
+    /// Each AmpWorker's row (by its position in `input.workers`), found while indexing:
+    /// the main loop does not look its node id up a second time.
+    worker_rows: Vec<Option<&'a SnapshotRow>>,
+    /// Node ids an AmpWorker a user created claims (usually none).
+    user_claimed: foldhash::HashSet<&'a str>,
 }
 
 /// What the cycle knows of one node id.
@@ -242,14 +247,20 @@ impl<'a> Cycle<'a> {
         for r in input.rows {
             nodes.entry(r.node_id.as_str()).or_default().row = Some(r);
         }
+        let mut worker_rows = Vec::with_capacity(input.workers.len());
+        let mut user_claimed = foldhash::HashSet::default();
         for w in input.workers {
-            let claim = &mut nodes
-                .entry(w.spec.node_id.as_str())
-                .or_default()
-                .claimed_by_user;
-            *claim = Some(claim.unwrap_or(false) | !discovery::is_discovered(w));
+            let node = nodes.entry(w.spec.node_id.as_str()).or_default();
+            let by_user = !discovery::is_discovered(w);
+            node.claimed_by_user = Some(node.claimed_by_user.unwrap_or(false) | by_user);
+            worker_rows.push(node.row);
+            if by_user {
+                user_claimed.insert(w.spec.node_id.as_str());
+            }
         }
         Self {
+            worker_rows,
+            user_claimed,
             input,
             config,
             db_now: match input.db {
@@ -257,6 +268,16 @@ impl<'a> Cycle<'a> {
                 DbView::Unavailable { .. } => None,
             },
             nodes,
+        }
+    }
+
+    /// What the cycle knows of the node id of `input.workers[i]` (`w`).
+    fn worker_node(&self, i: usize, w: &AmpWorker) -> Node<'a> {
+        let claimed = !self.user_claimed.is_empty()
+            && self.user_claimed.contains(w.spec.node_id.as_str());
+        Node {
+            row: self.worker_rows.get(i).copied().flatten(),
+            claimed_by_user: Some(claimed),
         }
     }
 
@@ -321,7 +342,13 @@ pub fn plan_with_pods(
     let c = Cycle::new(input, config);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
-    let mut tally = CycleTally::new(&c, &fleets, pod_input);
+    let pod_indexes = pods::fleet_indexes(
+        &fleets,
+        pod_input.pods,
+        pod_input.namespace,
+        &mut memos.pods,
+    );
+    let mut tally = CycleTally::new(&c, &fleets, &pod_indexes);
     let mut pending = Pending::new(input.refresh_allowance);
     let mut plan = Plan::default();
     memos.start_cycle();
@@ -330,10 +357,15 @@ pub fn plan_with_pods(
     let candidates = input
         .workers
         .iter()
-        .map(|w| (w.as_ref(), Some(w)))
+        .enumerate()
+        .map(|(i, w)| (w.as_ref(), Some((i, w))))
         .chain(new_workers.iter().map(|w| (w, None)));
-    for (w, object) in candidates {
-        let node = c.node(&w.spec.node_id);
+    for (w, at) in candidates {
+        let node = match at {
+            Some((i, _)) => c.worker_node(i, w),
+            None => c.node(&w.spec.node_id),
+        };
+        let object = at.map(|(_, o)| o);
         let (stored, from_written) = c.stored(w);
         if object.is_some()
             && let Some(delete) = gc::collect(&c, w, node, stored)

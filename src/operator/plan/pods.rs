@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::core::Selector;
 
 use super::super::crd::FleetPods;
-use super::super::pods::{PodIndex, WorkerPod, pod_node_id};
+use super::super::pods::{PodIndex, PodIndexes, WorkerPod, pod_node_id};
 use super::Cycle;
 use super::fleets::FleetSel;
 
@@ -25,7 +25,7 @@ pub struct SelectedPod<'a> {
 #[derive(Debug, Default)]
 pub(super) struct FleetPodTally<'a> {
     /// None without a podSelector: the fleet reads no Pods.
-    pub(super) index: Option<PodIndex<'a>>,
+    pub(super) index: Option<&'a PodIndex>,
     pub(super) selector_error: Option<String>,
     /// The fleet's namespace: the only one its Pods may be in.
     pub(super) namespace: String,
@@ -49,7 +49,7 @@ impl<'a> FleetPodTally<'a> {
 
     /// The selected Pods with the node id of their worker, for the fleet's membership.
     pub fn selected_pods(&self, c: &Cycle<'a>) -> Vec<SelectedPod<'a>> {
-        let Some(index) = &self.index else {
+        let Some(index) = self.index else {
             return Vec::new();
         };
         index
@@ -63,8 +63,8 @@ impl<'a> FleetPodTally<'a> {
             .collect()
     }
 
-    /// `status.pods`; None without a podSelector.
-    pub(super) fn summary(mut self, c: &Cycle<'a>) -> Option<FleetPods> {
+    /// `status.pods` (`selected`: [`Self::selected_pods`]); None without a podSelector.
+    pub(super) fn summary(mut self, selected: &[SelectedPod<'a>]) -> Option<FleetPods> {
         if let Some(err) = self.selector_error {
             return Some(FleetPods {
                 reason: "InvalidPodSelector".into(),
@@ -72,10 +72,9 @@ impl<'a> FleetPodTally<'a> {
                 ..FleetPods::default()
             });
         }
-        let index = self.index.as_ref()?;
-        let mut orphans: Vec<&str> = self
-            .selected_pods(c)
-            .into_iter()
+        let index = self.index?;
+        let mut orphans: Vec<&str> = selected
+            .iter()
             .filter(|p| p.node_id.is_none())
             .map(|p| p.name)
             .collect();
@@ -123,32 +122,59 @@ fn names(what: &str, all: &[&str]) -> String {
     format!("{} {what}: {}{tail}", all.len(), shown.join(", "))
 }
 
-/// One tally per fleet (in the order of `fleets`), with its Pod index when it has a
-/// podSelector.
-pub(super) fn tallies<'a>(
-    fleets: &[FleetSel<'a>],
-    pods: &'a [Arc<WorkerPod>],
+/// What a fleet's podSelector selects this cycle: its index (kept across cycles in
+/// [`PodIndexes`]), or why the selector cannot be read; None without a podSelector.
+pub(super) struct FleetPodIndex {
+    index: Option<Arc<PodIndex>>,
+    selector_error: Option<String>,
+    namespace: String,
+}
+
+/// One per fleet (in the order of `fleets`), from `indexes` where the Pods and the
+/// selector are last cycle's.
+pub(super) fn fleet_indexes(
+    fleets: &[FleetSel],
+    pods: &[Arc<WorkerPod>],
     namespace: &str,
-) -> Vec<FleetPodTally<'a>> {
-    fleets
+    indexes: &mut PodIndexes,
+) -> Vec<Option<FleetPodIndex>> {
+    indexes.start_cycle(pods);
+    let out = fleets
         .iter()
         .map(|f| {
-            let Some(sel) = &f.fleet.spec.pod_selector else {
-                return FleetPodTally::default();
-            };
+            let sel = f.fleet.spec.pod_selector.as_ref()?;
             let ns = f.fleet.metadata.namespace.as_deref().unwrap_or(namespace);
-            match Selector::try_from(sel.clone()) {
-                Ok(selector) => FleetPodTally {
-                    index: Some(PodIndex::build(&selector, ns, pods)),
+            Some(match Selector::try_from(sel.clone()) {
+                Ok(parsed) => FleetPodIndex {
+                    index: Some(indexes.index(ns, sel, &parsed)),
+                    selector_error: None,
                     namespace: ns.to_owned(),
-                    ..FleetPodTally::default()
                 },
-                Err(e) => FleetPodTally {
+                Err(e) => FleetPodIndex {
+                    index: None,
                     selector_error: Some(format!("spec.podSelector: {e}")),
                     namespace: ns.to_owned(),
-                    ..FleetPodTally::default()
                 },
-            }
+            })
+        })
+        .collect();
+    indexes.end_cycle();
+    out
+}
+
+/// One tally per fleet (in the order of `fleets`), with its Pod index when it has a
+/// podSelector.
+pub(super) fn tallies(indexes: &[Option<FleetPodIndex>]) -> Vec<FleetPodTally<'_>> {
+    indexes
+        .iter()
+        .map(|f| match f {
+            None => FleetPodTally::default(),
+            Some(f) => FleetPodTally {
+                index: f.index.as_deref(),
+                selector_error: f.selector_error.clone(),
+                namespace: f.namespace.clone(),
+                ..FleetPodTally::default()
+            },
         })
         .collect()
 }

@@ -23,10 +23,14 @@ pub(super) struct CycleTally<'a> {
 }
 
 impl<'a> CycleTally<'a> {
-    pub(super) fn new(c: &Cycle<'a>, fleets: &[FleetSel<'a>], pod_input: &PodInput<'a>) -> Self {
+    pub(super) fn new(
+        c: &Cycle<'a>,
+        fleets: &[FleetSel<'a>],
+        pod_indexes: &'a [Option<pods::FleetPodIndex>],
+    ) -> Self {
         CycleTally {
             fleets: fleets::tallies(fleets, c.db_now),
-            pods: pods::tallies(fleets, pod_input.pods, pod_input.namespace),
+            pods: pods::tallies(pod_indexes),
             hung: fleets.iter().map(|_| Vec::new()).collect(),
             jobs: vec![FleetJobsTally::default(); fleets.len()],
             stranded: 0,
@@ -77,11 +81,14 @@ impl<'a> CycleTally<'a> {
             .into_iter()
             .zip(outcomes)
             .zip(self.jobs)
-            .map(|((pods, remediation), jobs)| fleets::FleetExtras {
-                selected_pods: pods.selected_pods(c),
-                pods: pods.summary(c),
-                remediation,
-                jobs,
+            .map(|((pods, remediation), jobs)| {
+                let selected_pods = pods.selected_pods(c);
+                fleets::FleetExtras {
+                    pods: pods.summary(&selected_pods),
+                    selected_pods,
+                    remediation,
+                    jobs,
+                }
             })
             .collect();
         fleets::plan_fleets_with(input, fleets, self.fleets, extras, plan);

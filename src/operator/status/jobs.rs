@@ -105,6 +105,12 @@ impl JobsMemo {
         }
     }
 
+    /// Whether its verdict moves with the clock alone: a job waits for pickup (it turns
+    /// overdue once the pickup timeout passes).
+    pub fn waiting_for_pickup(&self) -> bool {
+        matches!(self, Self::Known { jobs: Some(j), .. } if j.oldest_scheduled.is_some())
+    }
+
     /// Whether `input` would be judged as this was.
     pub fn matches(&self, input: &WorkerJobsInput) -> bool {
         match (self, input) {
