@@ -194,6 +194,8 @@ pub struct PodIndexes {
     /// The Pods the indexes were built from (held, so the addresses compared are theirs).
     pods: Vec<Arc<WorkerPod>>,
     built: Vec<BuiltIndex>,
+    /// Counts the Pod lists seen: within one, a Pod's address names one object.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -213,10 +215,17 @@ impl PodIndexes {
         if !same {
             self.pods = pods.to_vec();
             self.built.clear();
+            self.generation += 1;
         }
         for b in &mut self.built {
             b.used = false;
         }
+    }
+
+    /// Which Pod list this cycle's indexes were built from: while it stays the same, a
+    /// Pod's address stands for the same object (the list holds every one of them).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The index of what `selector` (parsed: `parsed`) selects in `namespace`.

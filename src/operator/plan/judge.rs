@@ -62,6 +62,8 @@ struct Memo {
     fleet_version: Option<String>,
     timeout: i64,
     health: Health,
+    /// The Pod and restarts its stored status was found to show.
+    extras: ExtrasSeen,
     /// The worker's share of the jobs read, as judged.
     jobs: JobsMemo,
     /// The jobs read that share came from (held: compared by address).
@@ -203,10 +205,11 @@ pub(super) fn judge<'a>(
     member: &mut MemberSink,
 ) -> Verdict<'a> {
     let db = effective_db(c, s);
-    // A memo stands for a stored status that already shows the Pod and the restarts.
-    let key = MemoKey::of(s, &db).filter(|_| extras_shown(s));
+    let extras = ExtrasSeen::of(s, memos.pods.generation());
+    let key = MemoKey::of(s, &db);
     if let (Some(key), Some(object)) = (&key, s.object)
         && let Some(memo) = memos.by_object.get_mut(&address(object))
+        && memo.extras == extras
         && key.matches(memo, s)
         && jobs_unchanged(c, s, memo)
     {
@@ -218,6 +221,8 @@ pub(super) fn judge<'a>(
         );
         return unchanged(c, s, key.heartbeat_at, memo.facts.conditions[1], pending);
     }
+    // A memo stands for a stored status that already shows the Pod and the restarts.
+    let key = key.filter(|_| extras_shown(s));
     let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     let mut desired = desired_status(&WorkerInputs {
         row: s.row,
@@ -254,7 +259,7 @@ pub(super) fn judge<'a>(
     {
         memos.by_object.insert(
             address(object),
-            key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs)),
+            key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs), extras),
         );
     }
     verdict(s, need, desired, healthy, pending)
@@ -281,6 +286,26 @@ fn jobs_unchanged(c: &Cycle, s: &Subject, memo: &mut Memo) -> bool {
         memo.jobs_read = read.cloned();
     }
     same
+}
+
+/// The Pod (by address, within one Pod list: see `PodIndexes::generation`) and the
+/// restarts a judgement saw: while they and the object are the same, the stored status
+/// still shows them, and [`extras_shown`] (five string compares a worker) need not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExtrasSeen {
+    pods_generation: u64,
+    pod: Option<usize>,
+    restarts: Option<crate::operator::remediation::History>,
+}
+
+impl ExtrasSeen {
+    fn of(s: &Subject, pods_generation: u64) -> Self {
+        Self {
+            pods_generation,
+            pod: s.pod.map(|p| std::ptr::from_ref(p) as usize),
+            restarts: s.restarts,
+        }
+    }
 }
 
 /// Whether the stored status shows what the Pod and the restart history add to it.
@@ -460,6 +485,7 @@ impl MemoKey {
         s: &Subject,
         facts: Facts,
         (jobs, view): (&WorkerJobsInput, &JobsView),
+        extras: ExtrasSeen,
     ) -> Memo {
         let row = s.row.expect("a key is made only with a row");
         Memo {
@@ -474,6 +500,7 @@ impl MemoKey {
             fleet_version: s.fleet_version.map(str::to_owned),
             timeout: s.timeout,
             health: self.health,
+            extras,
             jobs: JobsMemo::of(jobs),
             jobs_read: match view {
                 JobsView::Known(index) => Some(index.clone()),
