@@ -548,7 +548,10 @@ async fn apiserver_profile(client: kube::Client, seconds: u64) -> Option<pprof::
     let request = http::Request::get(format!("/debug/pprof/profile?seconds={seconds}"))
         .body(Vec::new())
         .ok()?;
-    let response = client.send(request.map(kube::client::Body::from)).await.ok()?;
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .ok()?;
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
         .ok()?

@@ -15,15 +15,17 @@ use support::env_or;
 use std::sync::Arc;
 use std::time::Instant;
 
-use amp_operator::metadata_db::{JobSchema, JobsSnapshot, LockState, NodeJobs, SnapshotRow, WorkerInfo};
+use amp_operator::metadata_db::{
+    JobSchema, JobsSnapshot, LockState, NodeJobs, SnapshotRow, WorkerInfo,
+};
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerStatus};
 use amp_operator::operator::plan::{
     Judgements, Plan, PlanConfig, PlanInput, PodInput, Written, discovered_worker, plan_with_pods,
 };
+use amp_operator::operator::pods::WorkerPod;
 use amp_operator::operator::status::DbView;
 use amp_operator::operator::status::jobs::{JobsIndex, JobsView};
 use chrono::{DateTime, TimeZone, Utc};
-use amp_operator::operator::pods::WorkerPod;
 use k8s_openapi::api::core::v1::Pod;
 
 const EXPECTED: &str = "v1.1.0";
@@ -51,7 +53,7 @@ fn rows(n: usize, now: i64, infos: &[Arc<WorkerInfo>]) -> Vec<SnapshotRow> {
 
 fn info(i: usize) -> WorkerInfo {
     serde_json::from_value::<serde_json::Value>(serde_json::json!({
-        "version": if i % 3 == 0 { "v1.0.0" } else { EXPECTED },
+        "version": if i.is_multiple_of(3) { "v1.0.0" } else { EXPECTED },
         "commit_sha": "8b065bde", "commit_timestamp": "2025-10-30T09:00:00Z",
         "build_date": "2025-10-30"
     }))
@@ -61,7 +63,7 @@ fn info(i: usize) -> WorkerInfo {
 
 fn jobs(n: usize, now: i64) -> JobsView {
     let nodes = (0..n)
-        .filter(|i| i % 5 == 0)
+        .filter(|i| i.is_multiple_of(5))
         .map(|i| NodeJobs {
             node_id: node_id(i),
             registered: true,
@@ -112,7 +114,11 @@ fn fleet(with_pods: bool) -> Arc<AmpWorkerFleet> {
 
 /// The objects as the watch shows them once `plan` landed: creates get a uid and their
 /// status, writes and refreshes a new version.
-fn land(objects: &mut Vec<Arc<AmpWorker>>, index: &mut foldhash::HashMap<String, usize>, plan: &Plan) {
+fn land(
+    objects: &mut Vec<Arc<AmpWorker>>,
+    index: &mut foldhash::HashMap<String, usize>,
+    plan: &Plan,
+) {
     let mut put = |name: &str, status: &AmpWorkerStatus| {
         if let Some(&i) = index.get(name) {
             let mut o = (*objects[i]).clone();
@@ -151,7 +157,11 @@ fn main() {
     };
     let infos: Vec<Arc<WorkerInfo>> = (0..n).map(|i| Arc::new(info(i))).collect();
     let fleets = vec![fleet(with_pods)];
-    let pod_list = if with_pods { pods(n, "bench") } else { Vec::new() };
+    let pod_list = if with_pods {
+        pods(n, "bench")
+    } else {
+        Vec::new()
+    };
     let written = Written::default();
     let mut objects: Vec<Arc<AmpWorker>> = Vec::new();
     let mut index = foldhash::HashMap::default();
@@ -186,7 +196,8 @@ fn main() {
         let started = Instant::now();
         let plan = plan_with_pods(&input, &pod_input, &config, &mut memos);
         let took = started.elapsed();
-        let settled = plan.creates.is_empty() && plan.worker_writes.is_empty() && objects.len() == n;
+        let settled =
+            plan.creates.is_empty() && plan.worker_writes.is_empty() && objects.len() == n;
         if settled && warm >= 70 {
             steady_ns += took.as_nanos();
             steady += 1;

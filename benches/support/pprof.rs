@@ -136,7 +136,8 @@ impl Profile {
                     p.locations.insert(id, functions);
                 }
                 (5, Value::Bytes(b)) => {
-                    p.functions.insert(first_int(b, 1)?, first_int(b, 2)? as i64);
+                    p.functions
+                        .insert(first_int(b, 1)?, first_int(b, 2)? as i64);
                 }
                 (6, Value::Bytes(b)) => p.strings.push(String::from_utf8_lossy(b).into_owned()),
                 _ => {}

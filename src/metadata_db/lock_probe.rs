@@ -25,6 +25,13 @@ macro_rules! held_locks_cte {
 /// loop, 50,000 x 50,000 hashes, minutes a read.
 macro_rules! lock_held_column {
     () => {
-        "hashtextextended(workers.node_id, 0) IN (SELECT key FROM held) AS lock_held"
+        concat!(lock_held_column_expr!(), " AS lock_held")
+    };
+}
+
+/// [`lock_held_column`] without its name (e.g. inside an aggregate).
+macro_rules! lock_held_column_expr {
+    () => {
+        "hashtextextended(workers.node_id, 0) IN (SELECT key FROM held)"
     };
 }

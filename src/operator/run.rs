@@ -510,10 +510,7 @@ impl PodCache {
 
     /// The cached Pods; empty while no fleet selects Pods or the first list has not
     /// arrived (then no placement comes from Pods and no Pod is restarted).
-    async fn pods(
-        &mut self,
-        fleets: &[Arc<AmpWorkerFleet>],
-    ) -> Vec<Arc<super::pods::WorkerPod>> {
+    async fn pods(&mut self, fleets: &[Arc<AmpWorkerFleet>]) -> Vec<Arc<super::pods::WorkerPod>> {
         if self.store.is_none() && !fleets.iter().any(|f| f.spec.pod_selector.is_some()) {
             return Vec::new();
         }

@@ -273,8 +273,8 @@ impl<'a> Cycle<'a> {
 
     /// What the cycle knows of the node id of `input.workers[i]` (`w`).
     fn worker_node(&self, i: usize, w: &AmpWorker) -> Node<'a> {
-        let claimed = !self.user_claimed.is_empty()
-            && self.user_claimed.contains(w.spec.node_id.as_str());
+        let claimed =
+            !self.user_claimed.is_empty() && self.user_claimed.contains(w.spec.node_id.as_str());
         Node {
             row: self.worker_rows.get(i).copied().flatten(),
             claimed_by_user: Some(claimed),

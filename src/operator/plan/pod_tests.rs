@@ -6,9 +6,9 @@ use crate::metadata_db::{LockState, Placement, WorkerInfo};
 use crate::operator::crd::{
     AmpWorkerFleetSpec, AmpWorkerSpec, NODE_ID_ANNOTATION, RemediationMode, RemediationSpec,
 };
+use crate::operator::pods::WorkerPod;
 use crate::operator::remediation::{History, SkipReason};
 use chrono::TimeZone;
-use crate::operator::pods::WorkerPod;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

@@ -246,7 +246,13 @@ fn pod_facts(link: Option<PodLink>, pods: &FleetPodTally) -> PodFacts {
     }
 }
 
-fn action(fleet: &str, w: &AmpWorker, pod: &WorkerPod, dry_run: bool, i: &Inputs) -> RemediationAction {
+fn action(
+    fleet: &str,
+    w: &AmpWorker,
+    pod: &WorkerPod,
+    dry_run: bool,
+    i: &Inputs,
+) -> RemediationAction {
     let since = stale_since(&i.health).map_or_else(String::new, |s| format_timestamp(&s));
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let owner = controller_of(pod).unwrap_or_default();
