@@ -69,10 +69,16 @@ fn long_version() -> String {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The operator runs one cycle at a time: on one thread its I/O (the snapshot read,
+    // the status writes) wakes the thread that waits for it, where a worker pool woke
+    // the `block_on` thread from another one on every socket event (a tenth of its CPU
+    // in parking and unparking; docs/benchmarks.md, issue 32). The Admin API serves
+    // requests in parallel and keeps the pool.
+    let mut builder = match cli.command {
+        Command::Operator(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -307,10 +307,11 @@ impl<'a> Cycle<'a> {
     /// What this replica wrote for the object if the watch does not show it yet, else
     /// what the cache shows; and whether it is the former.
     fn stored(&self, w: &'a AmpWorker) -> (Option<&'a AmpWorkerStatus>, bool) {
-        let written = w
-            .metadata
-            .uid
-            .as_ref()
+        // Usually empty by now (the watch shows a write within the cycle): then no uid
+        // is hashed.
+        let written = (!self.input.written.workers.is_empty())
+            .then(|| w.metadata.uid.as_ref())
+            .flatten()
             .and_then(|uid| self.input.written.workers.get(uid));
         match written {
             Some(s) => (Some(s), true),
