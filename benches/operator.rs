@@ -453,6 +453,29 @@ async fn bench() {
         mismatched.0,
         mismatched.1
     );
+    // What every watch event of a refresh carries: the whole object, managedFields too.
+    let worker_text = client
+        .request_text(
+            http::Request::get(format!(
+                "/apis/amp.io/v1alpha1/namespaces/{ns}/ampworkers/{}",
+                amp_operator::operator::naming::object_name("worker-00001")
+            ))
+            .body(Vec::new())
+            .expect("request"),
+        )
+        .await
+        .unwrap_or_default();
+    let managed = serde_json::from_str::<serde_json::Value>(&worker_text)
+        .ok()
+        .map_or(0, |v| v["metadata"]["managedFields"].to_string().len());
+    println!(
+        "AmpWorker object: {:.1} KiB as served (managedFields {:.1} KiB); a refresh patch is {} bytes",
+        worker_text.len() as f64 / 1024.0,
+        managed as f64 / 1024.0,
+        serde_json::json!({"status": {"heartbeatAt": "2026-12-07T10:00:00Z"}})
+            .to_string()
+            .len()
+    );
     match stale_after {
         Some(d) => println!(
             "heartbeat stop -> Healthy=False seen by a watch: {:.1} s (timeout 30 s)",
