@@ -455,6 +455,48 @@ mod tests {
     }
 
     #[test]
+    fn an_index_is_kept_while_the_pods_and_the_selector_are_the_same() {
+        let selector = |v: &str| LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_owned(), v.to_owned())])),
+            ..Default::default()
+        };
+        let pods = vec![pod("worker-0", &[("app", "amp")], None)];
+        let mut indexes = PodIndexes::default();
+        let mut cycle = |indexes: &mut PodIndexes, pods: &[Arc<WorkerPod>], v: &str| {
+            indexes.start_cycle(pods);
+            let index = indexes.index("amp", &selector(v), &app(v));
+            indexes.end_cycle();
+            (index, indexes.generation())
+        };
+        let (first, generation) = cycle(&mut indexes, &pods, "amp");
+        assert_eq!(first.selected.len(), 1);
+        let (again, same_generation) = cycle(&mut indexes, &pods, "amp");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "same Pods, same selector: kept"
+        );
+        assert_eq!(same_generation, generation);
+        // Another selector: its own index, from the same Pods.
+        let (other, _) = cycle(&mut indexes, &pods, "other");
+        assert!(other.selected.is_empty());
+        // A Pod changed (a new object from the watch): every index is rebuilt.
+        let mut moved = (*pods[0]).clone();
+        moved.spec = Some(WorkerPodSpec {
+            node_name: Some("node-b".into()),
+        });
+        let pods = vec![Arc::new(moved)];
+        let (rebuilt, next_generation) = cycle(&mut indexes, &pods, "amp");
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
+        assert_eq!(next_generation, generation + 1);
+        assert_eq!(
+            placement_of(rebuilt.pod_of("worker-0").unwrap())
+                .node
+                .as_deref(),
+            Some("node-b")
+        );
+    }
+
+    #[test]
     fn a_bare_pod_has_no_controller() {
         assert_eq!(controller_of(&pod("worker-0", &[], None)), None);
     }

@@ -310,7 +310,7 @@ impl<'a> Cycle<'a> {
         // Usually empty by now (the watch shows a write within the cycle): then no uid
         // is hashed.
         let written = (!self.input.written.workers.is_empty())
-            .then(|| w.metadata.uid.as_ref())
+            .then_some(w.metadata.uid.as_ref())
             .flatten()
             .and_then(|uid| self.input.written.workers.get(uid));
         match written {
