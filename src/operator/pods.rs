@@ -462,7 +462,7 @@ mod tests {
         };
         let pods = vec![pod("worker-0", &[("app", "amp")], None)];
         let mut indexes = PodIndexes::default();
-        let mut cycle = |indexes: &mut PodIndexes, pods: &[Arc<WorkerPod>], v: &str| {
+        let cycle = |indexes: &mut PodIndexes, pods: &[Arc<WorkerPod>], v: &str| {
             indexes.start_cycle(pods);
             let index = indexes.index("amp", &selector(v), &app(v));
             indexes.end_cycle();
