@@ -140,3 +140,46 @@ async fn every_lock_is_probed_by_hash_and_read_right_at_thousands_of_rows() {
     assert!(!text.contains("Nested Loop"), "{plan:#}");
     assert!(text.contains("hashed SubPlan"), "{plan:#}");
 }
+
+/// The clock columns are decoded from PostgreSQL's binary form by hand (see
+/// `metadata_db::db_time`): exact to the microsecond on both sides of PostgreSQL's epoch,
+/// and a timestamp chrono cannot hold is an error of
+/// the read, not a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn clock_columns_are_read_exactly_and_out_of_range_ones_fail_the_read() {
+    use chrono::{DateTime, Utc};
+    let (_pg, pool) = common::migrated_db().await;
+    sqlx::query(
+        "INSERT INTO workers (node_id, info, created_at, registered_at, heartbeat_at) VALUES
+         ('w1', '{}', '1999-12-31 23:59:59.999999+00', '2000-01-01 00:00:00+00',
+          '2026-12-07 10:11:12.345678+00')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let s = read(&pool, &mut InfoCache::default()).await;
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let w1 = row(&s, "w1");
+    assert_eq!(
+        (w1.created_at, w1.registered_at, w1.heartbeat_at),
+        (
+            at("1999-12-31T23:59:59.999999Z"),
+            at("2000-01-01T00:00:00Z"),
+            at("2026-12-07T10:11:12.345678Z")
+        )
+    );
+
+    sqlx::query("UPDATE workers SET heartbeat_at = 'infinity'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = metadata_db::operator_snapshot_within(
+        &pool,
+        Duration::from_secs(5),
+        &mut InfoCache::default(),
+    )
+    .await
+    .err()
+    .expect("an infinite heartbeat fails the read");
+    assert!(err.to_string().contains("out of range"), "{err}");
+}

@@ -5,6 +5,7 @@
 #[macro_use]
 mod lock_probe;
 mod connect_error;
+mod db_time;
 pub mod credentials;
 mod jobs;
 mod migrations;

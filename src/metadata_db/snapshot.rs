@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
+use super::db_time::DbTime;
 use super::rows::{LockState, WorkerInfo};
 use super::{DbError, within};
 
@@ -125,9 +126,9 @@ struct Narrow {
 /// The columns of [`OPERATOR_SNAPSHOT_SQL`], in its order.
 type Columns = (
     Vec<String>,
-    Vec<DateTime<Utc>>,
-    Vec<DateTime<Utc>>,
-    Vec<DateTime<Utc>>,
+    Vec<DbTime>,
+    Vec<DbTime>,
+    Vec<DbTime>,
     Vec<Option<bool>>,
 );
 
@@ -155,11 +156,11 @@ fn narrow(
         .zip(locks)
         .map(
             |((((node_id, created_at), registered_at), heartbeat_at), lock)| Narrow {
-                info: cached(known, &node_id, registered_at),
+                info: cached(known, &node_id, registered_at.0),
                 node_id,
-                created_at,
-                registered_at,
-                heartbeat_at,
+                created_at: created_at.0,
+                registered_at: registered_at.0,
+                heartbeat_at: heartbeat_at.0,
                 lock: LockState::from_probe(lock),
             },
         )
