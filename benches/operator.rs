@@ -36,6 +36,7 @@
 //! steady window and printed (the functions with most CPU); then the operator is stopped
 //! and the API server's CPU is read again for AMP_BENCH_IDLE_SECONDS (default 60) with the
 //! same objects: the difference is what the operator costs it.
+//! AMP_BENCH_DISCOVERY_PROFILE=N takes one over N seconds of discovery as well.
 
 mod support;
 use support::{env_or, free_addr, pprof, proc_status_kib};
@@ -73,6 +74,64 @@ fn cpu_secs(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz
+}
+
+/// Busy and total CPU time of the whole machine in seconds, from /proc/stat.
+fn machine_cpu_secs() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ((total - idle) as f64 / hz, total as f64 / hz)
+}
+
+/// Where the CPU went during discovery: is it the API server's pace, or the machine's?
+struct DiscoveryCpu {
+    apiserver: f64,
+    etcd: f64,
+    operator: f64,
+    machine_busy: f64,
+    machine_total: f64,
+}
+
+impl DiscoveryCpu {
+    fn since(start: (f64, f64, (f64, f64)), (apiserver, etcd): (u32, u32), operator: &str) -> Self {
+        let (busy, total) = machine_cpu_secs();
+        Self {
+            apiserver: cpu_secs(apiserver) - start.0,
+            etcd: cpu_secs(etcd) - start.1,
+            operator: operator.parse().map(cpu_secs).unwrap_or(0.0),
+            machine_busy: busy - start.2.0,
+            machine_total: total - start.2.1,
+        }
+    }
+
+    fn print(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let others = self.machine_busy - self.apiserver - self.etcd - self.operator;
+        println!(
+            "discovery CPU (s of CPU, % of a core): kube-apiserver {:.0} s ({:.0}%), etcd {:.0} s ({:.0}%), ampd operator {:.0} s ({:.0}%), the rest (PostgreSQL, heartbeats, bench) {:.0} s ({:.0}%); machine {:.0}% busy",
+            self.apiserver,
+            100.0 * self.apiserver / secs,
+            self.etcd,
+            100.0 * self.etcd / secs,
+            self.operator,
+            100.0 * self.operator / secs,
+            others,
+            100.0 * others / secs,
+            100.0 * self.machine_busy / self.machine_total.max(f64::EPSILON),
+        );
+    }
 }
 
 /// The operator's /metrics as (series, value).
@@ -234,6 +293,7 @@ async fn bench() {
         .map(str::to_owned)
         .collect();
     let started = Instant::now();
+    let discovery_cpu0 = (cpu_secs(apiserver), cpu_secs(etcd), machine_cpu_secs());
     // AMP_BENCH_OPERATOR_WRAPPER runs the operator under a profiler (e.g. `heaptrack`);
     // the RSS figures are then the wrapper's.
     let mut command = match std::env::var("AMP_BENCH_OPERATOR_WRAPPER") {
@@ -259,6 +319,18 @@ async fn bench() {
         .spawn()
         .expect("spawn ampd operator");
     let pid = child.id().to_string();
+    // AMP_BENCH_DISCOVERY_PROFILE=N: the API server's profile over N seconds of discovery,
+    // from 20 s after the start (the creates and first statuses at full pace).
+    let discovery_profile = match env_or("AMP_BENCH_DISCOVERY_PROFILE", 0u64) {
+        0 => None,
+        seconds => {
+            let client = client.clone();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                apiserver_profile(client, seconds).await
+            }))
+        }
+    };
 
     // Discovery: until every worker was created and applied Healthy.
     let discovery = loop {
@@ -277,6 +349,7 @@ async fn bench() {
         }
     };
     let rss_discovery = proc_status_kib(&pid, "VmHWM:");
+    let discovery_cpu = DiscoveryCpu::since(discovery_cpu0, (apiserver, etcd), &pid);
     // Cross-check on the server: every object there, every status Healthy=True.
     let workers: Api<AmpWorker> = Api::namespaced(client.clone(), &ns);
     let (mut listed, mut healthy) = (0usize, 0usize);
@@ -301,6 +374,10 @@ async fn bench() {
         "discovery: start -> all {n} Healthy in {:.1} s (server holds {listed} AmpWorkers, {healthy} Healthy=True)",
         discovery.as_secs_f64()
     );
+    discovery_cpu.print(discovery);
+    if let Some(profile) = discovery_profile {
+        print_apiserver_profile("discovery", profile.await.ok().flatten());
+    }
 
     // Refreshes become due --status-refresh (60 s) after the first status: wait until
     // the steady state has every worker's refresh in it.

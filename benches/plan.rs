@@ -4,7 +4,8 @@
 //! worker selected by the fleet. The plan's writes land on the objects as the watch
 //! would show them (new `Arc`s), so the memo behaves as in the operator. Prints the CPU
 //! time of a steady cycle: the part of the operator's cycle that is ours alone, to
-//! iterate on; the operator bench (`benches/operator.rs`) gives the whole figure.
+//! iterate on; the operator bench (`benches/operator.rs`) gives the whole figure. Then
+//! the heap each cache holds per worker (a counting allocator), for the RSS figure.
 //!
 //!   cargo bench --bench plan
 //!   AMP_BENCH_WORKERS=50000 AMP_BENCH_PODS=1 cargo bench --bench plan
@@ -12,8 +13,37 @@
 mod support;
 use support::env_or;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// Counts live heap bytes, so the bench can say what each cache of the operator holds
+/// per worker (the operator's RSS is these plus the allocator's own slack and the code).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Live heap bytes freed by dropping `what`.
+fn held_by<T>(what: T) -> usize {
+    let before = LIVE.load(Ordering::Relaxed);
+    drop(what);
+    before.saturating_sub(LIVE.load(Ordering::Relaxed))
+}
 
 use amp_operator::metadata_db::{
     JobSchema, JobsSnapshot, LockState, NodeJobs, SnapshotRow, WorkerInfo,
@@ -210,5 +240,46 @@ fn main() {
         "plan: {n} workers{}, {steady} steady cycles: {:.2} ms a cycle (after {second} simulated seconds)",
         if with_pods { " and Pods" } else { "" },
         steady_ns as f64 / steady as f64 / 1e6
+    );
+    print_memory(n, objects, memos, pod_list, infos);
+}
+
+/// What each cache holds, per worker, once steady (dropped in an order that frees each
+/// one's own share: the memo holds objects and infos, so it goes first).
+fn print_memory(
+    n: usize,
+    objects: Vec<Arc<AmpWorker>>,
+    memos: Judgements,
+    pods: Vec<Arc<WorkerPod>>,
+    infos: Vec<Arc<WorkerInfo>>,
+) {
+    let per = |bytes: usize| bytes as f64 / n as f64;
+    // The parts of an object, each as a copy (the copy's heap alone is measured).
+    let status = held_by(objects.iter().map(|o| o.status.clone()).collect::<Vec<_>>());
+    let conditions = held_by(
+        objects
+            .iter()
+            .map(|o| o.status.as_ref().map(|s| s.conditions.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let metadata = held_by(
+        objects
+            .iter()
+            .map(|o| o.metadata.clone())
+            .collect::<Vec<_>>(),
+    );
+    let memo = held_by(memos);
+    let objects = held_by(objects);
+    let pods = held_by(pods);
+    let infos = held_by(infos);
+    println!(
+        "heap per worker: AmpWorker objects {:.0} B (metadata {:.0} B, status {:.0} B, of which conditions {:.0} B), memo and Pod indexes {:.0} B, Pods {:.0} B, infos {:.0} B",
+        per(objects),
+        per(metadata),
+        per(status),
+        per(conditions),
+        per(memo),
+        per(pods),
+        per(infos)
     );
 }

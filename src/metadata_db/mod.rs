@@ -5,8 +5,8 @@
 #[macro_use]
 mod lock_probe;
 mod connect_error;
-mod db_time;
 pub mod credentials;
+mod db_time;
 mod jobs;
 mod migrations;
 mod redact;

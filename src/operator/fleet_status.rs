@@ -245,7 +245,8 @@ impl FleetTally {
             return;
         }
         let version = m.version.unwrap_or("unknown");
-        let updated = m.healthy && version == self.expected;
+        let on_expected = version == self.expected;
+        let updated = m.healthy && on_expected;
         // Ready too: a worker that does not pick up its jobs (AcceptingJobs False) is
         // healthy and updated, but not available.
         let available = updated && m.ready && self.up_long_enough(m);
@@ -255,7 +256,7 @@ impl FleetTally {
         self.available += i64::from(available);
         self.crashed += i64::from(m.stopped && m.crashed());
         self.count_version(version);
-        if version != self.expected {
+        if !on_expected {
             self.mismatched.push(m.node_id);
         }
         if !available {

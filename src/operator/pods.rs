@@ -172,10 +172,12 @@ impl PodIndex {
 
     /// The Pod of `node_id` when exactly one claims it.
     pub fn pod_of(&self, node_id: &str) -> Option<&WorkerPod> {
-        match self.link(node_id) {
-            Some(PodLink::One(p)) => Some(p),
-            _ => None,
-        }
+        self.position_of(node_id).map(|at| &*self.selected[at])
+    }
+
+    /// Where the Pod of `node_id` is in [`Self::selected`], when exactly one claims it.
+    pub fn position_of(&self, node_id: &str) -> Option<usize> {
+        self.by_node_id.get(node_id).copied().flatten()
     }
 
     /// How many node ids several Pods claim.

@@ -70,10 +70,9 @@ pub(super) fn tallies(fleets: &[FleetSel], db_now: Option<DateTime<Utc>>) -> Vec
 /// workers' jobs.
 #[derive(Default)]
 pub(super) struct FleetExtras<'a> {
-    /// The Pods spec.podSelector selects, with their workers' node ids (None: no worker
-    /// row); empty without a podSelector. A Pod without a worker is a member that is not
-    /// ready.
-    pub(super) selected_pods: Vec<super::SelectedPod<'a>>,
+    /// The names of the Pods spec.podSelector selects whose node id has no worker row;
+    /// empty without a podSelector. A Pod without a worker is a member that is not ready.
+    pub(super) pods_without_row: Vec<&'a str>,
     pub(super) pods: Option<crate::operator::crd::FleetPods>,
     pub(super) remediation: Option<super::remediate::FleetOutcome>,
     pub(super) jobs: FleetJobsTally,
@@ -122,8 +121,8 @@ pub(super) fn plan_fleets_with(
             },
         };
         let mut tally = tally;
-        for pod in extra.selected_pods.iter().filter(|p| p.node_id.is_none()) {
-            tally.add_pod_without_worker(pod.name);
+        for pod in &extra.pods_without_row {
+            tally.add_pod_without_worker(pod);
         }
         let mut desired = fleet_status_from(&judged, tally);
         desired.pods = extra.pods;

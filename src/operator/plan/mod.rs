@@ -33,7 +33,6 @@ pub use budget::RefreshBudget;
 pub use discovery::discovered_worker;
 pub use judge::Judgements;
 use judge::{CONDITION_TYPES, Subject, Verdict};
-pub use pods::SelectedPod;
 use refresh::Pending;
 pub use remediate::{
     DRY_RUN_REASON, REMEDIATION_ALLOWED, REMEDIATION_PAUSED_REASON, RESTARTED_REASON,
@@ -421,9 +420,9 @@ fn subject_of<'a>(
     (w, object): (&'a AmpWorker, Option<&'a Arc<AmpWorker>>),
     row: Option<&'a SnapshotRow>,
 ) -> (Subject<'a>, Option<bool>) {
-    let pod = fleet
-        .and_then(|i| tally.pods[i].index.as_ref())
-        .and_then(|ix| ix.pod_of(&w.spec.node_id));
+    let index = fleet.and_then(|i| tally.pods[i].index);
+    let pod_at = index.and_then(|ix| ix.position_of(&w.spec.node_id));
+    let pod = index.zip(pod_at).map(|(ix, at)| &*ix.selected[at]);
     let timeout = heartbeat_timeout(
         &w.spec,
         fleet.and_then(|i| fleets[i].fleet.spec.heartbeat_timeout_seconds),
@@ -431,7 +430,7 @@ fn subject_of<'a>(
     );
     if let Some(i) = fleet {
         let running = row.is_some_and(|r| r.lock != LockState::Free);
-        tally.pods[i].add_worker(&w.spec.node_id, running, pod.is_some());
+        tally.pods[i].add_worker(&w.spec.node_id, (row.is_some(), running), pod_at);
         if object.is_some() && remediation_on(fleets[i].fleet) {
             tally.hung[i].push(remediate::Candidate {
                 worker: w,

@@ -241,6 +241,30 @@ fn the_fleet_counts_workers_without_a_pod_and_pods_without_a_worker() {
     );
 }
 
+/// What counts as a Pod without a worker is the worker's row, not its AmpWorker: a Pod
+/// linked to an AmpWorker whose node id has no row is one; a Pod whose node id has a
+/// row the operator made no AmpWorker for is not.
+#[test]
+fn a_pod_without_a_worker_is_one_whose_node_id_has_no_row() {
+    let mut w = World::new(fleet(None, None)).with("worker-0", 0, Some(pod("worker-0")));
+    // An AmpWorker a user made ahead of its worker: linked to its Pod, but no row.
+    w.workers.push(worker("worker-5"));
+    w.pods.push(Arc::new(pod("worker-5").into()));
+    // A stopped worker's row and its Pod: never discovered (no AmpWorker).
+    w.rows.push(SnapshotRow {
+        lock: LockState::Free,
+        ..row("worker-7", 0)
+    });
+    w.pods.push(Arc::new(pod("worker-7").into()));
+    let p = w.plan();
+    assert_eq!(
+        serde_json::to_value(fleet_status(&p).pods.as_ref().unwrap()).unwrap(),
+        serde_json::json!({"selected": 3, "linked": 2, "workersWithoutPod": 0,
+            "podsWithoutWorker": 1, "ambiguous": 0, "reason": "PodsWithoutWorker",
+            "message": "1 selected Pods without a worker row: worker-5"})
+    );
+}
+
 #[test]
 fn a_fleet_without_pod_selector_reads_no_pods() {
     let mut f = (*fleet(None, None)).clone();

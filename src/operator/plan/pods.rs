@@ -14,13 +14,6 @@ use super::fleets::FleetSel;
 /// Names listed in `status.pods.message`.
 const MESSAGE_NAMES: usize = 5;
 
-/// A selected Pod and the node id of the worker it runs (None: no worker row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SelectedPod<'a> {
-    pub name: &'a str,
-    pub node_id: Option<&'a str>,
-}
-
 /// One fleet's Pods and its workers' links to them, counted as they are met.
 #[derive(Debug, Default)]
 pub(super) struct FleetPodTally<'a> {
@@ -31,40 +24,61 @@ pub(super) struct FleetPodTally<'a> {
     pub(super) namespace: String,
     linked: i64,
     without_pod: Vec<&'a str>,
+    /// By position in the index: a worker with a row linked the Pod this cycle, so its
+    /// node id has a row (no lookup at the end for the Pods of a settled fleet).
+    with_row: Vec<bool>,
 }
 
 impl<'a> FleetPodTally<'a> {
-    /// A running worker (its process holds the node id) of this fleet, with or without
-    /// its Pod.
-    pub(super) fn add_worker(&mut self, node_id: &'a str, running: bool, linked: bool) {
-        if self.index.is_none() {
+    /// A worker of this fleet: `pod` is the position of its Pod in the index (None
+    /// without one), `row` whether its node id has a row, `running` whether its process
+    /// holds the node id.
+    pub(super) fn add_worker(
+        &mut self,
+        node_id: &'a str,
+        (row, running): (bool, bool),
+        pod: Option<usize>,
+    ) {
+        let Some(index) = self.index else {
             return;
-        }
-        if linked {
-            self.linked += 1;
-        } else if running {
-            self.without_pod.push(node_id);
+        };
+        match pod {
+            Some(at) => {
+                self.linked += 1;
+                if row {
+                    if self.with_row.is_empty() {
+                        self.with_row = vec![false; index.selected.len()];
+                    }
+                    self.with_row[at] = true;
+                }
+            }
+            None if running => self.without_pod.push(node_id),
+            None => {}
         }
     }
 
-    /// The selected Pods with the node id of their worker, for the fleet's membership.
-    pub fn selected_pods(&self, c: &Cycle<'a>) -> Vec<SelectedPod<'a>> {
+    /// The names of the selected Pods whose node id has no worker row (members that are
+    /// not ready: not started, or crashing before they register).
+    pub fn pods_without_row(&self, c: &Cycle<'a>) -> Vec<&'a str> {
         let Some(index) = self.index else {
             return Vec::new();
         };
+        let linked = |at: usize| self.with_row.get(at).copied().unwrap_or(false);
         index
             .selected
             .iter()
-            .filter_map(|p| {
+            .enumerate()
+            .filter(|(at, _)| !linked(*at))
+            .filter_map(|(_, p)| {
                 let name = p.metadata.name.as_deref()?;
-                let node_id = pod_node_id(p).filter(|id| c.node(id).row.is_some());
-                Some(SelectedPod { name, node_id })
+                let has_row = pod_node_id(p).is_some_and(|id| c.node(id).row.is_some());
+                (!has_row).then_some(name)
             })
             .collect()
     }
 
-    /// `status.pods` (`selected`: [`Self::selected_pods`]); None without a podSelector.
-    pub(super) fn summary(mut self, selected: &[SelectedPod<'a>]) -> Option<FleetPods> {
+    /// `status.pods` (`orphans`: [`Self::pods_without_row`]); None without a podSelector.
+    pub(super) fn summary(mut self, orphans: &[&'a str]) -> Option<FleetPods> {
         if let Some(err) = self.selector_error {
             return Some(FleetPods {
                 reason: "InvalidPodSelector".into(),
@@ -73,11 +87,7 @@ impl<'a> FleetPodTally<'a> {
             });
         }
         let index = self.index?;
-        let mut orphans: Vec<&str> = selected
-            .iter()
-            .filter(|p| p.node_id.is_none())
-            .map(|p| p.name)
-            .collect();
+        let mut orphans = orphans.to_vec();
         orphans.sort_unstable();
         self.without_pod.sort_unstable();
         let ambiguous = index.ambiguous() as i64;

@@ -82,10 +82,10 @@ impl<'a> CycleTally<'a> {
             .zip(outcomes)
             .zip(self.jobs)
             .map(|((pods, remediation), jobs)| {
-                let selected_pods = pods.selected_pods(c);
+                let pods_without_row = pods.pods_without_row(c);
                 fleets::FleetExtras {
-                    pods: pods.summary(&selected_pods),
-                    selected_pods,
+                    pods: pods.summary(&pods_without_row),
+                    pods_without_row,
                     remediation,
                     jobs,
                 }
