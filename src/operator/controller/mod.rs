@@ -179,7 +179,6 @@ impl Reconciler {
         let db_ok = matches!(db, DbView::Available { .. });
         let jobs = self.db.read_jobs(db_ok, &self.metrics).await;
         let workers = self.with_pending(workers);
-        self.written.retain_uids(&workers, &fleets);
         let since_last = self.last_cycle.map_or(Duration::ZERO, |t| t.elapsed());
         self.last_cycle = Some(Instant::now());
         let input = PlanInput {
@@ -199,6 +198,8 @@ impl Reconciler {
             history: std::mem::take(&mut self.history),
         };
         let mut plan = plan_with_pods(&input, &pod_input, &self.config.plan, &mut self.judgements);
+        // Before this cycle's writes are remembered.
+        self.written.forget_shown(&plan, &fleets);
         self.history = pod_input.history;
         self.count_skips(&std::mem::take(&mut plan.remediation_skips));
         self.metrics

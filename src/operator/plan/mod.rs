@@ -66,34 +66,21 @@ pub struct Written {
 }
 
 impl Written {
-    /// Forgets objects that no longer exist, and every status the cache already shows:
-    /// from then on the cache's copy is the only one (this map is for the window in
-    /// which the watch lags behind our writes; a second copy of every status for the
-    /// whole fleet is memory for nothing).
-    pub fn retain_uids(&mut self, workers: &[Arc<AmpWorker>], fleets: &[Arc<AmpWorkerFleet>]) {
+    /// After a plan: forgets every worker status the cache already shows, or whose
+    /// object is gone (the plan kept the uids still ahead of the watch: this map is for
+    /// the window in which the watch lags behind our writes, and a second copy of every
+    /// status for the whole fleet is memory for nothing), and the fleets that are gone.
+    pub fn forget_shown(&mut self, plan: &Plan, fleets: &[Arc<AmpWorkerFleet>]) {
         if !self.workers.is_empty() {
-            self.retain_workers(workers);
+            let ahead: foldhash::HashSet<&str> =
+                plan.written_ahead.iter().map(String::as_str).collect();
+            self.workers.retain(|uid, _| ahead.contains(uid.as_str()));
         }
         let live: std::collections::HashSet<&str> = fleets
             .iter()
             .filter_map(|f| f.metadata.uid.as_deref())
             .collect();
         self.fleets.retain(|uid, _| live.contains(uid.as_str()));
-    }
-
-    /// (Mostly a few dozen refreshes the watch has not shown yet: one pass over the
-    /// cached objects looking each up in this small map, no index of the whole fleet.)
-    fn retain_workers(&mut self, workers: &[Arc<AmpWorker>]) {
-        let mut keep: foldhash::HashSet<&str> = foldhash::HashSet::default();
-        for w in workers {
-            if let Some(uid) = w.metadata.uid.as_deref()
-                && let Some(written) = self.workers.get(uid)
-                && w.status.as_ref() != Some(written)
-            {
-                keep.insert(uid);
-            }
-        }
-        self.workers.retain(|uid, _| keep.contains(uid.as_str()));
     }
 }
 
@@ -201,6 +188,10 @@ pub struct Plan {
     pub jobs_stranded: Option<i64>,
     /// Workers whose AcceptingJobs is False.
     pub workers_not_accepting_jobs: i64,
+    /// Uids of workers whose status this replica wrote and the watch does not show yet
+    /// (what [`Written::forget_shown`] keeps). Found while judging: the uid of each
+    /// worker is looked up once a cycle, not once more to prune.
+    pub written_ahead: Vec<String>,
 }
 
 impl Plan {
@@ -306,15 +297,14 @@ impl<'a> Cycle<'a> {
     /// What this replica wrote for the object if the watch does not show it yet, else
     /// what the cache shows; and whether it is the former.
     fn stored(&self, w: &'a AmpWorker) -> (Option<&'a AmpWorkerStatus>, bool) {
-        // Usually empty by now (the watch shows a write within the cycle): then no uid
-        // is hashed.
+        // Empty when nothing was written last cycle: then no uid is hashed.
         let written = (!self.input.written.workers.is_empty())
             .then_some(w.metadata.uid.as_ref())
             .flatten()
             .and_then(|uid| self.input.written.workers.get(uid));
         match written {
-            Some(s) => (Some(s), true),
-            None => (w.status.as_ref(), false),
+            Some(s) if w.status.as_ref() != Some(s) => (Some(s), true),
+            _ => (w.status.as_ref(), false),
         }
     }
 }
@@ -367,6 +357,9 @@ pub fn plan_with_pods(
         };
         let object = at.map(|(_, o)| o);
         let (stored, from_written) = c.stored(w);
+        if from_written && let Some(uid) = &w.metadata.uid {
+            plan.written_ahead.push(uid.clone());
+        }
         if object.is_some()
             && let Some(delete) = gc::collect(&c, w, node, stored)
         {

@@ -703,13 +703,14 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     let mut a = (*workers[0]).clone();
     a.status = Some(first.worker_writes[0].status.clone());
     let cached = [Arc::new(a), workers[1].clone()];
-    written.retain_uids(&cached, &[]);
-    let kept: Vec<&String> = written.workers.keys().collect();
-    assert_eq!(kept, vec!["uid-b"], "only the lagging one is remembered");
     let again = run(&available(t(2)), &rows, &cached, &[], &written);
     assert!(again.is_empty(), "{again:?}");
+    written.forget_shown(&again, &[]);
+    let kept: Vec<&String> = written.workers.keys().collect();
+    assert_eq!(kept, vec!["uid-b"], "only the lagging one is remembered");
     // Gone from the cache: forgotten.
-    written.retain_uids(&cached[..1], &[]);
+    let gone = run(&available(t(3)), &rows, &cached[..1], &[], &written);
+    written.forget_shown(&gone, &[]);
     assert!(written.workers.is_empty());
 }
 
@@ -840,11 +841,11 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
         let remembered = plan_with(&input, &config(), &mut memos);
         memo_hits += usize::from(before > 0);
         assert_eq!(format!("{remembered:?}"), format!("{fresh:?}"), "at {s} s");
+        written.forget_shown(&fresh, &fleets);
         remember(&mut written, &fresh);
         // The watch catches up every third cycle; in between, `written` is what counts.
         if s % 3 == 0 {
             objects = watched(&objects, &written);
-            written.retain_uids(&objects, &fleets);
         }
     }
     assert!(memo_hits > 60, "the memo was used ({memo_hits} cycles)");
@@ -1319,9 +1320,9 @@ fn remembered_judgements_follow_the_jobs_read() {
                 assert!(w.events.iter().any(|e| e.reason == "JobNotPickedUp"));
             }
         }
+        written.forget_shown(&fresh, &[]);
         remember(&mut written, &fresh);
         objects = watched(&objects, &written);
-        written.retain_uids(&objects, &[]);
     }
     // Scheduled at 46 s, 120 s timeout: late from 167 s on (the DB clock).
     assert_eq!(not_picked_up_at, Some(167));
