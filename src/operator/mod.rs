@@ -71,10 +71,10 @@ pub struct OperatorArgs {
     /// statement_timeout): past it worker health goes `Unknown`.
     #[arg(long, env = "AMP_DB_TIMEOUT", default_value = "3s", value_parser = crate::bounds::bounded::<100, 600_000>)]
     pub db_timeout: Duration,
-    /// Concurrent Kubernetes writes per cycle. Steady state needs few (refreshes are
-    /// budgeted); a discovery or a fleet-wide transition is one write per worker, at the
-    /// API server's pace: 16 in flight discovered 50,000 workers about 10% sooner than 8
-    /// on a two-core control plane (docs/benchmarks.md).
+    /// Concurrent Kubernetes writes per cycle (a discovery or a fleet-wide transition is
+    /// one write per worker).
+    // 16: 50,000 workers were discovered about 10% sooner than with 8 on a two-core
+    // control plane (docs/benchmarks.md); a steady fleet's refreshes are budgeted anyway.
     #[arg(long, env = "AMP_WRITE_CONCURRENCY", default_value_t = 16, value_parser = crate::bounds::count::<1, 256>)]
     pub write_concurrency: usize,
     /// How often Amp's jobs are read from the metadata DB (per-worker job counts, jobs not

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use kube::ResourceExt;
 
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
@@ -39,6 +40,8 @@ pub struct Judgements {
     cycle: u64,
     /// The fleets' Pod indexes (rebuilt only when the Pods or a selector change).
     pub(super) pods: crate::operator::pods::PodIndexes,
+    /// Each cached worker's `amp.io/discovered` label.
+    pub(super) discovered: super::discovery::DiscoveredFlags,
 }
 
 fn address(object: &Arc<AmpWorker>) -> usize {
@@ -59,7 +62,8 @@ struct Memo {
     /// Only when the verdict is not Fresh: Stale and Stopped messages name it.
     heartbeat_at: Option<DateTime<Utc>>,
     recovered_at: Option<DateTime<Utc>>,
-    fleet_version: Option<String>,
+    /// Inline (see [`Facts`]): compared for every worker every cycle.
+    fleet_version: Option<CompactString>,
     timeout: i64,
     health: Health,
     /// The Pod and restarts its stored status was found to show.
@@ -69,13 +73,19 @@ struct Memo {
     /// The jobs read that share came from (held: compared by address).
     jobs_read: Option<Arc<JobsIndex>>,
     facts: Facts,
+    /// A refresh was planned for the object since (see
+    /// [`Judgements::nothing_written_since`]).
+    written: bool,
 }
 
-/// What fleets and the condition gauge need of a judged worker.
+/// What fleets and the condition gauge need of a judged worker. The node id and
+/// version are held inline (short ones, as node ids and versions are): the fleet tally
+/// compares and hashes them for every worker every cycle, and a `String` was a pointer
+/// to chase into memory the cycle touches nowhere else.
 #[derive(Debug, Clone)]
 struct Facts {
-    node_id: String,
-    version: Option<String>,
+    node_id: CompactString,
+    version: Option<CompactString>,
     stopped: bool,
     stale: bool,
     not_registered: bool,
@@ -98,8 +108,8 @@ impl Facts {
             *slot = ConditionStatus::parse(&c.status);
         }
         Self {
-            node_id: m.node_id.to_owned(),
-            version: m.version.map(str::to_owned),
+            node_id: m.node_id.into(),
+            version: m.version.map(CompactString::from),
             stopped: m.stopped,
             stale: m.stale,
             not_registered: m.not_registered,
@@ -161,6 +171,27 @@ impl Judgements {
     pub(super) fn end_cycle(&mut self) {
         let cycle = self.cycle;
         self.by_object.retain(|_, m| m.seen == cycle);
+    }
+
+    /// Whether nothing was written for `object` since its memo was made: then no status
+    /// this replica wrote can be ahead of it, and `Written` need not be looked up (a uid
+    /// hashed per worker per cycle, while the last cycle's refreshes are there). A memo
+    /// is made only when the stored status was the cache's own (not `Written`'s), and
+    /// every write after that is planned against the object the memo holds: a refresh
+    /// marks it ([`Self::mark_written`]), a transition leaves no memo for it.
+    pub(super) fn nothing_written_since(&self, object: &Arc<AmpWorker>) -> bool {
+        self.by_object
+            .get(&address(object))
+            .is_some_and(|m| !m.written)
+    }
+
+    /// Marks the memos of the objects (by address) a refresh is written for.
+    pub(super) fn mark_written(&mut self, objects: impl Iterator<Item = usize>) {
+        for at in objects {
+            if let Some(m) = self.by_object.get_mut(&at) {
+                m.written = true;
+            }
+        }
     }
 }
 
@@ -497,7 +528,7 @@ impl MemoKey {
             lock: row.lock,
             heartbeat_at: (self.health != Health::Fresh).then_some(row.heartbeat_at),
             recovered_at: self.recovered_at,
-            fleet_version: s.fleet_version.map(str::to_owned),
+            fleet_version: s.fleet_version.map(CompactString::from),
             timeout: s.timeout,
             health: self.health,
             extras,
@@ -507,6 +538,7 @@ impl MemoKey {
                 _ => None,
             },
             facts,
+            written: false,
         }
     }
 }

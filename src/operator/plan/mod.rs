@@ -229,7 +229,12 @@ pub(super) struct Node<'a> {
 }
 
 impl<'a> Cycle<'a> {
-    fn new(input: &'a PlanInput<'a>, config: &'a PlanConfig) -> Self {
+    /// `flags`: each worker's `amp.io/discovered`, kept from cycle to cycle.
+    fn new(
+        input: &'a PlanInput<'a>,
+        config: &'a PlanConfig,
+        flags: &mut discovery::DiscoveredFlags,
+    ) -> Self {
         let mut nodes: foldhash::HashMap<&str, Node> = foldhash::HashMap::with_capacity_and_hasher(
             input.rows.len().max(input.workers.len()),
             Default::default(),
@@ -239,9 +244,10 @@ impl<'a> Cycle<'a> {
         }
         let mut worker_rows = Vec::with_capacity(input.workers.len());
         let mut user_claimed = foldhash::HashSet::default();
-        for w in input.workers {
+        flags.follow(input.workers);
+        for (w, discovered) in input.workers.iter().zip(flags.flags()) {
             let node = nodes.entry(w.spec.node_id.as_str()).or_default();
-            let by_user = !discovery::is_discovered(w);
+            let by_user = !discovered;
             node.claimed_by_user = Some(node.claimed_by_user.unwrap_or(false) | by_user);
             worker_rows.push(node.row);
             if by_user {
@@ -295,10 +301,11 @@ impl<'a> Cycle<'a> {
     }
 
     /// What this replica wrote for the object if the watch does not show it yet, else
-    /// what the cache shows; and whether it is the former.
-    fn stored(&self, w: &'a AmpWorker) -> (Option<&'a AmpWorkerStatus>, bool) {
-        // Empty when nothing was written last cycle: then no uid is hashed.
-        let written = (!self.input.written.workers.is_empty())
+    /// what the cache shows; and whether it is the former. `maybe_written`: false when
+    /// nothing can have been written for it since its memo (then no uid is hashed; nor
+    /// when nothing was written last cycle).
+    fn stored(&self, w: &'a AmpWorker, maybe_written: bool) -> (Option<&'a AmpWorkerStatus>, bool) {
+        let written = (maybe_written && !self.input.written.workers.is_empty())
             .then_some(w.metadata.uid.as_ref())
             .flatten()
             .and_then(|uid| self.input.written.workers.get(uid));
@@ -329,7 +336,7 @@ pub fn plan_with_pods(
     config: &PlanConfig,
     memos: &mut Judgements,
 ) -> Plan {
-    let c = Cycle::new(input, config);
+    let c = Cycle::new(input, config, &mut memos.discovered);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
     let pod_indexes = pods::fleet_indexes(
@@ -356,7 +363,8 @@ pub fn plan_with_pods(
             None => c.node(&w.spec.node_id),
         };
         let object = at.map(|(_, o)| o);
-        let (stored, from_written) = c.stored(w);
+        let maybe_written = object.is_none_or(|o| !memos.nothing_written_since(o));
+        let (stored, from_written) = c.stored(w, maybe_written);
         if from_written && let Some(uid) = &w.metadata.uid {
             plan.written_ahead.push(uid.clone());
         }
@@ -393,6 +401,7 @@ pub fn plan_with_pods(
         }
     }
     memos.end_cycle();
+    memos.mark_written(pending.written_objects());
     plan.worker_writes
         .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     plan.deletes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -69,6 +69,15 @@ impl Due<'_> {
     }
 }
 
+impl<'a> Pending<'a> {
+    /// The objects (by address) whose refreshes this cycle writes.
+    pub(super) fn written_objects(&self) -> impl Iterator<Item = usize> + '_ {
+        self.kept
+            .iter()
+            .map(|o| std::ptr::from_ref(o.0.worker) as usize)
+    }
+}
+
 /// What the judgement step leaves for scheduling.
 pub(super) struct Pending<'a> {
     /// The `allowance` oldest due refreshes met so far, the newest of them on top: the

@@ -889,7 +889,7 @@ fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_
     let (written, config) = (Written::default(), config());
     let db = available(t(0));
     let i = input(&db, &rows, &workers, &[], &written);
-    let found: Vec<String> = discovery::discover(&Cycle::new(&i, &config))
+    let found: Vec<String> = discovery::discover(&Cycle::new(&i, &config, &mut Default::default()))
         .iter()
         .map(|w| w.spec.node_id.clone())
         .collect();
@@ -901,7 +901,7 @@ fn step_discovery_creates_for_unclaimed_running_rows_by_node_id_and_never_while_
         &[],
         &written,
     );
-    assert!(discovery::discover(&Cycle::new(&down, &config)).is_empty());
+    assert!(discovery::discover(&Cycle::new(&down, &config, &mut Default::default())).is_empty());
 }
 
 #[test]
@@ -918,7 +918,7 @@ fn step_discovery_plans_a_chunk_a_cycle_smallest_node_ids_first_then_the_rest() 
     let db = available(t(0));
     let discover = |workers: &[Arc<AmpWorker>]| -> Vec<String> {
         let i = input(&db, &rows, workers, &[], &written);
-        discovery::discover(&Cycle::new(&i, &config))
+        discovery::discover(&Cycle::new(&i, &config, &mut Default::default()))
             .iter()
             .map(|w| w.spec.node_id.clone())
             .collect()
@@ -964,7 +964,7 @@ fn step_gc_collects_only_discovered_objects_and_says_which_rule() {
     ];
     let (written, config, db) = (Written::default(), config(), available(t(0)));
     let i = input(&db, &rows, &workers, &[], &written);
-    let c = Cycle::new(&i, &config);
+    let c = Cycle::new(&i, &config, &mut Default::default());
     let why: Vec<Option<String>> = workers
         .iter()
         .map(|w| gc::collect(&c, w, c.node(&w.spec.node_id), None).map(|d| d.why))
@@ -1343,4 +1343,25 @@ fn remembered_judgements_follow_the_jobs_read() {
         Some(("True".into(), "JobsPickedUp".into()))
     );
     assert_eq!(last.state.as_deref(), Some("Ready"));
+}
+
+/// The label is remembered per object, not per place: a new version of an object, or
+/// another object at the same place, is read again.
+#[test]
+fn discovered_flags_follow_the_objects_not_their_places() {
+    let a = existing("a", "a", true);
+    let b = existing("b", "b", false);
+    let mut flags = discovery::DiscoveredFlags::default();
+    let read = |f: &discovery::DiscoveredFlags| f.flags().collect::<Vec<_>>();
+    flags.follow(&[a.clone(), b.clone()]);
+    assert_eq!(read(&flags), [true, false]);
+    // A user's object taken over by a new version that carries the label, and the
+    // objects in another order.
+    let b_labelled = existing("b", "b", true);
+    flags.follow(&[b_labelled, a.clone()]);
+    assert_eq!(read(&flags), [true, true]);
+    flags.follow(std::slice::from_ref(&b));
+    assert_eq!(read(&flags), [false]);
+    flags.follow(&[b, a]);
+    assert_eq!(read(&flags), [false, true]);
 }
