@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
@@ -60,7 +61,9 @@ pub struct SnapshotRow {
 }
 
 /// foldhash: looked up once per row per cycle (SipHash was a visible share of a cycle).
-type InfoMap = foldhash::HashMap<String, (DateTime<Utc>, Arc<WorkerInfo>)>;
+/// Node ids inline in the table (short ones, as node ids are): the key compare of a
+/// lookup reads no other allocation.
+type InfoMap = foldhash::HashMap<CompactString, (DateTime<Utc>, Arc<WorkerInfo>)>;
 
 /// `info` as last read, by node id, with the registration it belongs to. Shared with
 /// the read while it runs (the read may be dropped at its bound; the cache is not).
@@ -97,7 +100,7 @@ pub async fn operator_snapshot_within(
     // The read is over and dropped its handle: the map is ours alone again.
     let map = Arc::make_mut(&mut cache.by_node);
     for (node_id, registered_at, info) in read.fresh {
-        map.insert(node_id, (registered_at, Arc::new(info)));
+        map.insert(node_id.into(), (registered_at, Arc::new(info)));
     }
     Ok(OperatorSnapshot {
         db_now: read.db_now,

@@ -3,7 +3,6 @@
 //! for one long gone.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kube::ResourceExt;
 
@@ -42,36 +41,6 @@ pub fn discovered_worker(node_id: &str) -> AmpWorker {
 
 pub(super) fn is_discovered(w: &AmpWorker) -> bool {
     w.labels().get(DISCOVERED_LABEL).map(String::as_str) == Some("true")
-}
-
-/// [`is_discovered`] of each cached object, remembered by position. The cache lists its
-/// objects in the same order from one cycle to the next while they do not change, so a
-/// worker's flag is found by comparing two pointers instead of searching its labels
-/// (three allocations visited per worker per cycle: 3-5% of the operator's CPU at
-/// 10,000 workers). Each `Arc` is held, so a pointer stands for one object only.
-#[derive(Debug, Default)]
-pub struct DiscoveredFlags {
-    seen: Vec<(Arc<AmpWorker>, bool)>,
-}
-
-impl DiscoveredFlags {
-    /// Brings the flags to `workers` (in their order): only objects not at the same
-    /// place last cycle have their labels read.
-    pub(super) fn follow(&mut self, workers: &[Arc<AmpWorker>]) {
-        self.seen.truncate(workers.len());
-        for (i, w) in workers.iter().enumerate() {
-            match self.seen.get_mut(i) {
-                Some((held, _)) if Arc::ptr_eq(held, w) => {}
-                Some(slot) => *slot = (w.clone(), is_discovered(w)),
-                None => self.seen.push((w.clone(), is_discovered(w))),
-            }
-        }
-    }
-
-    /// The flag of each object of the last [`Self::follow`], in its order.
-    pub(super) fn flags(&self) -> impl Iterator<Item = bool> + '_ {
-        self.seen.iter().map(|(_, discovered)| *discovered)
-    }
 }
 
 /// New AmpWorkers for the unclaimed rows of running workers, by node id, at most

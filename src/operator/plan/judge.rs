@@ -40,8 +40,8 @@ pub struct Judgements {
     cycle: u64,
     /// The fleets' Pod indexes (rebuilt only when the Pods or a selector change).
     pub(super) pods: crate::operator::pods::PodIndexes,
-    /// Each cached worker's `amp.io/discovered` label.
-    pub(super) discovered: super::discovery::DiscoveredFlags,
+    /// What each cached worker's object alone says (its label, its Pod's place).
+    pub(super) facts: super::object_facts::ObjectFacts,
 }
 
 fn address(object: &Arc<AmpWorker>) -> usize {

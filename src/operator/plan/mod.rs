@@ -13,6 +13,7 @@ mod discovery;
 mod fleets;
 mod gc;
 mod judge;
+mod object_facts;
 mod pods;
 mod refresh;
 mod remediate;
@@ -229,11 +230,11 @@ pub(super) struct Node<'a> {
 }
 
 impl<'a> Cycle<'a> {
-    /// `flags`: each worker's `amp.io/discovered`, kept from cycle to cycle.
+    /// `facts`: what each worker's object alone says, kept from cycle to cycle.
     fn new(
         input: &'a PlanInput<'a>,
         config: &'a PlanConfig,
-        flags: &mut discovery::DiscoveredFlags,
+        facts: &mut object_facts::ObjectFacts,
     ) -> Self {
         let mut nodes: foldhash::HashMap<&str, Node> = foldhash::HashMap::with_capacity_and_hasher(
             input.rows.len().max(input.workers.len()),
@@ -244,8 +245,8 @@ impl<'a> Cycle<'a> {
         }
         let mut worker_rows = Vec::with_capacity(input.workers.len());
         let mut user_claimed = foldhash::HashSet::default();
-        flags.follow(input.workers);
-        for (w, discovered) in input.workers.iter().zip(flags.flags()) {
+        facts.follow(input.workers);
+        for (w, discovered) in input.workers.iter().zip(facts.discovered()) {
             let node = nodes.entry(w.spec.node_id.as_str()).or_default();
             let by_user = !discovered;
             node.claimed_by_user = Some(node.claimed_by_user.unwrap_or(false) | by_user);
@@ -336,7 +337,7 @@ pub fn plan_with_pods(
     config: &PlanConfig,
     memos: &mut Judgements,
 ) -> Plan {
-    let c = Cycle::new(input, config, &mut memos.discovered);
+    let c = Cycle::new(input, config, &mut memos.facts);
     let fleets = fleets::ordered(input.fleets);
     let new_workers = discovery::discover(&c);
     let pod_indexes = pods::fleet_indexes(
@@ -375,10 +376,15 @@ pub fn plan_with_pods(
             continue;
         }
         let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
+        let index = fleet.and_then(|i| tally.pods[i].index);
+        let pod_at = index.and_then(|ix| match at {
+            Some((place, _)) => memos.facts.pod_position(place, ix),
+            None => ix.position_of(&w.spec.node_id),
+        });
         let (subject, pod_linked) = subject_of(
             &c,
             &fleets,
-            fleet,
+            (fleet, pod_at),
             pod_input,
             &mut tally,
             (w, object),
@@ -416,14 +422,13 @@ pub fn plan_with_pods(
 fn subject_of<'a>(
     c: &Cycle<'a>,
     fleets: &[fleets::FleetSel<'a>],
-    fleet: Option<usize>,
+    (fleet, pod_at): (Option<usize>, Option<usize>),
     pod_input: &PodInput<'a>,
     tally: &mut CycleTally<'a>,
     (w, object): (&'a AmpWorker, Option<&'a Arc<AmpWorker>>),
     row: Option<&'a SnapshotRow>,
 ) -> (Subject<'a>, Option<bool>) {
     let index = fleet.and_then(|i| tally.pods[i].index);
-    let pod_at = index.and_then(|ix| ix.position_of(&w.spec.node_id));
     let pod = index.zip(pod_at).map(|(ix, at)| &*ix.selected[at]);
     let timeout = heartbeat_timeout(
         &w.spec,

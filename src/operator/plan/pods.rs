@@ -18,7 +18,7 @@ const MESSAGE_NAMES: usize = 5;
 #[derive(Debug, Default)]
 pub(super) struct FleetPodTally<'a> {
     /// None without a podSelector: the fleet reads no Pods.
-    pub(super) index: Option<&'a PodIndex>,
+    pub(super) index: Option<&'a Arc<PodIndex>>,
     pub(super) selector_error: Option<String>,
     /// The fleet's namespace: the only one its Pods may be in.
     pub(super) namespace: String,
@@ -180,7 +180,7 @@ pub(super) fn tallies(indexes: &[Option<FleetPodIndex>]) -> Vec<FleetPodTally<'_
         .map(|f| match f {
             None => FleetPodTally::default(),
             Some(f) => FleetPodTally {
-                index: f.index.as_deref(),
+                index: f.index.as_ref(),
                 selector_error: f.selector_error.clone(),
                 namespace: f.namespace.clone(),
                 ..FleetPodTally::default()

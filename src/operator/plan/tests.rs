@@ -1351,8 +1351,8 @@ fn remembered_judgements_follow_the_jobs_read() {
 fn discovered_flags_follow_the_objects_not_their_places() {
     let a = existing("a", "a", true);
     let b = existing("b", "b", false);
-    let mut flags = discovery::DiscoveredFlags::default();
-    let read = |f: &discovery::DiscoveredFlags| f.flags().collect::<Vec<_>>();
+    let mut flags = object_facts::ObjectFacts::default();
+    let read = |f: &object_facts::ObjectFacts| f.discovered().collect::<Vec<_>>();
     flags.follow(&[a.clone(), b.clone()]);
     assert_eq!(read(&flags), [true, false]);
     // A user's object taken over by a new version that carries the label, and the
@@ -1364,4 +1364,34 @@ fn discovered_flags_follow_the_objects_not_their_places() {
     assert_eq!(read(&flags), [false]);
     flags.follow(&[b, a]);
     assert_eq!(read(&flags), [false, true]);
+}
+
+/// A Pod's place in an index is remembered per object and per index: another index
+/// (the Pods changed) or another object at the same place is looked up again.
+#[test]
+fn pod_positions_follow_the_index_and_the_object() {
+    use crate::operator::pods::{PodIndex, WorkerPod};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let pod = |name: &str| {
+        let mut p = k8s_openapi::api::core::v1::Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("amp".into());
+        Arc::new(WorkerPod::from(p))
+    };
+    let all = kube::core::Selector::try_from(LabelSelector::default()).unwrap();
+    let index = |pods: &[Arc<WorkerPod>]| Arc::new(PodIndex::build(&all, "amp", pods));
+    let first = index(&[pod("a"), pod("b")]);
+    let (a, b) = (existing("a", "a", true), existing("b", "b", true));
+    let mut facts = object_facts::ObjectFacts::default();
+    facts.follow(&[a.clone(), b.clone()]);
+    assert_eq!(facts.pod_position(1, &first), Some(1));
+    assert_eq!(facts.pod_position(1, &first), Some(1));
+    // The Pods changed: b's Pod is first in the new index, a has none.
+    let second = index(&[pod("b")]);
+    assert_eq!(facts.pod_position(1, &second), Some(0));
+    assert_eq!(facts.pod_position(0, &second), None);
+    // Another object at place 1.
+    facts.follow(&[a, existing("c", "a", true)]);
+    assert_eq!(facts.pod_position(1, &first), Some(0));
+    assert_eq!(facts.pod_position(2, &first), None, "no object there");
 }
