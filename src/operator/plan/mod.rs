@@ -377,10 +377,10 @@ pub fn plan_with_pods(
         }
         let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
         let index = fleet.and_then(|i| tally.pods[i].index);
-        let pod_at = index.and_then(|ix| match at {
-            Some((place, _)) => memos.facts.pod_position(place, ix),
-            None => ix.position_of(&w.spec.node_id),
-        });
+        let pod_at = match at {
+            Some((place, _)) => memos.facts.pod_position(place, index),
+            None => index.and_then(|ix| ix.position_of(&w.spec.node_id)),
+        };
         let (subject, pod_linked) = subject_of(
             &c,
             &fleets,

@@ -57,10 +57,19 @@ impl ObjectFacts {
     }
 
     /// Where the Pod of the object at `place` (in the last [`Self::follow`]) is in
-    /// `index`: [`PodIndex::position_of`] its node id, looked up again only when the
-    /// index is another one.
-    pub(super) fn pod_position(&mut self, place: usize, index: &Arc<PodIndex>) -> Option<usize> {
+    /// `index` (its fleet's; None without one): [`PodIndex::position_of`] its node id,
+    /// looked up again only when the index is another one. Without an index the one
+    /// held is let go (it holds every Pod of its time).
+    pub(super) fn pod_position(
+        &mut self,
+        place: usize,
+        index: Option<&Arc<PodIndex>>,
+    ) -> Option<usize> {
         let seen = self.seen.get_mut(place)?;
+        let Some(index) = index else {
+            seen.pod = None;
+            return None;
+        };
         match &seen.pod {
             Some((held, at)) if Arc::ptr_eq(held, index) => *at,
             _ => {
@@ -69,5 +78,11 @@ impl ObjectFacts {
                 at
             }
         }
+    }
+
+    /// How many objects hold an index (for tests).
+    #[cfg(test)]
+    pub(super) fn holding_an_index(&self) -> usize {
+        self.seen.iter().filter(|s| s.pod.is_some()).count()
     }
 }

@@ -1384,14 +1384,19 @@ fn pod_positions_follow_the_index_and_the_object() {
     let (a, b) = (existing("a", "a", true), existing("b", "b", true));
     let mut facts = object_facts::ObjectFacts::default();
     facts.follow(&[a.clone(), b.clone()]);
-    assert_eq!(facts.pod_position(1, &first), Some(1));
-    assert_eq!(facts.pod_position(1, &first), Some(1));
+    assert_eq!(facts.pod_position(1, Some(&first)), Some(1));
+    assert_eq!(facts.pod_position(1, Some(&first)), Some(1));
     // The Pods changed: b's Pod is first in the new index, a has none.
     let second = index(&[pod("b")]);
-    assert_eq!(facts.pod_position(1, &second), Some(0));
-    assert_eq!(facts.pod_position(0, &second), None);
+    assert_eq!(facts.pod_position(1, Some(&second)), Some(0));
+    assert_eq!(facts.pod_position(0, Some(&second)), None);
     // Another object at place 1.
     facts.follow(&[a, existing("c", "a", true)]);
-    assert_eq!(facts.pod_position(1, &first), Some(0));
-    assert_eq!(facts.pod_position(2, &first), None, "no object there");
+    assert_eq!(facts.pod_position(1, Some(&first)), Some(0));
+    assert_eq!(facts.pod_position(2, Some(&first)), None, "no object there");
+    // The fleet stopped selecting Pods: no index is held any more.
+    assert_eq!(facts.holding_an_index(), 2);
+    assert_eq!(facts.pod_position(0, None), None);
+    assert_eq!(facts.pod_position(1, None), None);
+    assert_eq!(facts.holding_an_index(), 0);
 }
