@@ -170,7 +170,9 @@ impl PodIndex {
         })
     }
 
-    /// The Pod of `node_id` when exactly one claims it.
+    /// The Pod of `node_id` when exactly one claims it (the planner keeps positions:
+    /// [`Self::position_of`]).
+    #[cfg(test)]
     pub fn pod_of(&self, node_id: &str) -> Option<&WorkerPod> {
         self.position_of(node_id).map(|at| &*self.selected[at])
     }

@@ -44,8 +44,9 @@ pub struct Judgements {
     pub(super) facts: super::object_facts::ObjectFacts,
 }
 
-fn address(object: &Arc<AmpWorker>) -> usize {
-    Arc::as_ptr(object) as usize
+/// The memo key: where the object lives (inside the `Arc` the cache holds it in).
+fn address(object: &AmpWorker) -> usize {
+    std::ptr::from_ref(object) as usize
 }
 
 /// Everything a judgement read, but for a fresh heartbeat and the clock.
@@ -185,10 +186,10 @@ impl Judgements {
             .is_some_and(|m| !m.written)
     }
 
-    /// Marks the memos of the objects (by address) a refresh is written for.
-    pub(super) fn mark_written(&mut self, objects: impl Iterator<Item = usize>) {
-        for at in objects {
-            if let Some(m) = self.by_object.get_mut(&at) {
+    /// Marks the memos of the objects a refresh is written for.
+    pub(super) fn mark_written<'o>(&mut self, objects: impl Iterator<Item = &'o AmpWorker>) {
+        for object in objects {
+            if let Some(m) = self.by_object.get_mut(&address(object)) {
                 m.written = true;
             }
         }

@@ -69,15 +69,6 @@ impl Due<'_> {
     }
 }
 
-impl<'a> Pending<'a> {
-    /// The objects (by address) whose refreshes this cycle writes.
-    pub(super) fn written_objects(&self) -> impl Iterator<Item = usize> + '_ {
-        self.kept
-            .iter()
-            .map(|o| std::ptr::from_ref(o.0.worker) as usize)
-    }
-}
-
 /// What the judgement step leaves for scheduling.
 pub(super) struct Pending<'a> {
     /// The `allowance` oldest due refreshes met so far, the newest of them on top: the
@@ -131,6 +122,11 @@ impl<'a> Pending<'a> {
             shown: None,
             heartbeating: 0,
         }
+    }
+
+    /// The objects whose refreshes this cycle writes.
+    pub(super) fn written_objects(&self) -> impl Iterator<Item = &'a AmpWorker> + '_ {
+        self.kept.iter().map(|o| o.0.worker)
     }
 
     pub(super) fn show(&mut self, heartbeat: DateTime<Utc>) {
