@@ -48,7 +48,8 @@ fn held_by<T>(what: T) -> usize {
 use amp_operator::metadata_db::{
     JobSchema, JobsSnapshot, LockState, NodeJobs, SnapshotRow, WorkerInfo,
 };
-use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerStatus};
+use amp_operator::operator::cache::{CachedWorker, SharedLabels};
+use amp_operator::operator::crd::{AmpWorkerFleet, AmpWorkerStatus};
 use amp_operator::operator::plan::{
     Judgements, Plan, PlanConfig, PlanInput, PodInput, Written, discovered_worker, plan_with_pods,
 };
@@ -143,9 +144,10 @@ fn fleet(with_pods: bool) -> Arc<AmpWorkerFleet> {
 }
 
 /// The objects as the watch shows them once `plan` landed: creates get a uid and their
-/// status, writes and refreshes a new version.
+/// status, writes and refreshes a new version; labels are shared as the watch shares them.
 fn land(
-    objects: &mut Vec<Arc<AmpWorker>>,
+    objects: &mut Vec<Arc<CachedWorker>>,
+    labels: &mut SharedLabels,
     index: &mut foldhash::HashMap<String, usize>,
     plan: &Plan,
 ) {
@@ -170,7 +172,7 @@ fn land(
         o.metadata.generation = Some(1);
         o.status = Some(status.clone());
         index.insert(name, objects.len());
-        objects.push(Arc::new(o));
+        objects.push(Arc::new(CachedWorker::keep(o, labels)));
     }
 }
 
@@ -193,7 +195,8 @@ fn main() {
         Vec::new()
     };
     let written = Written::default();
-    let mut objects: Vec<Arc<AmpWorker>> = Vec::new();
+    let mut objects: Vec<Arc<CachedWorker>> = Vec::new();
+    let mut labels = SharedLabels::default();
     let mut index = foldhash::HashMap::default();
     let mut memos = Judgements::default();
     let _ = discovered_worker; // discovery comes from the planner itself
@@ -234,7 +237,7 @@ fn main() {
         } else if settled {
             warm += 1;
         }
-        land(&mut objects, &mut index, &plan);
+        land(&mut objects, &mut labels, &mut index, &plan);
     }
     println!(
         "plan: {n} workers{}, {steady} steady cycles: {:.2} ms a cycle (after {second} simulated seconds)",
@@ -248,7 +251,7 @@ fn main() {
 /// one's own share: the memo holds objects and infos, so it goes first).
 fn print_memory(
     n: usize,
-    objects: Vec<Arc<AmpWorker>>,
+    objects: Vec<Arc<CachedWorker>>,
     memos: Judgements,
     pods: Vec<Arc<WorkerPod>>,
     infos: Vec<Arc<WorkerInfo>>,

@@ -214,7 +214,7 @@ async fn the_operator_shows_unknown_within_poll_interval_plus_timeout_on_a_black
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !s.load(Ordering::Relaxed) {
             tick.tick().await;
-            let objects = f.objects("ampworkers").into_iter().map(Arc::new).collect();
+            let objects = f.cached_workers();
             ctl.cycle(objects, Vec::new()).await;
         }
     });

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amp_operator::operator::cache::CachedWorker;
 use amp_operator::operator::controller::{Reconciler, ReconcilerConfig};
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet};
 use amp_operator::operator::metrics::OperatorMetrics;
@@ -82,7 +83,9 @@ impl Operator {
             .collect();
         self.ctl
             .cycle_with_pods(
-                arcs(workers.list(&lp).await.unwrap().items),
+                (workers.list(&lp).await.unwrap().items.into_iter())
+                    .map(|w| Arc::new(CachedWorker::from(w)))
+                    .collect(),
                 arcs(fleets.list(&lp).await.unwrap().items),
                 pods,
             )

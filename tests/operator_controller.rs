@@ -74,11 +74,7 @@ async fn backdate_heartbeat(pool: &PgPool, id: &str, secs: i64) {
 }
 
 async fn cycle(c: &mut Reconciler, fake: &FakeApiServer) -> CycleReport {
-    let workers: Vec<Arc<AmpWorker>> = fake
-        .objects("ampworkers")
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let workers = fake.cached_workers();
     let fleets: Vec<Arc<AmpWorkerFleet>> = fake
         .objects("ampworkerfleets")
         .into_iter()

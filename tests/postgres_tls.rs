@@ -124,11 +124,7 @@ async fn operator_healthy(url: &str, node_id: &str) -> (String, String) {
     };
     fake.insert("ampworkers", &AmpWorker::new(node_id, spec));
     let mut ctl = operator(&pool, &fake);
-    let workers = fake
-        .objects("ampworkers")
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let workers = fake.cached_workers();
     ctl.cycle(workers, Vec::new()).await;
     let reqs = fake.take_requests();
     let patch = reqs

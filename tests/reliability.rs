@@ -43,8 +43,7 @@ fn run_operator(db_url: &str) -> (FakeApiServer, Arc<AtomicBool>, tokio::task::J
     let (f, s) = (fake.clone(), stop.clone());
     let task = tokio::spawn(async move {
         while !s.load(Ordering::Relaxed) {
-            let objects: Vec<Arc<AmpWorker>> =
-                f.objects("ampworkers").into_iter().map(Arc::new).collect();
+            let objects = f.cached_workers();
             ctl.cycle(objects, Vec::new()).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -8,6 +8,21 @@
 //! it would write (every field, condition messages included: they carry the timeout and
 //! the last heartbeat of a Stale worker, and `Registered` keeps its message through a DB
 //! outage), so a status cached without a field would be rewritten every cycle.
+//!
+//! A worker is cached as a [`CachedWorker`], not an `AmpWorker`: k8s-openapi's
+//! `ObjectMeta` is about 400 bytes inline whatever it holds, and a label map of one
+//! entry is a `BTreeMap` node of about 550 more. 10,000 workers carry the same one or
+//! two label maps, so those are shared ([`SharedLabels`]).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
+use kube::runtime::reflector::Lookup;
+
+use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus};
 
 /// Drops what the planner never reads: managedFields would dominate the cache's memory,
 /// annotations (kubectl's last-applied copy) come next, then the resource version,
@@ -21,6 +36,129 @@ pub fn slim<K: kube::Resource>(o: &mut K) {
     meta.finalizers = None;
     meta.generate_name = None;
     meta.self_link = None;
+}
+
+/// A label map shared by every cached object that carries an equal one.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// The label maps cached objects carry, so that equal ones are one allocation. Bounded:
+/// a map unlike the last [`SharedLabels::KEPT`] distinct ones is kept on its own.
+#[derive(Debug, Default)]
+pub struct SharedLabels {
+    recent: Vec<Labels>,
+}
+
+impl SharedLabels {
+    /// How many distinct maps are looked at: discovered workers carry one, a user's
+    /// workers a few more; a map seen nowhere else costs a compare per object.
+    const KEPT: usize = 8;
+
+    /// `labels`, or an equal map already shared.
+    pub fn share(&mut self, labels: BTreeMap<String, String>) -> Labels {
+        if let Some(at) = self.recent.iter().position(|l| **l == labels) {
+            // Most recent first: one compare for a fleet whose objects all look alike.
+            self.recent[..=at].rotate_right(1);
+            return self.recent[0].clone();
+        }
+        let shared = Arc::new(labels);
+        self.recent.truncate(Self::KEPT - 1);
+        self.recent.insert(0, shared.clone());
+        shared
+    }
+}
+
+/// Of an object's metadata, what the planner reads (see the module's text).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CachedMeta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    pub labels: Option<Labels>,
+    pub generation: Option<i64>,
+    pub creation_timestamp: Option<Time>,
+}
+
+impl CachedMeta {
+    /// Keeps what the planner reads of `meta`, its labels shared through `labels`.
+    pub fn keep(meta: ObjectMeta, labels: &mut SharedLabels) -> Self {
+        Self {
+            name: meta.name,
+            namespace: meta.namespace,
+            uid: meta.uid,
+            labels: meta.labels.map(|l| labels.share(l)),
+            generation: meta.generation,
+            creation_timestamp: meta.creation_timestamp,
+        }
+    }
+}
+
+/// An AmpWorker as the operator caches it: [`CachedMeta`], spec and status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedWorker {
+    pub metadata: CachedMeta,
+    pub spec: AmpWorkerSpec,
+    pub status: Option<AmpWorkerStatus>,
+}
+
+impl CachedWorker {
+    /// Keeps what the planner reads of `worker`, its labels shared through `labels`.
+    pub fn keep(worker: AmpWorker, labels: &mut SharedLabels) -> Self {
+        Self {
+            metadata: CachedMeta::keep(worker.metadata, labels),
+            spec: worker.spec,
+            status: worker.status,
+        }
+    }
+
+    /// The object's name (empty when it has none, as `ResourceExt::name_any`).
+    pub fn name_any(&self) -> String {
+        self.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// The object's labels (empty when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.metadata.labels.as_deref().unwrap_or(&NONE)
+    }
+}
+
+/// One object alone (an object the operator just created, a test's): its labels shared
+/// with nothing.
+impl From<AmpWorker> for CachedWorker {
+    fn from(worker: AmpWorker) -> Self {
+        Self::keep(worker, &mut SharedLabels::default())
+    }
+}
+
+/// What the reflector needs to file a cached worker: AmpWorker's kind, the object's
+/// name, namespace and uid.
+impl Lookup for CachedWorker {
+    type DynamicType = ();
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <AmpWorker as Resource>::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        <AmpWorker as Resource>::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        <AmpWorker as Resource>::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <AmpWorker as Resource>::plural(dt)
+    }
+    fn name(&self) -> Option<Cow<'_, str>> {
+        self.metadata.name.as_deref().map(Cow::Borrowed)
+    }
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.metadata.namespace.as_deref().map(Cow::Borrowed)
+    }
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        self.metadata.uid.as_deref().map(Cow::Borrowed)
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +221,81 @@ mod tests {
         assert_eq!(whole.metadata, expected.metadata);
         assert_eq!(whole.spec, expected.spec);
         assert_eq!(whole.status, expected.status);
+    }
+
+    #[test]
+    fn a_cached_worker_keeps_what_the_planner_reads_and_shares_equal_labels() {
+        let spec = AmpWorkerSpec {
+            node_id: "w-1".into(),
+            expected_version: None,
+            heartbeat_timeout_seconds: None,
+            job_pickup_timeout_seconds: None,
+        };
+        let status = AmpWorkerStatus {
+            node_id: Some("w-1".into()),
+            ..Default::default()
+        };
+        let whole = |name: &str| {
+            let mut w = AmpWorker::new(name, spec.clone());
+            w.metadata = ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                resource_version: Some("12345".into()),
+                owner_references: Some(vec![OwnerReference::default()]),
+                ..read_by_the_planner()
+            };
+            w.status = Some(status.clone());
+            w
+        };
+        let mut labels = SharedLabels::default();
+        let one = CachedWorker::keep(whole("w-1"), &mut labels);
+        let two = CachedWorker::keep(whole("w-2"), &mut labels);
+
+        let read = read_by_the_planner();
+        let expected = CachedWorker {
+            metadata: CachedMeta {
+                name: Some("w-1".into()),
+                namespace: read.namespace,
+                uid: read.uid,
+                labels: read.labels.map(Arc::new),
+                generation: read.generation,
+                creation_timestamp: read.creation_timestamp,
+            },
+            spec: spec.clone(),
+            status: Some(status.clone()),
+        };
+        assert_eq!(one, expected);
+        assert_eq!(
+            one.labels().get(DISCOVERED_LABEL).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(one.name_any(), "w-1");
+        let (a, b) = (one.metadata.labels.unwrap(), two.metadata.labels.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "equal label maps are one allocation");
+        // Alone (an object just created): equal, not shared.
+        let alone = CachedWorker::from(whole("w-1"));
+        assert!(!Arc::ptr_eq(alone.metadata.labels.as_ref().unwrap(), &a));
+        let unlabelled = CachedWorker::from(AmpWorker::new("w-3", spec));
+        assert_eq!(unlabelled.labels(), &BTreeMap::new());
+    }
+
+    #[test]
+    fn shared_labels_keep_a_bounded_number_of_maps_most_recent_first() {
+        let map = |i: usize| BTreeMap::from([("k".to_owned(), i.to_string())]);
+        let mut labels = SharedLabels::default();
+        let first = labels.share(map(0));
+        for i in 1..SharedLabels::KEPT {
+            labels.share(map(i));
+        }
+        // Still among the kept ones: shared, and now the most recent.
+        assert!(Arc::ptr_eq(&labels.share(map(0)), &first));
+        assert!(Arc::ptr_eq(&labels.recent[0], &first));
+        // KEPT new maps push it out: an equal map is then a new allocation.
+        for i in 100..100 + SharedLabels::KEPT {
+            labels.share(map(i));
+        }
+        assert_eq!(labels.recent.len(), SharedLabels::KEPT);
+        assert!(!Arc::ptr_eq(&labels.share(map(0)), &first));
     }
 }

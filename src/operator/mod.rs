@@ -1,6 +1,6 @@
 //! The Kubernetes operator: CRDs, status logic and the controller.
 
-mod cache;
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
@@ -12,6 +12,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::CachedWorker;
 use super::controller::{Reconciler, ReconcilerConfig};
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
@@ -103,7 +104,7 @@ async fn serve_probes(
 
 /// The namespace's AmpWorkers and fleets, as the watches last showed them.
 struct Caches {
-    workers: reflector::Store<AmpWorker>,
+    workers: reflector::Store<CachedWorker>,
     fleets: reflector::Store<AmpWorkerFleet>,
 }
 
@@ -112,15 +113,21 @@ impl Caches {
     fn start(client: &Client, namespace: &str) -> Self {
         Self {
             // Cache only what the planner reads (managedFields alone would dominate).
-            workers: watch_slimmed(
-                Api::namespaced(client.clone(), namespace),
-                "AmpWorker",
-                super::cache::slim,
-            ),
-            fleets: watch_slimmed(
+            workers: {
+                let mut labels = super::cache::SharedLabels::default();
+                watch_kept(
+                    Api::namespaced(client.clone(), namespace),
+                    "AmpWorker",
+                    move |w| CachedWorker::keep(w, &mut labels),
+                )
+            },
+            fleets: watch_kept(
                 Api::namespaced(client.clone(), namespace),
                 "AmpWorkerFleet",
-                super::cache::slim,
+                |mut f: AmpWorkerFleet| {
+                    super::cache::slim(&mut f);
+                    f
+                },
             ),
         }
     }
@@ -139,29 +146,40 @@ impl Caches {
     }
 }
 
-/// A reflector of `api`'s objects, each slimmed by `slim` before it is cached, drained by
+/// A reflector of `api`'s objects, each turned by `keep` into what is cached, drained by
 /// its own task.
-fn watch_slimmed<K>(api: Api<K>, kind: &'static str, slim: fn(&mut K)) -> reflector::Store<K>
+fn watch_kept<K, C>(
+    api: Api<K>,
+    kind: &'static str,
+    mut keep: impl FnMut(K) -> C + Send + 'static,
+) -> reflector::Store<C>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
-        + Sync
         + 'static,
+    C: reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    tokio::spawn(drain(
-        reflector(
-            writer,
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(slim),
-        ),
-        kind,
-    ));
+    let kept = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map_ok(move |event| kept_event(event, &mut keep));
+    tokio::spawn(drain(reflector(writer, kept), kind));
     store
+}
+
+/// A watch event with its object (if any) turned into what is cached.
+fn kept_event<K, C>(event: watcher::Event<K>, keep: &mut impl FnMut(K) -> C) -> watcher::Event<C> {
+    use watcher::Event;
+    match event {
+        Event::Apply(o) => Event::Apply(keep(o)),
+        Event::Delete(o) => Event::Delete(keep(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(keep(o)),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 /// Whether this replica leads: a lease, or always when leader election is off.
@@ -536,7 +554,10 @@ impl PodCache {
             Api::namespaced(self.client.clone(), &self.namespace);
         tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
         // 10,000 Pods: decoded into a type of our own (name, labels, owner, node, IP).
-        watch_slimmed(api, "Pod", super::pods::slim_pod)
+        watch_kept(api, "Pod", |mut p| {
+            super::pods::slim_pod(&mut p);
+            p
+        })
     }
 }
 

@@ -168,6 +168,14 @@ impl FakeApiServer {
             .collect()
     }
 
+    /// The stored AmpWorkers as the operator's watch caches them.
+    pub fn cached_workers(&self) -> Vec<std::sync::Arc<crate::operator::cache::CachedWorker>> {
+        self.objects::<crate::operator::crd::AmpWorker>("ampworkers")
+            .into_iter()
+            .map(|w| std::sync::Arc::new(w.into()))
+            .collect()
+    }
+
     /// Makes every request for `plural` answer 404, as when its CRD is not installed.
     pub fn crd_missing(&self, plural: &str) {
         self.lock().missing.push(plural.to_owned());

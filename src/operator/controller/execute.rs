@@ -8,6 +8,7 @@ use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 
+use super::super::cache::CachedWorker;
 use super::super::crd::{AmpWorker, AmpWorkerFleetStatus, AmpWorkerStatus, FIELD_MANAGER};
 use super::super::plan::{Delete, Plan, Refresh, StatusWrite};
 use super::super::status::StatusEvent;
@@ -20,7 +21,7 @@ type Job<'a> = futures::future::BoxFuture<'a, Outcome>;
 pub(super) enum Outcome {
     Created {
         node_id: String,
-        obj: Box<AmpWorker>,
+        obj: Box<CachedWorker>,
         status: Option<AmpWorkerStatus>,
     },
     WorkerStatus {
@@ -189,7 +190,7 @@ impl Reconciler {
                     status,
                 } => {
                     report.created += 1;
-                    // Kept (slimmed) until the watch shows it.
+                    // Kept (as cached) until the watch shows it.
                     let obj = Arc::new(*obj);
                     if let (Some(uid), Some(status)) = (obj.metadata.uid.clone(), status) {
                         report.status_writes += 1;
@@ -293,13 +294,11 @@ impl Reconciler {
                 None
             }
         };
-        // Slimmed at once: a cycle's outcomes are all alive until the last write ends,
+        // Cached at once: a cycle's outcomes are all alive until the last write ends,
         // and the server's answer carries managedFields.
-        let mut obj = created;
-        super::super::cache::slim(&mut obj);
         Outcome::Created {
             node_id,
-            obj: Box::new(obj),
+            obj: Box::new(CachedWorker::from(created)),
             status,
         }
     }

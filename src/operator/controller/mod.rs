@@ -16,6 +16,7 @@ use chrono::Utc;
 use kube::{Api, Client};
 use sqlx::PgPool;
 
+use super::cache::CachedWorker;
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
 use super::plan::{
@@ -92,7 +93,7 @@ pub struct Reconciler {
     written: Written,
     /// Each worker's last judgement: an unchanged worker costs the planner a comparison.
     judgements: Judgements,
-    pending: HashMap<String, (Instant, Arc<AmpWorker>)>,
+    pending: HashMap<String, (Instant, Arc<CachedWorker>)>,
     retries: Retries,
     refresh_budget: RefreshBudget,
     last_cycle: Option<Instant>,
@@ -160,7 +161,7 @@ impl Reconciler {
     /// the test in tests).
     pub async fn cycle(
         &mut self,
-        workers: Vec<Arc<AmpWorker>>,
+        workers: Vec<Arc<CachedWorker>>,
         fleets: Vec<Arc<AmpWorkerFleet>>,
     ) -> CycleReport {
         self.cycle_with_pods(workers, fleets, Vec::new()).await
@@ -170,7 +171,7 @@ impl Reconciler {
     /// Pods): placement from the live Pod, fleets' `status.pods`, and remediation.
     pub async fn cycle_with_pods(
         &mut self,
-        workers: Vec<Arc<AmpWorker>>,
+        workers: Vec<Arc<CachedWorker>>,
         fleets: Vec<Arc<AmpWorkerFleet>>,
         pods: Vec<Arc<super::pods::WorkerPod>>,
     ) -> CycleReport {
@@ -235,7 +236,7 @@ impl Reconciler {
 
     /// The store's objects plus the ones this process created that the watch has not
     /// shown yet.
-    fn with_pending(&mut self, mut workers: Vec<Arc<AmpWorker>>) -> Vec<Arc<AmpWorker>> {
+    fn with_pending(&mut self, mut workers: Vec<Arc<CachedWorker>>) -> Vec<Arc<CachedWorker>> {
         if self.pending.is_empty() {
             return workers;
         }

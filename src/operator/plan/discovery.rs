@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::ResourceExt;
-
+use super::super::cache::CachedWorker;
 use super::super::crd::{AmpWorker, AmpWorkerSpec, DISCOVERED_LABEL, NODE_ID_ANNOTATION};
 use super::super::naming::object_name;
 use super::Cycle;
@@ -39,13 +38,13 @@ pub fn discovered_worker(node_id: &str) -> AmpWorker {
     w
 }
 
-pub(super) fn is_discovered(w: &AmpWorker) -> bool {
+pub(super) fn is_discovered(w: &CachedWorker) -> bool {
     w.labels().get(DISCOVERED_LABEL).map(String::as_str) == Some("true")
 }
 
 /// New AmpWorkers for the unclaimed rows of running workers, by node id, at most
 /// [`DISCOVERY_CHUNK`] (the rest in the next cycles); none while the DB cannot be read.
-pub(super) fn discover(c: &Cycle) -> Vec<AmpWorker> {
+pub(super) fn discover(c: &Cycle) -> Vec<CachedWorker> {
     if c.db_now.is_none() {
         return Vec::new();
     }
@@ -68,6 +67,6 @@ pub(super) fn discover(c: &Cycle) -> Vec<AmpWorker> {
     unclaimed.sort_by(by_node_id);
     unclaimed
         .into_iter()
-        .map(|r| discovered_worker(&r.node_id))
+        .map(|r| CachedWorker::from(discovered_worker(&r.node_id)))
         .collect()
 }

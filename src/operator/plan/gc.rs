@@ -3,9 +3,9 @@
 //! stopped past `--gc-stopped-after`. Rows are never deleted.
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 
-use super::super::crd::{AmpWorker, AmpWorkerStatus};
+use super::super::cache::CachedWorker;
+use super::super::crd::AmpWorkerStatus;
 use super::discovery::is_discovered;
 use super::{Cycle, Delete, Node};
 use crate::metadata_db::SnapshotRow;
@@ -13,7 +13,7 @@ use crate::metadata_db::SnapshotRow;
 /// The delete of an existing AmpWorker, if it is to be collected.
 pub(super) fn collect(
     c: &Cycle,
-    w: &AmpWorker,
+    w: &CachedWorker,
     node: Node,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<Delete> {
@@ -64,7 +64,7 @@ impl Why {
 
 /// The last heartbeat known: the row's, else the one shown, else the object's creation.
 fn last_seen(
-    w: &AmpWorker,
+    w: &CachedWorker,
     row: Option<&SnapshotRow>,
     stored: Option<&AmpWorkerStatus>,
 ) -> Option<DateTime<Utc>> {

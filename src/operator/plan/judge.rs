@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
-use kube::ResourceExt;
 
+use super::super::cache::CachedWorker;
 use super::super::crd::{AmpWorker, AmpWorkerStatus};
 use super::super::fleet_status::Member;
 use super::super::status::jobs::{
@@ -45,7 +45,7 @@ pub struct Judgements {
 }
 
 /// The memo key: where the object lives (inside the `Arc` the cache holds it in).
-fn address(object: &AmpWorker) -> usize {
+fn address(object: &CachedWorker) -> usize {
     std::ptr::from_ref(object) as usize
 }
 
@@ -55,7 +55,7 @@ struct Memo {
     seen: u64,
     /// The object judged (spec, labels, generation and stored status): a new version
     /// from the watch is a new `Arc`. Held, so its address is never reused meanwhile.
-    object: Arc<AmpWorker>,
+    object: Arc<CachedWorker>,
     registered_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
     info: Arc<WorkerInfo>,
@@ -180,14 +180,14 @@ impl Judgements {
     /// is made only when the stored status was the cache's own (not `Written`'s), and
     /// every write after that is planned against the object the memo holds: a refresh
     /// marks it ([`Self::mark_written`]), a transition leaves no memo for it.
-    pub(super) fn nothing_written_since(&self, object: &Arc<AmpWorker>) -> bool {
+    pub(super) fn nothing_written_since(&self, object: &Arc<CachedWorker>) -> bool {
         self.by_object
             .get(&address(object))
             .is_some_and(|m| !m.written)
     }
 
     /// Marks the memos of the objects a refresh is written for.
-    pub(super) fn mark_written<'o>(&mut self, objects: impl Iterator<Item = &'o AmpWorker>) {
+    pub(super) fn mark_written<'o>(&mut self, objects: impl Iterator<Item = &'o CachedWorker>) {
         for object in objects {
             if let Some(m) = self.by_object.get_mut(&address(object)) {
                 m.written = true;
@@ -198,9 +198,9 @@ impl Judgements {
 
 /// Everything one worker's judgement reads.
 pub(super) struct Subject<'a> {
-    pub(super) worker: &'a AmpWorker,
+    pub(super) worker: &'a CachedWorker,
     /// The `Arc` it came in (None for an object this cycle creates).
-    pub(super) object: Option<&'a Arc<AmpWorker>>,
+    pub(super) object: Option<&'a Arc<CachedWorker>>,
     pub(super) row: Option<&'a SnapshotRow>,
     pub(super) stored: Option<&'a AmpWorkerStatus>,
     /// True when `stored` is what this replica wrote, not yet shown by the watch.
@@ -281,7 +281,8 @@ pub(super) fn judge<'a>(
     pending.heartbeating += usize::from(healthy);
     let Some(object) = s.object else {
         let events = info_cut_events(s.row, None, &desired);
-        return Verdict::Create(s.worker.clone(), desired, events);
+        let created = super::discovery::discovered_worker(&s.worker.spec.node_id);
+        return Verdict::Create(created, desired, events);
     };
     let need = write_need(s.stored, &desired, refresh_interval(c.config, s.timeout));
     // A memo says "the stored status, heartbeat aside": not true of a pending fill,
@@ -513,7 +514,7 @@ impl MemoKey {
     fn into_memo(
         self,
         seen: u64,
-        object: &Arc<AmpWorker>,
+        object: &Arc<CachedWorker>,
         s: &Subject,
         facts: Facts,
         (jobs, view): (&WorkerJobsInput, &JobsView),

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::cache::CachedWorker;
 use super::crd::{AmpWorker, AmpWorkerFleet, AmpWorkerFleetStatus, AmpWorkerStatus};
 use super::fleet_status::Member;
 use super::status::jobs::{FleetJobsTally, JobFacts, JobsView};
@@ -89,7 +90,7 @@ pub struct PlanInput<'a> {
     pub db: &'a DbView,
     /// Rows of the snapshot (empty when the DB is unavailable).
     pub rows: &'a [SnapshotRow],
-    pub workers: &'a [Arc<AmpWorker>],
+    pub workers: &'a [Arc<CachedWorker>],
     pub fleets: &'a [Arc<AmpWorkerFleet>],
     pub written: &'a Written,
     /// DB clock of the last good read before the latest outage, while `db` carries a
@@ -269,7 +270,7 @@ impl<'a> Cycle<'a> {
     }
 
     /// What the cycle knows of the node id of `input.workers[i]` (`w`).
-    fn worker_node(&self, i: usize, w: &AmpWorker) -> Node<'a> {
+    fn worker_node(&self, i: usize, w: &CachedWorker) -> Node<'a> {
         let claimed =
             !self.user_claimed.is_empty() && self.user_claimed.contains(w.spec.node_id.as_str());
         Node {
@@ -305,7 +306,11 @@ impl<'a> Cycle<'a> {
     /// what the cache shows; and whether it is the former. `maybe_written`: false when
     /// nothing can have been written for it since its memo (then no uid is hashed; nor
     /// when nothing was written last cycle).
-    fn stored(&self, w: &'a AmpWorker, maybe_written: bool) -> (Option<&'a AmpWorkerStatus>, bool) {
+    fn stored(
+        &self,
+        w: &'a CachedWorker,
+        maybe_written: bool,
+    ) -> (Option<&'a AmpWorkerStatus>, bool) {
         let written = (maybe_written && !self.input.written.workers.is_empty())
             .then_some(w.metadata.uid.as_ref())
             .flatten()
@@ -375,7 +380,7 @@ pub fn plan_with_pods(
             plan.deletes.push(delete);
             continue;
         }
-        let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_ref());
+        let fleet = fleets::fleet_of(&fleets, w.metadata.labels.as_deref());
         let index = fleet.and_then(|i| tally.pods[i].index);
         let pod_at = match at {
             Some((place, _)) => memos.facts.pod_position(place, index),
@@ -425,7 +430,7 @@ fn subject_of<'a>(
     (fleet, pod_at): (Option<usize>, Option<usize>),
     pod_input: &PodInput<'a>,
     tally: &mut CycleTally<'a>,
-    (w, object): (&'a AmpWorker, Option<&'a Arc<AmpWorker>>),
+    (w, object): (&'a CachedWorker, Option<&'a Arc<CachedWorker>>),
     row: Option<&'a SnapshotRow>,
 ) -> (Subject<'a>, Option<bool>) {
     let index = fleet.and_then(|i| tally.pods[i].index);
@@ -470,7 +475,10 @@ fn remediation_on(fleet: &AmpWorkerFleet) -> bool {
 }
 
 /// The worker's Pod deletions this replica made (its status records them).
-fn restarts_of(history: &RemediationHistory, w: &AmpWorker) -> Option<super::remediation::History> {
+fn restarts_of(
+    history: &RemediationHistory,
+    w: &CachedWorker,
+) -> Option<super::remediation::History> {
     history
         .workers
         .get(w.spec.node_id.as_str())

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::super::crd::AmpWorker;
+use super::super::cache::CachedWorker;
 use super::discovery::is_discovered;
 use crate::operator::pods::PodIndex;
 
@@ -20,14 +20,14 @@ pub struct ObjectFacts {
 
 #[derive(Debug)]
 struct Seen {
-    object: Arc<AmpWorker>,
+    object: Arc<CachedWorker>,
     discovered: bool,
     /// The index last looked in, and the position of the object's Pod there.
     pod: Option<(Arc<PodIndex>, Option<usize>)>,
 }
 
 impl Seen {
-    fn of(object: &Arc<AmpWorker>) -> Self {
+    fn of(object: &Arc<CachedWorker>) -> Self {
         Self {
             object: object.clone(),
             discovered: is_discovered(object),
@@ -39,7 +39,7 @@ impl Seen {
 impl ObjectFacts {
     /// Brings the facts to `workers` (in their order): an object not at the same place
     /// last cycle is read afresh.
-    pub(super) fn follow(&mut self, workers: &[Arc<AmpWorker>]) {
+    pub(super) fn follow(&mut self, workers: &[Arc<CachedWorker>]) {
         self.seen.truncate(workers.len());
         for (i, w) in workers.iter().enumerate() {
             match self.seen.get_mut(i) {

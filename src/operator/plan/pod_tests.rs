@@ -37,7 +37,7 @@ fn row(node: &str, hb: i64) -> SnapshotRow {
     }
 }
 
-fn worker(node: &str) -> Arc<AmpWorker> {
+fn worker(node: &str) -> Arc<CachedWorker> {
     let mut w = AmpWorker::new(
         node,
         AmpWorkerSpec {
@@ -49,7 +49,7 @@ fn worker(node: &str) -> Arc<AmpWorker> {
     );
     w.metadata.uid = Some(format!("uid-{node}"));
     w.metadata.generation = Some(1);
-    Arc::new(w)
+    Arc::new(w.into())
 }
 
 fn fleet(mode: Option<RemediationMode>, max_unhealthy: Option<IntOrString>) -> Arc<AmpWorkerFleet> {
@@ -111,7 +111,7 @@ fn pod(name: &str) -> Pod {
 struct World {
     db: DbView,
     rows: Vec<SnapshotRow>,
-    workers: Vec<Arc<AmpWorker>>,
+    workers: Vec<Arc<CachedWorker>>,
     fleets: Vec<Arc<AmpWorkerFleet>>,
     pods: Vec<Arc<WorkerPod>>,
     history: RemediationHistory,

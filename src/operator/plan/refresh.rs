@@ -6,9 +6,9 @@
 use std::collections::BinaryHeap;
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 
-use super::super::crd::{AmpWorker, AmpWorkerStatus};
+use super::super::cache::CachedWorker;
+use super::super::crd::AmpWorkerStatus;
 use super::{PlanConfig, Refresh, RefreshStats};
 use crate::timestamps::format_timestamp;
 
@@ -31,7 +31,7 @@ pub(super) enum DueStatus<'a> {
 /// A refresh that is due; `old` is the stored heartbeat it replaces (None: never shown).
 pub(super) struct Due<'a> {
     pub(super) old: Option<DateTime<Utc>>,
-    pub(super) worker: &'a AmpWorker,
+    pub(super) worker: &'a CachedWorker,
     pub(super) status: DueStatus<'a>,
     /// A fill (`WriteNeed::Fill`): the whole status is written, not only `heartbeatAt`.
     pub(super) fill: bool,
@@ -125,7 +125,7 @@ impl<'a> Pending<'a> {
     }
 
     /// The objects whose refreshes this cycle writes.
-    pub(super) fn written_objects(&self) -> impl Iterator<Item = &'a AmpWorker> + '_ {
+    pub(super) fn written_objects(&self) -> impl Iterator<Item = &'a CachedWorker> + '_ {
         self.kept.iter().map(|o| o.0.worker)
     }
 

@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
-use super::super::crd::{
-    AmpWorker, AmpWorkerFleetStatus, FleetRemediation, RemediationMode, RemediationSpec,
-};
+use super::super::cache::CachedWorker;
+use super::super::crd::{AmpWorkerFleetStatus, FleetRemediation, RemediationMode, RemediationSpec};
 use super::super::pods::{PodLink, WorkerPod, controller_of};
 use super::super::remediation::{
     self, Decision, History, Inputs, PodFacts, SkipReason, WorkerHealth,
@@ -69,7 +68,7 @@ pub struct RemediationAction {
 
 /// A worker of a fleet with remediation on, as met by the judgement loop.
 pub(super) struct Candidate<'a> {
-    pub(super) worker: &'a AmpWorker,
+    pub(super) worker: &'a CachedWorker,
     pub(super) row: Option<&'a SnapshotRow>,
     /// Its heartbeat timeout (its own, its fleet's or the operator's default).
     pub(super) timeout: i64,
@@ -179,7 +178,7 @@ fn plan_fleet<'a>(
 }
 
 /// The restarts the AmpWorker's status records (what a new leader starts from).
-fn recorded(w: &AmpWorker) -> Option<History> {
+fn recorded(w: &CachedWorker) -> Option<History> {
     let st = w.status.as_ref()?;
     Some(History {
         last: st.last_remediation_time?,
@@ -248,7 +247,7 @@ fn pod_facts(link: Option<PodLink>, pods: &FleetPodTally) -> PodFacts {
 
 fn action(
     fleet: &str,
-    w: &AmpWorker,
+    w: &CachedWorker,
     pod: &WorkerPod,
     dry_run: bool,
     i: &Inputs,

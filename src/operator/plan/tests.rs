@@ -24,7 +24,7 @@ fn row(node: &str, version: &str, heartbeat: DateTime<Utc>) -> SnapshotRow {
     }
 }
 
-fn existing(name: &str, node: &str, discovered: bool) -> Arc<AmpWorker> {
+fn existing(name: &str, node: &str, discovered: bool) -> Arc<CachedWorker> {
     let mut w = if discovered {
         discovered_worker(node)
     } else {
@@ -41,7 +41,7 @@ fn existing(name: &str, node: &str, discovered: bool) -> Arc<AmpWorker> {
     w.metadata.name = Some(name.into());
     w.metadata.uid = Some(format!("uid-{name}"));
     w.metadata.generation = Some(1);
-    Arc::new(w)
+    Arc::new(w.into())
 }
 
 fn fleet(name: &str, version: &str) -> Arc<AmpWorkerFleet> {
@@ -84,7 +84,7 @@ fn available(now: DateTime<Utc>) -> DbView {
 fn run(
     db: &DbView,
     rows: &[SnapshotRow],
-    workers: &[Arc<AmpWorker>],
+    workers: &[Arc<CachedWorker>],
     fleets: &[Arc<AmpWorkerFleet>],
     written: &Written,
 ) -> Plan {
@@ -313,7 +313,10 @@ fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     let rows = [row("a", "v2", t(0)), row("b", "v2", t(0))];
     let mut b = (*existing("b", "b", false)).clone();
-    b.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gpu".to_string())]));
+    b.metadata.labels = Some(Arc::new(BTreeMap::from([(
+        "tier".to_string(),
+        "gpu".to_string(),
+    )])));
     let workers = [existing("a", "a", true), Arc::new(b)];
 
     let mut all = (*fleet("all", "v2")).clone();
@@ -361,7 +364,7 @@ fn an_empty_selector_selects_every_worker_and_match_labels_a_subset() {
 fn cycle_at(
     at: DateTime<Utc>,
     rows: &[SnapshotRow],
-    workers: &[Arc<AmpWorker>],
+    workers: &[Arc<CachedWorker>],
     written: &Written,
     allowance: usize,
 ) -> Plan {
@@ -395,7 +398,7 @@ fn remember(written: &mut Written, p: &Plan) {
     }
 }
 
-fn fleet_of(n: usize) -> Vec<Arc<AmpWorker>> {
+fn fleet_of(n: usize) -> Vec<Arc<CachedWorker>> {
     (0..n)
         .map(|i| existing(&format!("w{i:05}"), &format!("w{i:05}"), true))
         .collect()
@@ -405,7 +408,7 @@ fn fleet_of(n: usize) -> Vec<Arc<AmpWorker>> {
 fn stored_fleet(
     stored_at: &[i64],
     now_hb: i64,
-) -> (Vec<Arc<AmpWorker>>, Vec<SnapshotRow>, Written) {
+) -> (Vec<Arc<CachedWorker>>, Vec<SnapshotRow>, Written) {
     let workers = fleet_of(stored_at.len());
     let mut written = Written::default();
     for (w, at) in workers.iter().zip(stored_at) {
@@ -788,7 +791,7 @@ fn story_rows(s: i64) -> Vec<SnapshotRow> {
 }
 
 /// The objects as the watch shows them once `written` reached the server.
-fn watched(objects: &[Arc<AmpWorker>], written: &Written) -> Vec<Arc<AmpWorker>> {
+fn watched(objects: &[Arc<CachedWorker>], written: &Written) -> Vec<Arc<CachedWorker>> {
     objects
         .iter()
         .map(
@@ -806,7 +809,7 @@ fn watched(objects: &[Arc<AmpWorker>], written: &Written) -> Vec<Arc<AmpWorker>>
 
 #[test]
 fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
-    let mut objects: Vec<Arc<AmpWorker>> = (0..6)
+    let mut objects: Vec<Arc<CachedWorker>> = (0..6)
         .map(|i| existing(&format!("w{i}"), &format!("w{i}"), true))
         .collect();
     let mut fleets = vec![fleet("f", "v1")];
@@ -858,7 +861,7 @@ fn remembered_judgements_plan_exactly_what_fresh_ones_plan() {
 fn input<'a>(
     db: &'a DbView,
     rows: &'a [SnapshotRow],
-    workers: &'a [Arc<AmpWorker>],
+    workers: &'a [Arc<CachedWorker>],
     fleets: &'a [Arc<AmpWorkerFleet>],
     written: &'a Written,
 ) -> PlanInput<'a> {
@@ -916,7 +919,7 @@ fn step_discovery_plans_a_chunk_a_cycle_smallest_node_ids_first_then_the_rest() 
         .collect();
     let (written, config) = (Written::default(), config());
     let db = available(t(0));
-    let discover = |workers: &[Arc<AmpWorker>]| -> Vec<String> {
+    let discover = |workers: &[Arc<CachedWorker>]| -> Vec<String> {
         let i = input(&db, &rows, workers, &[], &written);
         discovery::discover(&Cycle::new(&i, &config, &mut Default::default()))
             .iter()
@@ -935,13 +938,13 @@ fn step_discovery_plans_a_chunk_a_cycle_smallest_node_ids_first_then_the_rest() 
         .collect();
     assert_eq!(created, chunk);
     // Once they exist (shown by the watch or still pending), the next cycle creates the rest.
-    let chunk_objects: Vec<Arc<AmpWorker>> = first
+    let chunk_objects: Vec<Arc<CachedWorker>> = first
         .iter()
         .map(|node| existing(&object_name(node), node, true))
         .collect();
     let rest: Vec<String> = (discovery::DISCOVERY_CHUNK..n).map(id).collect();
     assert_eq!(discover(&chunk_objects), rest);
-    let all: Vec<Arc<AmpWorker>> = (0..n)
+    let all: Vec<Arc<CachedWorker>> = (0..n)
         .map(|i| existing(&object_name(&id(i)), &id(i), true))
         .collect();
     assert!(discover(&all).is_empty());
@@ -1134,7 +1137,7 @@ fn the_fleets_heartbeat_timeout_judges_its_workers_and_a_workers_own_wins() {
     let mut memos = Judgements::default();
     let written = Written::default();
     let lenient = [fleet("amp", "v1")];
-    let stored: Vec<Arc<AmpWorker>> = workers
+    let stored: Vec<Arc<CachedWorker>> = workers
         .iter()
         .map(|w| {
             let mut w = (**w).clone();

@@ -51,7 +51,7 @@ fn row(i: usize, hb: i64, stuck: bool) -> SnapshotRow {
 /// `n` Ready workers as the previous operator left them: heartbeats shown from up to
 /// 500 s ago (its refreshes went round the fleet), no `placement.source`, and every
 /// tenth without a placement at all.
-fn upgraded_fleet(n: usize) -> Vec<Arc<AmpWorker>> {
+fn upgraded_fleet(n: usize) -> Vec<Arc<CachedWorker>> {
     (0..n)
         .map(|i| {
             let shown = -(((i * 7919) % 500) as i64);
@@ -74,7 +74,7 @@ fn upgraded_fleet(n: usize) -> Vec<Arc<AmpWorker>> {
                 status.placement = None;
             }
             w.status = Some(status);
-            Arc::new(w)
+            Arc::new(w.into())
         })
         .collect()
 }
@@ -86,7 +86,7 @@ fn available(now: DateTime<Utc>) -> DbView {
     }
 }
 
-fn filled(w: &AmpWorker) -> bool {
+fn filled(w: &CachedWorker) -> bool {
     w.status
         .as_ref()
         .and_then(|s| s.placement.as_ref())
@@ -108,7 +108,7 @@ impl Writes {
 }
 
 /// The objects as the watch shows them once the plan's writes landed.
-fn land(objects: &mut [Arc<AmpWorker>], p: &Plan) -> Writes {
+fn land(objects: &mut [Arc<CachedWorker>], p: &Plan) -> Writes {
     let mut writes = Writes::default();
     let mut put = |name: &str, status: &AmpWorkerStatus| {
         let i: usize = name[1..].parse().expect("w<number>");
