@@ -53,11 +53,10 @@ use amp_operator::operator::crd::{AmpWorkerFleet, AmpWorkerStatus};
 use amp_operator::operator::plan::{
     Judgements, Plan, PlanConfig, PlanInput, PodInput, Written, discovered_worker, plan_with_pods,
 };
-use amp_operator::operator::pods::WorkerPod;
+use amp_operator::operator::pods::{PodSharing, WatchedPod, WorkerPod};
 use amp_operator::operator::status::DbView;
 use amp_operator::operator::status::jobs::{JobsIndex, JobsView};
 use chrono::{DateTime, TimeZone, Utc};
-use k8s_openapi::api::core::v1::Pod;
 
 const EXPECTED: &str = "v1.1.0";
 
@@ -110,10 +109,13 @@ fn jobs(n: usize, now: i64) -> JobsView {
     })))
 }
 
+/// A StatefulSet's Pods as the operator's watch caches them (labels and controller
+/// shared).
 fn pods(n: usize, ns: &str) -> Vec<Arc<WorkerPod>> {
+    let mut sharing = PodSharing::default();
     (0..n)
         .map(|i| {
-            let mut p: Pod = serde_json::from_value(serde_json::json!({
+            let p: WatchedPod = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": node_id(i), "namespace": ns, "uid": format!("pod-uid-{i}"),
                              "labels": {"app": "amp-worker"},
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -122,8 +124,7 @@ fn pods(n: usize, ns: &str) -> Vec<Arc<WorkerPod>> {
                 "status": {"phase": "Pending"}
             }))
             .expect("pod");
-            p.metadata.managed_fields = None;
-            Arc::new(WorkerPod::from(p))
+            Arc::new(WorkerPod::keep(p, &mut sharing))
         })
         .collect()
 }

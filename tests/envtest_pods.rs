@@ -14,7 +14,7 @@ use amp_operator::operator::controller::{Reconciler, ReconcilerConfig};
 use amp_operator::operator::crd::{AmpWorker, AmpWorkerFleet};
 use amp_operator::operator::metrics::OperatorMetrics;
 use amp_operator::operator::plan::PlanConfig;
-use amp_operator::operator::pods::{WorkerPod, slim_pod};
+use amp_operator::operator::pods::{PodSharing, WatchedPod, WorkerPod};
 use amp_operator::testing::envtest;
 use common::{Proc, migrated_db, wait_registered, worker};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -69,17 +69,15 @@ impl Operator {
         let workers: Api<AmpWorker> = Api::namespaced(reader.clone(), &self.ns);
         let fleets: Api<AmpWorkerFleet> = Api::namespaced(reader.clone(), &self.ns);
         // Decoded into the operator's own Pod type, as its watch does.
-        let pods: Api<WorkerPod> = Api::namespaced(reader.clone(), &self.ns);
+        let pods: Api<WatchedPod> = Api::namespaced(reader.clone(), &self.ns);
+        let mut sharing = PodSharing::default();
         let pods = pods
             .list(&lp)
             .await
             .unwrap()
             .items
             .into_iter()
-            .map(|mut p| {
-                slim_pod(&mut p);
-                Arc::new(p)
-            })
+            .map(|p| Arc::new(WorkerPod::keep(p, &mut sharing)))
             .collect();
         self.ctl
             .cycle_with_pods(

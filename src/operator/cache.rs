@@ -41,26 +41,36 @@ pub fn slim<K: kube::Resource>(o: &mut K) {
 /// A label map shared by every cached object that carries an equal one.
 pub type Labels = Arc<BTreeMap<String, String>>;
 
-/// The label maps cached objects carry, so that equal ones are one allocation. Bounded:
-/// a map unlike the last [`SharedLabels::KEPT`] distinct ones is kept on its own.
-#[derive(Debug, Default)]
-pub struct SharedLabels {
-    recent: Vec<Labels>,
+/// The label maps cached objects carry.
+pub type SharedLabels = Shared<BTreeMap<String, String>>;
+
+/// Values many cached objects carry alike (label maps, a Pod's controller), so that
+/// equal ones are one allocation. Bounded: a value unlike the last [`Shared::KEPT`]
+/// distinct ones is kept on its own.
+#[derive(Debug)]
+pub struct Shared<T> {
+    recent: Vec<Arc<T>>,
 }
 
-impl SharedLabels {
-    /// How many distinct maps are looked at: discovered workers carry one, a user's
-    /// workers a few more; a map seen nowhere else costs a compare per object.
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Self { recent: Vec::new() }
+    }
+}
+
+impl<T: PartialEq> Shared<T> {
+    /// How many distinct values are looked at: discovered workers carry one label map,
+    /// a user's workers a few more; a value seen nowhere else costs a compare per object.
     const KEPT: usize = 8;
 
-    /// `labels`, or an equal map already shared.
-    pub fn share(&mut self, labels: BTreeMap<String, String>) -> Labels {
-        if let Some(at) = self.recent.iter().position(|l| **l == labels) {
+    /// `value`, or an equal one already shared.
+    pub fn share(&mut self, value: T) -> Arc<T> {
+        if let Some(at) = self.recent.iter().position(|v| **v == value) {
             // Most recent first: one compare for a fleet whose objects all look alike.
             self.recent[..=at].rotate_right(1);
             return self.recent[0].clone();
         }
-        let shared = Arc::new(labels);
+        let shared = Arc::new(value);
         self.recent.truncate(Self::KEPT - 1);
         self.recent.insert(0, shared.clone());
         shared
@@ -281,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_labels_keep_a_bounded_number_of_maps_most_recent_first() {
+    fn shared_values_are_a_bounded_number_most_recent_first() {
         let map = |i: usize| BTreeMap::from([("k".to_owned(), i.to_string())]);
         let mut labels = SharedLabels::default();
         let first = labels.share(map(0));

@@ -2,61 +2,65 @@
 //! Pods stay small), which selected Pod is which worker's (pure linking), and the
 //! placement a live Pod gives an AmpWorker.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use kube::Resource;
 use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::Lookup;
 use serde::Deserialize;
 
+use super::cache::{CachedMeta, Shared, SharedLabels};
 use super::crd::{NODE_ID_ANNOTATION, WorkerPlacement};
 
 /// `status.placement.source` of a placement read from the live Pod.
 pub const PLACEMENT_FROM_POD: &str = "Pod";
 
-/// What the operator keeps of a Pod: what linking, placement and remediation read. The
-/// watch decodes each Pod straight into it. k8s-openapi's `Pod` is a few KiB in memory
-/// whatever it holds (every field of `PodSpec` and `PodStatus` is inline), which made
-/// 10,000 cached Pods about 40 MiB of the operator's RSS.
+/// A Pod as the watch decodes it: only what [`WorkerPod`] keeps is read from the
+/// wire. k8s-openapi's `Pod` is a few KiB in memory whatever it holds (every field of
+/// `PodSpec` and `PodStatus` is inline), which made 10,000 cached Pods about 40 MiB of
+/// the operator's RSS.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct WorkerPod {
+pub struct WatchedPod {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    pub spec: Option<WorkerPodSpec>,
-    pub status: Option<WorkerPodStatus>,
+    pub spec: Option<WatchedPodSpec>,
+    pub status: Option<WatchedPodStatus>,
 }
 
 /// Of a Pod's spec: the node it was scheduled to.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkerPodSpec {
+pub struct WatchedPodSpec {
     pub node_name: Option<String>,
 }
 
 /// Of a Pod's status: its IP.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkerPodStatus {
+pub struct WatchedPodStatus {
     #[serde(rename = "podIP")]
     pub pod_ip: Option<String>,
 }
 
-impl kube::Resource for WorkerPod {
+impl kube::Resource for WatchedPod {
     type DynamicType = ();
     type Scope = kube::core::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
-        Pod::kind(dt)
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::kind(dt)
     }
-    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
-        Pod::group(dt)
+    fn group(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::group(dt)
     }
-    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
-        Pod::version(dt)
+    fn version(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::version(dt)
     }
-    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
-        Pod::plural(dt)
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::plural(dt)
     }
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
@@ -66,62 +70,108 @@ impl kube::Resource for WorkerPod {
     }
 }
 
-impl From<Pod> for WorkerPod {
-    fn from(pod: Pod) -> Self {
-        let mut kept = WorkerPod {
-            metadata: pod.metadata,
-            spec: pod.spec.map(|s| WorkerPodSpec {
-                node_name: s.node_name,
-            }),
-            status: pod.status.map(|s| WorkerPodStatus { pod_ip: s.pod_ip }),
-        };
-        slim_pod(&mut kept);
-        kept
+/// What the operator keeps of a Pod: what linking, placement and remediation read.
+/// What a fleet's Pods carry alike (labels, their controller) is shared ([`PodSharing`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerPod {
+    /// Name, namespace, uid, labels, creation time.
+    pub metadata: CachedMeta,
+    /// Its `amp.io/node-id` annotation.
+    pub node_id: Option<String>,
+    /// Its controller (a StatefulSet, ReplicaSet, ...) as `Kind/name`.
+    pub controller: Option<Arc<String>>,
+    pub deletion_timestamp: Option<Time>,
+    pub node_name: Option<String>,
+    pub pod_ip: Option<String>,
+}
+
+/// What cached Pods share: label maps and controllers.
+#[derive(Debug, Default)]
+pub struct PodSharing {
+    labels: SharedLabels,
+    controllers: Shared<String>,
+}
+
+impl WorkerPod {
+    /// Keeps what the operator reads of `pod`, sharing what its fleet's Pods share.
+    pub fn keep(pod: WatchedPod, sharing: &mut PodSharing) -> Self {
+        let mut meta = pod.metadata;
+        let node_id = meta
+            .annotations
+            .take()
+            .and_then(|mut a| a.remove(NODE_ID_ANNOTATION));
+        let controller = meta
+            .owner_references
+            .take()
+            .and_then(|refs| refs.into_iter().find(|r| r.controller == Some(true)))
+            .map(|r| sharing.controllers.share(format!("{}/{}", r.kind, r.name)));
+        let deletion_timestamp = meta.deletion_timestamp.take();
+        Self {
+            metadata: CachedMeta::keep(meta, &mut sharing.labels),
+            node_id,
+            controller,
+            deletion_timestamp,
+            node_name: pod.spec.and_then(|s| s.node_name),
+            pod_ip: pod.status.and_then(|s| s.pod_ip),
+        }
     }
 }
 
-/// Keeps only what linking, placement and remediation read of the metadata: name,
-/// namespace, uid, labels, the node-id annotation, the controller owner, creation and
-/// deletion timestamps.
-pub fn slim_pod(pod: &mut WorkerPod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.annotations = meta
-        .annotations
-        .take()
-        .and_then(|mut a| a.remove(NODE_ID_ANNOTATION))
-        .map(|id| BTreeMap::from([(NODE_ID_ANNOTATION.to_owned(), id)]));
-    meta.owner_references = meta
-        .owner_references
-        .take()
-        .map(|refs| {
-            refs.into_iter()
-                .filter(|r| r.controller == Some(true))
-                .collect::<Vec<_>>()
-        })
-        .filter(|refs| !refs.is_empty());
-    meta.generate_name = None;
-    meta.finalizers = None;
-    meta.resource_version = None;
-    meta.self_link = None;
+/// One Pod alone (tests and benches build k8s-openapi's `Pod`): shares nothing.
+impl From<Pod> for WorkerPod {
+    fn from(pod: Pod) -> Self {
+        let watched = WatchedPod {
+            metadata: pod.metadata,
+            spec: pod.spec.map(|s| WatchedPodSpec {
+                node_name: s.node_name,
+            }),
+            status: pod.status.map(|s| WatchedPodStatus { pod_ip: s.pod_ip }),
+        };
+        Self::keep(watched, &mut PodSharing::default())
+    }
+}
+
+/// What the reflector needs to file a cached Pod.
+impl Lookup for WorkerPod {
+    type DynamicType = ();
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <Pod as Resource>::plural(dt)
+    }
+    fn name(&self) -> Option<Cow<'_, str>> {
+        self.metadata.name.as_deref().map(Cow::Borrowed)
+    }
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.metadata.namespace.as_deref().map(Cow::Borrowed)
+    }
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        self.metadata.uid.as_deref().map(Cow::Borrowed)
+    }
 }
 
 /// The node id a Pod runs: its `amp.io/node-id` annotation (for ids that are not valid
 /// Pod names), else its name (a StatefulSet's Pod named after its worker).
 pub fn pod_node_id(pod: &WorkerPod) -> Option<&str> {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(NODE_ID_ANNOTATION))
-        .or(pod.metadata.name.as_ref())
-        .map(String::as_str)
+    pod.node_id.as_deref().or(pod.metadata.name.as_deref())
 }
 
 /// Whether `selector` selects `pod` in `namespace` (the fleet's, the operator's).
 pub fn selects(selector: &Selector, namespace: &str, pod: &WorkerPod) -> bool {
     let empty = BTreeMap::new();
     pod.metadata.namespace.as_deref() == Some(namespace)
-        && selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
+        && selector.matches(pod.metadata.labels.as_deref().unwrap_or(&empty))
 }
 
 /// A node id's Pod among a fleet's selected Pods.
@@ -268,8 +318,8 @@ pub fn placement_of(pod: &WorkerPod) -> WorkerPlacement {
     WorkerPlacement {
         pod: pod.metadata.name.clone(),
         namespace: pod.metadata.namespace.clone(),
-        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        node: pod.node_name.clone(),
+        pod_ip: pod.pod_ip.clone(),
         source: Some(PLACEMENT_FROM_POD.to_owned()),
     }
 }
@@ -280,8 +330,8 @@ pub fn shows_pod(shown: Option<&WorkerPlacement>, pod: &WorkerPod) -> bool {
     p.source.as_deref() == Some(PLACEMENT_FROM_POD)
         && p.pod == pod.metadata.name
         && p.namespace == pod.metadata.namespace
-        && p.node.as_deref() == pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
-        && p.pod_ip.as_deref() == pod.status.as_ref().and_then(|s| s.pod_ip.as_deref())
+        && p.node == pod.node_name
+        && p.pod_ip == pod.pod_ip
 }
 
 /// Whether `shown` came from a Pod (which must go when the Pod does).
@@ -291,13 +341,8 @@ pub fn from_pod(shown: Option<&WorkerPlacement>) -> bool {
 
 /// The Pod's controller (a StatefulSet, ReplicaSet, ...): `Kind/name`, if it has one.
 /// Only a Pod with one comes back after a delete.
-pub fn controller_of(pod: &WorkerPod) -> Option<String> {
-    pod.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| format!("{}/{}", r.kind, r.name))
+pub fn controller_of(pod: &WorkerPod) -> Option<&str> {
+    pod.controller.as_deref().map(String::as_str)
 }
 
 #[cfg(test)]
@@ -392,7 +437,7 @@ mod tests {
         );
         assert!(shows_pod(Some(&placement), &p));
         let mut moved = (*p).clone();
-        moved.spec.as_mut().unwrap().node_name = Some("node-b".into());
+        moved.node_name = Some("node-b".into());
         assert!(!shows_pod(Some(&placement), &moved));
         let reported = WorkerPlacement {
             source: Some("Worker".into()),
@@ -429,33 +474,59 @@ mod tests {
     }
 
     #[test]
-    fn a_served_pod_decodes_to_what_is_read_and_nothing_else() {
-        let mut p: WorkerPod = serde_json::from_value(served_pod()).unwrap();
-        slim_pod(&mut p);
+    fn a_served_pod_is_kept_as_what_is_read_and_nothing_else() {
+        let watched: WatchedPod = serde_json::from_value(served_pod()).unwrap();
+        let mut sharing = PodSharing::default();
+        let p = WorkerPod::keep(watched.clone(), &mut sharing);
         assert_eq!(pod_node_id(&p), Some("w0"));
-        assert_eq!(controller_of(&p).as_deref(), Some("StatefulSet/amp-worker"));
-        let kept = serde_json::json!({
-            "name": "worker-0", "namespace": "amp", "uid": "u-1",
-            "creationTimestamp": "2026-12-01T10:00:00Z",
-            "labels": {"app": "amp"},
-            "annotations": {"amp.io/node-id": "w0"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                 "name": "amp-worker", "uid": "s-1", "controller": true}]
-        });
-        assert_eq!(serde_json::to_value(&p.metadata).unwrap(), kept);
-        assert_eq!(
-            placement_of(&p),
-            WorkerPlacement {
-                pod: Some("worker-0".into()),
+        assert_eq!(controller_of(&p), Some("StatefulSet/amp-worker"));
+        let expected = WorkerPod {
+            metadata: CachedMeta {
+                name: Some("worker-0".into()),
                 namespace: Some("amp".into()),
-                node: Some("node-a".into()),
-                pod_ip: Some("10.0.0.7".into()),
-                source: Some(PLACEMENT_FROM_POD.into()),
-            }
-        );
+                uid: Some("u-1".into()),
+                labels: Some(Arc::new(BTreeMap::from([("app".into(), "amp".into())]))),
+                generation: None,
+                creation_timestamp: watched.metadata.creation_timestamp.clone(),
+            },
+            node_id: Some("w0".into()),
+            controller: Some(Arc::new("StatefulSet/amp-worker".into())),
+            deletion_timestamp: None,
+            node_name: Some("node-a".into()),
+            pod_ip: Some("10.0.0.7".into()),
+        };
+        assert_eq!(p, expected);
+        assert!(p.metadata.creation_timestamp.is_some());
+        // A second Pod of the same StatefulSet shares its labels and controller.
+        let mut twin = watched;
+        twin.metadata.name = Some("worker-1".into());
+        let twin = WorkerPod::keep(twin, &mut sharing);
+        assert!(Arc::ptr_eq(
+            p.metadata.labels.as_ref().unwrap(),
+            twin.metadata.labels.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            p.controller.as_ref().unwrap(),
+            twin.controller.as_ref().unwrap()
+        ));
         // The same from k8s-openapi's Pod (what tests and the bench build).
         let whole: Pod = serde_json::from_value(served_pod()).unwrap();
         assert_eq!(WorkerPod::from(whole), p);
+    }
+
+    #[test]
+    fn a_pod_without_a_controller_or_annotation_links_by_name_and_is_not_controlled() {
+        let mut served = served_pod();
+        let meta = served["metadata"].as_object_mut().unwrap();
+        meta.remove("annotations");
+        meta["ownerReferences"] = serde_json::json!([
+            {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "o-1"}]);
+        let p = WorkerPod::keep(
+            serde_json::from_value(served).unwrap(),
+            &mut PodSharing::default(),
+        );
+        assert_eq!(pod_node_id(&p), Some("worker-0"));
+        assert_eq!(controller_of(&p), None);
     }
 
     #[test]
@@ -485,9 +556,7 @@ mod tests {
         assert!(other.selected.is_empty());
         // A Pod changed (a new object from the watch): every index is rebuilt.
         let mut moved = (*pods[0]).clone();
-        moved.spec = Some(WorkerPodSpec {
-            node_name: Some("node-b".into()),
-        });
+        moved.node_name = Some("node-b".into());
         let pods = vec![Arc::new(moved)];
         let (rebuilt, next_generation) = cycle(&mut indexes, &pods, "amp");
         assert!(!Arc::ptr_eq(&first, &rebuilt));

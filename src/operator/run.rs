@@ -550,13 +550,13 @@ impl PodCache {
     }
 
     fn start(&self) -> reflector::Store<super::pods::WorkerPod> {
-        let api: Api<super::pods::WorkerPod> =
+        let api: Api<super::pods::WatchedPod> =
             Api::namespaced(self.client.clone(), &self.namespace);
         tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
         // 10,000 Pods: decoded into a type of our own (name, labels, owner, node, IP).
-        watch_kept(api, "Pod", |mut p| {
-            super::pods::slim_pod(&mut p);
-            p
+        let mut sharing = super::pods::PodSharing::default();
+        watch_kept(api, "Pod", move |p| {
+            super::pods::WorkerPod::keep(p, &mut sharing)
         })
     }
 }

@@ -235,7 +235,7 @@ fn pod_facts(link: Option<PodLink>, pods: &FleetPodTally) -> PodFacts {
             in_scope: pods.index.is_some()
                 && pod.metadata.namespace.as_deref() == Some(pods.namespace.as_str()),
             controlled: controller_of(pod).is_some(),
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            terminating: pod.deletion_timestamp.is_some(),
             created: pod
                 .metadata
                 .creation_timestamp
