@@ -509,6 +509,11 @@ async fn bench() {
         mib(rss_peak),
         mib(rss_discovery)
     );
+    println!(
+        "ampd operator heap at the window's end: {:.0} MiB allocated, {:.0} MiB resident (jemalloc)",
+        get(&m1, "amp_operator_heap_allocated_bytes") / 1048576.0,
+        get(&m1, "amp_operator_heap_resident_bytes") / 1048576.0
+    );
     // What etcd stores for the fleet: the object as the API server serves it.
     let fleet_text = client
         .request_text(

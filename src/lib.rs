@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod bounds;
 pub mod build_info;
 pub mod cli;
+pub mod heap;
 pub mod http_server;
 pub mod metadata_db;
 pub mod node_id;

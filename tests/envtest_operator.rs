@@ -234,6 +234,19 @@ async fn the_charts_rbac_is_all_the_operator_needs() {
         metrics.lines().any(|l| l == "amp_operator_leader 1"),
         "{metrics}"
     );
+    // The heap as jemalloc counts it (ampd's allocator): set every cycle.
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let allocated = gauge("amp_operator_heap_allocated_bytes");
+    let resident = gauge("amp_operator_heap_resident_bytes");
+    assert!(
+        allocated > 0.0 && resident >= allocated,
+        "heap: {allocated} bytes allocated, {resident} resident"
+    );
     let (status, stdout, stderr) = op.terminate();
     assert!(status.success(), "operator exit {status:?}: {stderr}");
     let log = format!("{stdout}{stderr}");

@@ -83,6 +83,9 @@ pub struct OperatorMetrics {
     pub refresh_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub refresh_oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub refresh_deferred: Gauge,
+    /// The process heap: allocated, and kept resident by the allocator (see `crate::heap`).
+    pub heap_allocated: Gauge,
+    pub heap_resident: Gauge,
     /// Creates refused because another object (of another nodeId) holds the name.
     pub name_collisions: Counter,
     /// Amp's unfinished jobs by status (all workers), from the latest jobs read.
@@ -154,6 +157,18 @@ impl OperatorMetrics {
         let refresh_interval = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let refresh_oldest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let refresh_deferred = Gauge::default();
+        let heap_allocated = Gauge::default();
+        let heap_resident = Gauge::default();
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes the process has allocated on its heap, as of the last cycle",
+            heap_allocated.clone(),
+        );
+        registry.register(
+            "heap_resident_bytes",
+            "Bytes the heap allocator keeps resident (allocated plus its own slack), as of the last cycle",
+            heap_resident.clone(),
+        );
         registry.register(
             "status_refresh_interval_seconds",
             "Expected interval between heartbeatAt refreshes of one worker: --status-refresh, stretched by --status-refresh-budget for large fleets",
@@ -280,6 +295,8 @@ impl OperatorMetrics {
             refresh_interval,
             refresh_oldest,
             refresh_deferred,
+            heap_allocated,
+            heap_resident,
             name_collisions,
             last_fleet_labels: Mutex::new(Vec::new()),
         }
@@ -305,6 +322,12 @@ impl OperatorMetrics {
     pub fn observe_cycle(&self, took: Duration) {
         self.cycles.inc();
         self.cycle_seconds.observe(took.as_secs_f64());
+        if let Some(heap) = crate::heap::stats() {
+            self.heap_allocated
+                .set(i64::try_from(heap.allocated).unwrap_or(i64::MAX));
+            self.heap_resident
+                .set(i64::try_from(heap.resident).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_refresh_stats(&self, stats: &RefreshStats) {
