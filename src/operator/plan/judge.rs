@@ -35,8 +35,10 @@ pub struct Judgements {
     /// By the address of the object judged (the `Arc` the memo holds, so the address is
     /// not reused while it is here): a memo stands only for that very object anyway, and
     /// an address is hashed in a multiply, where a uid was 36 bytes hashed and compared
-    /// per worker per cycle (a tenth of a cycle at 10,000 workers).
-    by_object: foldhash::HashMap<usize, Memo>,
+    /// per worker per cycle (a tenth of a cycle at 10,000 workers). Boxed: a memo is
+    /// about 400 bytes, and a table of them inline kept that much for every free slot
+    /// too (a third of a table at 10,000 workers, 2 MiB).
+    by_object: foldhash::HashMap<usize, Box<Memo>>,
     cycle: u64,
     /// The fleets' Pod indexes (rebuilt only when the Pods or a selector change).
     pub(super) pods: crate::operator::pods::PodIndexes,
@@ -292,7 +294,7 @@ pub(super) fn judge<'a>(
     {
         memos.by_object.insert(
             address(object),
-            key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs), extras),
+            Box::new(key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs), extras)),
         );
     }
     verdict(s, need, desired, healthy, pending)

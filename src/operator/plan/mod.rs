@@ -68,6 +68,9 @@ pub struct Written {
 }
 
 impl Written {
+    /// The worker statuses room is kept for once the watch caught up.
+    const ROOM: usize = 64;
+
     /// After a plan: forgets every worker status the cache already shows, or whose
     /// object is gone (the plan kept the uids still ahead of the watch: this map is for
     /// the window in which the watch lags behind our writes, and a second copy of every
@@ -77,6 +80,12 @@ impl Written {
             let ahead: foldhash::HashSet<&str> =
                 plan.written_ahead.iter().map(String::as_str).collect();
             self.workers.retain(|uid, _| ahead.contains(uid.as_str()));
+            // A discovery leaves room for thousands of statuses (half a KiB a slot);
+            // steady state holds a cycle's refreshes.
+            let keep = self.workers.len().max(Self::ROOM);
+            if self.workers.capacity() > 2 * keep {
+                self.workers.shrink_to(keep);
+            }
         }
         let live: std::collections::HashSet<&str> = fleets
             .iter()

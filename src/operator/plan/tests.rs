@@ -717,6 +717,26 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     assert!(written.workers.is_empty());
 }
 
+/// A discovery's thousands of written statuses do not leave their room behind once
+/// the watch shows them.
+#[test]
+fn written_statuses_give_back_their_room_once_shown() {
+    let mut written = Written::default();
+    for i in 0..3_000 {
+        written
+            .workers
+            .insert(format!("uid-{i}"), AmpWorkerStatus::default());
+    }
+    let big = written.workers.capacity();
+    written.forget_shown(&Plan::default(), &[]);
+    assert!(written.workers.is_empty());
+    assert!(
+        written.workers.capacity() <= 2 * Written::ROOM && big >= 3_000,
+        "{big} -> {}",
+        written.workers.capacity()
+    );
+}
+
 fn with_lock(mut r: SnapshotRow, lock: crate::metadata_db::LockState) -> SnapshotRow {
     r.lock = lock;
     r
