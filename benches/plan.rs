@@ -48,7 +48,7 @@ fn held_by<T>(what: T) -> usize {
 use amp_operator::metadata_db::{
     JobSchema, JobsSnapshot, LockState, NodeJobs, SnapshotRow, WorkerInfo,
 };
-use amp_operator::operator::cache::{CachedWorker, SharedLabels};
+use amp_operator::operator::cache::{CachedWorker, WorkerSharing};
 use amp_operator::operator::crd::{AmpWorkerFleet, AmpWorkerStatus};
 use amp_operator::operator::plan::{
     Judgements, Plan, PlanConfig, PlanInput, PodInput, Written, discovered_worker, plan_with_pods,
@@ -148,14 +148,14 @@ fn fleet(with_pods: bool) -> Arc<AmpWorkerFleet> {
 /// status, writes and refreshes a new version; labels are shared as the watch shares them.
 fn land(
     objects: &mut Vec<Arc<CachedWorker>>,
-    labels: &mut SharedLabels,
+    sharing: &mut WorkerSharing,
     index: &mut foldhash::HashMap<String, usize>,
     plan: &Plan,
 ) {
     let mut put = |name: &str, status: &AmpWorkerStatus| {
         if let Some(&i) = index.get(name) {
             let mut o = (*objects[i]).clone();
-            o.status = Some(status.clone());
+            o.status = Some(sharing.status(status.clone()));
             objects[i] = Arc::new(o);
         }
     };
@@ -173,7 +173,7 @@ fn land(
         o.metadata.generation = Some(1);
         o.status = Some(status.clone());
         index.insert(name, objects.len());
-        objects.push(Arc::new(CachedWorker::keep(o, labels)));
+        objects.push(Arc::new(CachedWorker::keep(o, sharing)));
     }
 }
 
@@ -197,7 +197,7 @@ fn main() {
     };
     let written = Written::default();
     let mut objects: Vec<Arc<CachedWorker>> = Vec::new();
-    let mut labels = SharedLabels::default();
+    let mut sharing = WorkerSharing::default();
     let mut index = foldhash::HashMap::default();
     let mut memos = Judgements::default();
     let _ = discovered_worker; // discovery comes from the planner itself
@@ -238,7 +238,7 @@ fn main() {
         } else if settled {
             warm += 1;
         }
-        land(&mut objects, &mut labels, &mut index, &plan);
+        land(&mut objects, &mut sharing, &mut index, &plan);
     }
     println!(
         "plan: {n} workers{}, {steady} steady cycles: {:.2} ms a cycle (after {second} simulated seconds)",
@@ -260,12 +260,6 @@ fn print_memory(
     let per = |bytes: usize| bytes as f64 / n as f64;
     // The parts of an object, each as a copy (the copy's heap alone is measured).
     let status = held_by(objects.iter().map(|o| o.status.clone()).collect::<Vec<_>>());
-    let conditions = held_by(
-        objects
-            .iter()
-            .map(|o| o.status.as_ref().map(|s| s.conditions.clone()))
-            .collect::<Vec<_>>(),
-    );
     let metadata = held_by(
         objects
             .iter()
@@ -277,11 +271,10 @@ fn print_memory(
     let pods = held_by(pods);
     let infos = held_by(infos);
     println!(
-        "heap per worker: AmpWorker objects {:.0} B (metadata {:.0} B, status {:.0} B, of which conditions {:.0} B), memo and Pod indexes {:.0} B, Pods {:.0} B, infos {:.0} B",
+        "heap per worker: AmpWorker objects {:.0} B (metadata {:.0} B, status {:.0} B), memo and Pod indexes {:.0} B, Pods {:.0} B, infos {:.0} B",
         per(objects),
         per(metadata),
         per(status),
-        per(conditions),
         per(memo),
         per(pods),
         per(infos)

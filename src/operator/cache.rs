@@ -18,11 +18,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::Resource;
 use kube::runtime::reflector::Lookup;
 
-use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus};
+use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus, WorkerPlacement};
 
 /// Drops what the planner never reads: managedFields would dominate the cache's memory,
 /// annotations (kubectl's last-applied copy) come next, then the resource version,
@@ -77,6 +78,188 @@ impl<T: PartialEq> Shared<T> {
     }
 }
 
+/// Strings many cached statuses carry alike (condition types, reasons and most
+/// messages: "heartbeat within the 30s timeout"), one allocation each. Bounded: past
+/// [`SharedStrings::KEPT`] distinct strings, a new one is kept on its own.
+#[derive(Debug, Default)]
+pub struct SharedStrings {
+    set: foldhash::HashSet<Arc<String>>,
+}
+
+impl SharedStrings {
+    /// A fleet's statuses hold a few dozen distinct strings; messages that name a
+    /// worker (a missing row, a stale heartbeat's time) are its own.
+    const KEPT: usize = 4096;
+
+    /// `value`, or an equal string already shared.
+    pub fn share(&mut self, value: String) -> Arc<String> {
+        if let Some(shared) = self.set.get(&value) {
+            return shared.clone();
+        }
+        let shared = Arc::new(value);
+        if self.set.len() < Self::KEPT {
+            self.set.insert(shared.clone());
+        }
+        shared
+    }
+}
+
+/// A status condition as cached: its strings shared.
+#[derive(Clone, Debug, PartialEq)]
+struct CachedCondition {
+    type_: Arc<String>,
+    status: Arc<String>,
+    reason: Arc<String>,
+    message: Arc<String>,
+    last_transition_time: Time,
+    observed_generation: Option<i64>,
+}
+
+impl CachedCondition {
+    fn keep(c: Condition, strings: &mut SharedStrings) -> Self {
+        Self {
+            type_: strings.share(c.type_),
+            status: strings.share(c.status),
+            reason: strings.share(c.reason),
+            message: strings.share(c.message),
+            last_transition_time: c.last_transition_time,
+            observed_generation: c.observed_generation,
+        }
+    }
+
+    fn whole(&self) -> Condition {
+        Condition {
+            type_: (*self.type_).clone(),
+            status: (*self.status).clone(),
+            reason: (*self.reason).clone(),
+            message: (*self.message).clone(),
+            last_transition_time: self.last_transition_time.clone(),
+            observed_generation: self.observed_generation,
+        }
+    }
+
+    fn is(&self, c: &Condition) -> bool {
+        *self.type_ == c.type_
+            && *self.status == c.status
+            && *self.reason == c.reason
+            && *self.message == c.message
+            && self.last_transition_time == c.last_transition_time
+            && self.observed_generation == c.observed_generation
+    }
+}
+
+/// An AmpWorker's status as cached: six conditions of four strings each were most of a
+/// cached worker (1.2 KiB of 3.5), and their strings are the same for most workers, so
+/// they are shared ([`SharedStrings`]). The planner reads the fields it needs each cycle
+/// here, and the whole status ([`CachedStatus::whole`]) only for a worker it judges
+/// afresh or refreshes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedStatus {
+    /// Every field but the conditions (kept empty here; never handed out as a status).
+    fields: AmpWorkerStatus,
+    conditions: Vec<CachedCondition>,
+}
+
+impl CachedStatus {
+    /// Keeps `status`, its condition strings shared through `strings`.
+    pub fn keep(mut status: AmpWorkerStatus, strings: &mut SharedStrings) -> Self {
+        let conditions = std::mem::take(&mut status.conditions)
+            .into_iter()
+            .map(|c| CachedCondition::keep(c, strings))
+            .collect();
+        Self {
+            fields: status,
+            conditions,
+        }
+    }
+
+    /// The status as stored, conditions included.
+    pub fn whole(&self) -> AmpWorkerStatus {
+        AmpWorkerStatus {
+            conditions: self.conditions.iter().map(CachedCondition::whole).collect(),
+            ..self.fields.clone()
+        }
+    }
+
+    /// Whether `status` is this one, field for field (no allocation).
+    pub fn is(&self, status: &AmpWorkerStatus) -> bool {
+        // Destructured whole: a field added to the status must be compared here too.
+        let AmpWorkerStatus {
+            observed_generation,
+            state,
+            node_id,
+            info,
+            expected_version,
+            short_commit,
+            created_at,
+            registered_at,
+            heartbeat_at,
+            placement,
+            restart_count,
+            last_remediation_time,
+            remediation_count,
+            jobs,
+            conditions,
+        } = status;
+        let f = &self.fields;
+        f.observed_generation == *observed_generation
+            && f.state == *state
+            && f.node_id == *node_id
+            && f.info == *info
+            && f.expected_version == *expected_version
+            && f.short_commit == *short_commit
+            && f.created_at == *created_at
+            && f.registered_at == *registered_at
+            && f.heartbeat_at == *heartbeat_at
+            && f.placement == *placement
+            && f.restart_count == *restart_count
+            && f.last_remediation_time == *last_remediation_time
+            && f.remediation_count == *remediation_count
+            && f.jobs == *jobs
+            && self.conditions.len() == conditions.len()
+            && (self.conditions.iter().zip(conditions)).all(|(mine, theirs)| mine.is(theirs))
+    }
+
+    /// `heartbeatAt` as shown.
+    pub fn heartbeat_at(&self) -> Option<DateTime<Utc>> {
+        self.fields.heartbeat_at
+    }
+
+    /// `placement` as shown.
+    pub fn placement(&self) -> Option<&WorkerPlacement> {
+        self.fields.placement.as_ref()
+    }
+
+    /// `lastRemediationTime` and `remediationCount` as shown.
+    pub fn remediation(&self) -> (Option<DateTime<Utc>>, Option<i64>) {
+        (
+            self.fields.last_remediation_time,
+            self.fields.remediation_count,
+        )
+    }
+}
+
+/// One status alone (tests, an object just created): shares nothing.
+impl From<AmpWorkerStatus> for CachedStatus {
+    fn from(status: AmpWorkerStatus) -> Self {
+        Self::keep(status, &mut SharedStrings::default())
+    }
+}
+
+/// What cached workers share: label maps and status strings.
+#[derive(Debug, Default)]
+pub struct WorkerSharing {
+    labels: SharedLabels,
+    strings: SharedStrings,
+}
+
+impl WorkerSharing {
+    /// `status` as cached, its strings shared.
+    pub fn status(&mut self, status: AmpWorkerStatus) -> CachedStatus {
+        CachedStatus::keep(status, &mut self.strings)
+    }
+}
+
 /// Of an object's metadata, what the planner reads (see the module's text).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedMeta {
@@ -107,16 +290,16 @@ impl CachedMeta {
 pub struct CachedWorker {
     pub metadata: CachedMeta,
     pub spec: AmpWorkerSpec,
-    pub status: Option<AmpWorkerStatus>,
+    pub status: Option<CachedStatus>,
 }
 
 impl CachedWorker {
-    /// Keeps what the planner reads of `worker`, its labels shared through `labels`.
-    pub fn keep(worker: AmpWorker, labels: &mut SharedLabels) -> Self {
+    /// Keeps what the planner reads of `worker`, sharing what workers share.
+    pub fn keep(worker: AmpWorker, sharing: &mut WorkerSharing) -> Self {
         Self {
-            metadata: CachedMeta::keep(worker.metadata, labels),
+            metadata: CachedMeta::keep(worker.metadata, &mut sharing.labels),
             spec: worker.spec,
-            status: worker.status,
+            status: worker.status.map(|s| sharing.status(s)),
         }
     }
 
@@ -136,7 +319,7 @@ impl CachedWorker {
 /// with nothing.
 impl From<AmpWorker> for CachedWorker {
     fn from(worker: AmpWorker) -> Self {
-        Self::keep(worker, &mut SharedLabels::default())
+        Self::keep(worker, &mut WorkerSharing::default())
     }
 }
 
@@ -260,9 +443,9 @@ mod tests {
             w.status = Some(status.clone());
             w
         };
-        let mut labels = SharedLabels::default();
-        let one = CachedWorker::keep(whole("w-1"), &mut labels);
-        let two = CachedWorker::keep(whole("w-2"), &mut labels);
+        let mut sharing = WorkerSharing::default();
+        let one = CachedWorker::keep(whole("w-1"), &mut sharing);
+        let two = CachedWorker::keep(whole("w-2"), &mut sharing);
 
         let read = read_by_the_planner();
         let expected = CachedWorker {
@@ -275,7 +458,7 @@ mod tests {
                 creation_timestamp: read.creation_timestamp,
             },
             spec: spec.clone(),
-            status: Some(status.clone()),
+            status: Some(status.clone().into()),
         };
         assert_eq!(one, expected);
         assert_eq!(
@@ -290,6 +473,74 @@ mod tests {
         assert!(!Arc::ptr_eq(alone.metadata.labels.as_ref().unwrap(), &a));
         let unlabelled = CachedWorker::from(AmpWorker::new("w-3", spec));
         assert_eq!(unlabelled.labels(), &BTreeMap::new());
+    }
+
+    fn condition(type_: &str, status: &str, message: &str, at: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: format!("{type_}Reason"),
+            message: message.into(),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::from_second(at).unwrap()),
+            observed_generation: Some(1),
+        }
+    }
+
+    fn stored(node: &str, at: i64) -> AmpWorkerStatus {
+        AmpWorkerStatus {
+            node_id: Some(node.into()),
+            state: Some("Ready".into()),
+            heartbeat_at: chrono::DateTime::from_timestamp(at, 0),
+            remediation_count: Some(2),
+            conditions: vec![
+                condition("Registered", "True", "the node id has a row", at),
+                condition("Healthy", "True", "heartbeat within the 30s timeout", at),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cached_status_is_the_stored_one_whole_with_its_strings_shared() {
+        let mut sharing = WorkerSharing::default();
+        let (a, b) = (stored("w-1", 100), stored("w-2", 200));
+        let (ca, cb) = (sharing.status(a.clone()), sharing.status(b.clone()));
+        assert_eq!(ca.whole(), a);
+        assert_eq!(cb.whole(), b);
+        assert!(ca.is(&a) && cb.is(&b) && !ca.is(&b));
+        assert_eq!(ca.heartbeat_at(), a.heartbeat_at);
+        assert_eq!(ca.remediation(), (None, Some(2)));
+        for (x, y) in ca.conditions.iter().zip(&cb.conditions) {
+            assert!(Arc::ptr_eq(&x.type_, &y.type_));
+            assert!(Arc::ptr_eq(&x.message, &y.message));
+        }
+        // Any difference, in a condition or elsewhere, is one.
+        let changes: [fn(&mut AmpWorkerStatus); 6] = [
+            |s| s.conditions[1].message.push('!'),
+            |s| s.conditions[1].reason.push('!'),
+            |s| s.conditions[0].status = "False".into(),
+            |s| s.conditions[0].observed_generation = Some(2),
+            |s| s.conditions.truncate(1),
+            |s| s.placement = Some(WorkerPlacement::default()),
+        ];
+        for change in changes {
+            let mut other = a.clone();
+            change(&mut other);
+            assert!(!ca.is(&other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn shared_strings_are_bounded() {
+        let mut strings = SharedStrings::default();
+        for i in 0..SharedStrings::KEPT {
+            strings.share(i.to_string());
+        }
+        let kept = strings.share("0".to_owned());
+        assert!(Arc::ptr_eq(&kept, &strings.share("0".to_owned())));
+        let late = strings.share("late".to_owned());
+        assert!(!Arc::ptr_eq(&late, &strings.share("late".to_owned())));
+        assert_eq!(strings.set.len(), SharedStrings::KEPT);
     }
 
     #[test]

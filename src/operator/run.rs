@@ -114,11 +114,11 @@ impl Caches {
         Self {
             // Cache only what the planner reads (managedFields alone would dominate).
             workers: {
-                let mut labels = super::cache::SharedLabels::default();
+                let mut sharing = super::cache::WorkerSharing::default();
                 watch_kept(
                     Api::namespaced(client.clone(), namespace),
                     "AmpWorker",
-                    move |w| CachedWorker::keep(w, &mut labels),
+                    move |w| CachedWorker::keep(w, &mut sharing),
                 )
             },
             fleets: watch_kept(

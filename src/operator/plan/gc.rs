@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::super::cache::CachedWorker;
-use super::super::crd::AmpWorkerStatus;
 use super::discovery::is_discovered;
+use super::stored::Stored;
 use super::{Cycle, Delete, Node};
 use crate::metadata_db::SnapshotRow;
 
@@ -15,7 +15,7 @@ pub(super) fn collect(
     c: &Cycle,
     w: &CachedWorker,
     node: Node,
-    stored: Option<&AmpWorkerStatus>,
+    stored: Option<Stored>,
 ) -> Option<Delete> {
     // Only while the DB can be read.
     c.db_now?;
@@ -66,10 +66,10 @@ impl Why {
 fn last_seen(
     w: &CachedWorker,
     row: Option<&SnapshotRow>,
-    stored: Option<&AmpWorkerStatus>,
+    stored: Option<Stored>,
 ) -> Option<DateTime<Utc>> {
     row.map(|r| r.heartbeat_at).or_else(|| {
-        stored.and_then(|s| s.heartbeat_at).or_else(|| {
+        stored.and_then(Stored::heartbeat_at).or_else(|| {
             w.metadata
                 .creation_timestamp
                 .as_ref()

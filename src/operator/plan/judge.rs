@@ -24,6 +24,7 @@ use super::super::status::{
     info_cut_events, judge_health, transition_events, write_need,
 };
 use super::refresh::{Due, DueStatus, Pending, refresh_interval};
+use super::stored::Stored;
 use super::{Cycle, StatusWrite};
 use crate::metadata_db::{LockState, SnapshotRow, WorkerInfo};
 use crate::operator::pods;
@@ -204,7 +205,7 @@ pub(super) struct Subject<'a> {
     /// The `Arc` it came in (None for an object this cycle creates).
     pub(super) object: Option<&'a Arc<CachedWorker>>,
     pub(super) row: Option<&'a SnapshotRow>,
-    pub(super) stored: Option<&'a AmpWorkerStatus>,
+    pub(super) stored: Option<Stored<'a>>,
     /// True when `stored` is what this replica wrote, not yet shown by the watch.
     pub(super) from_written: bool,
     pub(super) fleet_version: Option<&'a str>,
@@ -257,6 +258,8 @@ pub(super) fn judge<'a>(
     }
     // A memo stands for a stored status that already shows the Pod and the restarts.
     let key = key.filter(|_| extras_shown(s));
+    let stored = s.stored.map(Stored::whole);
+    let stored = stored.as_deref();
     let jobs = worker_jobs_input(c.input.jobs, &s.worker.spec, c.db_now);
     let mut desired = desired_status(&WorkerInputs {
         row: s.row,
@@ -264,7 +267,7 @@ pub(super) fn judge<'a>(
         spec: &s.worker.spec,
         fleet_version: s.fleet_version,
         timeout: s.timeout,
-        previous: s.stored,
+        previous: stored,
         generation: s.worker.metadata.generation,
         now: c.input.now,
     });
@@ -274,7 +277,7 @@ pub(super) fn judge<'a>(
         &jobs,
         &db,
         &s.worker.spec,
-        s.stored,
+        stored,
         c.input.now,
     );
     let facts = Facts::of(&desired);
@@ -286,7 +289,7 @@ pub(super) fn judge<'a>(
         let created = super::discovery::discovered_worker(&s.worker.spec.node_id);
         return Verdict::Create(created, desired, events);
     };
-    let need = write_need(s.stored, &desired, refresh_interval(c.config, s.timeout));
+    let need = write_need(stored, &desired, refresh_interval(c.config, s.timeout));
     // A memo says "the stored status, heartbeat aside": not true of a pending fill,
     // which is judged afresh until written.
     if matches!(need, WriteNeed::Refresh | WriteNeed::None)
@@ -297,7 +300,7 @@ pub(super) fn judge<'a>(
             Box::new(key.into_memo(memos.cycle, object, s, facts, (&jobs, c.input.jobs), extras)),
         );
     }
-    verdict(s, need, desired, healthy, pending)
+    verdict(s, stored, need, desired, healthy, pending)
 }
 
 /// Whether the worker's share of the jobs view is what its memo was judged with. The
@@ -345,15 +348,15 @@ impl ExtrasSeen {
 
 /// Whether the stored status shows what the Pod and the restart history add to it.
 fn extras_shown(s: &Subject) -> bool {
-    let placement = s.stored.and_then(|st| st.placement.as_ref());
+    let placement = s.stored.and_then(Stored::placement);
     let pod_shown = match s.pod {
         Some(pod) => pods::shows_pod(placement, pod),
         None => !pods::from_pod(placement),
     };
     let restarts_shown = s.restarts.is_none_or(|h| {
         s.stored.is_some_and(|st| {
-            st.last_remediation_time >= Some(truncate(h.last))
-                && st.remediation_count >= Some(h.count)
+            let (last, count) = st.remediation();
+            last >= Some(truncate(h.last)) && count >= Some(h.count)
         })
     });
     pod_shown && restarts_shown
@@ -376,6 +379,7 @@ fn apply_extras(status: &mut AmpWorkerStatus, s: &Subject) {
 /// What to do with a freshly built status, by how it differs from the stored one.
 fn verdict<'a>(
     s: &Subject<'a>,
+    stored: Option<&AmpWorkerStatus>,
     need: WriteNeed,
     desired: AmpWorkerStatus,
     healthy: bool,
@@ -386,21 +390,21 @@ fn verdict<'a>(
             name: s.worker.name_any(),
             uid: s.worker.metadata.uid.clone(),
             events: [
-                transition_events(s.stored, &desired, s.expected_from()),
-                job_events(s.stored, &desired),
-                info_cut_events(s.row, s.stored, &desired),
+                transition_events(stored, &desired, s.expected_from()),
+                job_events(stored, &desired),
+                info_cut_events(s.row, stored, &desired),
             ]
             .concat(),
             status: desired,
         }),
         WriteNeed::Refresh | WriteNeed::Fill => Verdict::Due(Due {
-            old: s.stored.and_then(|st| st.heartbeat_at),
+            old: stored.and_then(|st| st.heartbeat_at),
             worker: s.worker,
             status: DueStatus::Built(Box::new(desired)),
             fill: need == WriteNeed::Fill,
         }),
         WriteNeed::None => {
-            if healthy && let Some(hb) = s.stored.and_then(|st| st.heartbeat_at) {
+            if healthy && let Some(hb) = stored.and_then(|st| st.heartbeat_at) {
                 pending.show(hb);
             }
             Verdict::Unchanged
@@ -422,19 +426,19 @@ fn unchanged<'a>(
     let Some(stored) = s.stored else {
         return Verdict::Unchanged;
     };
-    let due = match stored.heartbeat_at {
+    let due = match stored.heartbeat_at() {
         Some(old) => heartbeat_at - old >= refresh_interval(c.config, s.timeout),
         None => true,
     };
     if due {
         return Verdict::Due(Due {
-            old: stored.heartbeat_at,
+            old: stored.heartbeat_at(),
             worker: s.worker,
             status: DueStatus::Stored(stored, heartbeat_at),
             fill: false,
         });
     }
-    if healthy && let Some(hb) = stored.heartbeat_at {
+    if healthy && let Some(hb) = stored.heartbeat_at() {
         pending.show(hb);
     }
     Verdict::Unchanged

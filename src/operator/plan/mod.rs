@@ -17,6 +17,7 @@ mod object_facts;
 mod pods;
 mod refresh;
 mod remediate;
+mod stored;
 mod tally;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,7 @@ pub use remediate::{
     DRY_RUN_REASON, REMEDIATION_ALLOWED, REMEDIATION_PAUSED_REASON, RESTARTED_REASON,
     RemediationAction, RemediationHistory, RemediationSkip, WorkerRemediations,
 };
+use stored::Stored;
 use tally::CycleTally;
 
 #[derive(Debug, Clone)]
@@ -315,18 +317,16 @@ impl<'a> Cycle<'a> {
     /// what the cache shows; and whether it is the former. `maybe_written`: false when
     /// nothing can have been written for it since its memo (then no uid is hashed; nor
     /// when nothing was written last cycle).
-    fn stored(
-        &self,
-        w: &'a CachedWorker,
-        maybe_written: bool,
-    ) -> (Option<&'a AmpWorkerStatus>, bool) {
+    fn stored(&self, w: &'a CachedWorker, maybe_written: bool) -> (Option<Stored<'a>>, bool) {
         let written = (maybe_written && !self.input.written.workers.is_empty())
             .then_some(w.metadata.uid.as_ref())
             .flatten()
             .and_then(|uid| self.input.written.workers.get(uid));
         match written {
-            Some(s) if w.status.as_ref() != Some(s) => (Some(s), true),
-            _ => (w.status.as_ref(), false),
+            Some(s) if !w.status.as_ref().is_some_and(|cached| cached.is(s)) => {
+                (Some(Stored::Written(s)), true)
+            }
+            _ => (w.status.as_ref().map(Stored::Cached), false),
         }
     }
 }

@@ -530,7 +530,7 @@ fn a_restart_is_recorded_and_backs_the_worker_off() {
     );
     // Once shown, judged again with a memo, nothing changes.
     let mut shown = (*w.workers[0]).clone();
-    shown.status = Some(s.clone());
+    shown.status = Some(s.clone().into());
     w.workers = vec![Arc::new(shown)];
     let p = w.plan();
     assert!(p.worker_writes.is_empty(), "{:?}", p.worker_writes);
@@ -541,7 +541,7 @@ fn a_pod_that_moves_or_goes_is_judged_again_even_with_a_memo() {
     let w = World::new(fleet(None, None)).with("worker-0", 0, Some(pod("worker-0")));
     let first = w.plan();
     let mut shown = (*w.workers[0]).clone();
-    shown.status = Some(status_of(&first, "worker-0").clone());
+    shown.status = Some(status_of(&first, "worker-0").clone().into());
     let mut w = World {
         workers: vec![Arc::new(shown)],
         ..w

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::cache::CachedWorker;
 use super::super::crd::AmpWorkerStatus;
+use super::stored::Stored;
 use super::{PlanConfig, Refresh, RefreshStats};
 use crate::timestamps::format_timestamp;
 
@@ -25,7 +26,7 @@ pub(super) fn refresh_interval(config: &PlanConfig, timeout_secs: i64) -> chrono
 /// thousands of due refreshes may wait, most of them `Stored`.
 pub(super) enum DueStatus<'a> {
     Built(Box<AmpWorkerStatus>),
-    Stored(&'a AmpWorkerStatus, DateTime<Utc>),
+    Stored(Stored<'a>, DateTime<Utc>),
 }
 
 /// A refresh that is due; `old` is the stored heartbeat it replaces (None: never shown).
@@ -43,7 +44,7 @@ impl Due<'_> {
             DueStatus::Built(s) => *s,
             DueStatus::Stored(stored, heartbeat_at) => AmpWorkerStatus {
                 heartbeat_at: Some(heartbeat_at),
-                ..stored.clone()
+                ..stored.whole().into_owned()
             },
         };
         // A fill of a worker never heartbeating (no row) writes no heartbeat.

@@ -179,10 +179,10 @@ fn plan_fleet<'a>(
 
 /// The restarts the AmpWorker's status records (what a new leader starts from).
 fn recorded(w: &CachedWorker) -> Option<History> {
-    let st = w.status.as_ref()?;
+    let (last, count) = w.status.as_ref()?.remediation();
     Some(History {
-        last: st.last_remediation_time?,
-        count: st.remediation_count.unwrap_or(1),
+        last: last?,
+        count: count.unwrap_or(1),
     })
 }
 

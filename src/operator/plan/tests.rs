@@ -704,7 +704,7 @@ fn what_the_cache_shows_is_forgotten_and_not_written_again() {
     remember(&mut written, &first);
     // The watch has shown a's status but not yet b's.
     let mut a = (*workers[0]).clone();
-    a.status = Some(first.worker_writes[0].status.clone());
+    a.status = Some(first.worker_writes[0].status.clone().into());
     let cached = [Arc::new(a), workers[1].clone()];
     let again = run(&available(t(2)), &rows, &cached, &[], &written);
     assert!(again.is_empty(), "{again:?}");
@@ -816,9 +816,9 @@ fn watched(objects: &[Arc<CachedWorker>], written: &Written) -> Vec<Arc<CachedWo
         .iter()
         .map(
             |o| match written.workers.get(o.metadata.uid.as_deref().unwrap()) {
-                Some(s) if o.status.as_ref() != Some(s) => {
+                Some(s) if !o.status.as_ref().is_some_and(|c| c.is(s)) => {
                     let mut o = (**o).clone();
-                    o.status = Some(s.clone());
+                    o.status = Some(s.clone().into());
                     Arc::new(o)
                 }
                 _ => o.clone(),
@@ -1019,7 +1019,7 @@ fn step_refresh_scheduling_writes_the_oldest_within_the_allowance() {
         pending.push_due(refresh::Due {
             old: st.heartbeat_at,
             worker: w,
-            status: refresh::DueStatus::Stored(st, t(100)),
+            status: refresh::DueStatus::Stored(stored::Stored::Written(st), t(100)),
             fill: false,
         });
     }
@@ -1059,7 +1059,7 @@ fn step_refresh_scheduling_keeps_the_oldest_whatever_the_arrival_order() {
             pending.push_due(refresh::Due {
                 old: stored[i].heartbeat_at,
                 worker: &workers[i],
-                status: refresh::DueStatus::Stored(&stored[i], t(100)),
+                status: refresh::DueStatus::Stored(stored::Stored::Written(&stored[i]), t(100)),
                 fill: false,
             });
         }
@@ -1165,7 +1165,7 @@ fn the_fleets_heartbeat_timeout_judges_its_workers_and_a_workers_own_wins() {
                 .worker_writes
                 .iter()
                 .find(|x| x.name == w.name_any())
-                .map(|x| x.status.clone());
+                .map(|x| x.status.clone().into());
             Arc::new(w)
         })
         .collect();
@@ -1360,7 +1360,7 @@ fn remembered_judgements_follow_the_jobs_read() {
         &config(),
     );
     assert_eq!(p.workers_not_accepting_jobs, 1);
-    let last = objects[0].status.clone().unwrap();
+    let last = objects[0].status.as_ref().unwrap().whole();
     assert_eq!(
         condition_of(&last, "AcceptingJobs"),
         Some(("True".into(), "JobsPickedUp".into()))

@@ -89,7 +89,7 @@ fn available(now: DateTime<Utc>) -> DbView {
 fn filled(w: &CachedWorker) -> bool {
     w.status
         .as_ref()
-        .and_then(|s| s.placement.as_ref())
+        .and_then(|s| s.placement())
         .is_some_and(|p| p.source.is_some())
 }
 
@@ -113,7 +113,7 @@ fn land(objects: &mut [Arc<CachedWorker>], p: &Plan) -> Writes {
     let mut put = |name: &str, status: &AmpWorkerStatus| {
         let i: usize = name[1..].parse().expect("w<number>");
         let mut o = (*objects[i]).clone();
-        o.status = Some(status.clone());
+        o.status = Some(status.clone().into());
         objects[i] = Arc::new(o);
     };
     for w in &p.worker_writes {
