@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time
 use kube::Resource;
 use kube::runtime::reflector::Lookup;
 
-use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus, WorkerPlacement};
+use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacement};
 
 /// Drops what the planner never reads: managedFields would dominate the cache's memory,
 /// annotations (kubectl's last-applied copy) come next, then the resource version,
@@ -155,27 +155,33 @@ impl CachedCondition {
 /// afresh or refreshes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedStatus {
-    /// Every field but the conditions (kept empty here; never handed out as a status).
+    /// Every field but the build info and the conditions (both kept empty here; never
+    /// handed out as a status).
     fields: AmpWorkerStatus,
+    /// The build info, shared by the workers of one build.
+    info: Option<Arc<WorkerBuildInfo>>,
     conditions: Vec<CachedCondition>,
 }
 
 impl CachedStatus {
-    /// Keeps `status`, its condition strings shared through `strings`.
-    pub fn keep(mut status: AmpWorkerStatus, strings: &mut SharedStrings) -> Self {
+    /// Keeps `status`, its build info and condition strings shared through `sharing`.
+    fn keep(mut status: AmpWorkerStatus, sharing: &mut WorkerSharing) -> Self {
         let conditions = std::mem::take(&mut status.conditions)
             .into_iter()
-            .map(|c| CachedCondition::keep(c, strings))
+            .map(|c| CachedCondition::keep(c, &mut sharing.strings))
             .collect();
+        let info = status.info.take().map(|i| sharing.infos.share(i));
         Self {
             fields: status,
+            info,
             conditions,
         }
     }
 
-    /// The status as stored, conditions included.
+    /// The status as stored, build info and conditions included.
     pub fn whole(&self) -> AmpWorkerStatus {
         AmpWorkerStatus {
+            info: self.info.as_deref().cloned(),
             conditions: self.conditions.iter().map(CachedCondition::whole).collect(),
             ..self.fields.clone()
         }
@@ -205,7 +211,7 @@ impl CachedStatus {
         f.observed_generation == *observed_generation
             && f.state == *state
             && f.node_id == *node_id
-            && f.info == *info
+            && self.info.as_deref() == info.as_ref()
             && f.expected_version == *expected_version
             && f.short_commit == *short_commit
             && f.created_at == *created_at
@@ -242,21 +248,22 @@ impl CachedStatus {
 /// One status alone (tests, an object just created): shares nothing.
 impl From<AmpWorkerStatus> for CachedStatus {
     fn from(status: AmpWorkerStatus) -> Self {
-        Self::keep(status, &mut SharedStrings::default())
+        Self::keep(status, &mut WorkerSharing::default())
     }
 }
 
-/// What cached workers share: label maps and status strings.
+/// What cached workers share: label maps, build infos and status strings.
 #[derive(Debug, Default)]
 pub struct WorkerSharing {
     labels: SharedLabels,
+    infos: Shared<WorkerBuildInfo>,
     strings: SharedStrings,
 }
 
 impl WorkerSharing {
-    /// `status` as cached, its strings shared.
+    /// `status` as cached, what it shares with others shared.
     pub fn status(&mut self, status: AmpWorkerStatus) -> CachedStatus {
-        CachedStatus::keep(status, &mut self.strings)
+        CachedStatus::keep(status, self)
     }
 }
 
@@ -492,6 +499,11 @@ mod tests {
             state: Some("Ready".into()),
             heartbeat_at: chrono::DateTime::from_timestamp(at, 0),
             remediation_count: Some(2),
+            info: Some(WorkerBuildInfo {
+                version: Some("v1.1.0".into()),
+                commit_sha: Some("8b065bde".into()),
+                ..Default::default()
+            }),
             conditions: vec![
                 condition("Registered", "True", "the node id has a row", at),
                 condition("Healthy", "True", "heartbeat within the 30s timeout", at),
@@ -510,12 +522,18 @@ mod tests {
         assert!(ca.is(&a) && cb.is(&b) && !ca.is(&b));
         assert_eq!(ca.heartbeat_at(), a.heartbeat_at);
         assert_eq!(ca.remediation(), (None, Some(2)));
+        assert!(Arc::ptr_eq(
+            ca.info.as_ref().unwrap(),
+            cb.info.as_ref().unwrap()
+        ));
         for (x, y) in ca.conditions.iter().zip(&cb.conditions) {
             assert!(Arc::ptr_eq(&x.type_, &y.type_));
             assert!(Arc::ptr_eq(&x.message, &y.message));
         }
         // Any difference, in a condition or elsewhere, is one.
-        let changes: [fn(&mut AmpWorkerStatus); 6] = [
+        let changes: [fn(&mut AmpWorkerStatus); 8] = [
+            |s| s.info = None,
+            |s| s.info.as_mut().unwrap().build_date = Some("today".into()),
             |s| s.conditions[1].message.push('!'),
             |s| s.conditions[1].reason.push('!'),
             |s| s.conditions[0].status = "False".into(),
