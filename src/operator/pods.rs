@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::Resource;
 use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::Lookup;
 use serde::Deserialize;
 
 use super::cache::{CachedMeta, Shared, SharedLabels};
@@ -131,37 +130,7 @@ impl From<Pod> for WorkerPod {
     }
 }
 
-/// What the reflector needs to file a cached Pod.
-impl Lookup for WorkerPod {
-    type DynamicType = ();
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        <Pod as Resource>::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        <Pod as Resource>::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        <Pod as Resource>::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        <Pod as Resource>::plural(dt)
-    }
-    fn name(&self) -> Option<Cow<'_, str>> {
-        self.metadata.name.as_deref().map(Cow::Borrowed)
-    }
-    fn namespace(&self) -> Option<Cow<'_, str>> {
-        self.metadata.namespace.as_deref().map(Cow::Borrowed)
-    }
-    fn resource_version(&self) -> Option<Cow<'_, str>> {
-        None
-    }
-    /// None: the store files objects by kind, namespace and name (its keys are compared
-    /// without the uid), and a copy of every uid in its keys is half a MiB at 10,000.
-    fn uid(&self) -> Option<Cow<'_, str>> {
-        None
-    }
-}
+super::cache::lookup_as!(WorkerPod, Pod);
 
 /// The node id a Pod runs: its `amp.io/node-id` annotation (for ids that are not valid
 /// Pod names), else its name (a StatefulSet's Pod named after its worker).
