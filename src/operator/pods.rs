@@ -468,6 +468,16 @@ mod tests {
         };
         assert_eq!(p, expected);
         assert!(p.metadata.creation_timestamp.is_some());
+        assert_eq!(
+            placement_of(&p),
+            WorkerPlacement {
+                pod: Some("worker-0".into()),
+                namespace: Some("amp".into()),
+                node: Some("node-a".into()),
+                pod_ip: Some("10.0.0.7".into()),
+                source: Some(PLACEMENT_FROM_POD.into()),
+            }
+        );
         // A second Pod of the same StatefulSet shares its labels and controller.
         let mut twin = watched;
         twin.metadata.name = Some("worker-1".into());
