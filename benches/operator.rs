@@ -188,7 +188,7 @@ async fn bench() {
     let write_cost: usize = env_or("AMP_BENCH_WRITE_COST", 2_000);
     let jobs: usize = env_or("AMP_BENCH_JOBS", 0);
     let pods = env_or("AMP_BENCH_PODS", 0u8) == 1;
-    let audit = std::env::var("AMP_ENVTEST_AUDIT").is_ok_and(|v| v != "0");
+    let audit = amp_operator::testing::envtest::audit_enabled();
     println!(
         "operator bench: {n} workers, {jobs} Amp jobs, {} Pods selected by the fleet, heartbeats 1/s, fleet expects {EXPECTED} (2/3 run it); audit log {}",
         if pods { n } else { 0 },

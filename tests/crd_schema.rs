@@ -89,6 +89,17 @@ fn node_id_has_the_pattern_bounds_and_the_immutability_rule() {
     );
 }
 
+/// The operator applies each status whole; atomic, it is one `managedFields` entry and
+/// an apply replaces it whole (see envtest_operator.rs for an object written before).
+#[test]
+fn statuses_are_atomic_for_server_side_apply() {
+    for kind in ["AmpWorker", "AmpWorkerFleet"] {
+        let c = crd(kind);
+        let status = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        assert_eq!(status["x-kubernetes-map-type"], "atomic", "{kind}");
+    }
+}
+
 #[test]
 fn conditions_are_a_list_map_keyed_by_type() {
     for kind in ["AmpWorker", "AmpWorkerFleet"] {

@@ -49,6 +49,52 @@ async fn events_of(events: &Api<Event>, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A discovered AmpWorker's `managedFields`: the operator made it (its labels,
+/// annotation and spec) and owns its status whole, in one entry per write kind.
+fn assert_managed_by_the_operator(w: &AmpWorker) {
+    type Entry<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        serde_json::Value,
+    );
+    let entries: Vec<Entry> = w
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.manager.as_deref(),
+                e.operation.as_deref(),
+                e.subresource.as_deref(),
+                serde_json::to_value(&e.fields_v1).unwrap(),
+            )
+        })
+        .collect();
+    let made = json!({
+        "f:metadata": {"f:annotations": {".": {}, "f:amp.io/node-id": {}},
+                       "f:labels": {".": {}, "f:amp.io/discovered": {}}},
+        "f:spec": {".": {}, "f:nodeId": {}}
+    });
+    assert!(
+        entries.contains(&(Some("amp-operator"), Some("Update"), None, made)),
+        "{entries:?}"
+    );
+    let statuses: Vec<_> = entries.iter().filter(|e| e.2 == Some("status")).collect();
+    assert!(!statuses.is_empty(), "{entries:?}");
+    for (manager, _, _, fields) in statuses {
+        assert_eq!(
+            (*manager, fields),
+            (Some("amp-operator"), &json!({"f:status": {}}))
+        );
+    }
+    assert!(
+        entries.len() <= 3,
+        "a create, an apply, a refresh: {entries:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stops_kills_freezes_restarts_and_retirement_read_truthfully() {
     let Some(plane) =
@@ -99,6 +145,7 @@ async fn stops_kills_freezes_restarts_and_retirement_read_truthfully() {
         ("False", "WorkerStopped")
     );
     eprintln!("LIFECYCLE: SIGTERM -> Stopped in {took:?}");
+    assert_managed_by_the_operator(&api.get("w-term").await.unwrap());
 
     // SIGKILL: the kernel closes the socket, PostgreSQL ends the session and its lock.
     kill.signal(libc::SIGKILL);

@@ -836,3 +836,159 @@ async fn kubectl_explain_and_get_wide_tell_the_whole_story() {
     eprintln!("{heartbeat}");
     assert!(!heartbeat.contains("--"), "no operator flags:\n{heartbeat}");
 }
+
+/// The status entries of an object's `managedFields`: (manager, operation, fieldsV1).
+fn status_entries(obj: &Value) -> Vec<(String, String, Value)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["subresource"] == "status")
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or_default().to_owned(),
+                e["operation"].as_str().unwrap_or_default().to_owned(),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The AmpWorker CRD as checked in, under another group (so the shared control plane's
+/// own AmpWorkers are not touched), with or without the atomic status.
+fn ampworker_crd_in(group: &str, atomic_status: bool) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/ampworkers.amp.io.yaml");
+    let mut crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    crd["metadata"] = json!({"name": format!("ampworkers.{group}")});
+    crd["spec"]["group"] = json!(group);
+    let status =
+        &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+    assert_eq!(
+        status["x-kubernetes-map-type"], "atomic",
+        "the CRD as checked in"
+    );
+    if !atomic_status {
+        status
+            .as_object_mut()
+            .unwrap()
+            .remove("x-kubernetes-map-type");
+    }
+    crd
+}
+
+/// The operator's status is atomic for server-side apply: one `managedFields` entry
+/// for the whole status, and an apply replaces it whole. Objects a release with a
+/// per-field status wrote (an apply, then heartbeat merge patches) take the new rule
+/// once the CRD is upgraded: the next apply leaves exactly what it applied, and the old
+/// per-field entries are gone.
+#[tokio::test]
+async fn status_is_applied_whole_also_over_objects_written_before_the_upgrade() {
+    let Some(plane) =
+        envtest::require("status_is_applied_whole_also_over_objects_written_before_the_upgrade")
+            .await
+    else {
+        return;
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let client = plane.client().await.unwrap();
+    let group = "upgrade.test.amp.io";
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let install = |atomic: bool| {
+        let crds = crds.clone();
+        async move {
+            let crd: CustomResourceDefinition =
+                serde_json::from_value(ampworker_crd_in(group, atomic)).unwrap();
+            let name = crd.name_any();
+            crds.patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(crds, &name, kube::runtime::conditions::is_crd_established()),
+            )
+            .await
+            .expect("CRD established")
+            .unwrap();
+        }
+    };
+    install(false).await;
+    let ns = plane.namespace("amp-upgrade").await.unwrap();
+    let gvk = GroupVersionKind::gvk(group, "v1alpha1", "AmpWorker");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::from_gvk(&gvk));
+    let manager = amp_operator::operator::crd::FIELD_MANAGER;
+    let apply = PatchParams::apply(manager).force();
+    let body = |status: Value| json!({"apiVersion": format!("{group}/v1alpha1"), "kind": "AmpWorker", "status": status});
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1alpha1"), "kind": "AmpWorker",
+        "metadata": {"name": "w-1"}, "spec": {"nodeId": "w-1"}
+    }))
+    .unwrap();
+    // eventually: a new CRD's endpoint may answer 404 for a moment after Established.
+    eventually(Duration::from_secs(20), || async {
+        api.create(&PostParams::default(), &object).await.ok()
+    })
+    .await
+    .expect("create under the old CRD");
+    let before = json!({
+        "state": "Ready", "nodeId": "w-1", "heartbeatAt": "2026-12-07T10:00:00Z",
+        "placement": {"pod": "amp-worker-0", "source": "Pod"},
+        "conditions": [condition("Ready", "True", "WorkerReady", 1)]
+    });
+    api.patch_status("w-1", &apply, &Patch::Apply(&body(before)))
+        .await
+        .unwrap();
+    let refresh = json!({"status": {"heartbeatAt": "2026-12-07T10:05:00Z"}});
+    let merge = PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status("w-1", &merge, &Patch::Merge(&refresh))
+        .await
+        .unwrap();
+    let old = serde_json::to_value(api.get("w-1").await.unwrap()).unwrap();
+    assert!(
+        status_entries(&old)
+            .iter()
+            .any(|(_, op, fields)| op == "Apply" && fields["f:status"].get("f:placement").is_some()),
+        "per-field entries before the upgrade: {:?}",
+        status_entries(&old)
+    );
+
+    install(true).await;
+    // Stopped: no heartbeatAt of its own in this apply (so the old rule, which keeps the
+    // refresh's, is told apart), no placement.
+    let after = json!({
+        "state": "Stopped", "nodeId": "w-1",
+        "conditions": [condition("Ready", "False", "WorkerStopped", 1)]
+    });
+    // The API server takes a new CRD schema a moment after it is stored.
+    let served = eventually(Duration::from_secs(30), || async {
+        api.patch_status("w-1", &apply, &Patch::Apply(&body(after.clone())))
+            .await
+            .ok()?;
+        let served = serde_json::to_value(api.get("w-1").await.ok()?).ok()?;
+        (served["status"].get("heartbeatAt").is_none()).then_some(served)
+    })
+    .await
+    .expect("an apply after the upgrade replaces the whole status");
+    let mut want = after.clone();
+    want["restartCount"] = json!(0); // the schema's default
+    assert_eq!(served["status"], want);
+    assert_eq!(
+        status_entries(&served),
+        [(
+            manager.to_owned(),
+            "Apply".to_owned(),
+            json!({"f:status": {}})
+        )]
+    );
+    crds.delete(&format!("ampworkers.{group}"), &Default::default())
+        .await
+        .unwrap();
+}

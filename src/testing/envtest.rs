@@ -506,7 +506,7 @@ impl ControlPlane {
             "--v=0".into(),
         ];
         let mut api_args = api_args;
-        if std::env::var("AMP_ENVTEST_AUDIT").map_or(true, |v| v != "0") {
+        if audit_enabled() {
             api_args.push(format!("--audit-policy-file={}", f("audit-policy.yaml")));
             api_args.push(format!("--audit-log-path={}", f("audit.log")));
             api_args.push("--audit-log-format=json".into());
@@ -737,6 +737,12 @@ impl ControlPlane {
         }
         Ok(())
     }
+}
+
+/// Whether a started API server writes an audit log (Metadata level, as managed clusters
+/// run): on unless `AMP_ENVTEST_AUDIT=0`.
+pub fn audit_enabled() -> bool {
+    std::env::var("AMP_ENVTEST_AUDIT").map_or(true, |v| v != "0")
 }
 
 /// A client from a kubeconfig file.

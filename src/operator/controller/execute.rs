@@ -252,7 +252,12 @@ impl Reconciler {
     ) -> Outcome {
         let name = obj.name_any();
         let node_id = obj.spec.node_id.clone();
-        let created = match self.workers_api.create(&PostParams::default(), &obj).await {
+        // Named, so `managedFields` says who made the object (the server says "unknown").
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let created = match self.workers_api.create(&params, &obj).await {
             Ok(created) => {
                 self.metrics.count_write("create", true);
                 tracing::info!(ampworker = %name, node_id = %node_id, "discovered worker; created AmpWorker");
