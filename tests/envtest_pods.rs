@@ -71,7 +71,7 @@ impl Operator {
         // Decoded into the operator's own Pod type, as its watch does.
         let pods: Api<WatchedPod> = Api::namespaced(reader.clone(), &self.ns);
         let mut sharing = PodSharing::default();
-        let pods = pods
+        let pods: Vec<_> = pods
             .list(&lp)
             .await
             .unwrap()
@@ -79,15 +79,11 @@ impl Operator {
             .into_iter()
             .map(|p| Arc::new(WorkerPod::keep(p, &mut sharing)))
             .collect();
-        self.ctl
-            .cycle_with_pods(
-                (workers.list(&lp).await.unwrap().items.into_iter())
-                    .map(|w| Arc::new(CachedWorker::from(w)))
-                    .collect(),
-                arcs(fleets.list(&lp).await.unwrap().items),
-                pods,
-            )
-            .await;
+        let workers: Vec<_> = (workers.list(&lp).await.unwrap().items.into_iter())
+            .map(|w| Arc::new(CachedWorker::from(w)))
+            .collect();
+        let fleets = arcs(fleets.list(&lp).await.unwrap().items);
+        self.ctl.cycle_with_pods(&workers, &fleets, &pods).await;
     }
 
     /// Cycles (about one a second) until `done` says so.

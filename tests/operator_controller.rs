@@ -139,7 +139,7 @@ async fn a_new_row_is_discovered_created_and_applied_then_left_alone() {
     assert_eq!(
         calls(&reqs),
         vec![
-            call("POST", format!("{WORKERS}?")),
+            call("POST", format!("{WORKERS}?&fieldManager=amp-operator")),
             call("PATCH", format!("{WORKERS}/{name}/status{APPLY}")),
         ]
     );
@@ -826,7 +826,7 @@ async fn an_injected_409_on_create_without_a_holder_is_retried_and_is_no_collisi
     assert_eq!(
         calls(&reqs),
         vec![
-            call("POST", format!("{WORKERS}?")),
+            call("POST", format!("{WORKERS}?&fieldManager=amp-operator")),
             call("GET", format!("{WORKERS}/worker-01")),
         ]
     );

@@ -1,4 +1,4 @@
-//! What the operator keeps of an AmpWorker or a fleet it caches (the reflectors, and
+//! What the operator keeps of an AmpWorker or a fleet it caches (the mirrors, and
 //! the objects it created that the watch has not shown yet): what the planner reads.
 //!
 //! The planner reads of the metadata the name, namespace, uid, labels (fleet selection,
@@ -327,9 +327,8 @@ impl From<AmpWorker> for CachedWorker {
     }
 }
 
-/// Implements kube's `Lookup` for a cached type with `metadata: CachedMeta`, filed as the
-/// kind `$kind` by name and namespace. No uid: the store's keys are compared without it,
-/// and a copy of every uid in them is half a MiB at 10,000.
+/// Implements kube's `Lookup` for a cached type with `metadata: CachedMeta`, as the kind
+/// `$kind` with its name and namespace (what `operator::mirror` files it by). No uid.
 macro_rules! lookup_as {
     ($cached:ty, $kind:ty) => {
         impl kube::runtime::reflector::Lookup for $cached {

@@ -7,6 +7,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod fleet_status;
 pub mod metrics;
+pub mod mirror;
 pub mod naming;
 pub mod plan;
 pub mod pods;

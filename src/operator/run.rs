@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::ListParams;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::Lookup;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
@@ -16,7 +17,9 @@ use super::cache::CachedWorker;
 use super::controller::{Reconciler, ReconcilerConfig};
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
+use super::mirror::Mirror;
 use super::plan::PlanConfig;
+use super::pods::WorkerPod;
 use super::probes::{OperatorProbes, router};
 use super::{OperatorArgs, OperatorError};
 use crate::metadata_db;
@@ -104,8 +107,8 @@ async fn serve_probes(
 
 /// The namespace's AmpWorkers and fleets, as the watches last showed them.
 struct Caches {
-    workers: reflector::Store<CachedWorker>,
-    fleets: reflector::Store<AmpWorkerFleet>,
+    workers: Mirror<CachedWorker>,
+    fleets: Mirror<AmpWorkerFleet>,
 }
 
 impl Caches {
@@ -136,7 +139,7 @@ impl Caches {
     async fn synced(&self, shutdown: &CancellationToken) -> Result<bool, OperatorError> {
         tokio::select! {
             _ = shutdown.cancelled() => Ok(false),
-            synced = async { tokio::try_join!(self.workers.wait_until_ready(), self.fleets.wait_until_ready()) } => {
+            synced = async { tokio::try_join!(self.workers.ready(), self.fleets.ready()) } => {
                 match synced {
                     Ok(_) => Ok(true),
                     Err(_) => Err(OperatorError::Kube(kube::Error::Service("cache writer dropped".into()))),
@@ -146,13 +149,13 @@ impl Caches {
     }
 }
 
-/// A reflector of `api`'s objects, each turned by `keep` into what is cached, drained by
-/// its own task.
+/// A mirror of `api`'s objects, each turned by `keep` into what is cached, fed by its own
+/// task.
 fn watch_kept<K, C>(
     api: Api<K>,
     kind: &'static str,
     mut keep: impl FnMut(K) -> C + Send + 'static,
-) -> reflector::Store<C>
+) -> Mirror<C>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -160,14 +163,14 @@ where
         + serde::de::DeserializeOwned
         + Send
         + 'static,
-    C: reflector::Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
+    C: Lookup + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
-    let kept = watcher(api, watcher::Config::default())
+    let (mirror, feed) = super::mirror::mirror();
+    let fed = watcher(api, watcher::Config::default())
         .default_backoff()
-        .map_ok(move |event| kept_event(event, &mut keep));
-    tokio::spawn(drain(reflector(writer, kept), kind));
-    store
+        .map_ok(move |event| feed.apply(kept_event(event, &mut keep)));
+    tokio::spawn(drain(fed, kind));
+    mirror
 }
 
 /// A watch event with its object (if any) turned into what is cached.
@@ -299,12 +302,10 @@ impl Lead {
 
     /// One cycle over what the caches show now.
     async fn cycle(&mut self) {
-        let fleets = self.caches.fleets.state();
-        let pods = self.pod_cache.pods(&fleets).await;
-        let report = self
-            .controller
-            .cycle_with_pods(self.caches.workers.state(), fleets, pods)
-            .await;
+        let fleets = self.caches.fleets.sync();
+        let pods = self.pod_cache.pods(fleets).await;
+        let workers = self.caches.workers.sync();
+        let report = self.controller.cycle_with_pods(workers, fleets, pods).await;
         log_cycle(&report);
     }
 }
@@ -514,7 +515,7 @@ pub async fn check_crds(client: &Client, namespace: &str) -> Result<(), Operator
 struct PodCache {
     client: Client,
     namespace: String,
-    store: Option<reflector::Store<super::pods::WorkerPod>>,
+    mirror: Option<Mirror<WorkerPod>>,
 }
 
 impl PodCache {
@@ -522,42 +523,32 @@ impl PodCache {
         Self {
             client,
             namespace: namespace.to_owned(),
-            store: None,
+            mirror: None,
         }
     }
 
     /// The cached Pods; empty while no fleet selects Pods or the first list has not
     /// arrived (then no placement comes from Pods and no Pod is restarted).
-    async fn pods(&mut self, fleets: &[Arc<AmpWorkerFleet>]) -> Vec<Arc<super::pods::WorkerPod>> {
-        if self.store.is_none() && !fleets.iter().any(|f| f.spec.pod_selector.is_some()) {
-            return Vec::new();
+    async fn pods(&mut self, fleets: &[Arc<AmpWorkerFleet>]) -> &[Arc<WorkerPod>] {
+        if self.mirror.is_none() && !fleets.iter().any(|f| f.spec.pod_selector.is_some()) {
+            return &[];
         }
-        let store = match &self.store {
-            Some(store) => store.clone(),
-            None => {
-                let store = self.start();
-                // The first list, briefly: placements should not flap at start-up.
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    store.wait_until_ready(),
-                )
-                .await;
-                self.store = Some(store.clone());
-                store
-            }
-        };
-        store.state()
+        if self.mirror.is_none() {
+            let mirror = self.start();
+            // The first list, briefly: placements should not flap at start-up.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), mirror.ready()).await;
+            self.mirror = Some(mirror);
+        }
+        self.mirror.as_mut().map_or(&[], Mirror::sync)
     }
 
-    fn start(&self) -> reflector::Store<super::pods::WorkerPod> {
+    fn start(&self) -> Mirror<WorkerPod> {
         let api: Api<super::pods::WatchedPod> =
             Api::namespaced(self.client.clone(), &self.namespace);
         tracing::info!(namespace = %self.namespace, "a fleet selects Pods: watching Pods");
         // 10,000 Pods: decoded into a type of our own (name, labels, owner, node, IP).
         let mut sharing = super::pods::PodSharing::default();
-        watch_kept(api, "Pod", move |p| {
-            super::pods::WorkerPod::keep(p, &mut sharing)
-        })
+        watch_kept(api, "Pod", move |p| WorkerPod::keep(p, &mut sharing))
     }
 }
 

@@ -8,6 +8,7 @@ mod execute;
 mod remediate;
 mod retry;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use k8s_openapi::api::core::v1::Pod;
 pub use remediate::REMEDIATION_FORBIDDEN_REASON;
 use retry::Retries;
 
-/// Objects created this process whose creation the reflector has not shown yet are
+/// Objects created this process whose creation the watch has not shown yet are
 /// kept this long, so a lagging store does not trigger a second create.
 const PENDING_CREATE_TTL: Duration = Duration::from_secs(60);
 /// Refresh budget saved up while cycles are slow or nothing is due; small, so a pause
@@ -157,23 +158,23 @@ impl Reconciler {
         self.last_skips.clear();
     }
 
-    /// One cycle over the given objects (from the reflector stores in production, from
+    /// One cycle over the given objects (from the watch's mirrors in production, from
     /// the test in tests).
     pub async fn cycle(
         &mut self,
         workers: Vec<Arc<CachedWorker>>,
         fleets: Vec<Arc<AmpWorkerFleet>>,
     ) -> CycleReport {
-        self.cycle_with_pods(workers, fleets, Vec::new()).await
+        self.cycle_with_pods(&workers, &fleets, &[]).await
     }
 
     /// [`Self::cycle`] with the namespace's Pods (slimmed; empty when no fleet selects
     /// Pods): placement from the live Pod, fleets' `status.pods`, and remediation.
     pub async fn cycle_with_pods(
         &mut self,
-        workers: Vec<Arc<CachedWorker>>,
-        fleets: Vec<Arc<AmpWorkerFleet>>,
-        pods: Vec<Arc<super::pods::WorkerPod>>,
+        workers: &[Arc<CachedWorker>],
+        fleets: &[Arc<AmpWorkerFleet>],
+        pods: &[Arc<super::pods::WorkerPod>],
     ) -> CycleReport {
         let started = Instant::now();
         let (db, rows) = self.db.read(&self.metrics).await;
@@ -186,7 +187,7 @@ impl Reconciler {
             db: &db,
             rows: &rows,
             workers: &workers,
-            fleets: &fleets,
+            fleets,
             written: &self.written,
             recovery_from: self.db.recovery_from(),
             now: Utc::now(),
@@ -194,13 +195,13 @@ impl Reconciler {
             jobs: &jobs,
         };
         let pod_input = PodInput {
-            pods: &pods,
+            pods,
             namespace: &self.config.namespace,
             history: std::mem::take(&mut self.history),
         };
         let mut plan = plan_with_pods(&input, &pod_input, &self.config.plan, &mut self.judgements);
         // Before this cycle's writes are remembered.
-        self.written.forget_shown(&plan, &fleets);
+        self.written.forget_shown(&plan, fleets);
         self.history = pod_input.history;
         self.count_skips(&std::mem::take(&mut plan.remediation_skips));
         self.metrics
@@ -234,11 +235,14 @@ impl Reconciler {
         report
     }
 
-    /// The store's objects plus the ones this process created that the watch has not
-    /// shown yet.
-    fn with_pending(&mut self, mut workers: Vec<Arc<CachedWorker>>) -> Vec<Arc<CachedWorker>> {
+    /// The cache's objects plus the ones this process created that the watch has not
+    /// shown yet (a copy of the list only then, during a discovery).
+    fn with_pending<'w>(
+        &mut self,
+        workers: &'w [Arc<CachedWorker>],
+    ) -> Cow<'w, [Arc<CachedWorker>]> {
         if self.pending.is_empty() {
-            return workers;
+            return Cow::Borrowed(workers);
         }
         let seen: std::collections::HashSet<&str> = workers
             .iter()
@@ -252,7 +256,11 @@ impl Reconciler {
                     .as_deref()
                     .is_some_and(|uid| seen.contains(uid))
         });
-        workers.extend(self.pending.values().map(|(_, obj)| obj.clone()));
-        workers
+        if self.pending.is_empty() {
+            return Cow::Borrowed(workers);
+        }
+        let mut all = workers.to_vec();
+        all.extend(self.pending.values().map(|(_, obj)| obj.clone()));
+        Cow::Owned(all)
     }
 }

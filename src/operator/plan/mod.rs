@@ -61,7 +61,7 @@ pub struct PlanConfig {
     pub heartbeat_timeout_secs: i64,
 }
 
-/// What the operator last wrote, by object uid: the reflector may lag behind our own
+/// What the operator last wrote, by object uid: the watch may lag behind our own
 /// writes, and comparing against a stale copy would write (and fire events) twice.
 #[derive(Debug, Default)]
 pub struct Written {
