@@ -188,7 +188,9 @@ fn main() {
         gc_stopped_after: Some(chrono::Duration::minutes(15)),
         heartbeat_timeout_secs: 30,
     };
-    let infos: Vec<Arc<WorkerInfo>> = (0..n).map(|i| Arc::new(info(i))).collect();
+    // Equal infos are one allocation, as the snapshot's cache keeps them.
+    let mut sharing = amp_operator::shared::Shared::default();
+    let infos: Vec<Arc<WorkerInfo>> = (0..n).map(|i| sharing.share(info(i))).collect();
     let fleets = vec![fleet(with_pods)];
     let pod_list = if with_pods {
         pods(n, "bench")

@@ -19,6 +19,7 @@ pub mod metadata_db;
 pub mod node_id;
 pub mod operator;
 pub mod secret_file;
+pub mod shared;
 pub mod shutdown;
 pub mod telemetry;
 pub mod terminal;
