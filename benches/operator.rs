@@ -39,7 +39,7 @@
 //! AMP_BENCH_DISCOVERY_PROFILE=N takes one over N seconds of discovery as well.
 
 mod support;
-use support::{env_or, free_addr, pprof, proc_status_kib};
+use support::{cpu_secs, env_or, free_addr, pprof, proc_status_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,21 +60,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const VICTIM: &str = "worker-00042";
 const EXPECTED: &str = "v1.1.0";
 const FLEET: &str = "amp";
-
-/// utime + stime of `pid` in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
 
 /// Busy and total CPU time of the whole machine in seconds, from /proc/stat.
 fn machine_cpu_secs() -> (f64, f64) {
