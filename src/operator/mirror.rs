@@ -150,11 +150,6 @@ impl<C: Lookup> Mirror<C> {
         &self.objects
     }
 
-    /// The objects as of the last [`Self::sync`].
-    pub fn objects(&self) -> &[Arc<C>] {
-        &self.objects
-    }
-
     fn put(&mut self, name: CompactString, object: Arc<C>) {
         match self.index.entry(name) {
             Entry::Occupied(at) => self.objects[*at.get()] = object,

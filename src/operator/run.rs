@@ -142,7 +142,7 @@ impl Caches {
             synced = async { tokio::try_join!(self.workers.ready(), self.fleets.ready()) } => {
                 match synced {
                     Ok(_) => Ok(true),
-                    Err(_) => Err(OperatorError::Kube(kube::Error::Service("cache writer dropped".into()))),
+                    Err(closed) => Err(OperatorError::Kube(kube::Error::Service(closed.into()))),
                 }
             }
         }

@@ -53,7 +53,7 @@ async fn a_list_shows_only_once_complete_and_then_the_mirror_is_ready() {
     feed.apply(Event::InitDone);
     m.ready().await.expect("ready");
     assert_eq!(shown(&mut m), pairs(&[("a", "A"), ("b", "B")]));
-    assert_eq!(m.objects().len(), 2);
+    assert_eq!(m.sync().len(), 2);
 }
 
 #[tokio::test]
@@ -71,7 +71,7 @@ async fn a_change_replaces_its_object_in_place_and_leaves_the_others_untouched()
     let before: Vec<Arc<CachedWorker>> = m.sync().to_vec();
     feed.apply(Event::Apply(worker("b", "B2")));
     assert_eq!(shown(&mut m), pairs(&[("a", "A"), ("b", "B2"), ("c", "C")]));
-    let after: Vec<Arc<CachedWorker>> = m.objects().to_vec();
+    let after: Vec<Arc<CachedWorker>> = m.sync().to_vec();
     assert!(Arc::ptr_eq(&before[0], &after[0]), "a is the same object");
     assert!(Arc::ptr_eq(&before[2], &after[2]), "c is the same object");
     assert!(!Arc::ptr_eq(&before[1], &after[1]));
