@@ -38,6 +38,18 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A mirror whose watch listed `items` (name, node id), taken in.
+fn listed(items: &[(&str, &str)]) -> (Mirror<CachedWorker>, super::Feed<CachedWorker>) {
+    let (mut m, feed) = mirror();
+    feed.apply(Event::Init);
+    for (name, node_id) in items {
+        feed.apply(Event::InitApply(worker(name, node_id)));
+    }
+    feed.apply(Event::InitDone);
+    m.sync();
+    (m, feed)
+}
+
 fn is_ready(m: &Mirror<CachedWorker>) -> bool {
     *m.ready.borrow()
 }
@@ -58,16 +70,7 @@ async fn a_list_shows_only_once_complete_and_then_the_mirror_is_ready() {
 
 #[tokio::test]
 async fn a_change_replaces_its_object_in_place_and_leaves_the_others_untouched() {
-    let (mut m, feed) = mirror();
-    for e in [
-        Event::Init,
-        Event::InitApply(worker("a", "A")),
-        Event::InitApply(worker("b", "B")),
-        Event::InitApply(worker("c", "C")),
-        Event::InitDone,
-    ] {
-        feed.apply(e);
-    }
+    let (mut m, feed) = listed(&[("a", "A"), ("b", "B"), ("c", "C")]);
     let before: Vec<Arc<CachedWorker>> = m.sync().to_vec();
     feed.apply(Event::Apply(worker("b", "B2")));
     assert_eq!(shown(&mut m), pairs(&[("a", "A"), ("b", "B2"), ("c", "C")]));
@@ -81,17 +84,7 @@ async fn a_change_replaces_its_object_in_place_and_leaves_the_others_untouched()
 
 #[tokio::test]
 async fn a_delete_gives_its_place_to_the_last_object_which_is_still_found_by_name() {
-    let (mut m, feed) = mirror();
-    for e in [
-        Event::Init,
-        Event::InitApply(worker("a", "A")),
-        Event::InitApply(worker("b", "B")),
-        Event::InitApply(worker("c", "C")),
-        Event::InitDone,
-    ] {
-        feed.apply(e);
-    }
-    m.sync();
+    let (mut m, feed) = listed(&[("a", "A"), ("b", "B"), ("c", "C")]);
     feed.apply(Event::Delete(worker("a", "A")));
     assert_eq!(shown(&mut m), pairs(&[("c", "C"), ("b", "B")]));
     // c moved: a change to it still lands in its (new) place, not in a stale one.
@@ -126,16 +119,7 @@ async fn changes_between_syncs_keep_only_the_latest_per_name() {
 
 #[tokio::test]
 async fn a_relist_replaces_everything_and_what_came_before_it() {
-    let (mut m, feed) = mirror();
-    for e in [
-        Event::Init,
-        Event::InitApply(worker("a", "A")),
-        Event::InitApply(worker("b", "B")),
-        Event::InitDone,
-    ] {
-        feed.apply(e);
-    }
-    m.sync();
+    let (mut m, feed) = listed(&[("a", "A"), ("b", "B")]);
     // A change the cycle has not taken in yet, then a relist (after a 410, say) that
     // no longer has a and has b changed: the relist is the truth.
     feed.apply(Event::Apply(worker("a", "A2")));
