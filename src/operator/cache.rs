@@ -20,7 +20,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
-pub use crate::shared::Shared;
+use crate::shared::Shared;
 
 use super::crd::{AmpWorker, AmpWorkerSpec, AmpWorkerStatus, WorkerBuildInfo, WorkerPlacement};
 
@@ -296,50 +296,6 @@ impl From<AmpWorker> for CachedWorker {
     }
 }
 
-/// Implements kube's `Lookup` for a cached type with `metadata: CachedMeta`, as the kind
-/// `$kind` with its name and namespace (what `operator::mirror` files it by). No uid.
-macro_rules! lookup_as {
-    ($cached:ty, $kind:ty) => {
-        impl kube::runtime::reflector::Lookup for $cached {
-            type DynamicType = ();
-
-            fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::kind(dt)
-            }
-            fn group(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::group(dt)
-            }
-            fn version(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::version(dt)
-            }
-            fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$kind as kube::Resource>::plural(dt)
-            }
-            fn name(&self) -> Option<std::borrow::Cow<'_, str>> {
-                self.metadata
-                    .name
-                    .as_deref()
-                    .map(std::borrow::Cow::Borrowed)
-            }
-            fn namespace(&self) -> Option<std::borrow::Cow<'_, str>> {
-                self.metadata
-                    .namespace
-                    .as_deref()
-                    .map(std::borrow::Cow::Borrowed)
-            }
-            fn resource_version(&self) -> Option<std::borrow::Cow<'_, str>> {
-                None
-            }
-            fn uid(&self) -> Option<std::borrow::Cow<'_, str>> {
-                None
-            }
-        }
-    };
-}
-pub(crate) use lookup_as;
-
-lookup_as!(CachedWorker, AmpWorker);
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -523,53 +479,6 @@ mod tests {
             change(&mut other);
             assert!(!ca.is(&other), "{other:?}");
         }
-    }
-
-    #[test]
-    fn cached_objects_are_filed_as_their_kind_by_namespace_and_name() {
-        use kube::runtime::reflector::Lookup;
-        let w = CachedWorker::from(AmpWorker {
-            metadata: read_by_the_planner(),
-            ..AmpWorker::new(
-                "w-1",
-                AmpWorkerSpec {
-                    node_id: "w-1".into(),
-                    expected_version: None,
-                    heartbeat_timeout_seconds: None,
-                    job_pickup_timeout_seconds: None,
-                },
-            )
-        });
-        let key = w.to_object_ref(());
-        assert_eq!(
-            (
-                CachedWorker::kind(&()),
-                CachedWorker::plural(&()),
-                CachedWorker::api_version(&())
-            ),
-            (
-                "AmpWorker".into(),
-                "ampworkers".into(),
-                "amp.io/v1alpha1".into()
-            )
-        );
-        assert_eq!(
-            (key.name.as_str(), key.namespace.as_deref()),
-            ("w-1", Some("amp"))
-        );
-        assert_eq!(key.extra.uid, None);
-        let pod = crate::operator::pods::WorkerPod::from(k8s_openapi::api::core::v1::Pod {
-            metadata: read_by_the_planner(),
-            ..Default::default()
-        });
-        assert_eq!(
-            (
-                crate::operator::pods::WorkerPod::kind(&()),
-                crate::operator::pods::WorkerPod::api_version(&())
-            ),
-            ("Pod".into(), "v1".into())
-        );
-        assert_eq!(pod.to_object_ref(()).namespace.as_deref(), Some("amp"));
     }
 
     #[test]

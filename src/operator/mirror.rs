@@ -12,9 +12,12 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use compact_str::CompactString;
-use kube::runtime::reflector::Lookup;
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
+
+use super::cache::CachedWorker;
+use super::crd::AmpWorkerFleet;
+use super::pods::WorkerPod;
 
 /// What the watch changed since the cycle last took it in. Bounded by the namespace's
 /// objects: one entry per name, and at most one relist in the making and one made.
@@ -76,8 +79,31 @@ pub fn mirror<C>() -> (Mirror<C>, Feed<C>) {
     )
 }
 
-fn name_of<C: Lookup>(object: &C) -> CompactString {
-    object.name().map(CompactString::from).unwrap_or_default()
+/// What a mirror files an object by: its name (a mirror watches one namespace).
+pub trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for CachedWorker {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+impl Named for WorkerPod {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+impl Named for AmpWorkerFleet {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+fn name_of<C: Named>(object: &C) -> CompactString {
+    CompactString::from(object.name())
 }
 
 /// The inbox, also after a panic elsewhere while it was held (its state is whole
@@ -86,7 +112,7 @@ fn open<C>(inbox: &Mutex<Inbox<C>>) -> std::sync::MutexGuard<'_, Inbox<C>> {
     inbox.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<C: Lookup> Feed<C> {
+impl<C: Named> Feed<C> {
     /// One watch event: a relist is collected whole before it replaces anything (as
     /// kube's reflector does); a change replaces the name's earlier one.
     pub fn apply(&self, event: Event<C>) {
@@ -116,7 +142,7 @@ impl<C: Lookup> Feed<C> {
     }
 }
 
-impl<C: Lookup> Mirror<C> {
+impl<C: Named> Mirror<C> {
     /// Waits for the watch's first complete list.
     pub async fn ready(&self) -> Result<(), FeedClosed> {
         self.ready

@@ -12,8 +12,9 @@ use kube::Resource;
 use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 
-use super::cache::{CachedMeta, Shared, SharedLabels};
+use super::cache::{CachedMeta, SharedLabels};
 use super::crd::{NODE_ID_ANNOTATION, WorkerPlacement};
+use crate::shared::Shared;
 
 /// `status.placement.source` of a placement read from the live Pod.
 pub const PLACEMENT_FROM_POD: &str = "Pod";
@@ -129,8 +130,6 @@ impl From<Pod> for WorkerPod {
         Self::keep(watched, &mut PodSharing::default())
     }
 }
-
-super::cache::lookup_as!(WorkerPod, Pod);
 
 /// The node id a Pod runs: its `amp.io/node-id` annotation (for ids that are not valid
 /// Pod names), else its name (a StatefulSet's Pod named after its worker).

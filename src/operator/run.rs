@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::ListParams;
-use kube::runtime::reflector::Lookup;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
@@ -17,7 +16,7 @@ use super::cache::CachedWorker;
 use super::controller::{Reconciler, ReconcilerConfig};
 use super::crd::{AmpWorker, AmpWorkerFleet};
 use super::metrics::OperatorMetrics;
-use super::mirror::Mirror;
+use super::mirror::{Mirror, Named};
 use super::plan::PlanConfig;
 use super::pods::WorkerPod;
 use super::probes::{OperatorProbes, router};
@@ -163,7 +162,7 @@ where
         + serde::de::DeserializeOwned
         + Send
         + 'static,
-    C: Lookup + Send + Sync + 'static,
+    C: Named + Send + Sync + 'static,
 {
     let (mirror, feed) = super::mirror::mirror();
     let fed = watcher(api, watcher::Config::default())
